@@ -1,0 +1,29 @@
+# Thin targets over scripts/. `make up` and `make test` are the two commands.
+.PHONY: up test down status migrate lint fmt install
+
+up:            ## install what is missing, start the stack and every sluice process
+	scripts/up.sh
+
+test:          ## the whole test suite (starts the stack if needed)
+	scripts/test.sh
+
+down:          ## stop everything `make up` started
+	scripts/mesh.sh down
+	scripts/stack.sh down
+
+status:        ## what runs, with pids and ports
+	@scripts/stack.sh status
+	@scripts/mesh.sh status
+
+install:       ## install the stack's packages and the tansu broker only
+	scripts/stack.sh install
+
+migrate:       ## apply the schema migrations to $$DATABASE_URL (default: the local stack)
+	. scripts/env.sh && cargo run -q -p common --bin sluice-migrate -- "$$DATABASE_URL"
+
+lint:          ## formatting and clippy, as CI wants them
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	cargo fmt --all

@@ -1,0 +1,31 @@
+//! The CDC wire contract between binlog-relay and every consumer (the
+//! cache-syncer and data engineers' own consumers).
+//!
+//! # Layout
+//! - [`envelope`]: the Debezium-compatible change envelope (without the schema
+//!   block), the transaction-metadata and heartbeat records.
+//! - [`topic`]: the only place a topic name is built.
+//! - [`key`]: message keys (the row's primary key as a JSON object).
+//! - [`gtid`]: MariaDB / MySQL GTID values as carried in headers and tokens.
+//!
+//! Invariants: nothing here does I/O; the JSON produced is the documented
+//! format, so changing a field name is a contract change (README + tests).
+
+pub mod envelope;
+pub mod gtid;
+pub mod key;
+pub mod topic;
+
+pub use envelope::{ChangeEvent, Op, Row, Snapshot, Source, TransactionRef};
+pub use gtid::Gtid;
+
+/// Kafka header carrying the transaction's GTID (`0-1-42`), when known.
+pub const HEADER_GTID: &str = "sluice.gtid";
+/// Kafka header carrying the binlog position `file:pos` of the event.
+pub const HEADER_POS: &str = "sluice.pos";
+/// Kafka header carrying the relay's monotonically increasing change sequence.
+pub const HEADER_SEQ: &str = "sluice.seq";
+/// W3C trace context header.
+pub const HEADER_TRACEPARENT: &str = "traceparent";
+/// Header on dead-letter messages naming why the message was rejected.
+pub const HEADER_DLQ_REASON: &str = "sluice.dlq.reason";

@@ -1,0 +1,58 @@
+//! Topic naming: `<prefix>.<db>.<table>` for row changes and three fixed
+//! per-prefix topics. Every topic name in sluice is built here.
+
+/// Default topic prefix (also the Debezium `source.name`).
+pub const DEFAULT_PREFIX: &str = "sluice";
+
+/// The topic that carries row changes of `db.table`.
+pub fn topic_for(prefix: &str, db: &str, table: &str) -> String {
+    format!("{prefix}.{db}.{table}")
+}
+
+/// Transaction metadata (BEGIN / END records with event counts).
+pub fn transaction_topic(prefix: &str) -> String {
+    format!("{prefix}.transaction")
+}
+
+/// Heartbeats, so that time lag stays honest while the source is idle.
+pub fn heartbeat_topic(prefix: &str) -> String {
+    format!("{prefix}.heartbeat")
+}
+
+/// Dead letters: messages a consumer could not apply, with the reason.
+pub fn dlq_topic(prefix: &str) -> String {
+    format!("{prefix}.dlq")
+}
+
+/// Splits a row-change topic back into `(db, table)`; `None` for the fixed
+/// topics or a topic of another prefix.
+pub fn parse_table_topic<'a>(prefix: &str, topic: &'a str) -> Option<(&'a str, &'a str)> {
+    let rest = topic.strip_prefix(prefix)?.strip_prefix('.')?;
+    let (db, table) = rest.split_once('.')?;
+    if db.is_empty() || table.is_empty() || table.contains('.') {
+        return None;
+    }
+    Some((db, table))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_topics_round_trip() {
+        let t = topic_for("sluice", "sluice", "follow");
+        assert_eq!(t, "sluice.sluice.follow");
+        assert_eq!(parse_table_topic("sluice", &t), Some(("sluice", "follow")));
+    }
+
+    #[test]
+    fn fixed_topics_are_not_table_topics() {
+        assert_eq!(
+            parse_table_topic("sluice", &transaction_topic("sluice")),
+            None
+        );
+        assert_eq!(parse_table_topic("sluice", &dlq_topic("sluice")), None);
+        assert_eq!(parse_table_topic("other", "sluice.a.b"), None);
+    }
+}

@@ -1,0 +1,212 @@
+//! Settings loading: defaults → optional TOML file → environment.
+//!
+//! Environment variables carry a per-binary prefix and use `__` for nesting:
+//! `RELAY_MYSQL__URL` sets `mysql.url` of the relay. `SLUICE_DEV=true` (or
+//! `<PREFIX>_DEV=true`) turns on dev mode, the only mode in which secrets such
+//! as database URLs and the JWT key have a usable default. Durations are
+//! written as `"5s"`, `"250ms"`. Tests build settings in code instead.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use secrecy::{ExposeSecret, SecretString};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// Loading or validating settings failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid configuration: {0}")]
+    Load(#[from] Box<figment::Error>),
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// Loads `T` from its `Default`, then the TOML file (if given), then env
+/// variables starting with `prefix` (e.g. `"RELAY_"`).
+pub fn load<T>(prefix: &str, file: Option<&Path>) -> Result<T, ConfigError>
+where
+    T: DeserializeOwned + Serialize + Default,
+{
+    let mut fig = Figment::from(Serialized::defaults(T::default()));
+    if let Some(path) = file {
+        if !path.exists() {
+            return Err(ConfigError::Invalid(format!(
+                "config file {} does not exist",
+                path.display()
+            )));
+        }
+        fig = fig.merge(Toml::file(path));
+    }
+    fig = fig
+        .merge(Env::raw().only(&["SLUICE_DEV"]).map(|_| "dev".into()))
+        .merge(Env::prefixed(prefix).split("__"));
+    fig.extract().map_err(|e| ConfigError::Load(Box::new(e)))
+}
+
+/// Dev-mode defaults of the local stack (`scripts/env.sh`).
+pub mod dev {
+    pub const MYSQL_URL: &str = "mysql://root@127.0.0.1:3307/sluice";
+    pub const REDIS_URL: &str = "redis://127.0.0.1:6380";
+    pub const KAFKA_BROKERS: &str = "127.0.0.1:9092";
+}
+
+/// MySQL / MariaDB connection.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct MysqlSettings {
+    /// `mysql://user:password@host:port/db`. No default outside dev mode.
+    #[serde(serialize_with = "ser_secret_opt")]
+    pub url: Option<SecretString>,
+    /// Maximum pool size.
+    pub max_connections: Option<u32>,
+}
+
+impl MysqlSettings {
+    /// The URL to connect to: the configured one, or the local stack's in dev mode.
+    pub fn resolve_url(&self, dev: bool) -> Result<SecretString, ConfigError> {
+        match (&self.url, dev) {
+            (Some(u), _) if !u.expose_secret().is_empty() => Ok(u.clone()),
+            (_, true) => Ok(SecretString::from(dev::MYSQL_URL)),
+            _ => Err(ConfigError::Invalid(
+                "mysql.url is required (set <PREFIX>_MYSQL__URL, or SLUICE_DEV=true for the local stack)".into(),
+            )),
+        }
+    }
+}
+
+/// Redis connection and key namespace.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RedisSettings {
+    /// `redis://host:port/db`; may carry a password, so no default outside dev mode.
+    #[serde(serialize_with = "ser_secret_opt")]
+    pub url: Option<SecretString>,
+    /// Key namespace (first segment of every key).
+    pub namespace: String,
+    /// Number of counter hash buckets B (DESIGN §5).
+    pub counter_buckets: u64,
+}
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        Self {
+            url: None,
+            namespace: "sluice".into(),
+            counter_buckets: crate::keys::DEFAULT_COUNTER_BUCKETS,
+        }
+    }
+}
+
+impl RedisSettings {
+    /// The URL to connect to: the configured one, or the local stack's in dev mode.
+    pub fn resolve_url(&self, dev: bool) -> Result<SecretString, ConfigError> {
+        match (&self.url, dev) {
+            (Some(u), _) if !u.expose_secret().is_empty() => Ok(u.clone()),
+            (_, true) => Ok(SecretString::from(dev::REDIS_URL)),
+            _ => Err(ConfigError::Invalid(
+                "redis.url is required (set <PREFIX>_REDIS__URL, or SLUICE_DEV=true for the local stack)".into(),
+            )),
+        }
+    }
+
+    /// The key builder for these settings.
+    pub fn keys(&self) -> crate::keys::Keys {
+        crate::keys::Keys::new(&self.namespace, self.counter_buckets)
+    }
+}
+
+/// Kafka connection and topic prefix.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct KafkaSettings {
+    /// Comma-separated `host:port` list (use `127.0.0.1`, not `localhost`).
+    pub brokers: String,
+    /// Topic prefix (`<prefix>.<db>.<table>`).
+    pub topic_prefix: String,
+}
+
+impl Default for KafkaSettings {
+    fn default() -> Self {
+        Self {
+            brokers: dev::KAFKA_BROKERS.into(),
+            topic_prefix: "sluice".into(),
+        }
+    }
+}
+
+/// The admin HTTP listener of a binary.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AdminSettings {
+    pub addr: SocketAddr,
+}
+
+impl AdminSettings {
+    pub fn on_port(port: u16) -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        }
+    }
+}
+
+/// Serde helper for `Duration` fields written as `"5s"`.
+pub use humantime_serde as duration;
+
+/// A `Duration` that (de)serialises as `"5s"`; handy for defaults.
+pub fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+fn ser_secret_opt<S: serde::Serializer>(v: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
+    // Only used to seed figment with defaults; a real secret never reaches a log.
+    match v {
+        Some(secret) => s.serialize_some(secret.expose_secret()),
+        None => s.serialize_none(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Default, Serialize, Deserialize)]
+    #[serde(default)]
+    struct Demo {
+        dev: bool,
+        mysql: MysqlSettings,
+        #[serde(with = "humantime_serde")]
+        timeout: Duration,
+    }
+
+    #[test]
+    fn env_overrides_file_and_nested_keys_use_double_underscore() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "demo.toml",
+                "timeout = \"5s\"\n[mysql]\nmax_connections = 3\n",
+            )?;
+            jail.set_env("DEMO_MYSQL__MAX_CONNECTIONS", "9");
+            let d: Demo = load("DEMO_", Some(Path::new("demo.toml"))).unwrap();
+            assert_eq!(d.timeout, Duration::from_secs(5));
+            assert_eq!(d.mysql.max_connections, Some(9));
+            assert!(!d.dev);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn database_url_has_no_default_outside_dev_mode() {
+        let m = MysqlSettings::default();
+        assert!(m.resolve_url(false).is_err());
+        assert_eq!(m.resolve_url(true).unwrap().expose_secret(), dev::MYSQL_URL);
+    }
+
+    #[test]
+    fn missing_config_file_is_a_clear_error() {
+        let e = load::<Demo>("DEMO_", Some(Path::new("/nonexistent/x.toml"))).unwrap_err();
+        assert!(e.to_string().contains("does not exist"), "{e}");
+    }
+}

@@ -1,0 +1,44 @@
+//! MySQL / MariaDB pool construction and the embedded schema migrations.
+//!
+//! `migrations/` at the workspace root is the only place the schema is
+//! defined; it is compiled into every binary through [`MIGRATOR`], so a
+//! binary can never run against a schema it does not know. Queries are
+//! checked at run time (no live database is needed to build).
+
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::migrate::Migrator;
+use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
+use std::str::FromStr;
+
+/// The workspace's migrations, embedded at build time.
+pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations");
+
+/// Connecting or migrating failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("invalid database url: {0}")]
+    Url(#[source] sqlx::Error),
+    #[error("cannot connect to mysql: {0}")]
+    Connect(#[source] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// Opens a pool. Fails within `connect_timeout` when the server does not answer.
+pub async fn connect(url: &SecretString, max_connections: u32) -> Result<MySqlPool, DbError> {
+    let opts = MySqlConnectOptions::from_str(url.expose_secret()).map_err(DbError::Url)?;
+    MySqlPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(opts)
+        .await
+        .map_err(DbError::Connect)
+}
+
+/// Applies every pending migration.
+pub async fn migrate(pool: &MySqlPool) -> Result<(), DbError> {
+    MIGRATOR.run(pool).await?;
+    Ok(())
+}

@@ -1,0 +1,140 @@
+//! The Redis key layout (DESIGN §5). Every key sluice touches is built here,
+//! under a namespace so that tenants and tests can share one Redis.
+//!
+//! - counters: hash `<ns>:cnt:<kind>:<owner_id % B>`, field `owner_id / B`
+//!   (a small integer, so the bucket stays a compact listpack);
+//! - lists: ZSETs `<ns>:following:<uid>` / `<ns>:followers:<uid>`, score =
+//!   followed-at in microseconds;
+//! - IsFollow bloom filter: bitmap `<ns>:bloom:follow`;
+//! - user profile cache: `<ns>:user:<uid>`;
+//! - applied watermark: hash `<ns>:watermark`.
+
+/// Default number of counter buckets B. With 1M users per kind that is ~244
+/// fields per bucket, well under Redis' default `hash-max-listpack-entries` (512).
+pub const DEFAULT_COUNTER_BUCKETS: u64 = 4096;
+
+/// Counter kinds (`counter.kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum CounterKind {
+    /// How many users `owner_id` follows.
+    Following = 1,
+    /// How many users follow `owner_id`.
+    Followers = 2,
+}
+
+impl CounterKind {
+    pub fn from_code(code: u64) -> Option<Self> {
+        match code {
+            1 => Some(Self::Following),
+            2 => Some(Self::Followers),
+            _ => None,
+        }
+    }
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+}
+
+/// Builds namespaced keys.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    ns: String,
+    buckets: u64,
+}
+
+/// Where one counter lives: hash key and field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CounterSlot {
+    pub key: String,
+    pub field: u64,
+}
+
+impl Keys {
+    /// `buckets` of 0 is treated as 1.
+    pub fn new(namespace: &str, buckets: u64) -> Self {
+        Self {
+            ns: namespace.to_owned(),
+            buckets: buckets.max(1),
+        }
+    }
+
+    pub fn namespace(&self) -> &str {
+        &self.ns
+    }
+
+    pub fn buckets(&self) -> u64 {
+        self.buckets
+    }
+
+    /// The bucket hash and field holding `(owner_id, kind)`.
+    pub fn counter(&self, kind: u8, owner_id: u64) -> CounterSlot {
+        CounterSlot {
+            key: format!("{}:cnt:{}:{}", self.ns, kind, owner_id % self.buckets),
+            field: owner_id / self.buckets,
+        }
+    }
+
+    /// Recovers the owner id from a bucket index and field.
+    pub fn owner_of(&self, bucket: u64, field: u64) -> u64 {
+        field * self.buckets + bucket
+    }
+
+    pub fn following(&self, uid: u64) -> String {
+        format!("{}:following:{}", self.ns, uid)
+    }
+
+    pub fn followers(&self, uid: u64) -> String {
+        format!("{}:followers:{}", self.ns, uid)
+    }
+
+    pub fn follow_bloom(&self) -> String {
+        format!("{}:bloom:follow", self.ns)
+    }
+
+    pub fn user_profile(&self, uid: u64) -> String {
+        format!("{}:user:{}", self.ns, uid)
+    }
+
+    pub fn watermark(&self) -> String {
+        format!("{}:watermark", self.ns)
+    }
+
+    /// Glob matching every key of this namespace (for tests and rebuilds).
+    pub fn all_pattern(&self) -> String {
+        format!("{}:*", self.ns)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counter_slot_splits_owner_into_bucket_and_field() {
+        let k = Keys::new("ns", 1000);
+        let slot = k.counter(CounterKind::Followers.code(), 123_456);
+        assert_eq!(
+            slot,
+            CounterSlot {
+                key: "ns:cnt:2:456".into(),
+                field: 123
+            }
+        );
+        assert_eq!(k.owner_of(456, 123), 123_456);
+    }
+
+    #[test]
+    fn zero_buckets_does_not_divide_by_zero() {
+        let k = Keys::new("ns", 0);
+        assert_eq!(k.counter(1, 7).field, 7);
+    }
+
+    #[test]
+    fn list_keys_are_namespaced() {
+        let k = Keys::new("t1", 10);
+        assert_eq!(k.following(5), "t1:following:5");
+        assert_eq!(k.followers(5), "t1:followers:5");
+        assert_eq!(k.all_pattern(), "t1:*");
+    }
+}

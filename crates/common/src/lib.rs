@@ -1,0 +1,21 @@
+//! Shared plumbing of every sluice binary.
+//!
+//! # Layout
+//! - [`config`]: the one settings loader (defaults → optional TOML file → env
+//!   with a per-binary prefix and `__` nesting) and the settings blocks that
+//!   several binaries share (MySQL, Redis, Kafka, admin port).
+//! - [`keys`]: every Redis key sluice reads or writes (DESIGN §5).
+//! - [`db`]: MySQL pool construction and the embedded migrations.
+//! - [`telemetry`]: tracing subscriber set-up.
+//! - [`admin`]: the admin HTTP server (`/metrics`, `/healthz`, `/readyz`, `/status`).
+//! - [`jwt`]: HS256 tokens (issued by user-service, checked by the gateway).
+//! - [`shutdown`]: the SIGINT/SIGTERM future every server stops on.
+//!
+//! Invariant: this crate depends on no other workspace crate.
+
+pub mod admin;
+pub mod config;
+pub mod db;
+pub mod keys;
+pub mod shutdown;
+pub mod telemetry;

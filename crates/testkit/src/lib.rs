@@ -1,0 +1,241 @@
+//! Helpers for integration tests that talk to the real local stack
+//! (`make up` / `scripts/stack.sh up`): MariaDB on 3307, Redis on 6380 and the
+//! Kafka-protocol broker on 9092, or wherever `SLUICE_MYSQL_URL`,
+//! `SLUICE_REDIS_URL` and `SLUICE_KAFKA_BROKERS` point.
+//!
+//! Every test gets its own database (migrated), topic prefix, consumer group
+//! and Redis namespace, so tests run in parallel against shared servers. When
+//! the stack is not up, helpers fail fast with a message naming the command
+//! to run, instead of hanging.
+//!
+//! This crate is a dev-dependency only.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use redis::AsyncCommands;
+use secrecy::SecretString;
+use sqlx::{Connection, MySqlPool};
+
+const START_HINT: &str =
+    "the local stack is not up: run `make up` (or `scripts/stack.sh up`) first";
+
+/// Server URL (no database) of the test MariaDB.
+pub fn mysql_server_url() -> String {
+    std::env::var("SLUICE_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3307".into())
+}
+
+/// URL of the test Redis.
+pub fn redis_url() -> String {
+    std::env::var("SLUICE_REDIS_URL").unwrap_or_else(|_| common::config::dev::REDIS_URL.into())
+}
+
+/// Bootstrap servers of the test broker.
+pub fn kafka_brokers() -> String {
+    std::env::var("SLUICE_KAFKA_BROKERS")
+        .unwrap_or_else(|_| common::config::dev::KAFKA_BROKERS.into())
+}
+
+/// A short random lowercase suffix for names that must not collide.
+pub fn unique_suffix() -> String {
+    let mut rng = rand::rng();
+    (0..10)
+        .map(|_| (b'a' + rng.random_range(0..26)) as char)
+        .collect()
+}
+
+/// Polls `check` until it returns `Some`, or panics with `what` after `deadline`.
+/// Use it instead of sleeping for eventual consistency.
+pub async fn eventually<T, F, Fut>(deadline: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    let mut pause = Duration::from_millis(5);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if start.elapsed() >= deadline {
+            panic!("not true after {deadline:?}: {what}");
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(100));
+    }
+}
+
+/// A fresh, migrated database named `sluice_t_<suffix>`.
+#[derive(Debug)]
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+    pub pool: MySqlPool,
+}
+
+impl TestDb {
+    /// Creates and migrates a new database. Panics with a hint when MariaDB is not up.
+    pub async fn new() -> Self {
+        let server = mysql_server_url();
+        let name = format!("sluice_t_{}", unique_suffix());
+        let mut conn = tokio::time::timeout(
+            Duration::from_secs(5),
+            sqlx::MySqlConnection::connect(&server),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("mariadb at {server} did not answer in 5s; {START_HINT}"))
+        .unwrap_or_else(|e| panic!("cannot connect to mariadb at {server}: {e}; {START_HINT}"));
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+        )))
+        .execute(&mut conn)
+        .await
+        .expect("create test database");
+        conn.close().await.ok();
+        let url = format!("{server}/{name}");
+        let pool = common::db::connect(&SecretString::from(url.clone()), 20)
+            .await
+            .expect("connect test database");
+        common::db::migrate(&pool)
+            .await
+            .expect("migrate test database");
+        Self { name, url, pool }
+    }
+
+    /// Drops the database (call at the end of a test; a leftover one is
+    /// harmless and removed by the next `make test`).
+    pub async fn drop_db(self) {
+        self.pool.close().await;
+        if let Ok(mut conn) = sqlx::MySqlConnection::connect(&mysql_server_url()).await {
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS `{}`",
+                self.name
+            )))
+            .execute(&mut conn)
+            .await;
+        }
+    }
+}
+
+/// A Redis connection scoped to a fresh namespace.
+#[derive(Clone)]
+pub struct TestRedis {
+    pub namespace: String,
+    pub url: String,
+    pub conn: redis::aio::ConnectionManager,
+}
+
+impl TestRedis {
+    /// Connects and picks a new namespace. Panics with a hint when Redis is not up.
+    pub async fn new() -> Self {
+        let url = redis_url();
+        let client = redis::Client::open(url.as_str()).expect("redis url");
+        let conn = tokio::time::timeout(
+            Duration::from_secs(5),
+            redis::aio::ConnectionManager::new(client),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("redis at {url} did not answer in 5s; {START_HINT}"))
+        .unwrap_or_else(|e| panic!("cannot connect to redis at {url}: {e}; {START_HINT}"));
+        Self {
+            namespace: format!("t_{}", unique_suffix()),
+            url,
+            conn,
+        }
+    }
+
+    /// The key builder for this namespace.
+    pub fn keys(&self, buckets: u64) -> common::keys::Keys {
+        common::keys::Keys::new(&self.namespace, buckets)
+    }
+
+    /// Deletes every key of this namespace.
+    pub async fn cleanup(&mut self) {
+        let pattern = format!("{}:*", self.namespace);
+        let keys: Vec<String> = {
+            let mut iter: redis::AsyncIter<String> = self
+                .conn
+                .scan_match(&pattern)
+                .await
+                .expect("scan test namespace");
+            let mut keys = Vec::new();
+            while let Some(k) = iter.next_item().await {
+                keys.push(k.expect("scan item"));
+            }
+            keys
+        };
+        if !keys.is_empty() {
+            let _: () = self.conn.del(keys).await.expect("delete test keys");
+        }
+    }
+}
+
+/// A per-test topic prefix and consumer group on the shared broker.
+#[derive(Debug, Clone)]
+pub struct TestKafka {
+    pub brokers: String,
+    /// Topic prefix, e.g. `t_abcdefghij`.
+    pub prefix: String,
+    /// Consumer group id for this test.
+    pub group: String,
+}
+
+impl TestKafka {
+    /// Picks a fresh prefix and group and checks the broker answers.
+    pub async fn new() -> Self {
+        let brokers = kafka_brokers();
+        let suffix = unique_suffix();
+        let kafka = Self {
+            brokers,
+            prefix: format!("t_{suffix}"),
+            group: format!("g_{suffix}"),
+        };
+        let addr = kafka
+            .brokers
+            .split(',')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        match tokio::time::timeout(
+            Duration::from_secs(3),
+            tokio::net::TcpStream::connect(&addr),
+        )
+        .await
+        {
+            Ok(Ok(_)) => kafka,
+            _ => panic!("kafka broker at {addr} does not answer; {START_HINT}"),
+        }
+    }
+
+    /// Base client config pointing at the test broker.
+    pub fn client_config(&self) -> ClientConfig {
+        let mut cfg = ClientConfig::new();
+        cfg.set("bootstrap.servers", &self.brokers);
+        cfg
+    }
+
+    /// Creates topics (the broker does not auto-create them). Existing topics are fine.
+    pub async fn create_topics(&self, names: &[&str], partitions: i32) {
+        let admin: AdminClient<DefaultClientContext> =
+            self.client_config().create().expect("kafka admin client");
+        let topics: Vec<NewTopic<'_>> = names
+            .iter()
+            .map(|n| NewTopic::new(n, partitions, TopicReplication::Fixed(1)))
+            .collect();
+        let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+        let results = admin
+            .create_topics(topics.iter(), &opts)
+            .await
+            .expect("create topics request");
+        for r in results {
+            match r {
+                Ok(_) | Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((topic, code)) => panic!("creating topic {topic} failed: {code}"),
+            }
+        }
+    }
+}

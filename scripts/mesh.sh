@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# The sluice processes of the local mesh, each started from target/$PROFILE
+# with a pid file and a log under .state/mesh/.
+#
+#   scripts/mesh.sh up       start every built process that is not running
+#   scripts/mesh.sh down     stop exactly those processes (by pid)
+#   scripts/mesh.sh status
+#
+# A process is "up" when its admin port answers /healthz.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+source "$ROOT/scripts/env.sh"
+PROFILE=${PROFILE:-debug}
+MESH="$SLUICE_STATE/mesh"
+export SLUICE_DEV=${SLUICE_DEV:-true}
+
+# name  admin-port  arguments
+PROCESSES=(
+)
+
+log() { printf '%s\n' "$*" >&2; }
+
+alive() { [ -f "$MESH/$1.pid" ] && kill -0 "$(cat "$MESH/$1.pid")" 2>/dev/null; }
+
+healthy() { curl -fsS -m 1 "http://127.0.0.1:$1/healthz" >/dev/null 2>&1; }
+
+start_one() { # name port args...
+    local name=$1 port=$2
+    shift 2
+    if alive "$name"; then
+        log "$name: already running (pid $(cat "$MESH/$name.pid")), admin 127.0.0.1:$port"
+        return
+    fi
+    local bin="$ROOT/target/$PROFILE/$name"
+    [ -x "$bin" ] || { log "$name: $bin is not built (run cargo build --workspace)"; return 1; }
+    mkdir -p "$MESH"
+    # shellcheck disable=SC2086
+    setsid "$bin" "$@" </dev/null >>"$MESH/$name.log" 2>&1 &
+    echo $! >"$MESH/$name.pid"
+    local deadline=$((SECONDS + 60))
+    until healthy "$port"; do
+        if ! alive "$name"; then
+            tail -n 20 "$MESH/$name.log" >&2
+            log "$name: exited during start-up (log: $MESH/$name.log)"
+            return 1
+        fi
+        [ $SECONDS -lt $deadline ] || { log "$name: admin port $port did not answer within 60s"; return 1; }
+        sleep 0.2
+    done
+    log "$name: started (pid $(cat "$MESH/$name.pid")), admin 127.0.0.1:$port, log $MESH/$name.log"
+}
+
+stop_one() { # name
+    local name=$1 pid
+    alive "$name" || { rm -f "$MESH/$name.pid"; return 0; }
+    pid=$(cat "$MESH/$name.pid")
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+    rm -f "$MESH/$name.pid"
+    log "$name: stopped (pid $pid)"
+}
+
+case "${1:-}" in
+up)
+    for entry in "${PROCESSES[@]}"; do
+        # shellcheck disable=SC2086
+        start_one $entry
+    done
+    ;;
+down)
+    for ((i = ${#PROCESSES[@]} - 1; i >= 0; i--)); do
+        read -r name _ <<<"${PROCESSES[$i]}"
+        stop_one "$name"
+    done
+    ;;
+status)
+    for entry in "${PROCESSES[@]}"; do
+        read -r name port _ <<<"$entry"
+        if alive "$name"; then
+            printf '%-17s running  pid %-7s admin 127.0.0.1:%s\n' "$name" "$(cat "$MESH/$name.pid")" "$port"
+        else
+            printf '%-17s stopped\n' "$name"
+        fi
+    done
+    ;;
+*) log "usage: $0 up|down|status"; exit 2 ;;
+esac

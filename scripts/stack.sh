@@ -1,0 +1,284 @@
+#!/usr/bin/env bash
+# sluice local stack: its own MariaDB (binlog on), Redis and Kafka-protocol broker
+# (tansu), all on loopback, all under one state folder.
+#
+#   scripts/stack.sh install   install what is missing (Debian packages, tansu)
+#   scripts/stack.sh up        install, start everything, wait until each answers
+#   scripts/stack.sh down      stop exactly the processes `up` started (by pid)
+#   scripts/stack.sh status    show what runs, with pids and ports
+#   scripts/stack.sh check     exit 0 only when every server answers
+#   scripts/stack.sh restart-kafka   stop and start the broker (its data stays)
+#
+# Every step is idempotent: a second `up` is a no-op.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/env.sh
+source "$ROOT/scripts/env.sh"
+
+log() { printf '%s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+as_root() {
+    if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+        die "'$*' needs root and sudo is not available"
+    fi
+}
+
+# ---------------------------------------------------------------- install
+APT_UPDATED=0
+apt_install() {
+    if [ "$APT_UPDATED" = 0 ]; then
+        log "installing Debian packages: $* (apt-get update first)"
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+        APT_UPDATED=1
+    fi
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+install_packages() {
+    local missing=()
+    command -v mariadbd >/dev/null || missing+=(mariadb-server)
+    command -v mariadb >/dev/null || missing+=(mariadb-client)
+    command -v redis-server >/dev/null || missing+=(redis-server)
+    command -v redis-cli >/dev/null || missing+=(redis-tools)
+    command -v protoc >/dev/null || missing+=(protobuf-compiler)
+    command -v make >/dev/null || missing+=(make)
+    command -v cc >/dev/null || missing+=(build-essential)
+    command -v pkg-config >/dev/null || missing+=(pkg-config)
+    dpkg -s zlib1g-dev >/dev/null 2>&1 || missing+=(zlib1g-dev)
+    if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
+}
+
+install_tansu() {
+    if [ -x "$SLUICE_TANSU_BIN" ]; then
+        log "tansu $TANSU_VERSION: using cached binary $SLUICE_TANSU_BIN"
+        return
+    fi
+    command -v cargo >/dev/null || die "cargo is needed to build the tansu broker"
+    log "tansu $TANSU_VERSION: no cached binary; building it from crates.io into $SLUICE_CACHE"
+    log "  (first time only, takes ~15 minutes on 2 cores; log: $SLUICE_CACHE/tansu-build.log)"
+    mkdir -p "$SLUICE_CACHE"
+    local root
+    root=$(dirname "$(dirname "$SLUICE_TANSU_BIN")")
+    if ! cargo install tansu --version "$TANSU_VERSION" --locked \
+        --features dynostore,libsql --root "$root" >"$SLUICE_CACHE/tansu-build.log" 2>&1; then
+        tail -n 30 "$SLUICE_CACHE/tansu-build.log" >&2
+        die "building tansu failed (full log: $SLUICE_CACHE/tansu-build.log)"
+    fi
+    log "tansu $TANSU_VERSION: built $SLUICE_TANSU_BIN"
+}
+
+cmd_install() {
+    install_packages
+    install_tansu
+}
+
+# ---------------------------------------------------------------- helpers
+pid_alive() { # pidfile
+    [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null
+}
+
+port_open() { # port
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+wait_for() { # what seconds command...
+    local what=$1 secs=$2
+    shift 2
+    local deadline=$((SECONDS + secs))
+    until "$@" >/dev/null 2>&1; do
+        [ $SECONDS -lt $deadline ] || return 1
+        sleep 0.2
+    done
+    log "$what"
+}
+
+port_taken_by_other() { # name port pidfile
+    if ! pid_alive "$3" && port_open "$2"; then
+        die "$1: port $2 is already in use by a process this stack did not start; stop it or set another port (see scripts/env.sh)"
+    fi
+}
+
+# ---------------------------------------------------------------- MariaDB
+MDB="$SLUICE_STATE/mariadb"
+mdb_client() { mariadb --no-defaults --protocol=socket --socket="$MDB/mysqld.sock" -uroot "$@"; }
+
+start_mariadb() {
+    if pid_alive "$MDB/mariadbd.pid"; then
+        log "mariadb: already running (pid $(cat "$MDB/mariadbd.pid")) on 127.0.0.1:$SLUICE_MYSQL_PORT"
+        return
+    fi
+    port_taken_by_other mariadb "$SLUICE_MYSQL_PORT" "$MDB/mariadbd.pid"
+    mkdir -p "$MDB/binlog" "$MDB/tmp"
+    cat >"$MDB/my.cnf" <<EOF
+[mariadbd]
+user                           = $(id -un)
+datadir                        = $MDB/data
+socket                         = $MDB/mysqld.sock
+pid-file                       = $MDB/mariadbd.pid
+tmpdir                         = $MDB/tmp
+log-error                      = $MDB/error.log
+port                           = $SLUICE_MYSQL_PORT
+bind-address                   = 127.0.0.1
+skip-name-resolve
+server-id                      = 1
+log-bin                        = $MDB/binlog/mysql-bin
+binlog_format                  = ROW
+binlog_row_image               = FULL
+binlog_row_metadata            = FULL
+binlog_annotate_row_events     = ON
+gtid_strict_mode               = ON
+sync_binlog                    = 0
+innodb_flush_log_at_trx_commit = 1
+innodb_buffer_pool_size        = 512M
+max_connections                = 1000
+character-set-server           = utf8mb4
+collation-server               = utf8mb4_unicode_ci
+EOF
+    if [ ! -d "$MDB/data/mysql" ]; then
+        log "mariadb: initialising datadir $MDB/data"
+        mariadb-install-db --defaults-file="$MDB/my.cnf" --auth-root-authentication-method=normal \
+            --skip-test-db >"$MDB/install.log" 2>&1 || { cat "$MDB/install.log" >&2; die "mariadb-install-db failed"; }
+    fi
+    setsid mariadbd --defaults-file="$MDB/my.cnf" </dev/null >/dev/null 2>&1 &
+    wait_for "mariadb: started on 127.0.0.1:$SLUICE_MYSQL_PORT (binlog ROW/FULL, datadir $MDB/data)" 60 \
+        mdb_client -e 'SELECT 1' || { tail -n 20 "$MDB/error.log" >&2; die "mariadb did not answer within 60s"; }
+    # Dev-mode access: root without a password, over the socket and loopback TCP only.
+    mdb_client <<SQL
+CREATE USER IF NOT EXISTS 'root'@'127.0.0.1' IDENTIFIED BY '';
+GRANT ALL PRIVILEGES ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;
+CREATE DATABASE IF NOT EXISTS \`$SLUICE_DB\` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;
+SQL
+}
+
+# ---------------------------------------------------------------- Redis
+RDS="$SLUICE_STATE/redis"
+start_redis() {
+    if pid_alive "$RDS/redis.pid"; then
+        log "redis: already running (pid $(cat "$RDS/redis.pid")) on 127.0.0.1:$SLUICE_REDIS_PORT"
+        return
+    fi
+    port_taken_by_other redis "$SLUICE_REDIS_PORT" "$RDS/redis.pid"
+    mkdir -p "$RDS"
+    redis-server --daemonize yes --bind 127.0.0.1 --port "$SLUICE_REDIS_PORT" \
+        --pidfile "$RDS/redis.pid" --dir "$RDS" --logfile "$RDS/redis.log" \
+        --save "" --appendonly no >/dev/null
+    wait_for "redis: started on 127.0.0.1:$SLUICE_REDIS_PORT" 30 \
+        redis-cli -h 127.0.0.1 -p "$SLUICE_REDIS_PORT" ping || die "redis did not answer within 30s ($RDS/redis.log)"
+}
+
+# ---------------------------------------------------------------- tansu
+TSU="$SLUICE_STATE/tansu"
+start_tansu() {
+    if pid_alive "$TSU/tansu.pid"; then
+        log "kafka (tansu): already running (pid $(cat "$TSU/tansu.pid")) on 127.0.0.1:$SLUICE_KAFKA_PORT"
+        return
+    fi
+    port_taken_by_other "kafka (tansu)" "$SLUICE_KAFKA_PORT" "$TSU/tansu.pid"
+    [ -x "$SLUICE_TANSU_BIN" ] || die "tansu is not installed: run scripts/stack.sh install"
+    mkdir -p "$TSU"
+    # Durable sqlite storage: topics, messages and committed offsets survive a restart.
+    setsid "$SLUICE_TANSU_BIN" broker \
+        --listener-url "tcp://127.0.0.1:$SLUICE_KAFKA_PORT" \
+        --advertised-listener-url "tcp://127.0.0.1:$SLUICE_KAFKA_PORT" \
+        --storage-engine "sqlite://$TSU/tansu.db" \
+        </dev/null >>"$TSU/tansu.log" 2>&1 &
+    echo $! >"$TSU/tansu.pid"
+    wait_for "kafka (tansu): started on 127.0.0.1:$SLUICE_KAFKA_PORT (storage sqlite://$TSU/tansu.db)" 60 \
+        port_open "$SLUICE_KAFKA_PORT" || { tail -n 20 "$TSU/tansu.log" >&2; die "tansu did not listen within 60s"; }
+}
+
+# The broker does not auto-create topics: create the sluice ones explicitly.
+create_topics() {
+    local existing topic
+    existing=$("$SLUICE_TANSU_BIN" topic list --broker "tcp://127.0.0.1:$SLUICE_KAFKA_PORT" 2>/dev/null || true)
+    for topic in $SLUICE_TOPICS; do
+        if grep -qF -- "\"name\":\"$topic\"" <<<"$existing"; then continue; fi
+        "$SLUICE_TANSU_BIN" topic create "$topic" --partitions "$SLUICE_TOPIC_PARTITIONS" \
+            --broker "tcp://127.0.0.1:$SLUICE_KAFKA_PORT" >>"$TSU/topics.log" 2>&1 ||
+            { tail -n 5 "$TSU/topics.log" >&2; die "could not create topic $topic"; }
+        log "kafka (tansu): created topic $topic ($SLUICE_TOPIC_PARTITIONS partitions)"
+    done
+}
+
+# ---------------------------------------------------------------- stop
+stop_pid() { # name pidfile expected-comm
+    local name=$1 pidfile=$2 comm=$3 pid
+    if ! pid_alive "$pidfile"; then
+        rm -f "$pidfile"
+        log "$name: not running"
+        return
+    fi
+    pid=$(cat "$pidfile")
+    if ! grep -q -- "$comm" "/proc/$pid/comm" 2>/dev/null; then
+        log "$name: pid $pid is not $comm any more; leaving it alone"
+        rm -f "$pidfile"
+        return
+    fi
+    kill "$pid"
+    for _ in $(seq 1 150); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.2
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        log "$name: still running after 30s; sending SIGKILL"
+        kill -9 "$pid" 2>/dev/null || true
+    fi
+    rm -f "$pidfile"
+    log "$name: stopped (pid $pid)"
+}
+
+cmd_down() {
+    stop_pid "kafka (tansu)" "$TSU/tansu.pid" tansu
+    stop_pid redis "$RDS/redis.pid" redis-server
+    stop_pid mariadb "$MDB/mariadbd.pid" mariadbd
+}
+
+show() { # name pidfile port
+    if pid_alive "$2"; then
+        printf '%-14s running  pid %-7s 127.0.0.1:%s\n' "$1" "$(cat "$2")" "$3"
+    else
+        printf '%-14s stopped\n' "$1"
+    fi
+}
+
+cmd_status() {
+    show mariadb "$MDB/mariadbd.pid" "$SLUICE_MYSQL_PORT"
+    show redis "$RDS/redis.pid" "$SLUICE_REDIS_PORT"
+    show "kafka (tansu)" "$TSU/tansu.pid" "$SLUICE_KAFKA_PORT"
+}
+
+cmd_check() {
+    pid_alive "$MDB/mariadbd.pid" && pid_alive "$RDS/redis.pid" && pid_alive "$TSU/tansu.pid" &&
+        port_open "$SLUICE_MYSQL_PORT" && port_open "$SLUICE_REDIS_PORT" && port_open "$SLUICE_KAFKA_PORT"
+}
+
+cmd_up() {
+    cmd_install
+    mkdir -p "$SLUICE_STATE"
+    start_mariadb
+    start_redis
+    start_tansu
+    create_topics
+    log "stack is up (state in $SLUICE_STATE):"
+    log "  mariadb  mysql://root@127.0.0.1:$SLUICE_MYSQL_PORT/$SLUICE_DB"
+    log "  redis    redis://127.0.0.1:$SLUICE_REDIS_PORT"
+    log "  kafka    127.0.0.1:$SLUICE_KAFKA_PORT"
+}
+
+# Run the command only when executed (sourcing gives the functions, for debugging).
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+    case "${1:-}" in
+    install) cmd_install ;;
+    up) cmd_up ;;
+    down) cmd_down ;;
+    status) cmd_status ;;
+    check) cmd_check ;;
+    restart-kafka)
+        stop_pid "kafka (tansu)" "$TSU/tansu.pid" tansu
+        start_tansu
+        ;;
+    *) die "usage: $0 install|up|down|status|check|restart-kafka" ;;
+    esac
+fi

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# `make test`: the whole suite against the real local stack (started if needed).
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+source "$ROOT/scripts/env.sh"
+cd "$ROOT"
+
+scripts/stack.sh check || scripts/stack.sh up
+# Databases left behind by earlier (interrupted) runs.
+mariadb --no-defaults -h127.0.0.1 -P"$SLUICE_MYSQL_PORT" -uroot -N -e \
+    "SELECT schema_name FROM information_schema.schemata WHERE schema_name LIKE 'sluice\\_t\\_%'" |
+    while read -r db; do mariadb --no-defaults -h127.0.0.1 -P"$SLUICE_MYSQL_PORT" -uroot -e "DROP DATABASE \`$db\`"; done
+cargo test --workspace "$@"
+# Durability of the broker: restarts it, so it runs alone after the suite.
+cargo test -p testkit --test it -- --ignored --exact kafka::broker_restart_keeps_topics_and_messages

@@ -1,0 +1,4 @@
+//! user-service: gRPC user service: register, login, profiles with counters.
+//!
+//! Not built yet: this crate only reserves its place in the workspace
+//! (tracked by issue #4). Its binary says so and exits non-zero.
