@@ -16,8 +16,10 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=scripts/env.sh
 source "$ROOT/scripts/env.sh"
 
-log() { printf '%s\n' "$*" >&2; }
-die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+# fd 4 is the real stderr, even inside checks whose output wait_for discards.
+exec 4>&2
+log() { printf '%s\n' "$*" >&4; }
+die() { printf 'error: %s\n' "$*" >&4; exit 1; }
 
 as_root() {
     if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
@@ -178,15 +180,23 @@ start_tansu() {
     port_taken_by_other "kafka (tansu)" "$SLUICE_KAFKA_PORT" "$TSU/tansu.pid"
     [ -x "$SLUICE_TANSU_BIN" ] || die "tansu is not installed: run scripts/stack.sh install"
     mkdir -p "$TSU"
-    # Durable sqlite storage: topics, messages and committed offsets survive a restart.
-    setsid "$SLUICE_TANSU_BIN" broker \
+    # Durable sqlite storage: topics, messages and committed offsets survive a
+    # restart. tansu resolves the sqlite path against its working directory
+    # (it drops the leading slash), hence `cd /`.
+    cd / && setsid "$SLUICE_TANSU_BIN" broker \
         --listener-url "tcp://127.0.0.1:$SLUICE_KAFKA_PORT" \
         --advertised-listener-url "tcp://127.0.0.1:$SLUICE_KAFKA_PORT" \
         --storage-engine "sqlite://$TSU/tansu.db" \
         </dev/null >>"$TSU/tansu.log" 2>&1 &
     echo $! >"$TSU/tansu.pid"
+    cd "$ROOT"
     wait_for "kafka (tansu): started on 127.0.0.1:$SLUICE_KAFKA_PORT (storage sqlite://$TSU/tansu.db)" 60 \
-        port_open "$SLUICE_KAFKA_PORT" || { tail -n 20 "$TSU/tansu.log" >&2; die "tansu did not listen within 60s"; }
+        tansu_ready || { tail -n 20 "$TSU/tansu.log" >&2; die "tansu did not start within 60s (log: $TSU/tansu.log)"; }
+}
+
+tansu_ready() {
+    pid_alive "$TSU/tansu.pid" || { tail -n 5 "$TSU/tansu.log" >&4; die "tansu exited during start-up"; }
+    port_open "$SLUICE_KAFKA_PORT"
 }
 
 # The broker does not auto-create topics: create the sluice ones explicitly.
