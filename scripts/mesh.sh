@@ -14,8 +14,9 @@ PROFILE=${PROFILE:-debug}
 MESH="$SLUICE_STATE/mesh"
 export SLUICE_DEV=${SLUICE_DEV:-true}
 
-# name  admin-port  arguments
+# name  admin-port  arguments (in start order; stopped in reverse)
 PROCESSES=(
+    "cache-syncer 9102 run"
 )
 
 log() { printf '%s\n' "$*" >&2; }

@@ -183,13 +183,13 @@ start_tansu() {
     # Durable sqlite storage: topics, messages and committed offsets survive a
     # restart. tansu resolves the sqlite path against its working directory
     # (it drops the leading slash), hence `cd /`.
-    cd / && setsid "$SLUICE_TANSU_BIN" broker \
+    # `exec` keeps the recorded pid that of tansu itself.
+    (cd / && exec setsid "$SLUICE_TANSU_BIN" broker \
         --listener-url "tcp://127.0.0.1:$SLUICE_KAFKA_PORT" \
         --advertised-listener-url "tcp://127.0.0.1:$SLUICE_KAFKA_PORT" \
         --storage-engine "sqlite://$TSU/tansu.db" \
-        </dev/null >>"$TSU/tansu.log" 2>&1 &
+        </dev/null >>"$TSU/tansu.log" 2>&1) &
     echo $! >"$TSU/tansu.pid"
-    cd "$ROOT"
     wait_for "kafka (tansu): started on 127.0.0.1:$SLUICE_KAFKA_PORT (storage sqlite://$TSU/tansu.db)" 60 \
         tansu_ready || { tail -n 20 "$TSU/tansu.log" >&2; die "tansu did not start within 60s (log: $TSU/tansu.log)"; }
 }
@@ -205,10 +205,13 @@ create_topics() {
     existing=$("$SLUICE_TANSU_BIN" topic list --broker "tcp://127.0.0.1:$SLUICE_KAFKA_PORT" 2>/dev/null || true)
     for topic in $SLUICE_TOPICS; do
         if grep -qF -- "\"name\":\"$topic\"" <<<"$existing"; then continue; fi
-        "$SLUICE_TANSU_BIN" topic create "$topic" --partitions "$SLUICE_TOPIC_PARTITIONS" \
+        # Transaction and heartbeat records keep their order in one partition.
+        local parts=$SLUICE_TOPIC_PARTITIONS
+        case "$topic" in *.transaction | *.heartbeat) parts=1 ;; esac
+        "$SLUICE_TANSU_BIN" topic create "$topic" --partitions "$parts" \
             --broker "tcp://127.0.0.1:$SLUICE_KAFKA_PORT" >>"$TSU/topics.log" 2>&1 ||
             { tail -n 5 "$TSU/topics.log" >&2; die "could not create topic $topic"; }
-        log "kafka (tansu): created topic $topic ($SLUICE_TOPIC_PARTITIONS partitions)"
+        log "kafka (tansu): created topic $topic ($parts partitions)"
     done
 }
 

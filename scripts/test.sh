@@ -12,4 +12,5 @@ mariadb --no-defaults -h127.0.0.1 -P"$SLUICE_MYSQL_PORT" -uroot -N -e \
     while read -r db; do mariadb --no-defaults -h127.0.0.1 -P"$SLUICE_MYSQL_PORT" -uroot -e "DROP DATABASE \`$db\`"; done
 cargo test --workspace "$@"
 # Durability of the broker: restarts it, so it runs alone after the suite.
-cargo test -p testkit --test it -- --ignored --exact kafka::broker_restart_keeps_topics_and_messages
+# (--workspace, like the run above, so no crate is rebuilt with other features.)
+cargo test --workspace -- --ignored --exact kafka::broker_restart_keeps_topics_and_messages
