@@ -182,6 +182,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API returns figment::Error
     fn env_overrides_file_and_nested_keys_use_double_underscore() {
         figment::Jail::expect_with(|jail| {
             jail.create_file(

@@ -7,7 +7,8 @@
 //!   followed-at in microseconds;
 //! - IsFollow bloom filter: bitmap `<ns>:bloom:follow`;
 //! - user profile cache: `<ns>:user:<uid>`;
-//! - applied watermark: hash `<ns>:watermark`.
+//! - applied watermark: hash `<ns>:watermark`;
+//! - syncer progress: hash `<ns>:syncer:applied` (highest applied seq per partition).
 
 /// Default number of counter buckets B. With 1M users per kind that is ~244
 /// fields per bucket, well under Redis' default `hash-max-listpack-entries` (512).
@@ -98,6 +99,12 @@ impl Keys {
 
     pub fn watermark(&self) -> String {
         format!("{}:watermark", self.ns)
+    }
+
+    /// Hash of the cache-syncer's progress: per `topic/partition`, the
+    /// highest applied `sluice.seq` (replays of older events are skipped).
+    pub fn syncer_applied(&self) -> String {
+        format!("{}:syncer:applied", self.ns)
     }
 
     /// Glob matching every key of this namespace (for tests and rebuilds).

@@ -4,6 +4,7 @@
 //! - [`config`]: the one settings loader (defaults → optional TOML file → env
 //!   with a per-binary prefix and `__` nesting) and the settings blocks that
 //!   several binaries share (MySQL, Redis, Kafka, admin port).
+//! - [`bloom`]: bit positions of the IsFollow bloom filter (writer and readers).
 //! - [`keys`]: every Redis key sluice reads or writes (DESIGN §5).
 //! - [`db`]: MySQL pool construction and the embedded migrations.
 //! - [`telemetry`]: tracing subscriber set-up.
@@ -14,8 +15,10 @@
 //! Invariant: this crate depends on no other workspace crate.
 
 pub mod admin;
+pub mod bloom;
 pub mod config;
 pub mod db;
+pub mod jwt;
 pub mod keys;
 pub mod shutdown;
 pub mod telemetry;

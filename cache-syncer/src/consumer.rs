@@ -1,0 +1,570 @@
+//! The consumer loop: Kafka → plan → apply → store offsets.
+//!
+//! # At-least-once
+//! Offsets are stored (`enable.auto.offset.store=false`) only after a batch's
+//! effects are applied to Redis and MySQL; librdkafka commits stored offsets
+//! in the background and once more, synchronously, on shutdown. A crash
+//! redelivers at most the uncommitted tail, which is harmless: effects are
+//! absolute values, and events whose `sluice.seq` is not above the
+//! partition's applied seq (kept in Redis with the effects, atomically) are
+//! skipped unless `reapply` is set.
+//!
+//! # Order and parallelism
+//! A batch holds the messages of every assigned partition that are ready,
+//! applied in arrival order, so each key's changes stay in order while all
+//! partitions advance together; scale-out is more processes in the group.
+//!
+//! # Errors
+//! A message that cannot be planned goes to `<prefix>.dlq` with the reason
+//! and the stream goes on. Redis or MySQL being down is transient: the batch
+//! is retried with backoff and nothing is committed meanwhile.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use cdc_event::ChangeEvent;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use redis::AsyncCommands;
+use serde::Serialize;
+
+use crate::apply::{Applier, Progress};
+use crate::config::Settings;
+use crate::error::{Error, Result};
+use crate::metrics as m;
+use crate::plan::{self, Effect};
+use crate::watermark::{Pending, Tracker, Watermark};
+
+/// Progress of one partition, as `/status` shows it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PartitionStatus {
+    /// Highest applied `sluice.seq`.
+    pub applied_seq: Option<u64>,
+    /// GTID of the last applied event.
+    pub applied_gtid: Option<String>,
+    /// Next offset to consume (last stored + 1).
+    pub next_offset: Option<i64>,
+    /// Messages behind the partition's high watermark.
+    pub lag: Option<i64>,
+}
+
+/// What `/status` serves.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SyncStatus {
+    pub group_id: String,
+    /// `topic/partition` → progress.
+    pub partitions: BTreeMap<String, PartitionStatus>,
+    pub events_applied: u64,
+    pub events_skipped: u64,
+    pub dead_lettered: u64,
+    /// Last apply error that is being retried, if any.
+    pub retrying: Option<String>,
+    /// Everything at or below this relay position is visible in Redis.
+    pub watermark: Option<Watermark>,
+    /// Relay heartbeats waiting for the partitions to drain past them.
+    pub watermark_pending: usize,
+}
+
+/// Shared handle on the status.
+pub type StatusHandle = Arc<Mutex<SyncStatus>>;
+
+/// A consumed message and what to do with it.
+struct Incoming {
+    msg: OwnedMessage,
+    seq: Option<u64>,
+    gtid: Option<String>,
+    action: Action,
+}
+
+enum Action {
+    /// Apply these effects (table and op for metrics, change time for freshness).
+    Apply {
+        effects: Vec<Effect>,
+        table: String,
+        op: &'static str,
+        changed_at_us: Option<i64>,
+    },
+    /// Tombstone, or already applied.
+    Skip,
+    /// A relay heartbeat with its acknowledged position.
+    Heartbeat {
+        acked_seq: Option<u64>,
+        acked_gtid: Option<String>,
+    },
+    /// Cannot be applied: dead-letter it with this reason.
+    Poison(String),
+}
+
+/// The syncer: one consumer-group member.
+pub struct Syncer {
+    settings: Settings,
+    consumer: Arc<StreamConsumer>,
+    dlq: FutureProducer,
+    applier: Applier,
+    applied: HashMap<String, u64>,
+    status: StatusHandle,
+    last_lag_check: Instant,
+    heartbeat_topic: String,
+    tracker: Tracker,
+}
+
+/// `topic/partition`, the key of per-partition progress.
+pub fn partition_key(topic: &str, partition: i32) -> String {
+    format!("{topic}/{partition}")
+}
+
+fn header(msg: &OwnedMessage, name: &str) -> Option<String> {
+    let headers = msg.headers()?;
+    headers
+        .iter()
+        .find(|h| h.key == name)
+        .and_then(|h| h.value)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+fn now_us() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+impl Syncer {
+    /// Creates the group member, subscribes, and loads the applied seqs.
+    pub async fn new(settings: Settings, applier: Applier, status: StatusHandle) -> Result<Self> {
+        let consumer: StreamConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &settings.kafka.brokers)
+            .set("group.id", &settings.group_id)
+            .set("enable.auto.commit", "true")
+            .set("auto.commit.interval.ms", "200")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("enable.partition.eof", "false")
+            .create()?;
+        let heartbeat_topic = cdc_event::topic::heartbeat_topic(&settings.kafka.topic_prefix);
+        let mut topics = settings.topics();
+        topics.push(heartbeat_topic.clone());
+        let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+        consumer.subscribe(&refs)?;
+        let dlq: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", &settings.kafka.brokers)
+            .set("acks", "all")
+            .set("enable.idempotence", "true")
+            .create()?;
+        let mut conn = applier.redis.clone();
+        let applied: HashMap<String, u64> = conn.hgetall(applier.keys.syncer_applied()).await?;
+        status
+            .lock()
+            .map(|mut s| s.group_id = settings.group_id.clone())
+            .ok();
+        Ok(Self {
+            settings,
+            consumer: Arc::new(consumer),
+            dlq,
+            applier,
+            applied,
+            status,
+            last_lag_check: Instant::now(),
+            heartbeat_topic,
+            tracker: Tracker::default(),
+        })
+    }
+
+    /// Runs until `shutdown` resolves, then commits what was applied.
+    pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) -> Result<()> {
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                res = self.step(Duration::from_millis(500)) => { res?; }
+            }
+        }
+        self.close()
+    }
+
+    /// Commits stored offsets synchronously (clean drain).
+    pub fn close(self) -> Result<()> {
+        match self.consumer.commit_consumer_state(CommitMode::Sync) {
+            Ok(())
+            | Err(rdkafka::error::KafkaError::ConsumerCommit(
+                rdkafka::types::RDKafkaErrorCode::NoOffset,
+            )) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Consumes up to `batch_max` ready messages (waiting at most `wait` for
+    /// the first), applies them and stores their offsets. Returns how many
+    /// messages were handled. Tests drive the syncer with this.
+    pub async fn step(&mut self, wait: Duration) -> Result<usize> {
+        let first = match tokio::time::timeout(wait, self.consumer.recv()).await {
+            Err(_) => {
+                self.maybe_check_lag().await;
+                self.advance_watermark().await?;
+                return Ok(0);
+            }
+            Ok(Err(e)) => {
+                // Consumer errors (a topic not created yet, a broker restart)
+                // are reported here and recovered by librdkafka itself.
+                tracing::warn!(error = %e, "kafka consumer error");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                return Ok(0);
+            }
+            Ok(Ok(m)) => m.detach(),
+        };
+        let mut batch = vec![self.decode(first)];
+        while batch.len() < self.settings.batch_max {
+            match tokio::time::timeout(Duration::from_millis(1), self.consumer.recv()).await {
+                Ok(Ok(m)) => {
+                    let m = m.detach();
+                    batch.push(self.decode(m));
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "kafka consumer error");
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        let n = batch.len();
+        self.handle(batch).await?;
+        self.maybe_check_lag().await;
+        Ok(n)
+    }
+
+    fn decode(&self, msg: OwnedMessage) -> Incoming {
+        let seq = header(&msg, cdc_event::HEADER_SEQ).and_then(|s| s.parse().ok());
+        let gtid = header(&msg, cdc_event::HEADER_GTID);
+        let action = match msg.payload() {
+            None => Action::Skip,
+            Some(bytes) if msg.topic() == self.heartbeat_topic => {
+                let v: serde_json::Value = serde_json::from_slice(bytes).unwrap_or_default();
+                Action::Heartbeat {
+                    acked_seq: v.get("acked_seq").and_then(serde_json::Value::as_u64),
+                    acked_gtid: v
+                        .get("acked_gtid")
+                        .and_then(|g| g.as_str())
+                        .map(str::to_owned),
+                }
+            }
+            Some(bytes) => match ChangeEvent::from_slice(bytes) {
+                Err(e) => Action::Poison(format!("invalid envelope: {e}")),
+                Ok(event) => {
+                    let key = partition_key(msg.topic(), msg.partition());
+                    let done = self.applied.get(&key).copied();
+                    if !self.settings.reapply && matches!((seq, done), (Some(s), Some(d)) if s <= d)
+                    {
+                        Action::Skip
+                    } else {
+                        match plan::plan(&event) {
+                            Ok(p) => Action::Apply {
+                                effects: p.effects,
+                                table: event.source.table.clone(),
+                                op: event.op.code(),
+                                changed_at_us: p.changed_at_us,
+                            },
+                            Err(e) => Action::Poison(e.to_string()),
+                        }
+                    }
+                }
+            },
+        };
+        Incoming {
+            msg,
+            seq,
+            gtid,
+            action,
+        }
+    }
+
+    async fn handle(&mut self, batch: Vec<Incoming>) -> Result<()> {
+        let mut effects = Vec::new();
+        let mut progress = Progress::new();
+        for inc in &batch {
+            match &inc.action {
+                Action::Apply { effects: e, .. } => {
+                    effects.extend(e.iter().cloned());
+                    if let Some(seq) = inc.seq {
+                        let key = partition_key(inc.msg.topic(), inc.msg.partition());
+                        let entry = progress.entry(key).or_insert(seq);
+                        *entry = (*entry).max(seq);
+                    }
+                }
+                Action::Poison(reason) => self.dead_letter(&inc.msg, reason).await?,
+                Action::Skip | Action::Heartbeat { .. } => {}
+            }
+        }
+        let started = Instant::now();
+        self.apply_with_retry(&effects, &progress).await?;
+        let applied_at = now_us();
+        metrics::histogram!(m::APPLY_SECONDS).record(started.elapsed().as_secs_f64());
+        for e in &effects {
+            metrics::counter!(m::EFFECTS, "kind" => e.kind()).increment(1);
+        }
+        self.record(&batch, applied_at)?;
+        let beat = batch.iter().rev().find_map(|inc| match &inc.action {
+            Action::Heartbeat {
+                acked_seq: Some(seq),
+                acked_gtid,
+            } => Some((*seq, acked_gtid.clone())),
+            _ => None,
+        });
+        if let Some((seq, gtid)) = beat {
+            let targets = self.drain_targets().await;
+            self.tracker.push(Pending { seq, gtid, targets });
+        }
+        self.advance_watermark().await
+    }
+
+    /// For every assigned row-change partition, the offset the syncer must
+    /// have applied up to: the broker's high watermark now. Partitions
+    /// already there (or empty) get target 0.
+    async fn drain_targets(&self) -> Vec<(String, i32, i64)> {
+        let consumer = Arc::clone(&self.consumer);
+        let hb = self.heartbeat_topic.clone();
+        tokio::task::spawn_blocking(move || {
+            let Ok(assigned) = consumer.assignment() else {
+                return Vec::new();
+            };
+            let positions = consumer
+                .position()
+                .unwrap_or_else(|_| TopicPartitionList::new());
+            let committed = consumer
+                .committed(Duration::from_secs(5))
+                .unwrap_or_else(|_| TopicPartitionList::new());
+            let offset_of = |tpl: &TopicPartitionList, t: &str, p: i32| {
+                tpl.find_partition(t, p).and_then(|e| match e.offset() {
+                    Offset::Offset(o) => Some(o),
+                    _ => None,
+                })
+            };
+            let mut out = Vec::new();
+            for el in assigned.elements().iter().filter(|e| e.topic() != hb) {
+                let (t, p) = (el.topic(), el.partition());
+                let high = match consumer.fetch_watermarks(t, p, Duration::from_secs(5)) {
+                    Ok((_, high)) => high,
+                    // Unknown: wait for any message to prove progress (target stays high).
+                    Err(_) => i64::MAX,
+                };
+                let done = offset_of(&positions, t, p)
+                    .or_else(|| offset_of(&committed, t, p))
+                    .unwrap_or(0);
+                out.push((t.to_owned(), p, if done >= high { 0 } else { high }));
+            }
+            out
+        })
+        .await
+        .unwrap_or_default()
+    }
+
+    /// Moves the watermark past every drained heartbeat and publishes it.
+    async fn advance_watermark(&mut self) -> Result<()> {
+        let positions = self
+            .consumer
+            .position()
+            .unwrap_or_else(|_| TopicPartitionList::new());
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let moved = self.tracker.advance(
+            |t, p| {
+                positions
+                    .find_partition(t, p)
+                    .and_then(|e| match e.offset() {
+                        Offset::Offset(o) => Some(o),
+                        _ => None,
+                    })
+            },
+            now_ms,
+        );
+        if let Ok(mut st) = self.status.lock() {
+            st.watermark_pending = self.tracker.pending();
+        }
+        let Some(w) = moved else { return Ok(()) };
+        let mut conn = self.applier.redis.clone();
+        let mut fields = vec![("seq", w.seq.to_string()), ("ts_ms", w.ts_ms.to_string())];
+        if let Some(g) = &w.gtid {
+            fields.push(("gtid", g.clone()));
+        }
+        let _: () = conn
+            .hset_multiple(self.applier.keys.watermark(), &fields)
+            .await?;
+        metrics::gauge!(m::WATERMARK_SEQ).set(w.seq as f64);
+        if let Ok(mut st) = self.status.lock() {
+            st.watermark = Some(w);
+        }
+        Ok(())
+    }
+
+    async fn apply_with_retry(&self, effects: &[Effect], progress: &Progress) -> Result<()> {
+        let mut pause = Duration::from_millis(50);
+        loop {
+            match self.applier.apply(effects, progress).await {
+                Ok(()) => {
+                    self.status.lock().map(|mut s| s.retrying = None).ok();
+                    return Ok(());
+                }
+                Err(e) if e.is_transient() => {
+                    metrics::counter!(m::RETRIES).increment(1);
+                    tracing::warn!(error = %e, retry_in = ?pause, "apply failed; retrying without committing");
+                    self.status
+                        .lock()
+                        .map(|mut s| s.retrying = Some(e.to_string()))
+                        .ok();
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Stores offsets and updates progress after a successful apply.
+    fn record(&mut self, batch: &[Incoming], applied_at: i64) -> Result<()> {
+        let mut status = self
+            .status
+            .lock()
+            .map_err(|_| Error::Other("status lock poisoned".into()))?;
+        for inc in batch {
+            let (topic, partition, offset) =
+                (inc.msg.topic(), inc.msg.partition(), inc.msg.offset());
+            self.consumer.store_offset(topic, partition, offset)?;
+            let key = partition_key(topic, partition);
+            let ps = status.partitions.entry(key.clone()).or_default();
+            ps.next_offset = Some(offset + 1);
+            match &inc.action {
+                Action::Apply {
+                    table,
+                    op,
+                    changed_at_us,
+                    ..
+                } => {
+                    metrics::counter!(m::EVENTS_APPLIED, "table" => table.clone(), "op" => *op)
+                        .increment(1);
+                    status.events_applied += 1;
+                    if let Some(at) = changed_at_us {
+                        metrics::histogram!(m::FRESHNESS_SECONDS)
+                            .record((applied_at - at).max(0) as f64 / 1e6);
+                    }
+                }
+                Action::Heartbeat { .. } => {}
+                Action::Skip => {
+                    if inc.msg.payload().is_some() {
+                        metrics::counter!(m::EVENTS_SKIPPED).increment(1);
+                        status.events_skipped += 1;
+                    }
+                }
+                Action::Poison(_) => status.dead_lettered += 1,
+            }
+            let ps = status.partitions.entry(key.clone()).or_default();
+            if let (Some(seq), Action::Apply { .. }) = (inc.seq, &inc.action) {
+                let cur = self.applied.entry(key.clone()).or_insert(seq);
+                *cur = (*cur).max(seq);
+                ps.applied_seq = Some(*cur);
+                ps.applied_gtid = inc.gtid.clone().or(ps.applied_gtid.take());
+                metrics::gauge!(m::APPLIED_SEQ, "topic" => topic.to_owned(), "partition" => partition.to_string())
+                    .set(*cur as f64);
+            }
+        }
+        Ok(())
+    }
+
+    async fn dead_letter(&self, msg: &OwnedMessage, reason: &str) -> Result<()> {
+        if !self.settings.dlq {
+            return Err(Error::Poison(format!(
+                "{} partition {} offset {}: {reason} (dlq disabled)",
+                msg.topic(),
+                msg.partition(),
+                msg.offset()
+            )));
+        }
+        tracing::warn!(
+            topic = msg.topic(),
+            partition = msg.partition(),
+            offset = msg.offset(),
+            reason,
+            "dead-lettering message"
+        );
+        let topic = cdc_event::topic::dlq_topic(&self.settings.kafka.topic_prefix);
+        let origin = format!("{}/{}@{}", msg.topic(), msg.partition(), msg.offset());
+        let mut headers = OwnedHeaders::new()
+            .insert(Header {
+                key: cdc_event::HEADER_DLQ_REASON,
+                value: Some(reason),
+            })
+            .insert(Header {
+                key: "sluice.dlq.origin",
+                value: Some(&origin),
+            });
+        if let Some(h) = msg.headers() {
+            for h in h.iter() {
+                headers = headers.insert(Header {
+                    key: h.key,
+                    value: h.value,
+                });
+            }
+        }
+        let mut record = FutureRecord::to(&topic).headers(headers);
+        if let Some(k) = msg.key() {
+            record = record.key(k);
+        }
+        if let Some(p) = msg.payload() {
+            record = record.payload(p);
+        }
+        self.dlq
+            .send(record, Duration::from_secs(30))
+            .await
+            .map_err(|(e, _)| Error::Kafka(e))?;
+        let kind = reason.split(':').next().unwrap_or("unknown").to_owned();
+        metrics::counter!(m::DLQ_TOTAL, "reason" => kind).increment(1);
+        Ok(())
+    }
+
+    /// Every 2 s: consumer lag per assigned partition (high watermark − position).
+    async fn maybe_check_lag(&mut self) {
+        if self.last_lag_check.elapsed() < Duration::from_secs(2) {
+            return;
+        }
+        self.last_lag_check = Instant::now();
+        let consumer = Arc::clone(&self.consumer);
+        let lags = tokio::task::spawn_blocking(move || -> Vec<(String, i32, i64)> {
+            let Ok(assigned) = consumer.assignment() else {
+                return Vec::new();
+            };
+            let positions = consumer
+                .position()
+                .unwrap_or_else(|_| TopicPartitionList::new());
+            let mut out = Vec::new();
+            for el in assigned.elements() {
+                let Ok((_, high)) =
+                    consumer.fetch_watermarks(el.topic(), el.partition(), Duration::from_secs(2))
+                else {
+                    continue;
+                };
+                let pos = positions
+                    .find_partition(el.topic(), el.partition())
+                    .and_then(|p| match p.offset() {
+                        Offset::Offset(o) => Some(o),
+                        _ => None,
+                    });
+                let lag = pos.map(|p| (high - p).max(0)).unwrap_or(high);
+                out.push((el.topic().to_owned(), el.partition(), lag));
+            }
+            out
+        })
+        .await
+        .unwrap_or_default();
+        if let Ok(mut status) = self.status.lock() {
+            for (topic, partition, lag) in lags {
+                metrics::gauge!(m::CONSUMER_LAG, "topic" => topic.clone(), "partition" => partition.to_string())
+                    .set(lag as f64);
+                status
+                    .partitions
+                    .entry(partition_key(&topic, partition))
+                    .or_default()
+                    .lag = Some(lag);
+            }
+        }
+    }
+}

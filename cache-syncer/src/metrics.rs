@@ -1,0 +1,47 @@
+//! Metric names of the cache-syncer (`cache_syncer_*`).
+
+/// Change events applied, by table and op.
+pub const EVENTS_APPLIED: &str = "cache_syncer_events_applied_total";
+/// Events skipped because their seq was already applied (replays, redeliveries).
+pub const EVENTS_SKIPPED: &str = "cache_syncer_events_skipped_total";
+/// Effects written, by kind (counter, edge_add, edge_remove, profile_invalidate).
+pub const EFFECTS: &str = "cache_syncer_effects_total";
+/// Time to apply one batch to Redis and MySQL.
+pub const APPLY_SECONDS: &str = "cache_syncer_apply_duration_seconds";
+/// Messages sent to the dead-letter topic, by reason kind.
+pub const DLQ_TOTAL: &str = "cache_syncer_dlq_total";
+/// Consumer lag in messages, per topic and partition.
+pub const CONSUMER_LAG: &str = "cache_syncer_consumer_lag_messages";
+/// Highest applied `sluice.seq`, per topic and partition.
+pub const APPLIED_SEQ: &str = "cache_syncer_applied_seq";
+/// Apply failures that will be retried (Redis or MySQL unavailable).
+pub const RETRIES: &str = "cache_syncer_apply_retries_total";
+/// Applied watermark: every change at or below this relay seq is in Redis.
+pub const WATERMARK_SEQ: &str = "cache_syncer_watermark_seq";
+/// Commit-to-Redis latency: from the row's own microsecond change time
+/// (`counter.updated_at`, `follow.created_at`/`deleted_at`) to the moment
+/// the batch holding it was applied.
+pub const FRESHNESS_SECONDS: &str = "cache_syncer_commit_to_applied_seconds";
+
+/// Registers descriptions so `/metrics` explains each series.
+pub fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(EVENTS_APPLIED, "change events applied, by table and op");
+    describe_counter!(EVENTS_SKIPPED, "change events skipped as already applied");
+    describe_counter!(EFFECTS, "effects written, by kind");
+    describe_histogram!(
+        APPLY_SECONDS,
+        metrics::Unit::Seconds,
+        "time to apply one batch"
+    );
+    describe_counter!(DLQ_TOTAL, "messages sent to the dead-letter topic");
+    describe_gauge!(CONSUMER_LAG, "consumer lag in messages per partition");
+    describe_gauge!(APPLIED_SEQ, "highest applied sluice.seq per partition");
+    describe_gauge!(WATERMARK_SEQ, "applied watermark (relay seq)");
+    describe_counter!(RETRIES, "apply attempts that failed and will be retried");
+    describe_histogram!(
+        FRESHNESS_SECONDS,
+        metrics::Unit::Seconds,
+        "row change time to applied in Redis"
+    );
+}

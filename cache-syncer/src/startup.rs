@@ -1,0 +1,97 @@
+//! Building the syncer from settings and running it with its admin server.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use common::admin::{Admin, Readiness};
+use redis::aio::ConnectionManager;
+use secrecy::ExposeSecret;
+use tokio::net::TcpListener;
+
+use crate::apply::Applier;
+use crate::config::Settings;
+use crate::consumer::{StatusHandle, SyncStatus, Syncer};
+use crate::error::{Error, Result};
+
+/// Connects MySQL (pool) and Redis (multiplexed, reconnecting).
+pub async fn connect(settings: &Settings) -> Result<Applier> {
+    let url = settings.mysql.resolve_url(settings.dev)?;
+    let pool = common::db::connect(&url, settings.mysql.max_connections.unwrap_or(4)).await?;
+    let redis_url = settings.redis.resolve_url(settings.dev)?;
+    let client = redis::Client::open(redis_url.expose_secret())?;
+    let redis = ConnectionManager::new(client).await?;
+    Ok(Applier {
+        redis,
+        pool,
+        keys: settings.redis.keys(),
+        list_cap: settings.list_cap,
+        bloom: settings.bloom,
+    })
+}
+
+/// A built, not yet running syncer with its admin listener bound.
+pub struct Application {
+    syncer: Syncer,
+    admin: Admin,
+    listener: TcpListener,
+    status: StatusHandle,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> Result<Self> {
+        settings.validate()?;
+        crate::metrics::describe();
+        let applier = connect(&settings).await?;
+        let status: StatusHandle = Arc::new(Mutex::new(SyncStatus::default()));
+        let listener = TcpListener::bind(settings.admin.addr).await.map_err(|e| {
+            Error::Other(format!(
+                "cannot bind admin port {}: {e}",
+                settings.admin.addr
+            ))
+        })?;
+        let syncer = Syncer::new(settings, applier, Arc::clone(&status)).await?;
+        let ready = Readiness::default();
+        ready.set(true);
+        let st = Arc::clone(&status);
+        let admin = Admin::new(ready).with_status(Arc::new(move || {
+            st.lock()
+                .map(|s| serde_json::to_value(&*s).unwrap_or_default())
+                .unwrap_or_default()
+        }));
+        Ok(Self {
+            syncer,
+            admin,
+            listener,
+            status,
+        })
+    }
+
+    /// Where the admin server listens.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// Shared status (what `/status` serves).
+    pub fn status(&self) -> StatusHandle {
+        Arc::clone(&self.status)
+    }
+
+    /// Consumes until `shutdown` resolves, then commits and stops the admin server.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<()> {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let mut admin_rx = rx.clone();
+        let admin = tokio::spawn(self.admin.serve(self.listener, async move {
+            let _ = admin_rx.wait_for(|v| *v).await;
+        }));
+        tracing::info!("cache-syncer running");
+        let res = self.syncer.run(shutdown).await;
+        let _ = tx.send(true);
+        let _ = admin.await;
+        res
+    }
+}

@@ -1,0 +1,216 @@
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use cache_syncer::apply::Applier;
+use cache_syncer::config::Settings;
+use cache_syncer::consumer::{StatusHandle, SyncStatus, Syncer};
+use cdc_event::{ChangeEvent, Op, Snapshot, Source};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use redis::AsyncCommands;
+use secrecy::SecretString;
+use serde_json::Value;
+use testkit::{TestDb, TestKafka, TestRedis};
+
+pub struct Harness {
+    pub db: TestDb,
+    pub redis: TestRedis,
+    pub kafka: TestKafka,
+    pub settings: Settings,
+    pub producer: FutureProducer,
+    pub seq: u64,
+}
+
+impl Harness {
+    pub async fn new() -> Self {
+        common::telemetry::init("cache-syncer-test");
+        let db = TestDb::new().await;
+        let redis = TestRedis::new().await;
+        let kafka = TestKafka::new().await;
+        let mut settings = Settings::default();
+        settings.mysql.url = Some(SecretString::from(db.url.clone()));
+        settings.redis.url = Some(SecretString::from(redis.url.clone()));
+        settings.redis.namespace = redis.namespace.clone();
+        settings.redis.counter_buckets = 16;
+        settings.kafka.brokers = kafka.brokers.clone();
+        settings.kafka.topic_prefix = kafka.prefix.clone();
+        settings.group_id = kafka.group.clone();
+        settings.source_db = db.name.clone();
+        settings.list_cap = 3;
+        settings.bloom.bits_log2 = 16;
+        settings.admin.addr = "127.0.0.1:0".parse().unwrap();
+        let mut topics = settings.topics();
+        topics.push(cdc_event::topic::dlq_topic(&kafka.prefix));
+        topics.push(cdc_event::topic::heartbeat_topic(&kafka.prefix));
+        let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+        kafka.create_topics(&refs, 2).await;
+        let producer = kafka
+            .client_config()
+            .set("acks", "all")
+            .create()
+            .expect("producer");
+        Self {
+            db,
+            redis,
+            kafka,
+            settings,
+            producer,
+            seq: 0,
+        }
+    }
+
+    pub async fn applier(&self) -> Applier {
+        cache_syncer::startup::connect(&self.settings)
+            .await
+            .expect("connect")
+    }
+
+    pub async fn syncer(&self) -> (Syncer, StatusHandle) {
+        let status = StatusHandle::new(std::sync::Mutex::new(SyncStatus::default()));
+        let s = Syncer::new(self.settings.clone(), self.applier().await, status.clone())
+            .await
+            .expect("syncer");
+        (s, status)
+    }
+
+    pub fn topic(&self, table: &str) -> String {
+        cdc_event::topic::topic_for(&self.kafka.prefix, &self.db.name, table)
+    }
+
+    pub fn event(
+        &self,
+        table: &str,
+        op: Op,
+        before: Option<Value>,
+        after: Option<Value>,
+    ) -> ChangeEvent {
+        let obj = |v: Value| v.as_object().unwrap().clone();
+        ChangeEvent {
+            before: before.map(obj),
+            after: after.map(obj),
+            source: Source {
+                version: "test".into(),
+                connector: "sluice".into(),
+                name: self.kafka.prefix.clone(),
+                ts_ms: 0,
+                db: self.db.name.clone(),
+                table: table.into(),
+                server_id: 1,
+                gtid: None,
+                file: "mysql-bin.000001".into(),
+                pos: 4,
+                row: 0,
+                snapshot: Snapshot::False,
+                thread: None,
+            },
+            op,
+            ts_ms: 0,
+            transaction: None,
+        }
+    }
+
+    /// Produces `event` keyed by `key` with the next seq (or `seq`).
+    pub async fn send(&mut self, key: &str, event: &ChangeEvent, seq: Option<u64>) -> u64 {
+        let seq = seq.unwrap_or_else(|| {
+            self.seq += 1;
+            self.seq
+        });
+        let payload = serde_json::to_vec(event).unwrap();
+        self.send_raw(
+            &self.topic(&event.source.table),
+            key,
+            Some(&payload),
+            Some(seq),
+        )
+        .await;
+        seq
+    }
+
+    pub async fn send_raw(&self, topic: &str, key: &str, payload: Option<&[u8]>, seq: Option<u64>) {
+        let mut headers = OwnedHeaders::new();
+        let seq_s = seq.map(|s| s.to_string());
+        if let Some(s) = &seq_s {
+            headers = headers.insert(Header {
+                key: cdc_event::HEADER_SEQ,
+                value: Some(s.as_str()),
+            });
+        }
+        let mut rec = FutureRecord::<str, [u8]>::to(topic)
+            .key(key)
+            .headers(headers);
+        if let Some(p) = payload {
+            rec = rec.payload(p);
+        }
+        self.producer
+            .send(rec, Duration::from_secs(10))
+            .await
+            .expect("produce");
+    }
+
+    /// Steps the syncer until `n` messages were handled.
+    pub async fn drain(&self, syncer: &mut Syncer, n: usize) {
+        let mut seen = 0;
+        // Generous: a consumer-group join on a loaded 2-core machine can be slow.
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        while seen < n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "only {seen} of {n} messages consumed in 120s"
+            );
+            seen += syncer.step(Duration::from_millis(200)).await.expect("step");
+        }
+    }
+
+    /// Everything in the namespace, type-aware, for before/after comparisons.
+    pub async fn redis_state(&mut self) -> BTreeMap<String, String> {
+        let mut conn = self.redis.conn.clone();
+        let keys: Vec<String> = conn
+            .keys(format!("{}:*", self.redis.namespace))
+            .await
+            .unwrap();
+        let mut out = BTreeMap::new();
+        for k in keys {
+            if k.ends_with(":syncer:applied") {
+                continue;
+            }
+            let t: String = redis::cmd("TYPE")
+                .arg(&k)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            let v = match t.as_str() {
+                "hash" => format!(
+                    "{:?}",
+                    conn.hgetall::<_, BTreeMap<String, String>>(&k)
+                        .await
+                        .unwrap()
+                ),
+                "zset" => format!(
+                    "{:?}",
+                    conn.zrange_withscores::<_, Vec<(String, String)>>(&k, 0, -1)
+                        .await
+                        .unwrap()
+                ),
+                "string" => format!("{:?}", conn.get::<_, Vec<u8>>(&k).await.unwrap()),
+                other => other.to_owned(),
+            };
+            out.insert(k, v);
+        }
+        out
+    }
+
+    pub async fn add_users(&self, n: u64) {
+        for i in 1..=n {
+            sqlx::query("INSERT INTO user (id, username, password_hash) VALUES (?, ?, 'x')")
+                .bind(i)
+                .bind(format!("u{i}"))
+                .execute(&self.db.pool)
+                .await
+                .unwrap();
+        }
+    }
+}
+
+pub const T1: &str = "2026-11-26T10:00:00.000001";
+pub const T1_US: i64 = 1_795_687_200_000_001;
+pub const T2: &str = "2026-11-26T10:00:02.000000";

@@ -1,0 +1,323 @@
+use cdc_event::Op;
+use redis::AsyncCommands;
+use serde_json::json;
+
+use crate::harness::{Harness, T1, T1_US, T2};
+
+fn follow_row(
+    id: u64,
+    from: u64,
+    to: u64,
+    created: &str,
+    deleted: Option<&str>,
+) -> serde_json::Value {
+    json!({"id": id, "from_id": from, "to_id": to, "created_at": created, "deleted_at": deleted})
+}
+
+fn counter_row(owner: u64, kind: u8, value: i64) -> serde_json::Value {
+    json!({"owner_id": owner, "kind": kind, "value": value, "updated_at": T1})
+}
+
+#[tokio::test]
+async fn follow_and_counter_events_converge_redis_and_user_columns() {
+    let mut h = Harness::new().await;
+    h.add_users(3).await;
+    let (mut syncer, status) = h.syncer().await;
+
+    let e = h.event(
+        "follow",
+        Op::Create,
+        None,
+        Some(follow_row(1, 1, 2, T1, None)),
+    );
+    h.send(r#"{"id":1}"#, &e, None).await;
+    let e = h.event("counter", Op::Create, None, Some(counter_row(1, 1, 1)));
+    h.send(r#"{"owner_id":1,"kind":1}"#, &e, None).await;
+    let e = h.event("counter", Op::Create, None, Some(counter_row(2, 2, 1)));
+    h.send(r#"{"owner_id":2,"kind":2}"#, &e, None).await;
+    h.drain(&mut syncer, 3).await;
+
+    let keys = h.settings.redis.keys();
+    let mut r = h.redis.conn.clone();
+    let slot = keys.counter(2, 2);
+    assert_eq!(
+        r.hget::<_, _, Option<i64>>(&slot.key, slot.field)
+            .await
+            .unwrap(),
+        Some(1)
+    );
+    let following: Vec<(u64, i64)> = r.zrange_withscores(keys.following(1), 0, -1).await.unwrap();
+    assert_eq!(following, [(2, T1_US)]);
+    let followers: Vec<u64> = r.zrange(keys.followers(2), 0, -1).await.unwrap();
+    assert_eq!(followers, [1]);
+    let cols: (u64, u64) =
+        sqlx::query_as("SELECT follow_count, follower_count FROM user WHERE id = 1")
+            .fetch_one(&h.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(cols, (1, 0));
+    let frc: u64 = sqlx::query_scalar("SELECT follower_count FROM user WHERE id = 2")
+        .fetch_one(&h.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(frc, 1);
+
+    // Unfollow: soft delete and counters back to 0.
+    let e = h.event(
+        "follow",
+        Op::Update,
+        Some(follow_row(1, 1, 2, T1, None)),
+        Some(follow_row(1, 1, 2, T1, Some(T2))),
+    );
+    h.send(r#"{"id":1}"#, &e, None).await;
+    let e = h.event(
+        "counter",
+        Op::Update,
+        Some(counter_row(2, 2, 1)),
+        Some(counter_row(2, 2, 0)),
+    );
+    h.send(r#"{"owner_id":2,"kind":2}"#, &e, None).await;
+    h.drain(&mut syncer, 2).await;
+    let followers: Vec<u64> = r.zrange(keys.followers(2), 0, -1).await.unwrap();
+    assert!(followers.is_empty());
+    assert_eq!(
+        r.hget::<_, _, Option<i64>>(&slot.key, slot.field)
+            .await
+            .unwrap(),
+        Some(0)
+    );
+    let frc: u64 = sqlx::query_scalar("SELECT follower_count FROM user WHERE id = 2")
+        .fetch_one(&h.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(frc, 0);
+    assert_eq!(status.lock().unwrap().events_applied, 5);
+    syncer.close().unwrap();
+}
+
+#[tokio::test]
+async fn lists_keep_only_the_newest_entries() {
+    let mut h = Harness::new().await;
+    let (mut syncer, _) = h.syncer().await;
+    for i in 0..5u64 {
+        let at = format!("2026-11-26T10:00:0{i}.000000");
+        let e = h.event(
+            "follow",
+            Op::Create,
+            None,
+            Some(follow_row(10 + i, 100 + i, 7, &at, None)),
+        );
+        h.send(&format!(r#"{{"id":{}}}"#, 10 + i), &e, None).await;
+    }
+    h.drain(&mut syncer, 5).await;
+    let mut r = h.redis.conn.clone();
+    let followers: Vec<u64> = r
+        .zrevrange(h.settings.redis.keys().followers(7), 0, -1)
+        .await
+        .unwrap();
+    assert_eq!(followers, [104, 103, 102], "cap of 3 keeps the newest");
+}
+
+#[tokio::test]
+async fn duplicated_and_redelivered_messages_leave_redis_unchanged() {
+    let mut h = Harness::new().await;
+    h.add_users(2).await;
+    let (mut syncer, status) = h.syncer().await;
+    let e = h.event(
+        "follow",
+        Op::Create,
+        None,
+        Some(follow_row(1, 1, 2, T1, None)),
+    );
+    let s1 = h.send(r#"{"id":1}"#, &e, None).await;
+    let c = h.event("counter", Op::Create, None, Some(counter_row(2, 2, 1)));
+    let s2 = h.send(r#"{"owner_id":2,"kind":2}"#, &c, None).await;
+    h.drain(&mut syncer, 2).await;
+    let before = h.redis_state().await;
+
+    // The same events again (a relay replay carries the same seq).
+    h.send(r#"{"id":1}"#, &e, Some(s1)).await;
+    h.send(r#"{"owner_id":2,"kind":2}"#, &c, Some(s2)).await;
+    h.drain(&mut syncer, 2).await;
+    assert_eq!(
+        status.lock().unwrap().events_skipped,
+        2,
+        "old seqs are skipped"
+    );
+    assert_eq!(h.redis_state().await, before);
+
+    // Redelivery to a fresh group member that re-applies on purpose.
+    syncer.close().unwrap();
+    h.settings.group_id = format!("{}-again", h.settings.group_id);
+    h.settings.reapply = true;
+    let (mut again, st) = h.syncer().await;
+    h.drain(&mut again, 4).await;
+    assert_eq!(st.lock().unwrap().events_applied, 4);
+    assert_eq!(
+        h.redis_state().await,
+        before,
+        "re-applying everything changes nothing"
+    );
+}
+
+#[tokio::test]
+async fn replaying_a_partition_twice_leaves_redis_unchanged() {
+    let mut h = Harness::new().await;
+    h.add_users(4).await;
+    let (mut syncer, _) = h.syncer().await;
+    let mut n = 0;
+    for (id, from, to) in [(1u64, 1u64, 2u64), (2, 3, 2), (3, 2, 4)] {
+        let e = h.event(
+            "follow",
+            Op::Create,
+            None,
+            Some(follow_row(id, from, to, T1, None)),
+        );
+        h.send(&format!(r#"{{"id":{id}}}"#), &e, None).await;
+        n += 1;
+    }
+    let e = h.event(
+        "follow",
+        Op::Update,
+        Some(follow_row(2, 3, 2, T1, None)),
+        Some(follow_row(2, 3, 2, T1, Some(T2))),
+    );
+    h.send(r#"{"id":2}"#, &e, None).await;
+    n += 1;
+    h.drain(&mut syncer, n).await;
+    syncer.close().unwrap();
+    let before = h.redis_state().await;
+
+    h.settings.reapply = true;
+    for round in 0..2 {
+        h.settings.group_id = format!("{}-replay{round}", h.kafka.group);
+        let (mut s, _) = h.syncer().await;
+        h.drain(&mut s, n).await;
+        s.close().unwrap();
+        assert_eq!(
+            h.redis_state().await,
+            before,
+            "replay {round} changed redis"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_poison_message_lands_in_the_dlq_and_the_stream_goes_on() {
+    let mut h = Harness::new().await;
+    h.add_users(2).await;
+    let (mut syncer, status) = h.syncer().await;
+    let topic = h.topic("counter");
+    h.send_raw(
+        &topic,
+        r#"{"owner_id":1,"kind":1}"#,
+        Some(b"{not json"),
+        Some(1),
+    )
+    .await;
+    let bad = h.event(
+        "counter",
+        Op::Create,
+        None,
+        Some(json!({"owner_id": "x", "kind": 1, "value": 1})),
+    );
+    h.send(r#"{"owner_id":9,"kind":1}"#, &bad, Some(2)).await;
+    // A tombstone is skipped, not dead-lettered.
+    h.send_raw(&topic, r#"{"owner_id":1,"kind":1}"#, None, None)
+        .await;
+    h.seq = 2;
+    let good = h.event("counter", Op::Create, None, Some(counter_row(1, 1, 1)));
+    h.send(r#"{"owner_id":1,"kind":1}"#, &good, None).await;
+    h.drain(&mut syncer, 4).await;
+
+    let keys = h.settings.redis.keys();
+    let slot = keys.counter(1, 1);
+    let mut r = h.redis.conn.clone();
+    assert_eq!(
+        r.hget::<_, _, Option<i64>>(&slot.key, slot.field)
+            .await
+            .unwrap(),
+        Some(1)
+    );
+    assert_eq!(status.lock().unwrap().dead_lettered, 2);
+
+    use rdkafka::Message;
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    use rdkafka::message::Headers;
+    let c: StreamConsumer = h
+        .kafka
+        .client_config()
+        .set("group.id", format!("{}-dlq", h.kafka.group))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    c.subscribe(&[&cdc_event::topic::dlq_topic(&h.kafka.prefix)])
+        .unwrap();
+    let mut reasons = Vec::new();
+    while reasons.len() < 2 {
+        let m = tokio::time::timeout(std::time::Duration::from_secs(30), c.recv())
+            .await
+            .expect("dlq message")
+            .unwrap();
+        let reason = m
+            .headers()
+            .and_then(|hs| hs.iter().find(|x| x.key == cdc_event::HEADER_DLQ_REASON))
+            .and_then(|x| x.value.map(|v| String::from_utf8_lossy(v).into_owned()))
+            .expect("reason header");
+        reasons.push(reason);
+    }
+    reasons.sort();
+    assert!(reasons[0].contains("invalid envelope"), "{reasons:?}");
+    assert!(reasons[1].contains("owner_id"), "{reasons:?}");
+}
+
+#[tokio::test]
+async fn watermark_follows_relay_heartbeats_once_partitions_are_drained() {
+    let mut h = Harness::new().await;
+    h.add_users(3).await;
+    let (mut syncer, status) = h.syncer().await;
+    let mut last = 0;
+    for (id, from, to) in [(1u64, 1u64, 2u64), (2, 2, 3), (3, 3, 1)] {
+        let e = h.event(
+            "follow",
+            Op::Create,
+            None,
+            Some(follow_row(id, from, to, T1, None)),
+        );
+        last = h.send(&format!(r#"{{"id":{id}}}"#), &e, None).await;
+    }
+    let beat = json!({"ts_ms": 0, "pos": "mysql-bin.000001:4", "gtid": "0-1-3", "seq": last,
+                      "acked_seq": last, "acked_gtid": "0-1-3"});
+    let topic = cdc_event::topic::heartbeat_topic(&h.kafka.prefix);
+    h.send_raw(
+        &topic,
+        &h.kafka.prefix.clone(),
+        Some(&serde_json::to_vec(&beat).unwrap()),
+        None,
+    )
+    .await;
+    h.drain(&mut syncer, 4).await;
+    // Drained partitions turn the heartbeat into the watermark (poll, no sleep).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let w = loop {
+        if let Some(w) = status.lock().unwrap().watermark.clone() {
+            break w;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "watermark never reached the heartbeat"
+        );
+        syncer
+            .step(std::time::Duration::from_millis(50))
+            .await
+            .unwrap();
+    };
+    assert_eq!((w.seq, w.gtid.as_deref()), (last, Some("0-1-3")));
+    let mut r = h.redis.conn.clone();
+    let stored: std::collections::HashMap<String, String> = r
+        .hgetall(h.settings.redis.keys().watermark())
+        .await
+        .unwrap();
+    assert_eq!(stored.get("gtid").map(String::as_str), Some("0-1-3"));
+    assert_eq!(stored.get("seq"), Some(&last.to_string()));
+}
