@@ -14,6 +14,15 @@ PROFILE=${PROFILE:-debug}
 MESH="$SLUICE_STATE/mesh"
 export SLUICE_DEV=${SLUICE_DEV:-true}
 
+# Point every binary at this stack (its ports may be overridden in env.sh),
+# unless the caller set a binary's own variable already.
+for prefix in RELAY SYNCER USER RELATION COUNT GATEWAY; do
+    for pair in "MYSQL__URL=$DATABASE_URL" "REDIS__URL=$SLUICE_REDIS_URL" "KAFKA__BROKERS=$SLUICE_KAFKA_BROKERS"; do
+        var="${prefix}_${pair%%=*}"
+        [ -n "${!var:-}" ] || export "$var=${pair#*=}"
+    done
+done
+
 # name  admin-port  arguments (in start order; stopped in reverse)
 PROCESSES=(
     "cache-syncer 9102 run"
