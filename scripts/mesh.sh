@@ -26,6 +26,10 @@ done
 # name  admin-port  arguments (in start order; stopped in reverse)
 PROCESSES=(
     "cache-syncer 9102 run"
+    "user-service 9080"
+    "count-service 9081"
+    "relation-service 9082"
+    "gateway 9888"
 )
 
 log() { printf '%s\n' "$*" >&2; }

@@ -9,7 +9,6 @@
 
 use std::collections::BTreeMap;
 
-use common::bloom::BloomParams;
 use common::keys::{CounterKind, Keys};
 use redis::aio::ConnectionManager;
 use sqlx::MySqlPool;
@@ -24,7 +23,6 @@ pub struct Applier {
     pub pool: MySqlPool,
     pub keys: Keys,
     pub list_cap: usize,
-    pub bloom: BloomParams,
 }
 
 /// New applied seq of one partition (`topic/partition` → seq).
@@ -54,7 +52,7 @@ impl Applier {
                     pipe.zadd(&followers, from, at_us).ignore();
                     pipe.zremrangebyrank(&followers, 0, -(cap + 1)).ignore();
                     let bloom = self.keys.follow_bloom();
-                    for bit in self.bloom.positions(from, to) {
+                    for bit in self.keys.bloom().positions(from, to) {
                         pipe.setbit(&bloom, bit as usize, true).ignore();
                     }
                 }

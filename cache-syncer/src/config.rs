@@ -1,6 +1,5 @@
 //! cache-syncer settings: defaults → optional TOML file → `SYNCER_…` env.
 
-use common::bloom::BloomParams;
 use common::config::{AdminSettings, ConfigError, KafkaSettings, MysqlSettings, RedisSettings};
 use serde::{Deserialize, Serialize};
 
@@ -20,7 +19,6 @@ pub struct Settings {
     pub source_db: String,
     /// Follow-list ZSETs keep the newest `list_cap` entries (big-key protection).
     pub list_cap: usize,
-    pub bloom: BloomParams,
     /// Most messages applied in one Redis pipeline / MySQL batch.
     pub batch_max: usize,
     /// Apply events whose `sluice.seq` is not above the partition's applied
@@ -42,7 +40,6 @@ impl Default for Settings {
             group_id: "sluice-syncer".into(),
             source_db: "sluice".into(),
             list_cap: 1000,
-            bloom: BloomParams::default(),
             batch_max: 2000,
             reapply: false,
             dlq: true,
@@ -67,11 +64,11 @@ impl Settings {
         if self.batch_max == 0 {
             return bad("batch_max must be at least 1");
         }
-        if !(3..=32).contains(&self.bloom.bits_log2) {
-            return bad("bloom.bits_log2 must be within 3..=32");
+        if !(3..=32).contains(&self.redis.bloom.bits_log2) {
+            return bad("redis.bloom.bits_log2 must be within 3..=32");
         }
-        if self.bloom.hashes == 0 || self.bloom.hashes > 32 {
-            return bad("bloom.hashes must be within 1..=32");
+        if self.redis.bloom.hashes == 0 || self.redis.bloom.hashes > 32 {
+            return bad("redis.bloom.hashes must be within 1..=32");
         }
         if self.group_id.is_empty() || self.source_db.is_empty() {
             return bad("group_id and source_db must not be empty");

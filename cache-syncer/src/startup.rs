@@ -25,7 +25,6 @@ pub async fn connect(settings: &Settings) -> Result<Applier> {
         pool,
         keys: settings.redis.keys(),
         list_cap: settings.list_cap,
-        bloom: settings.bloom,
     })
 }
 

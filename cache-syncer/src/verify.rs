@@ -384,12 +384,12 @@ async fn check_bloom(
         last = l.0;
         let mut pipe = redis::pipe();
         for &(_, from, to) in &rows {
-            for bit in applier.bloom.positions(from, to) {
+            for bit in applier.keys.bloom().positions(from, to) {
                 pipe.getbit(&key, bit as usize);
             }
         }
         let bits: Vec<u8> = pipe.query_async(&mut redis).await?;
-        let per = applier.bloom.hashes.max(1) as usize;
+        let per = applier.keys.bloom().hashes.max(1) as usize;
         for (&(_, from, to), chunk) in rows.iter().zip(bits.chunks(per)) {
             if chunk.contains(&0) {
                 report.diffs.push(Diff::Bloom { from, to });
@@ -441,7 +441,7 @@ async fn repair_all(applier: &Applier, diffs: &[Diff]) -> Result<u64> {
             }
             Diff::Bloom { from, to } => {
                 let mut pipe = redis::pipe();
-                for bit in applier.bloom.positions(*from, *to) {
+                for bit in applier.keys.bloom().positions(*from, *to) {
                     pipe.setbit(applier.keys.follow_bloom(), bit as usize, true)
                         .ignore();
                 }

@@ -37,7 +37,7 @@ impl Harness {
         settings.group_id = kafka.group.clone();
         settings.source_db = db.name.clone();
         settings.list_cap = 3;
-        settings.bloom.bits_log2 = 16;
+        settings.redis.bloom.bits_log2 = 16;
         settings.admin.addr = "127.0.0.1:0".parse().unwrap();
         let mut topics = settings.topics();
         topics.push(cdc_event::topic::dlq_topic(&kafka.prefix));

@@ -89,6 +89,8 @@ pub struct RedisSettings {
     pub namespace: String,
     /// Number of counter hash buckets B (DESIGN §5).
     pub counter_buckets: u64,
+    /// IsFollow bloom filter size; the writer (syncer) and readers must agree.
+    pub bloom: crate::bloom::BloomParams,
 }
 
 impl Default for RedisSettings {
@@ -97,6 +99,7 @@ impl Default for RedisSettings {
             url: None,
             namespace: "sluice".into(),
             counter_buckets: crate::keys::DEFAULT_COUNTER_BUCKETS,
+            bloom: Default::default(),
         }
     }
 }
@@ -115,7 +118,7 @@ impl RedisSettings {
 
     /// The key builder for these settings.
     pub fn keys(&self) -> crate::keys::Keys {
-        crate::keys::Keys::new(&self.namespace, self.counter_buckets)
+        crate::keys::Keys::new(&self.namespace, self.counter_buckets).with_bloom(self.bloom)
     }
 }
 

@@ -42,6 +42,7 @@ impl CounterKind {
 pub struct Keys {
     ns: String,
     buckets: u64,
+    bloom: crate::bloom::BloomParams,
 }
 
 /// Where one counter lives: hash key and field.
@@ -57,7 +58,19 @@ impl Keys {
         Self {
             ns: namespace.to_owned(),
             buckets: buckets.max(1),
+            bloom: Default::default(),
         }
+    }
+
+    /// The same layout with another bloom filter size.
+    pub fn with_bloom(mut self, bloom: crate::bloom::BloomParams) -> Self {
+        self.bloom = bloom;
+        self
+    }
+
+    /// Size and hash count of the IsFollow bloom filter at [`Keys::follow_bloom`].
+    pub fn bloom(&self) -> crate::bloom::BloomParams {
+        self.bloom
     }
 
     pub fn namespace(&self) -> &str {

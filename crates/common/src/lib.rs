@@ -6,6 +6,7 @@
 //!   several binaries share (MySQL, Redis, Kafka, admin port).
 //! - [`bloom`]: bit positions of the IsFollow bloom filter (writer and readers).
 //! - [`keys`]: every Redis key sluice reads or writes (DESIGN §5).
+//! - [`readpath`]: the services' read path (moka → Redis → MySQL).
 //! - [`db`]: MySQL pool construction and the embedded migrations.
 //! - [`telemetry`]: tracing subscriber set-up.
 //! - [`admin`]: the admin HTTP server (`/metrics`, `/healthz`, `/readyz`, `/status`).
@@ -20,5 +21,6 @@ pub mod config;
 pub mod db;
 pub mod jwt;
 pub mod keys;
+pub mod readpath;
 pub mod shutdown;
 pub mod telemetry;

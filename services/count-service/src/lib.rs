@@ -1,4 +1,18 @@
-//! count-service: gRPC count service: batched counters.
+//! count-service: counters of many users and kinds in one gRPC call
+//! (`count.v1`, port 8081), read through moka → Redis hash buckets → MySQL.
 //!
-//! Not built yet: this crate only reserves its place in the workspace
-//! (tracked by issue #4). Its binary says so and exits non-zero.
+//! # Layout
+//! - [`config`]: `Settings` (`COUNT_*` env).
+//! - [`error`]: the error enum and its mapping to `tonic::Status`.
+//! - [`startup`]: `Application` (build, port, run_until_stopped).
+//! - [`metrics`]: metric names.
+//! - reads go through `common::readpath` (moka → Redis → MySQL).
+//! - [`grpc`]: the tonic service.
+//!
+//! Invariant: read-only; nothing here writes MySQL or Redis.
+
+pub mod config;
+pub mod error;
+pub mod grpc;
+pub mod metrics;
+pub mod startup;

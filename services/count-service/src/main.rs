@@ -1,6 +1,32 @@
-//! count-service entry point.
+//! count-service entry point: `count-service [--config FILE]`. Settings come from the file (if
+//! given) and `COUNT_*` environment variables; a bad setting
+//! or an unreachable dependency ends the process with one line on stderr.
 
-fn main() {
-    eprintln!("count-service: not implemented yet (issue #4)");
-    std::process::exit(2);
+use std::process::ExitCode;
+
+use count_service::config::Settings;
+use count_service::startup::Application;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    common::telemetry::init("count-service");
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("count-service: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
+    let file = std::env::args()
+        .skip_while(|a| a != "--config")
+        .nth(1)
+        .map(std::path::PathBuf::from);
+    let settings = Settings::load(file.as_deref())?;
+    Application::build(settings)
+        .await?
+        .run_until_stopped()
+        .await
 }

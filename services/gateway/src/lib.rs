@@ -1,4 +1,24 @@
-//! gateway: REST gateway over the sluice gRPC services.
+//! gateway: the REST API of sluice (DESIGN §6, port 8888) over the gRPC
+//! services. It holds no data: every route is one or two gRPC calls.
 //!
-//! Not built yet: this crate only reserves its place in the workspace
-//! (tracked by issue #4). Its binary says so and exits non-zero.
+//! # Layout
+//! - [`config`]: `Settings` (`GATEWAY_*` env).
+//! - [`error`]: `ApiError`, the JSON error body and the gRPC → HTTP status map.
+//! - [`startup`]: the router, middleware and `Application`.
+//! - [`metrics`]: metric names.
+//! - [`extract`]: bearer auth (the acting user comes from the token only),
+//!   JSON bodies, path ids, the consistency token.
+//! - [`users`], [`relations`], [`counts`]: the handlers.
+//! - [`openapi`]: `/openapi.json`, built from the route table.
+//! - [`state`]: the gRPC clients.
+
+pub mod config;
+pub mod counts;
+pub mod error;
+pub mod extract;
+pub mod metrics;
+pub mod openapi;
+pub mod relations;
+pub mod startup;
+pub mod state;
+pub mod users;

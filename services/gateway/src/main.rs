@@ -1,6 +1,32 @@
-//! gateway entry point.
+//! gateway entry point: `gateway [--config FILE]`. Settings come from the file (if
+//! given) and `GATEWAY_*` environment variables; a bad setting
+//! or an unreachable dependency ends the process with one line on stderr.
 
-fn main() {
-    eprintln!("gateway: not implemented yet (issue #4)");
-    std::process::exit(2);
+use std::process::ExitCode;
+
+use gateway::config::Settings;
+use gateway::startup::Application;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    common::telemetry::init("gateway");
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("gateway: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
+    let file = std::env::args()
+        .skip_while(|a| a != "--config")
+        .nth(1)
+        .map(std::path::PathBuf::from);
+    let settings = Settings::load(file.as_deref())?;
+    Application::build(settings)
+        .await?
+        .run_until_stopped()
+        .await
 }

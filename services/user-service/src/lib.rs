@@ -1,4 +1,24 @@
-//! user-service: gRPC user service: register, login, profiles with counters.
+//! user-service: registration, login (argon2 + HS256 JWT), profiles with
+//! their follow counters and the caller's is_follow, and profile updates,
+//! over gRPC (`user.v1`, port 8080).
 //!
-//! Not built yet: this crate only reserves its place in the workspace
-//! (tracked by issue #4). Its binary says so and exits non-zero.
+//! # Layout
+//! - [`config`]: `Settings` (`USER_*` env).
+//! - [`error`]: the error enum and its mapping to `tonic::Status`.
+//! - [`startup`]: `Application` (build, port, run_until_stopped).
+//! - [`metrics`]: metric names.
+//! - [`account`]: username/password rules, Register, Login.
+//! - [`profile`]: cached profile reads, UpdateProfile.
+//! - reads go through `common::readpath` (moka → Redis → MySQL).
+//! - [`grpc`]: the tonic service.
+//!
+//! Invariant: the only Redis key written here is the profile cache
+//! (`keys.user_profile`), cache-aside; counters and lists belong to the syncer.
+
+pub mod account;
+pub mod config;
+pub mod error;
+pub mod grpc;
+pub mod metrics;
+pub mod profile;
+pub mod startup;

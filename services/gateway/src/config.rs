@@ -1,0 +1,87 @@
+//! gateway settings: defaults → optional TOML file → `GATEWAY_*` environment
+//! variables (`GATEWAY_USER_URL`, `GATEWAY_JWT__SECRET`, …).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::config::{AdminSettings, ConfigError};
+use common::jwt::JwtSettings;
+use serde::{Deserialize, Serialize};
+
+/// Environment prefix of this binary.
+pub const ENV_PREFIX: &str = "GATEWAY_";
+
+/// Everything the gateway can be configured with.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// Dev mode: the JWT secret defaults to the development key (`SLUICE_DEV=true`).
+    pub dev: bool,
+    /// REST listen address.
+    pub http_addr: SocketAddr,
+    /// Admin HTTP listener (`/metrics`, `/healthz`, `/readyz`).
+    pub admin: AdminSettings,
+    /// gRPC endpoint of user-service.
+    pub user_url: String,
+    /// gRPC endpoint of relation-service.
+    pub relation_url: String,
+    /// gRPC endpoint of count-service.
+    pub count_url: String,
+    /// Token checking; must share user-service's secret.
+    pub jwt: JwtSettings,
+    /// Budget of one REST request, gRPC calls included; past it: 503.
+    #[serde(with = "common::config::duration")]
+    pub request_timeout: Duration,
+    /// Largest accepted request body, in bytes; larger: 413.
+    pub body_limit: usize,
+    /// Requests served at once; more are refused with 429.
+    pub max_in_flight: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            dev: false,
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 8888)),
+            admin: AdminSettings::on_port(9888),
+            user_url: "http://127.0.0.1:8080".into(),
+            relation_url: "http://127.0.0.1:8082".into(),
+            count_url: "http://127.0.0.1:8081".into(),
+            jwt: JwtSettings::default(),
+            request_timeout: Duration::from_secs(5),
+            body_limit: 16 * 1024,
+            max_in_flight: 4096,
+        }
+    }
+}
+
+impl Settings {
+    /// Loads settings from the optional file and the environment.
+    pub fn load(file: Option<&std::path::Path>) -> Result<Self, ConfigError> {
+        let s: Self = common::config::load(ENV_PREFIX, file)?;
+        s.validate()?;
+        Ok(s)
+    }
+
+    /// Checks what cannot be checked by types alone.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.jwt.resolve_secret(self.dev)?;
+        for (name, url) in [
+            ("user_url", &self.user_url),
+            ("relation_url", &self.relation_url),
+            ("count_url", &self.count_url),
+        ] {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(ConfigError::Invalid(format!(
+                    "{name} must be an http:// or https:// url, got {url:?}"
+                )));
+            }
+        }
+        if self.body_limit == 0 || self.max_in_flight == 0 {
+            return Err(ConfigError::Invalid(
+                "body_limit and max_in_flight must be positive".into(),
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,77 @@
+//! `GET /v1/counts?user_ids=1,2,3[&kinds=1,2]`: counters of up to 1,000 users.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use proto::count::v1 as pb;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::error::{ApiError, ApiResult};
+use crate::extract::ReadToken;
+use crate::state::AppState;
+
+/// Query of `/v1/counts`.
+#[derive(Debug, Default, Deserialize)]
+pub struct CountsQuery {
+    pub user_ids: Option<String>,
+    pub kinds: Option<String>,
+}
+
+fn parse_list<T: std::str::FromStr>(s: Option<&str>, what: &str) -> ApiResult<Vec<T>> {
+    s.unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            p.parse::<T>().map_err(|_| {
+                ApiError::bad_request(format!("{what} must be comma-separated numbers"))
+            })
+        })
+        .collect()
+}
+
+/// `{"counts":[{"user_id":1,"follow_count":3,"follower_count":5}, …]}` in request order.
+pub async fn get_counts(
+    State(st): State<AppState>,
+    read: ReadToken,
+    q: Result<Query<CountsQuery>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let user_ids: Vec<u64> = parse_list(q.user_ids.as_deref(), "user_ids")?;
+    let kinds: Vec<u32> = parse_list(q.kinds.as_deref(), "kinds")?;
+    let r = st
+        .counts
+        .clone()
+        .get_counts(read.request(pb::GetCountsRequest {
+            user_ids: user_ids.clone(),
+            kinds,
+        }))
+        .await?;
+    let mut per_user: BTreeMap<u64, serde_json::Map<String, Value>> = BTreeMap::new();
+    for c in r.into_inner().counts {
+        let name = match c.kind {
+            1 => "follow_count",
+            2 => "follower_count",
+            _ => continue,
+        };
+        per_user
+            .entry(c.owner_id)
+            .or_default()
+            .insert(name.into(), json!(c.value));
+    }
+    let mut seen = std::collections::HashSet::new();
+    let counts: Vec<Value> = user_ids
+        .iter()
+        .filter(|id| seen.insert(**id))
+        .map(|id| {
+            let mut m = serde_json::Map::new();
+            m.insert("user_id".into(), json!(id));
+            m.extend(per_user.get(id).cloned().unwrap_or_default());
+            Value::Object(m)
+        })
+        .collect();
+    Ok(Json(json!({ "counts": counts })))
+}

@@ -1,0 +1,11 @@
+//! Metric names of the gateway. Labels are route templates, methods and
+//! status codes, never ids.
+
+/// REST requests, labelled `method`, `route` (template) and `status`.
+pub const REQUESTS_TOTAL: &str = "gateway_requests_total";
+/// REST request duration, labelled `method` and `route`.
+pub const REQUEST_DURATION_SECONDS: &str = "gateway_request_duration_seconds";
+/// Requests refused because too many were in flight.
+pub const SHED_TOTAL: &str = "gateway_shed_total";
+/// Requests that ran out of time.
+pub const TIMEOUTS_TOTAL: &str = "gateway_timeouts_total";

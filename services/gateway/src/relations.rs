@@ -1,0 +1,147 @@
+//! `/v1/users/{id}/following…` and `/followers`: follow, unfollow, lists, IsFollow.
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use proto::relation::v1 as pb;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Actor, ReadToken, Viewer, acting_as, parse_id, subject};
+use crate::state::AppState;
+use crate::users::token_headers;
+
+/// Page size when `limit` is not given.
+pub const DEFAULT_LIMIT: u32 = 20;
+
+/// `?cursor=&limit=` of the list routes.
+#[derive(Debug, Default, Deserialize)]
+pub struct ListQuery {
+    pub cursor: Option<String>,
+    pub limit: Option<String>,
+}
+
+fn follow_json(r: &pb::FollowResponse) -> Json<Value> {
+    Json(
+        json!({"following": r.following, "changed": r.changed, "consistency_token": r.consistency_token}),
+    )
+}
+
+/// `PUT /v1/users/me/following/{target}`: follow (idempotent).
+pub async fn follow(
+    State(st): State<AppState>,
+    actor: Actor,
+    Path((id, target)): Path<(String, String)>,
+) -> ApiResult<(HeaderMap, Json<Value>)> {
+    let from_id = acting_as(&id, actor)?;
+    let to_id = parse_id(&target)?;
+    let r = st
+        .relations
+        .clone()
+        .follow(pb::FollowRequest { from_id, to_id })
+        .await?
+        .into_inner();
+    Ok((token_headers(&r.consistency_token), follow_json(&r)))
+}
+
+/// `DELETE /v1/users/me/following/{target}`: unfollow (idempotent).
+pub async fn unfollow(
+    State(st): State<AppState>,
+    actor: Actor,
+    Path((id, target)): Path<(String, String)>,
+) -> ApiResult<(HeaderMap, Json<Value>)> {
+    let from_id = acting_as(&id, actor)?;
+    let to_id = parse_id(&target)?;
+    let r = st
+        .relations
+        .clone()
+        .unfollow(pb::FollowRequest { from_id, to_id })
+        .await?
+        .into_inner();
+    Ok((token_headers(&r.consistency_token), follow_json(&r)))
+}
+
+/// `GET /v1/users/{id}/following/{target}`: `{following}`.
+pub async fn is_follow(
+    State(st): State<AppState>,
+    viewer: Viewer,
+    read: ReadToken,
+    Path((id, target)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let from_id = subject(&id, viewer)?;
+    let to_id = parse_id(&target)?;
+    let r = st
+        .relations
+        .clone()
+        .is_follow(read.request(pb::IsFollowRequest { from_id, to_id }))
+        .await?
+        .into_inner();
+    Ok(Json(json!({"following": r.following})))
+}
+
+fn list_request(
+    user_id: u64,
+    q: Result<Query<ListQuery>, QueryRejection>,
+) -> ApiResult<pb::ListRequest> {
+    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let limit = match q.limit.as_deref() {
+        None | Some("") => DEFAULT_LIMIT,
+        // Out-of-range numbers go to the service, which answers 422.
+        Some(s) => s
+            .parse::<u64>()
+            .map(|n| u32::try_from(n).unwrap_or(u32::MAX))
+            .map_err(|_| ApiError::bad_request("limit must be a number"))?,
+    };
+    Ok(pb::ListRequest {
+        user_id,
+        cursor: q.cursor.unwrap_or_default(),
+        limit,
+    })
+}
+
+fn list_json(r: pb::ListResponse) -> Json<Value> {
+    let items: Vec<Value> = r
+        .items
+        .iter()
+        .map(|e| {
+            let at = chrono::DateTime::from_timestamp_micros(e.followed_at_us)
+                .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+                .unwrap_or_default();
+            json!({"user_id": e.user_id, "followed_at": at})
+        })
+        .collect();
+    let next = if r.next_cursor.is_empty() {
+        Value::Null
+    } else {
+        Value::String(r.next_cursor)
+    };
+    Json(json!({"items": items, "next_cursor": next}))
+}
+
+/// `GET /v1/users/{id}/following?cursor=&limit=`: newest first.
+pub async fn following(
+    State(st): State<AppState>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+    q: Result<Query<ListQuery>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let req = list_request(subject(&id, viewer)?, q)?;
+    Ok(list_json(
+        st.relations.clone().following_list(req).await?.into_inner(),
+    ))
+}
+
+/// `GET /v1/users/{id}/followers?cursor=&limit=`: newest first.
+pub async fn followers(
+    State(st): State<AppState>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+    q: Result<Query<ListQuery>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let req = list_request(subject(&id, viewer)?, q)?;
+    Ok(list_json(
+        st.relations.clone().follower_list(req).await?.into_inner(),
+    ))
+}

@@ -1,0 +1,247 @@
+//! The REST router, its middleware and the `Application` that serves it.
+//!
+//! # Middleware (outermost first)
+//! 1. metrics: count and time every request by route template;
+//! 2. guard: refuse with 429 when `max_in_flight` requests are already being
+//!    served, and answer 503 when one takes longer than `request_timeout`;
+//! 3. body limit (`body_limit` bytes; larger bodies: 413).
+//!
+//! `/readyz` on the admin port is 200 while all three services pass their
+//! gRPC health check.
+//!
+//! Unknown routes answer 404 and known routes with the wrong method 405,
+//! both as JSON errors.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use common::admin::{Admin, Readiness};
+use common::jwt::JwtCodec;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tonic::transport::Channel;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+use crate::config::Settings;
+use crate::error::ApiError;
+use crate::metrics::{REQUEST_DURATION_SECONDS, REQUESTS_TOTAL, SHED_TOTAL, TIMEOUTS_TOTAL};
+use crate::state::{AppState, channel};
+use crate::{counts, openapi, relations, users};
+use proto::count::v1::count_service_client::CountServiceClient;
+use proto::relation::v1::relation_service_client::RelationServiceClient;
+use proto::user::v1::user_service_client::UserServiceClient;
+
+#[derive(Clone)]
+struct Guard {
+    in_flight: Arc<Semaphore>,
+    timeout: Duration,
+}
+
+async fn guard(State(g): State<Guard>, req: Request, next: Next) -> Response {
+    let Ok(_permit) = g.in_flight.clone().try_acquire_owned() else {
+        metrics::counter!(SHED_TOTAL).increment(1);
+        return ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_requests",
+            "too many requests, retry later",
+        )
+        .into_response();
+    };
+    match tokio::time::timeout(g.timeout, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => {
+            metrics::counter!(TIMEOUTS_TOTAL).increment(1);
+            ApiError::unavailable("request timed out").into_response()
+        }
+    }
+}
+
+async fn track(matched: Option<MatchedPath>, req: Request, next: Next) -> Response {
+    let route = matched
+        .map(|m| m.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = req.method().as_str().to_owned();
+    let started = Instant::now();
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16().to_string();
+    metrics::histogram!(REQUEST_DURATION_SECONDS, "method" => method.clone(), "route" => route.clone())
+        .record(started.elapsed().as_secs_f64());
+    metrics::counter!(REQUESTS_TOTAL, "method" => method, "route" => route, "status" => status)
+        .increment(1);
+    resp
+}
+
+/// The REST API over `state`.
+pub fn router(state: AppState, settings: &Settings) -> Router {
+    let guard_state = Guard {
+        in_flight: Arc::new(Semaphore::new(settings.max_in_flight)),
+        timeout: settings.request_timeout,
+    };
+    Router::new()
+        .route("/v1/users", post(users::register))
+        .route("/v1/sessions", post(users::login))
+        .route(
+            "/v1/users/{id}",
+            get(users::get_user).patch(users::update_profile),
+        )
+        .route(
+            "/v1/users/{id}/following/{target}",
+            get(relations::is_follow)
+                .put(relations::follow)
+                .delete(relations::unfollow),
+        )
+        .route("/v1/users/{id}/following", get(relations::following))
+        .route("/v1/users/{id}/followers", get(relations::followers))
+        .route("/v1/counts", get(counts::get_counts))
+        .route(
+            "/openapi.json",
+            get(|| async { axum::Json(openapi::document()) }),
+        )
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed on this route",
+            )
+        })
+        .layer(DefaultBodyLimit::max(settings.body_limit))
+        .layer(middleware::from_fn_with_state(guard_state, guard))
+        .layer(middleware::from_fn(track))
+        .with_state(state)
+}
+
+/// A built, bound, not yet serving gateway.
+pub struct Application {
+    http: TcpListener,
+    admin: TcpListener,
+    router: Router,
+    /// Channels to the services, for the readiness probe.
+    backends: Vec<(&'static str, Channel)>,
+}
+
+impl Application {
+    /// Creates the gRPC channels (lazily connecting) and binds the listeners.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        settings.validate()?;
+        let jwt = JwtCodec::new(settings.jwt.resolve_secret(settings.dev)?, settings.jwt.ttl);
+        let t = settings.request_timeout;
+        let (user, relation, count) = (
+            channel(&settings.user_url, t)?,
+            channel(&settings.relation_url, t)?,
+            channel(&settings.count_url, t)?,
+        );
+        let backends = vec![
+            ("user.v1.UserService", user.clone()),
+            ("relation.v1.RelationService", relation.clone()),
+            ("count.v1.CountService", count.clone()),
+        ];
+        let state = AppState {
+            users: UserServiceClient::new(user),
+            relations: RelationServiceClient::new(relation),
+            counts: CountServiceClient::new(count),
+            jwt,
+        };
+        let router = router(state, &settings);
+        let http = TcpListener::bind(settings.http_addr).await?;
+        let admin = TcpListener::bind(settings.admin.addr).await?;
+        Ok(Self {
+            http,
+            admin,
+            router,
+            backends,
+        })
+    }
+
+    /// The bound REST port.
+    pub fn port(&self) -> u16 {
+        self.http.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    /// The bound admin port.
+    pub fn admin_port(&self) -> u16 {
+        self.admin.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    /// The router, for in-process requests (tests).
+    pub fn router(&self) -> Router {
+        self.router.clone()
+    }
+
+    /// Serves until SIGINT or SIGTERM.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.run_until(common::shutdown::signal()).await
+    }
+
+    /// Serves until `shutdown` resolves, then drains in-flight requests.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+        let stopped = move || {
+            let mut rx = stop_rx.clone();
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            }
+        };
+        let ready = Readiness::default();
+        spawn_readiness_probe(self.backends, ready.clone(), stopped());
+        let admin = tokio::spawn(Admin::new(ready).serve(self.admin, stopped()));
+        tracing::info!(addr = %self.http.local_addr()?, "gateway serving REST");
+        axum::serve(self.http, self.router)
+            .with_graceful_shutdown(stopped())
+            .await?;
+        admin.await??;
+        tracing::info!("gateway stopped");
+        Ok(())
+    }
+}
+
+/// Marks the gateway ready while every service answers its gRPC health
+/// check with SERVING.
+fn spawn_readiness_probe(
+    backends: Vec<(&'static str, Channel)>,
+    ready: Readiness,
+    stopped: impl Future<Output = ()> + Send + 'static,
+) {
+    tokio::spawn(async move {
+        let probe = async {
+            loop {
+                let mut all = true;
+                for (service, channel) in &backends {
+                    let req = HealthCheckRequest {
+                        service: (*service).to_owned(),
+                    };
+                    let ok = HealthClient::new(channel.clone())
+                        .check(req)
+                        .await
+                        .is_ok_and(|r| r.into_inner().status == ServingStatus::Serving as i32);
+                    if !ok {
+                        tracing::debug!(service, "backend not ready");
+                    }
+                    all &= ok;
+                }
+                ready.set(all);
+                tokio::time::sleep(Duration::from_secs(if all { 5 } else { 1 })).await;
+            }
+        };
+        tokio::select! {
+            _ = probe => {},
+            _ = stopped => ready.set(false),
+        }
+    });
+}

@@ -1,0 +1,29 @@
+//! What every handler shares: one gRPC client per service (tonic channels
+//! are cheap to clone and multiplex) and the token checker.
+
+use std::time::Duration;
+
+use common::jwt::JwtCodec;
+use proto::count::v1::count_service_client::CountServiceClient;
+use proto::relation::v1::relation_service_client::RelationServiceClient;
+use proto::user::v1::user_service_client::UserServiceClient;
+use tonic::transport::{Channel, Endpoint};
+
+/// Shared handler state.
+#[derive(Clone)]
+pub struct AppState {
+    pub users: UserServiceClient<Channel>,
+    pub relations: RelationServiceClient<Channel>,
+    pub counts: CountServiceClient<Channel>,
+    pub jwt: JwtCodec,
+}
+
+/// A lazily connecting channel: the gateway starts even when a service is
+/// down, and calls to it fail fast with 503 until it is back.
+pub fn channel(url: &str, timeout: Duration) -> Result<Channel, tonic::transport::Error> {
+    Ok(Endpoint::from_shared(url.to_owned())?
+        .connect_timeout(Duration::from_secs(1))
+        .timeout(timeout)
+        .tcp_nodelay(true)
+        .connect_lazy())
+}

@@ -1,0 +1,138 @@
+//! `/v1/users` and `/v1/sessions`: register, login, profiles, profile updates.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use proto::user::v1 as pb;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::error::ApiResult;
+use crate::extract::{Actor, ApiJson, CONSISTENCY_HEADER, ReadToken, Viewer, acting_as, subject};
+use crate::state::AppState;
+
+/// `POST /v1/users` and `POST /v1/sessions` body.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+}
+
+/// `PATCH /v1/users/me` body: only the fields to change.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfilePatch {
+    pub avatar: Option<String>,
+    pub signature: Option<String>,
+    pub background_image: Option<String>,
+}
+
+/// The JSON form of a user.
+pub fn user_json(u: &pb::User) -> Value {
+    let created_at = chrono::DateTime::from_timestamp_millis(u.created_at_ms)
+        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default();
+    json!({
+        "id": u.id,
+        "username": u.username,
+        "avatar": u.avatar,
+        "background_image": u.background_image,
+        "signature": u.signature,
+        "follow_count": u.follow_count,
+        "follower_count": u.follower_count,
+        "is_follow": u.is_follow,
+        "created_at": created_at,
+    })
+}
+
+/// Response headers carrying a consistency token, when there is one.
+pub fn token_headers(token: &str) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_str(token)
+        && !token.is_empty()
+    {
+        h.insert(CONSISTENCY_HEADER, v);
+    }
+    h
+}
+
+/// `POST /v1/users`: 201 `{id, username, token}`.
+pub async fn register(
+    State(st): State<AppState>,
+    ApiJson(body): ApiJson<Credentials>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let r = st
+        .users
+        .clone()
+        .register(pb::RegisterRequest {
+            username: body.username,
+            password: body.password,
+        })
+        .await?
+        .into_inner();
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"id": r.id, "username": r.username, "token": r.token})),
+    ))
+}
+
+/// `POST /v1/sessions`: 200 `{user_id, token}`.
+pub async fn login(
+    State(st): State<AppState>,
+    ApiJson(body): ApiJson<Credentials>,
+) -> ApiResult<Json<Value>> {
+    let r = st
+        .users
+        .clone()
+        .login(pb::LoginRequest {
+            username: body.username,
+            password: body.password,
+        })
+        .await?
+        .into_inner();
+    Ok(Json(json!({"user_id": r.user_id, "token": r.token})))
+}
+
+/// `GET /v1/users/{id}` (`me` with a token): the profile with counters and is_follow.
+pub async fn get_user(
+    State(st): State<AppState>,
+    viewer: Viewer,
+    read: ReadToken,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let user_id = subject(&id, viewer)?;
+    let req = read.request(pb::GetUserRequest {
+        user_id,
+        viewer_id: viewer.0.unwrap_or(0),
+    });
+    let r = st.users.clone().get_user(req).await?.into_inner();
+    let user = r.user.unwrap_or_default();
+    Ok(Json(user_json(&user)))
+}
+
+/// `PATCH /v1/users/me`: 200 `{user, consistency_token}`.
+pub async fn update_profile(
+    State(st): State<AppState>,
+    actor: Actor,
+    Path(id): Path<String>,
+    ApiJson(patch): ApiJson<ProfilePatch>,
+) -> ApiResult<(HeaderMap, Json<Value>)> {
+    let user_id = acting_as(&id, actor)?;
+    let r = st
+        .users
+        .clone()
+        .update_profile(pb::UpdateProfileRequest {
+            user_id,
+            avatar: patch.avatar,
+            signature: patch.signature,
+            background_image: patch.background_image,
+        })
+        .await?
+        .into_inner();
+    let user = r.user.unwrap_or_default();
+    Ok((
+        token_headers(&r.consistency_token),
+        Json(json!({"user": user_json(&user), "consistency_token": r.consistency_token})),
+    ))
+}

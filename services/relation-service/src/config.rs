@@ -1,0 +1,88 @@
+//! relation-service settings: defaults → optional TOML file → `RELATION_*`
+//! environment variables (`RELATION_MYSQL__URL`, `RELATION_GRPC_ADDR`, …).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::config::{AdminSettings, ConfigError, MysqlSettings, RedisSettings};
+use serde::{Deserialize, Serialize};
+
+/// Environment prefix of this binary.
+pub const ENV_PREFIX: &str = "RELATION_";
+
+/// Everything relation-service can be configured with.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// Dev mode: secrets default to the local stack (`SLUICE_DEV=true`).
+    pub dev: bool,
+    /// gRPC listen address.
+    pub grpc_addr: SocketAddr,
+    /// Admin HTTP listener (`/metrics`, `/healthz`, `/readyz`).
+    pub admin: AdminSettings,
+    pub mysql: MysqlSettings,
+    pub redis: RedisSettings,
+    pub cache: CacheSettings,
+    /// Attempts of one follow/unfollow transaction when it hits a deadlock
+    /// or lock-wait timeout before the caller sees an error.
+    pub write_attempts: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            dev: false,
+            grpc_addr: SocketAddr::from(([127, 0, 0, 1], 8082)),
+            admin: AdminSettings::on_port(9082),
+            mysql: MysqlSettings::default(),
+            redis: RedisSettings::default(),
+            cache: CacheSettings::default(),
+            write_attempts: 8,
+        }
+    }
+}
+
+/// The in-process read cache in front of Redis and MySQL.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CacheSettings {
+    /// Entries kept per cache.
+    pub capacity: u64,
+    /// Lifetime of a cached answer.
+    #[serde(with = "common::config::duration")]
+    pub ttl: Duration,
+    /// Budget of one Redis call; past it the read falls through to MySQL.
+    #[serde(with = "common::config::duration")]
+    pub redis_timeout: Duration,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        Self {
+            capacity: 100_000,
+            ttl: Duration::from_secs(1),
+            redis_timeout: Duration::from_millis(100),
+        }
+    }
+}
+
+impl Settings {
+    /// Loads settings from the optional file and the environment.
+    pub fn load(file: Option<&std::path::Path>) -> Result<Self, ConfigError> {
+        let s: Self = common::config::load(ENV_PREFIX, file)?;
+        s.validate()?;
+        Ok(s)
+    }
+
+    /// Checks what cannot be checked by types alone.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.mysql.resolve_url(self.dev)?;
+        self.redis.resolve_url(self.dev)?;
+        if self.write_attempts == 0 {
+            return Err(ConfigError::Invalid(
+                "write_attempts must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+}

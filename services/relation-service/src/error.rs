@@ -1,0 +1,85 @@
+//! The one error type of relation-service, mapped to a gRPC status exactly
+//! once, in [`From<Error> for tonic::Status`]. Internal causes (SQL errors)
+//! are logged there and never sent to the client.
+
+use std::sync::Arc;
+
+use tonic::Status;
+
+/// What can go wrong serving a relation request.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Error {
+    /// The request itself is wrong (self-follow, bad cursor, bad limit).
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// A user named in the request does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The write lost to concurrent writers more often than the retry budget.
+    #[error("too much contention on this relation, retry")]
+    Contention,
+    /// A database failure (shared, because a coalesced cache load hands
+    /// one failure to every waiter).
+    #[error("database error")]
+    Database(#[source] Arc<sqlx::Error>),
+}
+
+/// Result alias of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Self {
+        Error::Database(Arc::new(e))
+    }
+}
+
+impl From<Arc<sqlx::Error>> for Error {
+    fn from(e: Arc<sqlx::Error>) -> Self {
+        Error::Database(e)
+    }
+}
+
+/// Whether a database error means "MySQL is not reachable" rather than a bad query.
+fn is_unavailable(e: &sqlx::Error) -> bool {
+    matches!(
+        e,
+        sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+    )
+}
+
+/// The MySQL error number of a database error, if it is one.
+pub fn mysql_error_number(e: &sqlx::Error) -> Option<u16> {
+    match e {
+        sqlx::Error::Database(db) => db
+            .try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
+            .map(|m| m.number()),
+        _ => None,
+    }
+}
+
+impl From<Error> for Status {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::InvalidArgument(m) => Status::invalid_argument(m),
+            Error::NotFound(m) => Status::not_found(m),
+            Error::Contention => Status::unavailable(e.to_string()),
+            Error::Database(source) if is_unavailable(&source) => {
+                tracing::warn!(error = %source, "mysql unavailable");
+                Status::unavailable("database unavailable")
+            }
+            Error::Database(source) => {
+                tracing::error!(error = %source, "database error");
+                Status::internal("internal error")
+            }
+        }
+    }
+}
+
+impl From<common::readpath::ReadError> for Error {
+    fn from(e: common::readpath::ReadError) -> Self {
+        Error::Database(e.0)
+    }
+}

@@ -1,0 +1,166 @@
+//! The `relation.v1.RelationService` gRPC edge: request checks, calls into
+//! the domain modules, and the one place errors become `tonic::Status`.
+//!
+//! A request carrying `consistency-token` metadata (the gateway forwards the
+//! `Consistency-Token` header) reads MySQL directly, so a client sees its own
+//! writes before the cache-syncer has caught up.
+
+use pb::relation_service_server::RelationService;
+use proto::relation::v1 as pb;
+use tonic::{Request, Response, Status};
+
+use crate::follow::{self, Op};
+use crate::list::{self, Direction, FirstPages};
+use common::readpath::counts::CountReader;
+use common::readpath::follow_check::FollowChecker;
+
+/// gRPC metadata key of the read-your-writes token.
+pub const CONSISTENCY_METADATA: &str = "consistency-token";
+
+/// Shared state of the relation service.
+#[derive(Clone)]
+pub struct RelationGrpc {
+    pub pool: sqlx::MySqlPool,
+    pub counts: CountReader,
+    pub follows: FollowChecker,
+    pub first_pages: FirstPages,
+    pub write_attempts: u32,
+}
+
+fn wants_fresh<T>(req: &Request<T>) -> bool {
+    req.metadata()
+        .get(CONSISTENCY_METADATA)
+        .is_some_and(|v| !v.is_empty())
+}
+
+impl RelationGrpc {
+    async fn write(&self, op: Op, req: pb::FollowRequest) -> Result<pb::FollowResponse, Status> {
+        let outcome =
+            follow::write(&self.pool, op, req.from_id, req.to_id, self.write_attempts).await?;
+        if outcome.changed {
+            // Our own local cache only; Redis belongs to the syncer.
+            self.follows.invalidate(req.from_id, req.to_id).await;
+            self.counts.invalidate(req.from_id).await;
+            self.counts.invalidate(req.to_id).await;
+            self.first_pages
+                .invalidate(Direction::Following, req.from_id)
+                .await;
+            self.first_pages
+                .invalidate(Direction::Followers, req.to_id)
+                .await;
+        }
+        Ok(pb::FollowResponse {
+            following: outcome.following,
+            changed: outcome.changed,
+            consistency_token: outcome.consistency_token,
+        })
+    }
+
+    async fn list(
+        &self,
+        dir: Direction,
+        req: pb::ListRequest,
+        fresh: bool,
+    ) -> Result<pb::ListResponse, Status> {
+        if req.user_id == 0 {
+            return Err(Status::invalid_argument("user_id is required"));
+        }
+        let page = if req.cursor.is_empty() && !fresh {
+            self.first_pages.get(dir, req.user_id, req.limit).await?
+        } else {
+            list::page(&self.pool, dir, req.user_id, &req.cursor, req.limit).await?
+        };
+        metrics::counter!(crate::metrics::LIST_PAGES_TOTAL, "list" => dir.name()).increment(1);
+        Ok(pb::ListResponse {
+            items: page
+                .items
+                .into_iter()
+                .map(|e| pb::Edge {
+                    user_id: e.user_id,
+                    followed_at_us: e.followed_at_us,
+                })
+                .collect(),
+            next_cursor: page.next.map(|c| c.encode()).unwrap_or_default(),
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl RelationService for RelationGrpc {
+    #[tracing::instrument(skip_all, fields(from = req.get_ref().from_id, to = req.get_ref().to_id))]
+    async fn follow(
+        &self,
+        req: Request<pb::FollowRequest>,
+    ) -> Result<Response<pb::FollowResponse>, Status> {
+        self.write(Op::Follow, req.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    #[tracing::instrument(skip_all, fields(from = req.get_ref().from_id, to = req.get_ref().to_id))]
+    async fn unfollow(
+        &self,
+        req: Request<pb::FollowRequest>,
+    ) -> Result<Response<pb::FollowResponse>, Status> {
+        self.write(Op::Unfollow, req.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn following_list(
+        &self,
+        req: Request<pb::ListRequest>,
+    ) -> Result<Response<pb::ListResponse>, Status> {
+        let fresh = wants_fresh(&req);
+        self.list(Direction::Following, req.into_inner(), fresh)
+            .await
+            .map(Response::new)
+    }
+
+    async fn follower_list(
+        &self,
+        req: Request<pb::ListRequest>,
+    ) -> Result<Response<pb::ListResponse>, Status> {
+        let fresh = wants_fresh(&req);
+        self.list(Direction::Followers, req.into_inner(), fresh)
+            .await
+            .map(Response::new)
+    }
+
+    async fn is_follow(
+        &self,
+        req: Request<pb::IsFollowRequest>,
+    ) -> Result<Response<pb::IsFollowResponse>, Status> {
+        let fresh = wants_fresh(&req);
+        let r = req.into_inner();
+        if r.from_id == 0 || r.to_id == 0 {
+            return Err(Status::invalid_argument("from_id and to_id are required"));
+        }
+        let following = self
+            .follows
+            .is_follow(r.from_id, r.to_id, fresh)
+            .await
+            .map_err(crate::error::Error::from)?;
+        Ok(Response::new(pb::IsFollowResponse { following }))
+    }
+
+    async fn get_relation_count(
+        &self,
+        req: Request<pb::GetRelationCountRequest>,
+    ) -> Result<Response<pb::GetRelationCountResponse>, Status> {
+        let fresh = wants_fresh(&req);
+        let r = req.into_inner();
+        if r.user_id == 0 {
+            return Err(Status::invalid_argument("user_id is required"));
+        }
+        let c = self
+            .counts
+            .get(r.user_id, fresh)
+            .await
+            .map_err(crate::error::Error::from)?;
+        Ok(Response::new(pb::GetRelationCountResponse {
+            follow_count: c.following,
+            follower_count: c.followers,
+        }))
+    }
+}

@@ -1,0 +1,258 @@
+//! The cached read path: Redis when the syncer filled it, MySQL otherwise.
+
+use proto::relation::v1::{FollowRequest, GetRelationCountRequest, IsFollowRequest};
+use redis::AsyncCommands;
+use secrecy::SecretString;
+use testkit::{TestDb, TestRedis};
+
+use crate::helpers::{settings, spawn_app, spawn_with};
+
+#[tokio::test]
+async fn counts_and_is_follow_come_from_mysql_when_redis_is_empty() {
+    let app = spawn_app().await;
+    let [a, b] = app.users(2).await[..] else {
+        unreachable!()
+    };
+    let mut c = app.client.clone();
+    c.follow(FollowRequest {
+        from_id: a,
+        to_id: b,
+    })
+    .await
+    .unwrap();
+    let counts = c
+        .get_relation_count(GetRelationCountRequest { user_id: b })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((counts.follow_count, counts.follower_count), (0, 1));
+    assert!(
+        c.is_follow(IsFollowRequest {
+            from_id: a,
+            to_id: b
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .following
+    );
+    assert!(
+        !c.is_follow(IsFollowRequest {
+            from_id: b,
+            to_id: a
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .following
+    );
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn counts_are_read_from_the_syncers_redis_buckets_when_present() {
+    let app = spawn_app().await;
+    let mut conn = app.redis.conn.clone();
+    let keys = app.redis.keys(common::keys::DEFAULT_COUNTER_BUCKETS);
+    let owner = 123_456u64;
+    for (kind, value) in [(1u8, 7u64), (2, 9)] {
+        let slot = keys.counter(kind, owner);
+        let _: () = conn.hset(slot.key, slot.field, value).await.unwrap();
+    }
+    let mut c = app.client.clone();
+    let counts = c
+        .get_relation_count(GetRelationCountRequest { user_id: owner })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((counts.follow_count, counts.follower_count), (7, 9));
+    // A consistency token forces MySQL (where this user has no rows).
+    let mut req = tonic::Request::new(GetRelationCountRequest { user_id: owner });
+    req.metadata_mut()
+        .insert("consistency-token", "0-1-1".parse().unwrap());
+    let fresh = c.get_relation_count(req).await.unwrap().into_inner();
+    assert_eq!((fresh.follow_count, fresh.follower_count), (0, 0));
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn reads_and_writes_work_from_mysql_when_redis_is_down() {
+    let db = TestDb::new().await;
+    let redis = TestRedis::new().await;
+    let mut s = settings(&db, &redis);
+    s.redis.url = Some(SecretString::from("redis://127.0.0.1:1"));
+    let app = spawn_with(s, db, redis).await;
+    let [a, b] = app.users(2).await[..] else {
+        unreachable!()
+    };
+    let mut c = app.client.clone();
+    c.follow(FollowRequest {
+        from_id: a,
+        to_id: b,
+    })
+    .await
+    .unwrap();
+    let counts = c
+        .get_relation_count(GetRelationCountRequest { user_id: a })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(counts.follow_count, 1);
+    assert!(
+        c.is_follow(IsFollowRequest {
+            from_id: a,
+            to_id: b
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .following
+    );
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn admin_port_serves_health_readiness_and_metrics() {
+    let app = spawn_app().await;
+    let port = app.admin_port;
+    let get = |path: &'static str| async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    };
+    assert!(get("/healthz").await.starts_with("HTTP/1.1 200"));
+    assert!(get("/metrics").await.starts_with("HTTP/1.1 200"));
+    testkit::eventually(
+        std::time::Duration::from_secs(10),
+        "readyz turns 200",
+        || async {
+            get("/readyz")
+                .await
+                .starts_with("HTTP/1.1 200")
+                .then_some(())
+        },
+    )
+    .await;
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn grpc_reflection_and_health_answer_like_grpcurl_expects() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
+    let app = spawn_app().await;
+    let endpoint = app.grpc_url.clone();
+    let channel = tonic::transport::Channel::from_shared(endpoint)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = HealthClient::new(channel.clone());
+    let status = health
+        .check(HealthCheckRequest {
+            service: "relation.v1.RelationService".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status;
+    assert_eq!(status, ServingStatus::Serving as i32);
+
+    let mut reflection = ServerReflectionClient::new(channel);
+    let req = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut stream = reflection
+        .server_reflection_info(futures::stream::iter(vec![req]))
+        .await
+        .unwrap()
+        .into_inner();
+    let resp = stream
+        .message()
+        .await
+        .unwrap()
+        .expect("one reflection answer");
+    let Some(MessageResponse::ListServicesResponse(list)) = resp.message_response else {
+        panic!("unexpected {resp:?}")
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(
+        names.contains(&"relation.v1.RelationService".to_owned()),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&"grpc.health.v1.Health".to_owned()),
+        "{names:?}"
+    );
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn is_follow_trusts_a_clear_bloom_bit_and_confirms_a_maybe_in_mysql() {
+    let app = spawn_app().await;
+    let [a, b, c_id] = app.users(3).await[..] else {
+        unreachable!()
+    };
+    let mut c = app.client.clone();
+    c.follow(FollowRequest {
+        from_id: a,
+        to_id: b,
+    })
+    .await
+    .unwrap();
+    c.follow(FollowRequest {
+        from_id: a,
+        to_id: c_id,
+    })
+    .await
+    .unwrap();
+    // The syncer's filter as it would stand had it seen only a→b (not a→c):
+    let keys = app.redis.keys(common::keys::DEFAULT_COUNTER_BUCKETS);
+    let mut conn = app.redis.conn.clone();
+    for bit in keys.bloom().positions(a, b) {
+        let _: () = conn
+            .setbit(keys.follow_bloom(), bit as usize, true)
+            .await
+            .unwrap();
+    }
+    let ask = |from_id, to_id| {
+        let mut c = app.client.clone();
+        async move {
+            c.is_follow(IsFollowRequest { from_id, to_id })
+                .await
+                .unwrap()
+                .into_inner()
+                .following
+        }
+    };
+    assert!(ask(a, b).await, "all bits set: a maybe, confirmed in MySQL");
+    assert!(
+        !ask(a, c_id).await,
+        "a clear bit is a final no (the filter lags MySQL here on purpose)"
+    );
+    assert!(!ask(b, a).await);
+    // With a consistency token the caches are skipped.
+    let mut req = tonic::Request::new(IsFollowRequest {
+        from_id: a,
+        to_id: c_id,
+    });
+    req.metadata_mut()
+        .insert("consistency-token", "0-1-1".parse().unwrap());
+    assert!(c.is_follow(req).await.unwrap().into_inner().following);
+    app.cleanup().await;
+}

@@ -1,0 +1,96 @@
+//! The one error type of user-service, mapped to a gRPC status exactly once,
+//! in [`From<Error> for tonic::Status`]. Internal causes (SQL errors, hashing
+//! failures) are logged there and never sent to the client.
+
+use std::sync::Arc;
+
+use tonic::Status;
+
+/// What can go wrong serving a user request.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Error {
+    /// The request itself is wrong (username alphabet, password length, …).
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// No such user.
+    #[error("{0}")]
+    NotFound(String),
+    /// The username is taken.
+    #[error("username already taken")]
+    UsernameTaken,
+    /// Unknown user or wrong password: deliberately one error.
+    #[error("invalid username or password")]
+    BadCredentials,
+    /// Password hashing failed.
+    #[error("password hashing failed: {0}")]
+    Hashing(String),
+    /// A database failure (shared, because a coalesced cache load hands
+    /// one failure to every waiter).
+    #[error("database error")]
+    Database(#[source] Arc<sqlx::Error>),
+}
+
+/// Result alias of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Self {
+        Error::Database(Arc::new(e))
+    }
+}
+
+impl From<Arc<sqlx::Error>> for Error {
+    fn from(e: Arc<sqlx::Error>) -> Self {
+        Error::Database(e)
+    }
+}
+
+/// Whether a database error means "MySQL is not reachable" rather than a bad query.
+fn is_unavailable(e: &sqlx::Error) -> bool {
+    matches!(
+        e,
+        sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+    )
+}
+
+/// The MySQL error number of a database error, if it is one.
+pub fn mysql_error_number(e: &sqlx::Error) -> Option<u16> {
+    match e {
+        sqlx::Error::Database(db) => db
+            .try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
+            .map(|m| m.number()),
+        _ => None,
+    }
+}
+
+impl From<Error> for Status {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::InvalidArgument(m) => Status::invalid_argument(m),
+            Error::NotFound(m) => Status::not_found(m),
+            Error::UsernameTaken => Status::already_exists(e.to_string()),
+            Error::BadCredentials => Status::unauthenticated(e.to_string()),
+            Error::Hashing(m) => {
+                tracing::error!(error = %m, "password hashing failed");
+                Status::internal("internal error")
+            }
+            Error::Database(source) if is_unavailable(&source) => {
+                tracing::warn!(error = %source, "mysql unavailable");
+                Status::unavailable("database unavailable")
+            }
+            Error::Database(source) => {
+                tracing::error!(error = %source, "database error");
+                Status::internal("internal error")
+            }
+        }
+    }
+}
+
+impl From<common::readpath::ReadError> for Error {
+    fn from(e: common::readpath::ReadError) -> Self {
+        Error::Database(e.0)
+    }
+}

@@ -1,0 +1,203 @@
+//! The `user.v1.UserService` gRPC edge.
+//!
+//! A request carrying `consistency-token` metadata reads MySQL directly
+//! (read-your-writes). BatchGetUsers takes at most [`MAX_BATCH`] ids.
+
+use std::collections::HashMap;
+
+use common::jwt::JwtCodec;
+use pb::user_service_server::UserService;
+use proto::user::v1 as pb;
+use tonic::{Request, Response, Status};
+
+use crate::account;
+use crate::error::{Error, Result};
+use crate::metrics::{LOGINS_TOTAL, REGISTRATIONS_TOTAL};
+use crate::profile::{Profile, ProfileChange, Profiles};
+use common::readpath::counts::{CountReader, UserCounts};
+use common::readpath::follow_check::FollowChecker;
+
+/// Most ids one BatchGetUsers call may name.
+pub const MAX_BATCH: usize = 100;
+
+/// gRPC metadata key of the read-your-writes token.
+pub const CONSISTENCY_METADATA: &str = "consistency-token";
+
+/// Shared state of the user service.
+#[derive(Clone)]
+pub struct UserGrpc {
+    pub pool: sqlx::MySqlPool,
+    pub jwt: JwtCodec,
+    pub profiles: Profiles,
+    pub counts: CountReader,
+    pub follows: FollowChecker,
+}
+
+fn wants_fresh<T>(req: &Request<T>) -> bool {
+    req.metadata()
+        .get(CONSISTENCY_METADATA)
+        .is_some_and(|v| !v.is_empty())
+}
+
+fn to_pb(p: &Profile, c: UserCounts, is_follow: bool) -> pb::User {
+    pb::User {
+        id: p.id,
+        username: p.username.clone(),
+        avatar: p.avatar.clone(),
+        background_image: p.background_image.clone(),
+        signature: p.signature.clone(),
+        follow_count: c.following,
+        follower_count: c.followers,
+        is_follow,
+        created_at_ms: p.created_at_ms,
+    }
+}
+
+impl UserGrpc {
+    async fn get_user_inner(&self, user_id: u64, viewer: u64, fresh: bool) -> Result<pb::User> {
+        if user_id == 0 {
+            return Err(Error::InvalidArgument("user_id is required".into()));
+        }
+        let profile = self
+            .profiles
+            .get(user_id, fresh)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("user {user_id} not found")))?;
+        let (counts, is_follow) = tokio::try_join!(self.counts.get(user_id, fresh), async {
+            if viewer == 0 || viewer == user_id {
+                Ok(false)
+            } else {
+                self.follows.is_follow(viewer, user_id, fresh).await
+            }
+        })?;
+        Ok(to_pb(&profile, counts, is_follow))
+    }
+
+    async fn batch_inner(&self, ids: &[u64], viewer: u64, fresh: bool) -> Result<Vec<pb::User>> {
+        if ids.len() > MAX_BATCH {
+            return Err(Error::InvalidArgument(format!(
+                "at most {MAX_BATCH} user_ids per call"
+            )));
+        }
+        let mut unique: Vec<u64> = Vec::with_capacity(ids.len());
+        for &id in ids {
+            if id != 0 && !unique.contains(&id) {
+                unique.push(id);
+            }
+        }
+        let profiles =
+            futures::future::try_join_all(unique.iter().map(|&id| self.profiles.get(id, fresh)))
+                .await?;
+        let found: Vec<_> = profiles.into_iter().flatten().collect();
+        let found_ids: Vec<u64> = found.iter().map(|p| p.id).collect();
+        let counts = self.counts.get_many(&found_ids, fresh).await?;
+        let follows: HashMap<u64, bool> = if viewer == 0 {
+            HashMap::new()
+        } else {
+            self.follows
+                .is_follow_many(viewer, &found_ids, fresh)
+                .await?
+        };
+        Ok(found
+            .iter()
+            .map(|p| {
+                let c = counts.get(&p.id).copied().unwrap_or_default();
+                let f = p.id != viewer && follows.get(&p.id).copied().unwrap_or(false);
+                to_pb(p, c, f)
+            })
+            .collect())
+    }
+}
+
+#[tonic::async_trait]
+impl UserService for UserGrpc {
+    #[tracing::instrument(skip_all)]
+    async fn register(
+        &self,
+        req: Request<pb::RegisterRequest>,
+    ) -> Result<Response<pb::RegisterResponse>, Status> {
+        let r = req.into_inner();
+        let result = account::register(&self.pool, &r.username, &r.password).await;
+        let outcome = match &result {
+            Ok(_) => "created",
+            Err(Error::UsernameTaken) => "taken",
+            Err(Error::InvalidArgument(_)) => "invalid",
+            Err(_) => "error",
+        };
+        metrics::counter!(REGISTRATIONS_TOTAL, "outcome" => outcome).increment(1);
+        let id = result?;
+        Ok(Response::new(pb::RegisterResponse {
+            id,
+            username: r.username,
+            token: self.jwt.issue(id),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn login(
+        &self,
+        req: Request<pb::LoginRequest>,
+    ) -> Result<Response<pb::LoginResponse>, Status> {
+        let r = req.into_inner();
+        let result = account::login(&self.pool, &r.username, &r.password).await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(Error::BadCredentials) => "denied",
+            Err(_) => "error",
+        };
+        metrics::counter!(LOGINS_TOTAL, "outcome" => outcome).increment(1);
+        let user_id = result?;
+        Ok(Response::new(pb::LoginResponse {
+            user_id,
+            token: self.jwt.issue(user_id),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(user_id = req.get_ref().user_id))]
+    async fn get_user(
+        &self,
+        req: Request<pb::GetUserRequest>,
+    ) -> Result<Response<pb::GetUserResponse>, Status> {
+        let fresh = wants_fresh(&req);
+        let r = req.into_inner();
+        let user = self.get_user_inner(r.user_id, r.viewer_id, fresh).await?;
+        Ok(Response::new(pb::GetUserResponse { user: Some(user) }))
+    }
+
+    #[tracing::instrument(skip_all, fields(n = req.get_ref().user_ids.len()))]
+    async fn batch_get_users(
+        &self,
+        req: Request<pb::BatchGetUsersRequest>,
+    ) -> Result<Response<pb::BatchGetUsersResponse>, Status> {
+        let fresh = wants_fresh(&req);
+        let r = req.into_inner();
+        let users = self.batch_inner(&r.user_ids, r.viewer_id, fresh).await?;
+        Ok(Response::new(pb::BatchGetUsersResponse { users }))
+    }
+
+    #[tracing::instrument(skip_all, fields(user_id = req.get_ref().user_id))]
+    async fn update_profile(
+        &self,
+        req: Request<pb::UpdateProfileRequest>,
+    ) -> Result<Response<pb::UpdateProfileResponse>, Status> {
+        let r = req.into_inner();
+        if r.user_id == 0 {
+            return Err(Error::InvalidArgument("user_id is required".into()).into());
+        }
+        let change = ProfileChange {
+            avatar: r.avatar,
+            signature: r.signature,
+            background_image: r.background_image,
+        };
+        let (profile, token) = self.profiles.update(r.user_id, &change).await?;
+        let counts = self
+            .counts
+            .get(r.user_id, true)
+            .await
+            .map_err(crate::error::Error::from)?;
+        Ok(Response::new(pb::UpdateProfileResponse {
+            user: Some(to_pb(&profile, counts, false)),
+            consistency_token: token,
+        }))
+    }
+}

@@ -1,0 +1,270 @@
+//! User profiles: the cached read path and UpdateProfile.
+//!
+//! # Read path
+//! local cache (moka; `None` = "no such user", kept only `negative_ttl`) →
+//! Redis `keys.user_profile(uid)` (JSON; filled here cache-aside, deleted by
+//! the cache-syncer whenever the row changes) → MySQL. Concurrent misses on
+//! one id share one load (`try_get_with`), so a burst of requests for an
+//! unknown id reaches MySQL once per `negative_ttl`.
+//!
+//! # Writes
+//! UpdateProfile changes the row in one transaction, reads it back in the
+//! same transaction and returns it with the commit's GTID. It drops the
+//! local entry; it does not touch Redis (the syncer invalidates it from the
+//! binlog).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::NaiveDateTime;
+use common::keys::Keys;
+use moka::Expiry;
+use moka::future::Cache;
+use serde::{Deserialize, Serialize};
+use sqlx::{Connection, MySqlPool};
+
+use crate::error::{Error, Result};
+use crate::metrics::{PROFILE_UPDATES_TOTAL, READS_TOTAL};
+use common::readpath::redis_cache::RedisCache;
+
+/// Longest avatar / background image URL and signature, in characters (the column sizes).
+pub const MAX_AVATAR: usize = 1024;
+pub const MAX_BACKGROUND: usize = 1024;
+pub const MAX_SIGNATURE: usize = 512;
+
+/// A user's public profile (no counters).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Profile {
+    pub id: u64,
+    pub username: String,
+    pub avatar: String,
+    pub background_image: String,
+    pub signature: String,
+    /// Registration time, milliseconds since the epoch.
+    pub created_at_ms: i64,
+}
+
+type Row = (u64, String, String, String, String, NaiveDateTime);
+
+const SELECT_PROFILE: &str =
+    "SELECT id, username, avatar, background_image, signature, created_at FROM user WHERE id = ?";
+
+fn from_row((id, username, avatar, background_image, signature, created_at): Row) -> Profile {
+    Profile {
+        id,
+        username,
+        avatar,
+        background_image,
+        signature,
+        created_at_ms: created_at.and_utc().timestamp_millis(),
+    }
+}
+
+/// Per-entry lifetime: positive answers `ttl`, "no such user" `negative_ttl`.
+struct ProfileExpiry {
+    ttl: Duration,
+    negative_ttl: Duration,
+}
+
+impl Expiry<u64, Option<Arc<Profile>>> for ProfileExpiry {
+    fn expire_after_create(
+        &self,
+        _key: &u64,
+        value: &Option<Arc<Profile>>,
+        _created_at: Instant,
+    ) -> Option<Duration> {
+        Some(if value.is_some() {
+            self.ttl
+        } else {
+            self.negative_ttl
+        })
+    }
+}
+
+/// Which fields an update sets (None = leave as is).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProfileChange {
+    pub avatar: Option<String>,
+    pub signature: Option<String>,
+    pub background_image: Option<String>,
+}
+
+impl ProfileChange {
+    /// Checks lengths, and that something is to be changed.
+    pub fn validate(&self) -> Result<()> {
+        if self.avatar.is_none() && self.signature.is_none() && self.background_image.is_none() {
+            return Err(Error::InvalidArgument(
+                "nothing to update: set avatar, signature or background_image".into(),
+            ));
+        }
+        let checks = [
+            ("avatar", &self.avatar, MAX_AVATAR),
+            ("signature", &self.signature, MAX_SIGNATURE),
+            ("background_image", &self.background_image, MAX_BACKGROUND),
+        ];
+        for (name, value, max) in checks {
+            if value.as_ref().is_some_and(|v| v.chars().count() > max) {
+                return Err(Error::InvalidArgument(format!(
+                    "{name} is longer than {max} characters"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Profile reads and updates.
+#[derive(Clone)]
+pub struct Profiles {
+    pool: MySqlPool,
+    redis: RedisCache,
+    keys: Keys,
+    local: Cache<u64, Option<Arc<Profile>>>,
+    redis_ttl: Duration,
+}
+
+impl Profiles {
+    pub fn new(
+        pool: MySqlPool,
+        redis: RedisCache,
+        keys: Keys,
+        capacity: u64,
+        ttl: Duration,
+        negative_ttl: Duration,
+        redis_ttl: Duration,
+    ) -> Self {
+        let local = Cache::builder()
+            .max_capacity(capacity)
+            .expire_after(ProfileExpiry { ttl, negative_ttl })
+            .build();
+        Self {
+            pool,
+            redis,
+            keys,
+            local,
+            redis_ttl,
+        }
+    }
+
+    fn count_read(layer: &'static str) {
+        metrics::counter!(READS_TOTAL, "what" => "profile", "layer" => layer).increment(1);
+    }
+
+    /// The profile of `id`, or None when there is no such user.
+    pub async fn get(&self, id: u64, fresh: bool) -> Result<Option<Arc<Profile>>> {
+        if fresh {
+            let p = self.load_mysql(id).await?;
+            self.local.insert(id, p.clone()).await;
+            return Ok(p);
+        }
+        if let Some(p) = self.local.get(&id).await {
+            Self::count_read("local");
+            return Ok(p);
+        }
+        self.local
+            .try_get_with(id, self.load(id))
+            .await
+            .map_err(Arc::unwrap_or_clone)
+    }
+
+    async fn load(&self, id: u64) -> Result<Option<Arc<Profile>>> {
+        let key = self.keys.user_profile(id);
+        let cached: Option<Option<String>> = {
+            let key = key.clone();
+            self.redis.run(|mut conn| async move { redis::cmd("GET").arg(key).query_async(&mut conn).await }).await
+        };
+        if let Some(Some(json)) = cached
+            && let Ok(p) = serde_json::from_str::<Profile>(&json)
+            && p.id == id
+        {
+            Self::count_read("redis");
+            return Ok(Some(Arc::new(p)));
+        }
+        self.load_mysql(id).await
+    }
+
+    async fn load_mysql(&self, id: u64) -> Result<Option<Arc<Profile>>> {
+        Self::count_read("mysql");
+        let row: Option<Row> = sqlx::query_as(SELECT_PROFILE)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(p) = row.map(from_row) else {
+            return Ok(None);
+        };
+        // Cache-aside fill of the one Redis key services may write.
+        if let Ok(json) = serde_json::to_string(&p) {
+            let key = self.keys.user_profile(id);
+            let ttl = self.redis_ttl.as_secs().max(1);
+            let _: Option<()> = self
+                .redis
+                .run(|mut conn| async move {
+                    redis::cmd("SET")
+                        .arg(key)
+                        .arg(json)
+                        .arg("EX")
+                        .arg(ttl)
+                        .query_async(&mut conn)
+                        .await
+                })
+                .await;
+        }
+        Ok(Some(Arc::new(p)))
+    }
+
+    /// Applies `change` to user `id`; returns the new profile and the commit's GTID.
+    pub async fn update(&self, id: u64, change: &ProfileChange) -> Result<(Profile, String)> {
+        change.validate()?;
+        let mut conn = self.pool.acquire().await?;
+        let mut tx = conn.begin().await?;
+        let res = sqlx::query(
+            "UPDATE user SET avatar = COALESCE(?, avatar), signature = COALESCE(?, signature), \
+             background_image = COALESCE(?, background_image), updated_at = NOW(6) WHERE id = ?",
+        )
+        .bind(change.avatar.as_deref())
+        .bind(change.signature.as_deref())
+        .bind(change.background_image.as_deref())
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        if res.rows_affected() == 0 {
+            return Err(Error::NotFound(format!("user {id} not found")));
+        }
+        let row: Row = sqlx::query_as(SELECT_PROFILE)
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        let token: Option<String> = sqlx::query_scalar("SELECT @@last_gtid")
+            .fetch_one(&mut *conn)
+            .await?;
+        self.local.invalidate(&id).await;
+        metrics::counter!(PROFILE_UPDATES_TOTAL).increment(1);
+        Ok((from_row(row), token.unwrap_or_default()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_update_must_change_something_within_column_sizes() {
+        assert!(ProfileChange::default().validate().is_err());
+        let ok = ProfileChange {
+            signature: Some("hi".into()),
+            ..Default::default()
+        };
+        assert!(ok.validate().is_ok());
+        let long = ProfileChange {
+            signature: Some("x".repeat(513)),
+            ..Default::default()
+        };
+        assert!(long.validate().is_err());
+        let empty_is_a_change = ProfileChange {
+            avatar: Some(String::new()),
+            ..Default::default()
+        };
+        assert!(empty_is_a_change.validate().is_ok());
+    }
+}

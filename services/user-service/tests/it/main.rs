@@ -1,0 +1,356 @@
+//! Integration tests of user-service against the real local stack: a fresh
+//! database and Redis namespace per test, the service in-process on port 0.
+
+use std::time::Duration;
+
+use common::config::{AdminSettings, MysqlSettings, RedisSettings};
+use common::jwt::{JwtCodec, JwtSettings};
+use proto::user::v1::user_service_client::UserServiceClient;
+use proto::user::v1::*;
+use redis::AsyncCommands;
+use secrecy::SecretString;
+use testkit::{TestDb, TestRedis};
+use tonic::Code;
+use tonic::transport::Channel;
+use user_service::config::Settings;
+use user_service::startup::Application;
+
+const SECRET: &str = "user-service-test-secret-user-service-test";
+
+fn settings(db: &TestDb, redis: &TestRedis) -> Settings {
+    Settings {
+        grpc_addr: "127.0.0.1:0".parse().unwrap(),
+        admin: AdminSettings::on_port(0),
+        mysql: MysqlSettings {
+            url: Some(SecretString::from(db.url.clone())),
+            ..Default::default()
+        },
+        redis: RedisSettings {
+            url: Some(SecretString::from(redis.url.clone())),
+            namespace: redis.namespace.clone(),
+            ..Default::default()
+        },
+        jwt: JwtSettings {
+            secret: Some(SecretString::from(SECRET)),
+            ..Default::default()
+        },
+        // Generous: the shared test machine can be slow, and these tests assert Redis answers.
+        cache: user_service::config::CacheSettings {
+            redis_timeout: std::time::Duration::from_secs(2),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+async fn start(s: Settings) -> UserServiceClient<Channel> {
+    let app = Application::build(s).await.expect("build user-service");
+    let port = app.port();
+    tokio::spawn(app.run_until(std::future::pending()));
+    UserServiceClient::connect(format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("connect")
+}
+
+async fn register(c: &mut UserServiceClient<Channel>, name: &str) -> u64 {
+    c.register(RegisterRequest {
+        username: name.into(),
+        password: "password1".into(),
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .id
+}
+
+async fn follow(db: &TestDb, from: u64, to: u64) {
+    // What relation-service's transaction leaves behind.
+    sqlx::query("INSERT INTO follow (from_id, to_id) VALUES (?, ?)")
+        .bind(from)
+        .bind(to)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    for (owner, kind) in [(from, 1), (to, 2)] {
+        sqlx::query("INSERT INTO counter (owner_id, kind, value) VALUES (?, ?, 1) ON DUPLICATE KEY UPDATE value = value + 1")
+            .bind(owner)
+            .bind(kind)
+            .execute(&db.pool)
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn register_stores_an_argon2_hash_and_login_issues_a_verifiable_jwt() {
+    let (db, mut redis) = (TestDb::new().await, TestRedis::new().await);
+    let mut c = start(settings(&db, &redis)).await;
+    let r = c
+        .register(RegisterRequest {
+            username: "alice".into(),
+            password: "password1".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let hash: String = sqlx::query_scalar("SELECT password_hash FROM user WHERE id = ?")
+        .bind(r.id)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    let codec = JwtCodec::new(SecretString::from(SECRET), Duration::from_secs(60));
+    assert_eq!(codec.verify(&r.token).unwrap().user_id().unwrap(), r.id);
+
+    let l = c
+        .login(LoginRequest {
+            username: "alice".into(),
+            password: "password1".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(l.user_id, r.id);
+    assert_eq!(codec.verify(&l.token).unwrap().user_id().unwrap(), r.id);
+
+    let wrong = c
+        .login(LoginRequest {
+            username: "alice".into(),
+            password: "password2".into(),
+        })
+        .await
+        .unwrap_err();
+    let unknown = c
+        .login(LoginRequest {
+            username: "nobody".into(),
+            password: "password1".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (wrong.code(), wrong.message()),
+        (unknown.code(), unknown.message())
+    );
+    assert_eq!(wrong.code(), Code::Unauthenticated);
+
+    let dup = c
+        .register(RegisterRequest {
+            username: "Alice".into(),
+            password: "password1".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(dup.code(), Code::AlreadyExists);
+    redis.cleanup().await;
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn get_user_and_batch_return_counters_and_is_follow_for_the_viewer() {
+    let (db, mut redis) = (TestDb::new().await, TestRedis::new().await);
+    let mut c = start(settings(&db, &redis)).await;
+    let a = register(&mut c, "a").await;
+    let b = register(&mut c, "b").await;
+    let x = register(&mut c, "x").await;
+    follow(&db, a, b).await;
+    follow(&db, x, b).await;
+
+    let u = c
+        .get_user(GetUserRequest {
+            user_id: b,
+            viewer_id: a,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .user
+        .unwrap();
+    assert_eq!(
+        (
+            u.username.as_str(),
+            u.follow_count,
+            u.follower_count,
+            u.is_follow
+        ),
+        ("b", 0, 2, true)
+    );
+    let anon = c
+        .get_user(GetUserRequest {
+            user_id: b,
+            viewer_id: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .user
+        .unwrap();
+    assert!(!anon.is_follow);
+
+    let batch = c
+        .batch_get_users(BatchGetUsersRequest {
+            user_ids: vec![x, 999_999, b, a, b],
+            viewer_id: a,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .users;
+    let ids: Vec<u64> = batch.iter().map(|u| u.id).collect();
+    assert_eq!(
+        ids,
+        vec![x, b, a],
+        "request order, unknown left out, duplicates once"
+    );
+    assert_eq!(
+        batch.iter().map(|u| u.is_follow).collect::<Vec<_>>(),
+        vec![false, true, false]
+    );
+    assert_eq!(batch[2].follow_count, 1);
+
+    let too_many = c
+        .batch_get_users(BatchGetUsersRequest {
+            user_ids: (1..=101).collect(),
+            viewer_id: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(too_many.code(), Code::InvalidArgument);
+    redis.cleanup().await;
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn unknown_ids_are_cached_as_missing_for_the_negative_ttl() {
+    let (db, mut redis) = (TestDb::new().await, TestRedis::new().await);
+    let mut s = settings(&db, &redis);
+    s.cache.negative_ttl = Duration::from_secs(60);
+    let mut c = start(s).await;
+    let e = c
+        .get_user(GetUserRequest {
+            user_id: 77,
+            viewer_id: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    // The row appears behind the service's back: the cached "missing" answer
+    // proves MySQL is not asked again within the TTL...
+    sqlx::query("INSERT INTO user (id, username, password_hash) VALUES (77, 'late', 'x')")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let e = c
+        .get_user(GetUserRequest {
+            user_id: 77,
+            viewer_id: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    // ...while a read with a consistency token goes to MySQL.
+    let mut req = tonic::Request::new(GetUserRequest {
+        user_id: 77,
+        viewer_id: 0,
+    });
+    req.metadata_mut()
+        .insert("consistency-token", "0-1-1".parse().unwrap());
+    assert_eq!(
+        c.get_user(req)
+            .await
+            .unwrap()
+            .into_inner()
+            .user
+            .unwrap()
+            .username,
+        "late"
+    );
+    redis.cleanup().await;
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn profiles_are_cached_aside_in_redis_and_read_from_there() {
+    let (db, mut redis) = (TestDb::new().await, TestRedis::new().await);
+    let mut c = start(settings(&db, &redis)).await;
+    let id = register(&mut c, "carol").await;
+    c.get_user(GetUserRequest {
+        user_id: id,
+        viewer_id: 0,
+    })
+    .await
+    .unwrap();
+    let key = redis
+        .keys(common::keys::DEFAULT_COUNTER_BUCKETS)
+        .user_profile(id);
+    let mut conn = redis.conn.clone();
+    let json: String = conn.get(&key).await.expect("profile cached in redis");
+    let mut v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["username"], "carol");
+    v["signature"] = "from redis".into();
+    let _: () = conn.set(&key, v.to_string()).await.unwrap();
+    // A second instance (cold local cache) reads Redis, not MySQL.
+    let mut c2 = start(settings(&db, &redis)).await;
+    let u = c2
+        .get_user(GetUserRequest {
+            user_id: id,
+            viewer_id: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .user
+        .unwrap();
+    assert_eq!(u.signature, "from redis");
+    redis.cleanup().await;
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn update_profile_returns_the_new_profile_and_a_gtid_and_checks_lengths() {
+    let (db, mut redis) = (TestDb::new().await, TestRedis::new().await);
+    let mut c = start(settings(&db, &redis)).await;
+    let id = register(&mut c, "dave").await;
+    let r = c
+        .update_profile(UpdateProfileRequest {
+            user_id: id,
+            signature: Some("hi".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.user.unwrap().signature, "hi");
+    assert!(
+        r.consistency_token.starts_with("0-"),
+        "{}",
+        r.consistency_token
+    );
+    let long = UpdateProfileRequest {
+        user_id: id,
+        signature: Some("x".repeat(513)),
+        ..Default::default()
+    };
+    assert_eq!(
+        c.update_profile(long).await.unwrap_err().code(),
+        Code::InvalidArgument
+    );
+    let nothing = UpdateProfileRequest {
+        user_id: id,
+        ..Default::default()
+    };
+    assert_eq!(
+        c.update_profile(nothing).await.unwrap_err().code(),
+        Code::InvalidArgument
+    );
+    let unknown = UpdateProfileRequest {
+        user_id: 999_999,
+        avatar: Some("a".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        c.update_profile(unknown).await.unwrap_err().code(),
+        Code::NotFound
+    );
+    redis.cleanup().await;
+    db.drop_db().await;
+}
