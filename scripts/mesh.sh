@@ -23,8 +23,15 @@ for prefix in RELAY SYNCER USER RELATION COUNT GATEWAY; do
     done
 done
 
+# The relay streams the application database only, keeps its checkpoint in
+# the state folder, and sends heartbeats often enough for the watermark.
+export RELAY_STATE_DIR=${RELAY_STATE_DIR:-$SLUICE_STATE/binlog-relay}
+export RELAY_FILTER__INCLUDE_DATABASES=${RELAY_FILTER__INCLUDE_DATABASES:-[\"$SLUICE_DB\"]}
+export SYNCER_SOURCE_DB=${SYNCER_SOURCE_DB:-$SLUICE_DB}
+
 # name  admin-port  arguments (in start order; stopped in reverse)
 PROCESSES=(
+    "binlog-relay 9101 run"
     "cache-syncer 9102 run"
     "user-service 9080"
     "count-service 9081"

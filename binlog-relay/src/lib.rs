@@ -1,4 +1,42 @@
-//! binlog-relay: Reads the MySQL/MariaDB binlog as a replica and publishes every committed row change to Kafka.
+//! binlog-relay: reads the MySQL/MariaDB binlog as a replica and publishes
+//! every committed row change to Kafka as a Debezium-style envelope
+//! (DESIGN §4), at least once, in commit order per row.
 //!
-//! Not built yet: this crate only reserves its place in the workspace
-//! (tracked by issue #3). Its binary says so and exits non-zero.
+//! # Layout
+//! - [`config`]: `Settings` (defaults → file → `RELAY_…` env) and table filters.
+//! - [`position`]: `file:pos` and GTID positions, `--from` / `--until`.
+//! - [`preflight`]: server checks before replicating.
+//! - [`source`]: the binlog connection and the MariaDB GTID layer.
+//! - [`schema`]: column names and types per table map, mismatch diffs.
+//! - [`decode`]: pure rows-event → typed row → envelope conversion.
+//! - [`sink`]: the idempotent producer and the acknowledgement tracker.
+//! - [`snapshot`]: chunked, resumable table copies (`op: "r"`).
+//! - [`checkpoint`]: the atomically written resume point.
+//! - [`relay`]: wiring, transactions, heartbeats, reconnects, lag.
+//! - [`topics`]: `binlog-relay topics create`.
+//! - [`startup`]: `Application` (admin server + relay).
+//! - [`metrics`]: metric names.
+//!
+//! Invariant: a checkpoint is saved only after every message before it was
+//! acknowledged, so no committed change is ever lost; duplicates are possible
+//! after a crash and carry the same `sluice.seq` as the first time.
+
+pub mod checkpoint;
+pub mod config;
+pub mod decode;
+pub mod error;
+pub mod metrics;
+pub mod position;
+pub mod preflight;
+pub mod relay;
+pub mod schema;
+pub mod sink;
+pub mod snapshot;
+pub mod source;
+pub mod startup;
+pub mod topics;
+
+pub use config::Settings;
+pub use error::{Error, Result};
+pub use relay::RunOptions;
+pub use startup::Application;

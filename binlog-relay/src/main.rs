@@ -1,6 +1,88 @@
-//! binlog-relay entry point.
+//! binlog-relay entry point: parse the command line, load settings, run.
 
-fn main() {
-    eprintln!("binlog-relay: not implemented yet (issue #3)");
-    std::process::exit(2);
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use binlog_relay::position::{StartFrom, StopAt};
+use binlog_relay::{Application, RunOptions, Settings};
+use clap::{Parser, Subcommand};
+
+/// Streams MySQL/MariaDB binlog row changes into Kafka.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// TOML settings file (environment variables `RELAY_…` override it).
+    #[arg(long, global = true, env = "RELAY_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Relay changes until stopped (SIGINT/SIGTERM) or --until.
+    Run {
+        /// earliest | latest | FILE:POS | gtid:D-S-N[,…] | time:RFC3339 (default: the checkpoint, else latest)
+        #[arg(long)]
+        from: Option<StartFrom>,
+        /// Stop before the first transaction at FILE:POS or after gtid:D-S-N.
+        #[arg(long)]
+        until: Option<StopAt>,
+        /// Print what would be emitted as JSON lines; produce and save nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Snapshot these tables (db.table, comma-separated) before streaming on.
+        #[arg(long, value_delimiter = ',')]
+        snapshot: Vec<String>,
+    },
+    /// Topic management.
+    Topics {
+        #[command(subcommand)]
+        command: TopicsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TopicsCommand {
+    /// Create the topics of the configured tables (existing ones are kept).
+    Create,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    common::telemetry::init("binlog-relay");
+    let settings = Settings::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Run {
+            from,
+            until,
+            dry_run,
+            snapshot,
+        } => {
+            let app = Application::build(
+                settings,
+                RunOptions {
+                    from,
+                    until,
+                    dry_run,
+                    snapshot,
+                },
+            )
+            .await?;
+            tracing::info!(admin_port = app.admin_port(), "binlog-relay started");
+            app.run_until_stopped(common::shutdown::signal()).await?;
+        }
+        Command::Topics {
+            command: TopicsCommand::Create,
+        } => {
+            let names = binlog_relay::topics::create(&settings)
+                .await
+                .context("creating topics")?;
+            for n in names {
+                println!("{n}");
+            }
+        }
+    }
+    Ok(())
 }

@@ -66,6 +66,8 @@ pub struct SyncStatus {
     pub watermark: Option<Watermark>,
     /// Relay heartbeats waiting for the partitions to drain past them.
     pub watermark_pending: usize,
+    /// What the oldest of them still waits for.
+    pub watermark_waiting_on: Vec<String>,
 }
 
 /// Shared handle on the status.
@@ -312,8 +314,9 @@ impl Syncer {
             } => Some((*seq, acked_gtid.clone())),
             _ => None,
         });
-        if let Some((seq, gtid)) = beat {
-            let targets = self.drain_targets().await;
+        if let Some((seq, gtid)) = beat
+            && let Some(targets) = self.drain_targets().await
+        {
             self.tracker.push(Pending { seq, gtid, targets });
         }
         self.advance_watermark().await
@@ -321,20 +324,16 @@ impl Syncer {
 
     /// For every assigned row-change partition, the offset the syncer must
     /// have applied up to: the broker's high watermark now. Partitions
-    /// already there (or empty) get target 0.
-    async fn drain_targets(&self) -> Vec<(String, i32, i64)> {
+    /// already there (or empty) get target 0. `None` when that cannot be
+    /// known (no assignment yet, a broker call failed): the heartbeat then
+    /// proves nothing, and a later one will.
+    async fn drain_targets(&self) -> Option<Vec<(String, i32, i64)>> {
         let consumer = Arc::clone(&self.consumer);
         let hb = self.heartbeat_topic.clone();
         tokio::task::spawn_blocking(move || {
-            let Ok(assigned) = consumer.assignment() else {
-                return Vec::new();
-            };
-            let positions = consumer
-                .position()
-                .unwrap_or_else(|_| TopicPartitionList::new());
-            let committed = consumer
-                .committed(Duration::from_secs(5))
-                .unwrap_or_else(|_| TopicPartitionList::new());
+            let assigned = consumer.assignment().ok()?;
+            let positions = consumer.position().ok()?;
+            let committed = consumer.committed(Duration::from_secs(5)).ok()?;
             let offset_of = |tpl: &TopicPartitionList, t: &str, p: i32| {
                 tpl.find_partition(t, p).and_then(|e| match e.offset() {
                     Offset::Offset(o) => Some(o),
@@ -344,20 +343,19 @@ impl Syncer {
             let mut out = Vec::new();
             for el in assigned.elements().iter().filter(|e| e.topic() != hb) {
                 let (t, p) = (el.topic(), el.partition());
-                let high = match consumer.fetch_watermarks(t, p, Duration::from_secs(5)) {
-                    Ok((_, high)) => high,
-                    // Unknown: wait for any message to prove progress (target stays high).
-                    Err(_) => i64::MAX,
-                };
+                let (_, high) = consumer
+                    .fetch_watermarks(t, p, Duration::from_secs(5))
+                    .ok()?;
                 let done = offset_of(&positions, t, p)
                     .or_else(|| offset_of(&committed, t, p))
                     .unwrap_or(0);
                 out.push((t.to_owned(), p, if done >= high { 0 } else { high }));
             }
-            out
+            (!out.is_empty()).then_some(out)
         })
         .await
-        .unwrap_or_default()
+        .ok()
+        .flatten()
     }
 
     /// Moves the watermark past every drained heartbeat and publishes it.
@@ -367,19 +365,18 @@ impl Syncer {
             .position()
             .unwrap_or_else(|_| TopicPartitionList::new());
         let now_ms = chrono::Utc::now().timestamp_millis();
-        let moved = self.tracker.advance(
-            |t, p| {
-                positions
-                    .find_partition(t, p)
-                    .and_then(|e| match e.offset() {
-                        Offset::Offset(o) => Some(o),
-                        _ => None,
-                    })
-            },
-            now_ms,
-        );
+        let position = |t: &str, p: i32| {
+            positions
+                .find_partition(t, p)
+                .and_then(|e| match e.offset() {
+                    Offset::Offset(o) => Some(o),
+                    _ => None,
+                })
+        };
+        let moved = self.tracker.advance(position, now_ms);
         if let Ok(mut st) = self.status.lock() {
             st.watermark_pending = self.tracker.pending();
+            st.watermark_waiting_on = self.tracker.waiting_on(position);
         }
         let Some(w) = moved else { return Ok(()) };
         let mut conn = self.applier.redis.clone();

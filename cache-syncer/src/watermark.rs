@@ -100,6 +100,20 @@ impl Tracker {
     pub fn pending(&self) -> usize {
         self.pending.len()
     }
+
+    /// The partitions the oldest pending heartbeat still waits for, as
+    /// `topic/partition: position < target` (for `/status`).
+    pub fn waiting_on(&self, position: impl Fn(&str, i32) -> Option<i64>) -> Vec<String> {
+        let Some(front) = self.pending.front() else {
+            return Vec::new();
+        };
+        front
+            .targets
+            .iter()
+            .filter(|(t, p, target)| *target > 0 && position(t, *p).is_none_or(|pos| pos < *target))
+            .map(|(t, p, target)| format!("{t}/{p}: {:?} < {target}", position(t, *p)))
+            .collect()
+    }
 }
 
 #[cfg(test)]

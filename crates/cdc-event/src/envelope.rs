@@ -165,6 +165,13 @@ pub struct Heartbeat {
     pub gtid: Option<String>,
     /// Highest change sequence number emitted so far.
     pub seq: u64,
+    /// Every message up to this change sequence number is acknowledged by
+    /// Kafka, and it ends a transaction (the applied-watermark basis).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acked_seq: Option<u64>,
+    /// The GTID position at `acked_seq` (`domain-server-seq[,…]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acked_gtid: Option<String>,
 }
 
 #[cfg(test)]

@@ -1,0 +1,247 @@
+//! Relay settings: defaults → optional TOML file → `RELAY_…` environment
+//! variables (`RELAY_MYSQL__URL`, `RELAY_KAFKA__BROKERS`,
+//! `RELAY_FILTER__INCLUDE_DATABASES`, …), loaded by `common::config::load`.
+//! Tests build [`Settings`] in code.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::config::{AdminSettings, ConfigError, KafkaSettings, MysqlSettings};
+use serde::{Deserialize, Serialize};
+
+/// Environment prefix of the relay.
+pub const ENV_PREFIX: &str = "RELAY_";
+/// Default admin port (DESIGN §6).
+pub const DEFAULT_ADMIN_PORT: u16 = 9101;
+
+/// Everything the relay needs to run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// Dev mode: secrets default to the local stack.
+    pub dev: bool,
+    pub mysql: MysqlSettings,
+    pub kafka: KafkaSettings,
+    pub admin: AdminSettings,
+    /// The replica server id the relay registers with; must differ from the
+    /// source's and from every other replica's.
+    pub server_id: u32,
+    /// Where the checkpoint file lives.
+    pub state_dir: PathBuf,
+    pub filter: Filter,
+    /// Send a tombstone (same key, null value) after each delete.
+    pub tombstones: bool,
+    /// How often a heartbeat record is produced.
+    #[serde(with = "common::config::duration")]
+    pub heartbeat_interval: Duration,
+    /// Longest time an acknowledged position waits before it is written to the checkpoint.
+    #[serde(with = "common::config::duration")]
+    pub checkpoint_interval: Duration,
+    /// Partitions of topics the relay creates.
+    pub topic_partitions: i32,
+    /// Create a table's topic when its first change is seen (the broker may not auto-create).
+    pub create_topics: bool,
+    /// Wait between reconnect attempts after a transient error.
+    #[serde(with = "common::config::duration")]
+    pub retry_backoff: Duration,
+    pub snapshot: SnapshotSettings,
+    /// Extra librdkafka producer properties (e.g. `compression.type = "zstd"`).
+    pub producer: BTreeMap<String, String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            dev: false,
+            mysql: MysqlSettings::default(),
+            kafka: KafkaSettings::default(),
+            admin: AdminSettings::on_port(DEFAULT_ADMIN_PORT),
+            server_id: 1001,
+            state_dir: PathBuf::from(".state/binlog-relay"),
+            filter: Filter::default(),
+            tombstones: true,
+            heartbeat_interval: Duration::from_secs(5),
+            checkpoint_interval: Duration::from_millis(200),
+            topic_partitions: 4,
+            create_topics: true,
+            retry_backoff: Duration::from_secs(1),
+            snapshot: SnapshotSettings::default(),
+            producer: BTreeMap::new(),
+        }
+    }
+}
+
+impl Settings {
+    /// Loads and validates the settings.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let s: Settings = common::config::load(ENV_PREFIX, file)?;
+        s.validate()?;
+        Ok(s)
+    }
+
+    /// Checks values that serde cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
+        if self.server_id == 0 {
+            return invalid("server_id must be > 0 (and differ from the source's server_id)");
+        }
+        if self.kafka.brokers.trim().is_empty() {
+            return invalid("kafka.brokers is empty");
+        }
+        if self.kafka.topic_prefix.is_empty() || self.kafka.topic_prefix.contains(['/', ' ']) {
+            return invalid("kafka.topic_prefix must be a non-empty topic name part");
+        }
+        if self.topic_partitions < 1 {
+            return invalid("topic_partitions must be >= 1");
+        }
+        if self.heartbeat_interval.is_zero() || self.checkpoint_interval.is_zero() {
+            return invalid("heartbeat_interval and checkpoint_interval must be > 0");
+        }
+        if self.snapshot.chunk_size == 0 {
+            return invalid("snapshot.chunk_size must be > 0");
+        }
+        self.mysql.resolve_url(self.dev)?;
+        Ok(())
+    }
+
+    /// Path of the checkpoint file.
+    pub fn checkpoint_path(&self) -> PathBuf {
+        self.state_dir.join("checkpoint.json")
+    }
+}
+
+/// Which tables are relayed. Names are exact; a table passes when its
+/// database is included (or the include list is empty) and neither it nor its
+/// database is excluded.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Filter {
+    pub include_databases: Vec<String>,
+    pub exclude_databases: Vec<String>,
+    /// `db.table` entries; when non-empty, only these tables pass.
+    pub include_tables: Vec<String>,
+    /// `db.table` entries.
+    pub exclude_tables: Vec<String>,
+}
+
+impl Default for Filter {
+    fn default() -> Self {
+        Self {
+            include_databases: Vec::new(),
+            exclude_databases: ["mysql", "information_schema", "performance_schema", "sys"]
+                .map(String::from)
+                .to_vec(),
+            include_tables: Vec::new(),
+            exclude_tables: Vec::new(),
+        }
+    }
+}
+
+impl Filter {
+    /// Whether changes of `db.table` are relayed.
+    pub fn allows(&self, db: &str, table: &str) -> bool {
+        let full = |t: &String| {
+            t.split_once('.')
+                .is_some_and(|(d, n)| d == db && n == table)
+        };
+        if self.exclude_databases.iter().any(|d| d == db) || self.exclude_tables.iter().any(full) {
+            return false;
+        }
+        if !self.include_tables.is_empty() {
+            return self.include_tables.iter().any(full);
+        }
+        self.include_databases.is_empty() || self.include_databases.iter().any(|d| d == db)
+    }
+
+    /// Whether any table of `db` may be relayed.
+    pub fn allows_database(&self, db: &str) -> bool {
+        if self.exclude_databases.iter().any(|d| d == db) {
+            return false;
+        }
+        if !self.include_tables.is_empty() {
+            return self
+                .include_tables
+                .iter()
+                .any(|t| t.split_once('.').is_some_and(|(d, _)| d == db));
+        }
+        self.include_databases.is_empty() || self.include_databases.iter().any(|d| d == db)
+    }
+}
+
+/// Initial and on-demand snapshots.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SnapshotSettings {
+    /// `initial`: snapshot the filtered tables when no checkpoint exists;
+    /// `never`: start streaming at once.
+    pub mode: SnapshotMode,
+    /// Rows per chunk (one `SELECT … ORDER BY pk LIMIT n`).
+    pub chunk_size: u64,
+}
+
+impl Default for SnapshotSettings {
+    fn default() -> Self {
+        Self {
+            mode: SnapshotMode::Never,
+            chunk_size: 5_000,
+        }
+    }
+}
+
+/// When the relay snapshots tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SnapshotMode {
+    Initial,
+    Never,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filter_excludes_system_databases_by_default() {
+        let f = Filter::default();
+        assert!(f.allows("sluice", "follow"));
+        assert!(!f.allows("mysql", "user"));
+    }
+
+    #[test]
+    fn filter_include_and_exclude_lists_combine() {
+        let f = Filter {
+            include_databases: vec!["app".into()],
+            exclude_tables: vec!["app.secret".into()],
+            ..Filter::default()
+        };
+        assert!(f.allows("app", "t"));
+        assert!(!f.allows("app", "secret"));
+        assert!(!f.allows("other", "t"));
+        let f = Filter {
+            include_tables: vec!["app.t".into()],
+            ..Filter::default()
+        };
+        assert!(f.allows("app", "t"));
+        assert!(!f.allows("app", "u"));
+        assert!(f.allows_database("app"));
+        assert!(!f.allows_database("other"));
+    }
+
+    #[test]
+    fn validation_names_the_bad_setting() {
+        let s = Settings {
+            server_id: 0,
+            dev: true,
+            ..Settings::default()
+        };
+        assert!(s.validate().unwrap_err().to_string().contains("server_id"));
+        let s = Settings::default();
+        assert!(s.validate().unwrap_err().to_string().contains("mysql.url"));
+        let s = Settings {
+            dev: true,
+            ..Settings::default()
+        };
+        s.validate().unwrap();
+    }
+}

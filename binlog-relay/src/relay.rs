@@ -1,0 +1,1090 @@
+//! Wiring: binlog source → decode → sink, with transaction bookkeeping,
+//! heartbeats, checkpoints and reconnects.
+//!
+//! # Resumption
+//! A run starts at `--from` when given, else at the saved checkpoint, else at
+//! the server's current end of binlog. Checkpoints are queued behind the
+//! messages of each committed transaction and saved by the acker only once
+//! all of them are acknowledged (see `sink`). After a transient error the
+//! relay waits `retry_backoff`, reconnects and resumes from the last saved
+//! checkpoint; the transactions in flight are emitted again (at-least-once,
+//! with the same `sluice.seq` numbers, since sequence numbers are saved with
+//! the checkpoint).
+//!
+//! # Transactions
+//! A transaction starts at a MariaDB GTID event, a MySQL GTID event or a
+//! `BEGIN` query, and ends at XID, `COMMIT`, or right after a statement that
+//! is its own transaction (DDL). BEGIN is published lazily, before the first
+//! relayed row change, so filtered-out transactions produce no metadata.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cdc_event::envelope::{DataCollection, Heartbeat, TransactionRecord, TxStatus};
+use cdc_event::{Gtid, Op, Snapshot, TransactionRef, topic};
+use futures::StreamExt;
+use metrics::Counter;
+use mysql_async::BinlogStream;
+use mysql_async::binlog::events::{Event, EventData, RowsEventData};
+use secrecy::SecretString;
+use serde::Serialize;
+use sqlx::MySqlPool;
+use tokio::sync::watch;
+
+use crate::checkpoint::{Checkpoint, CheckpointStore, SnapshotProgress};
+use crate::config::{Settings, SnapshotMode};
+use crate::decode::{self, ChangeMeta};
+use crate::error::{Error, Result};
+use crate::metrics as m;
+use crate::position::{FilePos, GtidPos, StartFrom, StopAt};
+use crate::schema::SchemaTracker;
+use crate::sink::{AckItem, AckState, Acker, MessageHeaders, Sink};
+use crate::snapshot;
+use crate::source::{self, Flavor, SourceOptions, StreamStart};
+
+/// Per-run choices from the command line.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Start here instead of at the checkpoint.
+    pub from: Option<StartFrom>,
+    /// Stop before the first transaction at or beyond this point.
+    pub until: Option<StopAt>,
+    /// Print what would be emitted instead of producing; saves no checkpoint.
+    pub dry_run: bool,
+    /// Tables (`db.table`) to snapshot on demand before streaming.
+    pub snapshot: Vec<String>,
+}
+
+/// The live document behind `/status`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StatusDoc {
+    /// `starting`, `streaming`, `reconnecting`, `stopped` or `failed`.
+    pub state: String,
+    /// Read position: the end of the last transaction read.
+    pub position: Option<String>,
+    pub gtid: Option<String>,
+    /// The server's end of binlog at the last lag probe.
+    pub server_position: Option<String>,
+    pub lag_bytes: u64,
+    pub lag_seconds: f64,
+    /// Commit time of the last event read (ms).
+    pub last_event_ts_ms: i64,
+    /// Last change sequence number emitted.
+    pub seq: u64,
+    pub transactions: u64,
+    pub last_error: Option<String>,
+}
+
+/// Shared state between the relay, the lag probe and the admin server.
+#[derive(Debug, Clone, Default)]
+pub struct Shared {
+    pub status: Arc<Mutex<StatusDoc>>,
+    pub acks: Arc<Mutex<AckState>>,
+}
+
+impl Shared {
+    pub fn update(&self, f: impl FnOnce(&mut StatusDoc)) {
+        if let Ok(mut s) = self.status.lock() {
+            f(&mut s);
+        }
+    }
+
+    /// The `/status` JSON.
+    pub fn document(&self) -> serde_json::Value {
+        let status = self.status.lock().map(|s| s.clone()).unwrap_or_default();
+        let acks = self.acks.lock().map(|a| a.clone()).unwrap_or_default();
+        let mut v = serde_json::to_value(status).unwrap_or_default();
+        if let Some(obj) = v.as_object_mut() {
+            obj.insert(
+                "checkpoint".into(),
+                acks.saved
+                    .map(|c| serde_json::to_value(c).unwrap_or_default())
+                    .unwrap_or_default(),
+            );
+            obj.insert("acked_messages".into(), acks.acked.into());
+        }
+        v
+    }
+}
+
+/// Where the current stream resumes and with which counters.
+#[derive(Debug, Clone)]
+struct Resume {
+    start: StreamStart,
+    gtid: GtidPos,
+    seq: u64,
+    /// A snapshot to run (or finish) before streaming from `start`.
+    snapshot: Option<SnapshotProgress>,
+}
+
+impl Resume {
+    fn from_checkpoint(cp: &Checkpoint) -> Self {
+        match &cp.snapshot {
+            Some(sp) => Resume {
+                start: StreamStart::FilePos(FilePos::new(sp.start_file.clone(), sp.start_pos)),
+                gtid: sp
+                    .start_gtid
+                    .as_deref()
+                    .and_then(|g| g.parse().ok())
+                    .unwrap_or_default(),
+                seq: cp.seq,
+                snapshot: Some(sp.clone()),
+            },
+            None => Resume {
+                start: StreamStart::FilePos(cp.file_pos()),
+                gtid: cp.gtid_pos().unwrap_or_default(),
+                seq: cp.seq,
+                snapshot: None,
+            },
+        }
+    }
+
+    /// Plans a snapshot of `tables` that hands over to the stream at this start.
+    fn with_snapshot(mut self, tables: Vec<String>) -> Result<Self> {
+        if tables.is_empty() {
+            return Ok(self);
+        }
+        let StreamStart::FilePos(p) = &self.start else {
+            return Err(Error::BadStart(
+                "a snapshot needs a file:pos start, not a GTID".into(),
+            ));
+        };
+        self.snapshot = Some(SnapshotProgress {
+            start_file: p.file.clone(),
+            start_pos: p.pos,
+            start_gtid: (!self.gtid.is_empty()).then(|| self.gtid.to_string()),
+            pending: tables,
+            last_key: None,
+        });
+        Ok(self)
+    }
+}
+
+/// How a stream ended without error.
+enum Flow {
+    Continue,
+    Stop,
+}
+
+/// Where output goes.
+enum Output {
+    Kafka(Sink),
+    DryRun,
+}
+
+/// The transaction being read.
+#[derive(Debug)]
+struct Tx {
+    id: String,
+    /// `file:pos` where the transaction starts.
+    begin_pos: String,
+    gtid: Option<String>,
+    /// Inside BEGIN … COMMIT (as opposed to a single-statement group).
+    in_begin: bool,
+    total: u64,
+    per_table: Vec<(String, u64)>,
+    begun: bool,
+}
+
+/// The relay: owns the settings, the pool for side queries and the start point.
+pub struct Relay {
+    settings: Settings,
+    url: SecretString,
+    pool: MySqlPool,
+    flavor: Flavor,
+    store: CheckpointStore,
+    opts: RunOptions,
+    resume: Resume,
+    shared: Shared,
+    ready: common::admin::Readiness,
+}
+
+impl Relay {
+    /// Resolves where to start (this is where `latest` is pinned).
+    pub async fn new(
+        settings: Settings,
+        url: SecretString,
+        pool: MySqlPool,
+        flavor: Flavor,
+        opts: RunOptions,
+        shared: Shared,
+        ready: common::admin::Readiness,
+    ) -> Result<Self> {
+        let store = CheckpointStore::new(settings.checkpoint_path());
+        let saved = store.load()?;
+        let seq = saved.as_ref().map(|c| c.seq).unwrap_or(0);
+        // Everything behind a saved checkpoint is acknowledged: heartbeats
+        // may publish it before this run's first transaction.
+        if let (None, Some(cp)) = (&opts.from, &saved)
+            && let Ok(mut acks) = shared.acks.lock()
+        {
+            acks.acked_mark = Some(cp.clone());
+        }
+        let mut resume = match (&opts.from, &saved) {
+            (Some(from), _) => {
+                resolve_from(&pool, &url, flavor, settings.server_id, from, seq).await?
+            }
+            (None, Some(cp)) => {
+                let resume = Resume::from_checkpoint(cp);
+                if let StreamStart::FilePos(fp) = &resume.start {
+                    source::validate_file_pos(&pool, fp).await.map_err(|e| {
+                        Error::BadStart(format!(
+                            "the checkpoint in {} cannot be resumed: {e}",
+                            store.path().display()
+                        ))
+                    })?;
+                }
+                resume
+            }
+            (None, None) => {
+                let resume = resolve_from(
+                    &pool,
+                    &url,
+                    flavor,
+                    settings.server_id,
+                    &StartFrom::Latest,
+                    0,
+                )
+                .await?;
+                if settings.snapshot.mode == SnapshotMode::Initial {
+                    let tables = snapshot::tables_to_copy(&pool, &settings.filter).await?;
+                    resume.with_snapshot(tables)?
+                } else {
+                    resume
+                }
+            }
+        };
+        if !opts.snapshot.is_empty() {
+            if resume.snapshot.is_some() {
+                return Err(Error::Snapshot(
+                    "a snapshot is already in progress; let it finish first".into(),
+                ));
+            }
+            resume = resume.with_snapshot(opts.snapshot.clone())?;
+        }
+        tracing::info!(start = ?resume.start, seq = resume.seq, "relay start point");
+        Ok(Self {
+            settings,
+            url,
+            pool,
+            flavor,
+            store,
+            opts,
+            resume,
+            shared,
+            ready,
+        })
+    }
+
+    /// Streams until `stop` turns true, `--until` is reached or a definite error.
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>) -> Result<()> {
+        let mut output = if self.opts.dry_run {
+            Output::DryRun
+        } else {
+            Output::Kafka(Sink::new(&self.settings)?)
+        };
+        if let Output::Kafka(sink) = &mut output {
+            let prefix = &self.settings.kafka.topic_prefix;
+            sink.ensure_topic(&topic::transaction_topic(prefix), Some(1))
+                .await?;
+            sink.ensure_topic(&topic::heartbeat_topic(prefix), Some(1))
+                .await?;
+        }
+        let mut schema = SchemaTracker::new(Some(self.pool.clone()));
+        let reconnects = metrics::counter!(m::RECONNECTS_TOTAL);
+        loop {
+            let store = (!self.opts.dry_run).then(|| self.store.clone());
+            let acker = Acker::spawn(
+                store,
+                self.settings.checkpoint_interval,
+                self.shared.acks.clone(),
+            );
+            let mut stream = Stream::new(&self, &mut output, &mut schema, acker);
+            let result = stream.run(&mut stop).await;
+            let acker = stream.acker;
+            let finished = acker.finish().await;
+            match result.and(finished) {
+                Ok(()) => {
+                    self.shared.update(|s| s.state = "stopped".into());
+                    self.ready.set(false);
+                    if let Output::Kafka(sink) = &output {
+                        sink.flush(Duration::from_secs(5));
+                    }
+                    return Ok(());
+                }
+                Err(e) if e.is_transient() && !*stop.borrow() => {
+                    metrics::counter!(m::ERRORS_TOTAL, "kind" => e.kind()).increment(1);
+                    tracing::warn!(error = %e, "transient error; resuming from the last checkpoint");
+                    self.ready.set(false);
+                    self.shared.update(|s| {
+                        s.state = "reconnecting".into();
+                        s.last_error = Some(e.to_string());
+                    });
+                    reconnects.increment(1);
+                    if !self.opts.dry_run
+                        && let Some(cp) = self.store.load()?
+                    {
+                        self.resume = Resume::from_checkpoint(&cp);
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(self.settings.retry_backoff) => {}
+                        _ = stop.changed() => {}
+                    }
+                }
+                Err(e) => {
+                    metrics::counter!(m::ERRORS_TOTAL, "kind" => e.kind()).increment(1);
+                    self.ready.set(false);
+                    self.shared.update(|s| {
+                        s.state = "failed".into();
+                        s.last_error = Some(e.to_string());
+                    });
+                    return Err(e);
+                }
+            }
+        }
+    }
+}
+
+/// One binlog connection's worth of streaming.
+struct Stream<'a> {
+    relay: &'a Relay,
+    output: &'a mut Output,
+    schema: &'a mut SchemaTracker,
+    acker: Acker,
+    file: String,
+    gtid: GtidPos,
+    seq: u64,
+    tx: Option<Tx>,
+    counters: HashMap<(String, Op), Counter>,
+    transactions: Counter,
+}
+
+impl<'a> Stream<'a> {
+    fn new(
+        relay: &'a Relay,
+        output: &'a mut Output,
+        schema: &'a mut SchemaTracker,
+        acker: Acker,
+    ) -> Self {
+        let file = match &relay.resume.start {
+            StreamStart::FilePos(p) => p.file.clone(),
+            StreamStart::Gtid(_) => String::new(),
+        };
+        Self {
+            relay,
+            output,
+            schema,
+            acker,
+            file,
+            gtid: relay.resume.gtid.clone(),
+            seq: relay.resume.seq,
+            tx: None,
+            counters: HashMap::new(),
+            transactions: metrics::counter!(m::TRANSACTIONS_TOTAL),
+        }
+    }
+
+    fn prefix(&self) -> &str {
+        &self.relay.settings.kafka.topic_prefix
+    }
+
+    async fn run(&mut self, stop: &mut watch::Receiver<bool>) -> Result<()> {
+        let settings = &self.relay.settings;
+        let opts = SourceOptions {
+            url: self.relay.url.clone(),
+            server_id: settings.server_id,
+            flavor: self.relay.flavor,
+            heartbeat: settings.heartbeat_interval.min(Duration::from_secs(5)),
+            non_blocking: false,
+        };
+        if *stop.borrow() {
+            return Ok(());
+        }
+        if let Some(progress) = self.relay.resume.snapshot.clone() {
+            self.relay.shared.update(|s| s.state = "snapshot".into());
+            self.relay.ready.set(true);
+            if let Flow::Stop = self.snapshot(progress, stop).await? {
+                return Ok(());
+            }
+        }
+        let mut stream = source::open(&opts, &self.relay.resume.start).await?;
+        let start_text = match &self.relay.resume.start {
+            StreamStart::FilePos(p) => Some(p.to_string()),
+            StreamStart::Gtid(_) => None,
+        };
+        self.relay.shared.update(|s| {
+            s.state = "streaming".into();
+            if s.position.is_none() {
+                s.position = start_text;
+            }
+        });
+        self.relay.ready.set(true);
+        let mut heartbeat = tokio::time::interval(settings.heartbeat_interval);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let event = tokio::select! {
+                biased;
+                _ = stop.changed() => {
+                    if *stop.borrow() { return Ok(()); }
+                    continue;
+                }
+                e = self.acker.failed() => return Err(e),
+                _ = heartbeat.tick() => {
+                    self.heartbeat().await?;
+                    continue;
+                }
+                ev = stream.next() => ev,
+            };
+            let event = match event {
+                Some(Ok(ev)) => ev,
+                Some(Err(e)) => return Err(stream_error(e)),
+                None => return Err(Error::Stream("the server closed the binlog stream".into())),
+            };
+            if let Flow::Stop = self.handle(&stream, &event).await? {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Copies the pending tables chunk by chunk, checkpointing after each chunk.
+    async fn snapshot(
+        &mut self,
+        mut progress: SnapshotProgress,
+        stop: &watch::Receiver<bool>,
+    ) -> Result<Flow> {
+        let settings = &self.relay.settings;
+        let chunk_size = settings.snapshot.chunk_size;
+        let prefix = settings.kafka.topic_prefix.clone();
+        let server_id = settings.server_id;
+        let pending_gauge = metrics::gauge!(m::SNAPSHOT_TABLES_PENDING);
+        tracing::info!(tables = ?progress.pending, start = %format!("{}:{}", progress.start_file, progress.start_pos), "snapshot starts");
+        while let Some(table) = progress.pending.first().cloned() {
+            pending_gauge.set(progress.pending.len() as f64);
+            let mut reader =
+                snapshot::TableReader::open(&self.relay.url, &self.relay.pool, &table, chunk_size)
+                    .await?;
+            let topic = snapshot::topic_of(&prefix, &reader.info);
+            if let Output::Kafka(sink) = self.output {
+                sink.ensure_topic(&topic, None).await?;
+            }
+            let rows_counter = metrics::counter!(m::SNAPSHOT_ROWS_TOTAL, "table" => table.clone());
+            let events = metrics::counter!(m::EVENTS_TOTAL, "table" => table.clone(), "op" => Op::Read.code());
+            let bar = snapshot::progress_bar(
+                &table,
+                snapshot::estimate_rows(&self.relay.pool, &table).await,
+            );
+            let pos_text = format!("{}:{}", progress.start_file, progress.start_pos);
+            loop {
+                if *stop.borrow() {
+                    bar.abandon();
+                    reader.close().await;
+                    return Ok(Flow::Stop);
+                }
+                let chunk = reader.next(progress.last_key.as_ref()).await?;
+                let n = chunk.rows.len();
+                let table_done = (n as u64) < chunk_size;
+                let final_chunk = table_done && progress.pending.len() == 1;
+                let now_ms = chrono::Utc::now().timestamp_millis();
+                for (i, (change, key)) in chunk.rows.into_iter().enumerate() {
+                    self.seq += 1;
+                    let last = final_chunk && i + 1 == n;
+                    let event = decode::envelope(
+                        &reader.info,
+                        change,
+                        snapshot::meta(&prefix, server_id, &progress, last, now_ms),
+                    );
+                    let payload =
+                        serde_json::to_vec(&event).map_err(|e| Error::Stream(e.to_string()))?;
+                    let headers = MessageHeaders {
+                        gtid: progress.start_gtid.as_deref(),
+                        pos: &pos_text,
+                        seq: self.seq,
+                    };
+                    self.emit(&topic, key.as_deref(), Some(&payload), &headers)
+                        .await?;
+                }
+                rows_counter.increment(n as u64);
+                events.increment(n as u64);
+                bar.inc(n as u64);
+                if table_done {
+                    progress.pending.remove(0);
+                    progress.last_key = None;
+                } else {
+                    progress.last_key = chunk.last_key;
+                }
+                let cp = Checkpoint {
+                    file: progress.start_file.clone(),
+                    pos: progress.start_pos,
+                    gtid: progress.start_gtid.clone(),
+                    seq: self.seq,
+                    saved_at_ms: 0,
+                    snapshot: (!progress.pending.is_empty()).then(|| progress.clone()),
+                };
+                if let Output::Kafka(_) = self.output {
+                    self.acker.push(AckItem::Mark(cp)).await?;
+                }
+                if table_done {
+                    break;
+                }
+            }
+            bar.finish();
+            reader.close().await;
+            tracing::info!(table = %table, "snapshot of table done");
+        }
+        pending_gauge.set(0.0);
+        tracing::info!("snapshot done; streaming from its start position");
+        Ok(Flow::Continue)
+    }
+
+    async fn heartbeat(&mut self) -> Result<()> {
+        let pos = self
+            .relay
+            .shared
+            .status
+            .lock()
+            .ok()
+            .and_then(|s| s.position.clone())
+            .unwrap_or_default();
+        let acked = self
+            .relay
+            .shared
+            .acks
+            .lock()
+            .ok()
+            .and_then(|a| a.acked_mark.clone());
+        let hb = Heartbeat {
+            ts_ms: chrono::Utc::now().timestamp_millis(),
+            pos: pos.clone(),
+            gtid: (!self.gtid.is_empty()).then(|| self.gtid.to_string()),
+            seq: self.seq,
+            acked_seq: acked.as_ref().map(|c| c.seq),
+            acked_gtid: acked.and_then(|c| c.gtid),
+        };
+        let payload = serde_json::to_vec(&hb).map_err(|e| Error::Stream(e.to_string()))?;
+        let topic = topic::heartbeat_topic(self.prefix());
+        let key = self.prefix().to_owned();
+        self.emit(
+            &topic,
+            Some(&key),
+            Some(&payload),
+            &MessageHeaders {
+                gtid: None,
+                pos: &pos,
+                seq: self.seq,
+            },
+        )
+        .await?;
+        metrics::counter!(m::HEARTBEATS_TOTAL).increment(1);
+        Ok(())
+    }
+
+    async fn emit(
+        &mut self,
+        topic: &str,
+        key: Option<&str>,
+        payload: Option<&[u8]>,
+        headers: &MessageHeaders<'_>,
+    ) -> Result<()> {
+        match self.output {
+            Output::Kafka(sink) => {
+                let fut = sink.send(topic, key, payload, headers).await?;
+                self.acker.push(AckItem::Message(fut, Instant::now())).await
+            }
+            Output::DryRun => {
+                let value = payload
+                    .map(|p| serde_json::from_slice::<serde_json::Value>(p).unwrap_or_default())
+                    .unwrap_or(serde_json::Value::Null);
+                let line = serde_json::json!({
+                    "topic": topic, "key": key, "gtid": headers.gtid, "pos": headers.pos,
+                    "seq": headers.seq, "value": value,
+                });
+                println!("{line}");
+                Ok(())
+            }
+        }
+    }
+
+    fn begin(&mut self, id: String, gtid: Option<String>, in_begin: bool, start: u64) {
+        let begin_pos = format!("{}:{start}", self.file);
+        self.tx = Some(Tx {
+            id,
+            begin_pos,
+            gtid,
+            in_begin,
+            total: 0,
+            per_table: Vec::new(),
+            begun: false,
+        });
+    }
+
+    fn until_reached(&self, at: &FilePos, gtid: Option<&Gtid>) -> bool {
+        self.relay
+            .opts
+            .until
+            .as_ref()
+            .is_some_and(|u| u.reached(at, gtid))
+    }
+
+    async fn handle(&mut self, stream: &BinlogStream, ev: &Event) -> Result<Flow> {
+        let header = ev.header();
+        let ty = header.event_type_raw();
+        let start = source::event_start(ev);
+        let end = u64::from(header.log_pos());
+        let ts_ms = i64::from(header.timestamp()) * 1000;
+        match ty {
+            source::MARIADB_GTID => {
+                let g = source::parse_mariadb_gtid(header.server_id(), ev.data())
+                    .ok_or_else(|| Error::Stream("malformed MariaDB GTID event".into()))?;
+                if self.until_reached(&FilePos::new(self.file.clone(), start), Some(&g.gtid)) {
+                    return Ok(Flow::Stop);
+                }
+                self.relay.shared.update(|s| s.last_event_ts_ms = ts_ms);
+                let id = g.gtid.to_string();
+                self.begin(id.clone(), Some(id), !g.standalone, start);
+                return Ok(Flow::Continue);
+            }
+            source::MARIADB_GTID_LIST => {
+                if let Some(list) = source::parse_mariadb_gtid_list(ev.data()) {
+                    for g in list.iter() {
+                        if !self.gtid.covers(g) {
+                            self.gtid.advance(*g);
+                        }
+                    }
+                }
+                return Ok(Flow::Continue);
+            }
+            _ => {}
+        }
+        let data = match ev.read_data() {
+            Ok(Some(d)) => d,
+            Ok(None) => return Ok(Flow::Continue),
+            Err(e) => {
+                return Err(Error::Stream(format!(
+                    "unreadable event at {}:{start}: {e}",
+                    self.file
+                )));
+            }
+        };
+        match data {
+            EventData::RotateEvent(r) => {
+                self.file = source::rotate_file_name(r.name_raw());
+                if self.until_reached(&FilePos::new(self.file.clone(), r.position()), None) {
+                    return Ok(Flow::Stop);
+                }
+            }
+            EventData::GtidEvent(g) => {
+                let gtid = format!("{}:{}", uuid_text(&g.sid()), g.gno());
+                if self.until_reached(&FilePos::new(self.file.clone(), start), None) {
+                    return Ok(Flow::Stop);
+                }
+                self.relay.shared.update(|s| s.last_event_ts_ms = ts_ms);
+                self.begin(gtid.clone(), Some(gtid), false, start);
+            }
+            EventData::QueryEvent(q) => {
+                let sql = q.query();
+                let head = sql.trim_start().get(..6).unwrap_or("").to_ascii_uppercase();
+                if head.starts_with("BEGIN") {
+                    match &mut self.tx {
+                        Some(tx) => tx.in_begin = true,
+                        None => {
+                            if self.until_reached(&FilePos::new(self.file.clone(), start), None) {
+                                return Ok(Flow::Stop);
+                            }
+                            self.begin(format!("{}:{start}", self.file), None, true, start);
+                        }
+                    }
+                } else if head.starts_with("COMMIT") {
+                    if let Flow::Stop = self.commit(end, ts_ms).await? {
+                        return Ok(Flow::Stop);
+                    }
+                } else if !head.starts_with("XA")
+                    && !head.starts_with("SAVEPO")
+                    && !head.starts_with("ROLLBA")
+                {
+                    // DDL or another self-contained statement: schemas may have changed.
+                    let db = q.schema().into_owned();
+                    self.schema.invalidate(&db, None);
+                    let in_begin = self.tx.as_ref().is_some_and(|t| t.in_begin);
+                    if !in_begin && let Flow::Stop = self.commit(end, ts_ms).await? {
+                        return Ok(Flow::Stop);
+                    }
+                }
+            }
+            EventData::XidEvent(_) => {
+                if let Flow::Stop = self.commit(end, ts_ms).await? {
+                    return Ok(Flow::Stop);
+                }
+            }
+            EventData::RowsEvent(rows) => self.rows(stream, &rows, start, ts_ms).await?,
+            EventData::HeartbeatEvent => {}
+            _ => {}
+        }
+        Ok(Flow::Continue)
+    }
+
+    async fn rows(
+        &mut self,
+        stream: &BinlogStream,
+        rows: &RowsEventData<'_>,
+        start: u64,
+        ts_ms: i64,
+    ) -> Result<()> {
+        let tme = stream.get_tme(rows.table_id()).ok_or_else(|| {
+            Error::Stream(format!(
+                "rows event at {}:{start} without its table map",
+                self.file
+            ))
+        })?;
+        let db = tme.database_name();
+        let table = tme.table_name();
+        if !self.relay.settings.filter.allows(&db, &table) {
+            return Ok(());
+        }
+        let info = self.schema.table_info(tme).await?;
+        let op = decode::op_of(rows);
+        let changes = decode::decode_rows(&info, op, rows.rows(tme))?;
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let prefix = self.prefix().to_owned();
+        let topic = topic::topic_for(&prefix, &info.db, &info.table);
+        if let Output::Kafka(sink) = self.output {
+            sink.ensure_topic(&topic, None).await?;
+        }
+        if self.tx.is_none() {
+            self.begin(format!("{}:{start}", self.file), None, true, start);
+        }
+        self.publish_begin(ts_ms).await?;
+        let full = info.full_name();
+        let pos_text = format!("{}:{start}", self.file);
+        let counter = self
+            .counters
+            .entry((full.clone(), op))
+            .or_insert_with(
+                || metrics::counter!(m::EVENTS_TOTAL, "table" => full.clone(), "op" => op.code()),
+            )
+            .clone();
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        for (row, change) in changes.into_iter().enumerate() {
+            self.seq += 1;
+            let (tx_id, gtid, total, coll) = {
+                let Some(tx) = self.tx.as_mut() else { break };
+                tx.total += 1;
+                let coll = match tx.per_table.iter_mut().find(|(t, _)| *t == full) {
+                    Some((_, n)) => {
+                        *n += 1;
+                        *n
+                    }
+                    None => {
+                        tx.per_table.push((full.clone(), 1));
+                        1
+                    }
+                };
+                (tx.id.clone(), tx.gtid.clone(), tx.total, coll)
+            };
+            let key = change.image().and_then(|img| decode::key_of(&info, img));
+            let is_delete = change.op == Op::Delete;
+            let event = decode::envelope(
+                &info,
+                change,
+                ChangeMeta {
+                    name: &prefix,
+                    server_id: self.relay.settings.server_id,
+                    gtid: gtid.as_deref(),
+                    file: &self.file,
+                    pos: start,
+                    ts_ms,
+                    row: u32::try_from(row).unwrap_or(u32::MAX),
+                    snapshot: Snapshot::False,
+                    thread: None,
+                    transaction: Some(TransactionRef {
+                        id: tx_id,
+                        total_order: total,
+                        data_collection_order: coll,
+                    }),
+                    now_ms,
+                },
+            );
+            let payload = serde_json::to_vec(&event).map_err(|e| Error::Stream(e.to_string()))?;
+            let headers = MessageHeaders {
+                gtid: gtid.as_deref(),
+                pos: &pos_text,
+                seq: self.seq,
+            };
+            self.emit(&topic, key.as_deref(), Some(&payload), &headers)
+                .await?;
+            if is_delete && self.relay.settings.tombstones && key.is_some() {
+                self.emit(&topic, key.as_deref(), None, &headers).await?;
+            }
+            counter.increment(1);
+        }
+        Ok(())
+    }
+
+    async fn publish_begin(&mut self, ts_ms: i64) -> Result<()> {
+        let Some(tx) = self.tx.as_mut() else {
+            return Ok(());
+        };
+        if tx.begun {
+            return Ok(());
+        }
+        tx.begun = true;
+        let rec = TransactionRecord {
+            status: TxStatus::Begin,
+            id: tx.id.clone(),
+            event_count: None,
+            data_collections: None,
+            ts_ms,
+        };
+        let gtid = tx.gtid.clone();
+        let id = tx.id.clone();
+        let pos = tx.begin_pos.clone();
+        self.publish_tx(&rec, &id, gtid.as_deref(), &pos).await
+    }
+
+    async fn publish_tx(
+        &mut self,
+        rec: &TransactionRecord,
+        id: &str,
+        gtid: Option<&str>,
+        pos: &str,
+    ) -> Result<()> {
+        let payload = serde_json::to_vec(rec).map_err(|e| Error::Stream(e.to_string()))?;
+        let topic = topic::transaction_topic(self.prefix());
+        self.emit(
+            &topic,
+            Some(id),
+            Some(&payload),
+            &MessageHeaders {
+                gtid,
+                pos,
+                seq: self.seq,
+            },
+        )
+        .await
+    }
+
+    /// Ends the current transaction at `end`; `Flow::Stop` once `--until` is covered.
+    async fn commit(&mut self, end: u64, ts_ms: i64) -> Result<Flow> {
+        let tx = self.tx.take();
+        if let Some(tx) = &tx {
+            if tx.begun {
+                let rec = TransactionRecord {
+                    status: TxStatus::End,
+                    id: tx.id.clone(),
+                    event_count: Some(tx.total),
+                    data_collections: Some(
+                        tx.per_table
+                            .iter()
+                            .map(|(t, n)| DataCollection {
+                                data_collection: t.clone(),
+                                event_count: *n,
+                            })
+                            .collect(),
+                    ),
+                    ts_ms,
+                };
+                self.publish_tx(&rec, &tx.id, tx.gtid.as_deref(), &tx.begin_pos)
+                    .await?;
+            }
+            if let Some(g) = tx.gtid.as_deref().and_then(|g| g.parse::<Gtid>().ok()) {
+                self.gtid.advance(g);
+            }
+            self.transactions.increment(1);
+        }
+        if end == 0 {
+            // MariaDB 11.4+ may omit in-transaction offsets; only real boundaries are checkpointed.
+            return Ok(Flow::Continue);
+        }
+        let gtid_text = (!self.gtid.is_empty()).then(|| self.gtid.to_string());
+        let cp = Checkpoint {
+            file: self.file.clone(),
+            pos: end,
+            gtid: gtid_text.clone(),
+            seq: self.seq,
+            saved_at_ms: 0,
+            snapshot: None,
+        };
+        let position = format!("{}:{end}", self.file);
+        let seq = self.seq;
+        self.relay.shared.update(|s| {
+            s.position = Some(position);
+            s.gtid = gtid_text;
+            s.seq = seq;
+            s.transactions += 1;
+            s.last_event_ts_ms = ts_ms;
+        });
+        if let Output::Kafka(_) = self.output {
+            self.acker.push(AckItem::Mark(cp)).await?;
+        }
+        let done = match &self.relay.opts.until {
+            Some(StopAt::FilePos(stop)) => FilePos::new(self.file.clone(), end) >= *stop,
+            Some(StopAt::Gtid(stop)) => self.gtid.covers_all(stop),
+            None => false,
+        };
+        Ok(if done { Flow::Stop } else { Flow::Continue })
+    }
+}
+
+fn stream_error(e: mysql_async::Error) -> Error {
+    match &e {
+        mysql_async::Error::Server(s) if s.code == 1236 => Error::BadStart(format!(
+            "the server refused the binlog position: {}",
+            s.message
+        )),
+        _ => Error::Mysql(e),
+    }
+}
+
+fn uuid_text(sid: &[u8; 16]) -> String {
+    let hex: String = sid.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+/// Turns a `--from` into a concrete stream start.
+async fn resolve_from(
+    pool: &MySqlPool,
+    url: &SecretString,
+    flavor: Flavor,
+    server_id: u32,
+    from: &StartFrom,
+    seq: u64,
+) -> Result<Resume> {
+    let resume = |start, gtid| Resume {
+        start,
+        gtid,
+        seq,
+        snapshot: None,
+    };
+    match from {
+        StartFrom::Earliest => {
+            let logs = source::binary_logs(pool).await?;
+            let (first, _) = logs
+                .first()
+                .ok_or_else(|| Error::BadStart("the server has no binary logs".into()))?;
+            Ok(resume(
+                StreamStart::FilePos(FilePos::new(first.clone(), 4)),
+                GtidPos::default(),
+            ))
+        }
+        StartFrom::Latest => {
+            let pos = source::current_position(pool).await?;
+            let gtid = source::current_gtid(pool, flavor)
+                .await?
+                .unwrap_or_default();
+            Ok(resume(StreamStart::FilePos(pos), gtid))
+        }
+        StartFrom::FilePos(p) => {
+            source::validate_file_pos(pool, p).await?;
+            Ok(resume(StreamStart::FilePos(p.clone()), GtidPos::default()))
+        }
+        StartFrom::Gtid(g) => {
+            if flavor != Flavor::MariaDb {
+                return Err(Error::BadStart(
+                    "gtid: start positions need MariaDB; use file:pos on MySQL".into(),
+                ));
+            }
+            Ok(resume(StreamStart::Gtid(g.clone()), g.clone()))
+        }
+        StartFrom::Time(t) => {
+            let pos = find_time(pool, url, flavor, server_id, t.timestamp()).await?;
+            Ok(resume(StreamStart::FilePos(pos), GtidPos::default()))
+        }
+    }
+}
+
+/// The start of the first transaction committed at or after `epoch_secs`,
+/// or the current end of binlog when there is none.
+async fn find_time(
+    pool: &MySqlPool,
+    url: &SecretString,
+    flavor: Flavor,
+    server_id: u32,
+    epoch_secs: i64,
+) -> Result<FilePos> {
+    let logs = source::binary_logs(pool).await?;
+    let (first, _) = logs
+        .first()
+        .ok_or_else(|| Error::BadStart("the server has no binary logs".into()))?;
+    let opts = SourceOptions {
+        url: url.clone(),
+        server_id,
+        flavor,
+        heartbeat: Duration::from_secs(5),
+        non_blocking: true,
+    };
+    let mut stream =
+        source::open(&opts, &StreamStart::FilePos(FilePos::new(first.clone(), 4))).await?;
+    let mut file = first.clone();
+    while let Some(ev) = stream.next().await {
+        let ev = ev.map_err(stream_error)?;
+        let h = ev.header();
+        let starts_tx = match h.event_type_raw() {
+            source::MARIADB_GTID => true,
+            _ => match ev.read_data() {
+                Ok(Some(EventData::RotateEvent(r))) => {
+                    file = source::rotate_file_name(r.name_raw());
+                    false
+                }
+                Ok(Some(EventData::GtidEvent(_))) => true,
+                Ok(Some(EventData::QueryEvent(q))) => q
+                    .query()
+                    .trim_start()
+                    .to_ascii_uppercase()
+                    .starts_with("BEGIN"),
+                _ => false,
+            },
+        };
+        if starts_tx && h.timestamp() != 0 && i64::from(h.timestamp()) >= epoch_secs {
+            return Ok(FilePos::new(file, source::event_start(&ev)));
+        }
+    }
+    source::current_position(pool).await
+}
+
+/// Periodically compares the read position with the server's end of binlog.
+pub async fn probe_lag(pool: MySqlPool, shared: Shared, mut stop: watch::Receiver<bool>) {
+    let bytes_gauge = metrics::gauge!(m::POSITION_LAG_BYTES);
+    let secs_gauge = metrics::gauge!(m::TIME_LAG_SECONDS);
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => if *stop.borrow() { return },
+        }
+        let Ok(logs) = source::binary_logs(&pool).await else {
+            continue;
+        };
+        let (position, last_ts) = match shared.status.lock() {
+            Ok(s) => (s.position.clone(), s.last_event_ts_ms),
+            Err(_) => continue,
+        };
+        let Some(pos) = position.and_then(|p| p.parse::<FilePos>().ok()) else {
+            continue;
+        };
+        let behind = source::bytes_behind(&logs, &pos);
+        // Caught up means no lag, however old the last event is: heartbeats
+        // from the server keep this honest while the source is idle.
+        let secs = if behind == 0 || last_ts == 0 {
+            0.0
+        } else {
+            ((chrono::Utc::now().timestamp_millis() - last_ts).max(0) as f64) / 1000.0
+        };
+        bytes_gauge.set(behind as f64);
+        secs_gauge.set(secs);
+        let server = logs.last().map(|(f, s)| format!("{f}:{s}"));
+        shared.update(|s| {
+            s.lag_bytes = behind;
+            s.lag_seconds = secs;
+            s.server_position = server;
+        });
+    }
+}

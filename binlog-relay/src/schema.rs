@@ -1,0 +1,554 @@
+//! Table schemas: what each column of a rows event is called and how its
+//! values are typed.
+//!
+//! # Sources of truth
+//! With `binlog_row_metadata=FULL` every TABLE_MAP event carries the column
+//! names, signedness, character sets, ENUM/SET labels and the primary key *as
+//! they were when the row was written*; those always win. Without them the
+//! relay falls back to `information_schema` (today's schema) and insists
+//! that the event still fits it column by column: on any difference it stops
+//! with a diff instead of guessing (a silently misaligned column is the
+//! classic canal/Maxwell failure).
+//!
+//! `information_schema` is also where MariaDB's `JSON` columns are recognised
+//! (MariaDB stores them as `LONGTEXT` with a `json_valid()` check), so their
+//! values are emitted as JSON rather than as strings.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use mysql_async::binlog::events::{OptionalMetaExtractor, OptionalMetadataField, TableMapEvent};
+use mysql_async::consts::ColumnType;
+use sqlx::MySqlPool;
+
+use crate::error::{Error, Result};
+
+/// The `binary` character set id: values of such columns are bytes, not text.
+pub const BINARY_CHARSET: u16 = 63;
+
+/// One column as the rows event needs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ColumnInfo {
+    pub name: String,
+    /// The real column type (ENUM/SET resolved).
+    pub col_type: ColumnType,
+    pub unsigned: bool,
+    /// Character set id for character columns, when the binlog says.
+    pub charset: Option<u16>,
+    /// ENUM labels, 1-based index in the binlog → `labels[i-1]`.
+    pub enum_labels: Vec<String>,
+    /// SET labels, bit i → `labels[i]`.
+    pub set_labels: Vec<String>,
+    /// A JSON column (MySQL's native type or MariaDB's LONGTEXT alias).
+    pub json: bool,
+}
+
+impl ColumnInfo {
+    /// Whether string values of this column are binary (emitted as base64).
+    pub fn is_binary(&self) -> bool {
+        self.charset == Some(BINARY_CHARSET)
+    }
+}
+
+/// A table as seen by one TABLE_MAP event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableInfo {
+    pub db: String,
+    pub table: String,
+    pub columns: Vec<ColumnInfo>,
+    /// Indexes of the primary-key columns, in key order.
+    pub pk: Vec<usize>,
+}
+
+impl TableInfo {
+    /// `db.table`.
+    pub fn full_name(&self) -> String {
+        format!("{}.{}", self.db, self.table)
+    }
+
+    /// Names of the primary-key columns, in key order.
+    pub fn pk_names(&self) -> Vec<&str> {
+        self.pk
+            .iter()
+            .filter_map(|&i| self.columns.get(i))
+            .map(|c| c.name.as_str())
+            .collect()
+    }
+}
+
+/// What a TABLE_MAP event says about its table; names may be missing.
+#[derive(Debug, Clone)]
+struct MapColumns {
+    types: Vec<ColumnType>,
+    names: Option<Vec<String>>,
+    unsigned: Vec<bool>,
+    charsets: Vec<Option<u16>>,
+    enums: Vec<Vec<String>>,
+    sets: Vec<Vec<String>>,
+    pk: Vec<usize>,
+}
+
+fn read_map(tme: &TableMapEvent<'_>) -> Result<MapColumns> {
+    let table = format!("{}.{}", tme.database_name(), tme.table_name());
+    let bad = |reason: String| Error::Decode {
+        table: table.clone(),
+        reason,
+    };
+    let n = usize::try_from(tme.columns_count()).map_err(|_| bad("too many columns".into()))?;
+    let mut types = Vec::with_capacity(n);
+    for i in 0..n {
+        match tme.get_column_type(i) {
+            Ok(Some(t)) => types.push(t),
+            Ok(None) => return Err(bad(format!("no type for column {i}"))),
+            Err(e) => return Err(bad(format!("column {i}: {e}"))),
+        }
+    }
+    let meta =
+        OptionalMetaExtractor::new(tme.iter_optional_meta()).map_err(|e| bad(e.to_string()))?;
+    let mut signedness = meta.iter_signedness();
+    let mut charsets_it = meta.iter_charset();
+    let mut enum_set_charsets = meta.iter_enum_and_set_charset();
+    let mut unsigned = Vec::with_capacity(n);
+    let mut charsets = Vec::with_capacity(n);
+    for t in &types {
+        unsigned.push(t.is_numeric_type() && signedness.next().unwrap_or(false));
+        let cs = if t.is_character_type() {
+            charsets_it
+                .next()
+                .transpose()
+                .map_err(|e| bad(e.to_string()))?
+        } else if t.is_enum_or_set_type() {
+            enum_set_charsets
+                .next()
+                .transpose()
+                .map_err(|e| bad(e.to_string()))?
+        } else {
+            None
+        };
+        charsets.push(cs);
+    }
+    let names: Vec<String> = meta
+        .iter_column_name()
+        .map(|r| r.map(|c| c.name().into_owned()))
+        .collect::<std::io::Result<_>>()
+        .map_err(|e| bad(e.to_string()))?;
+    let names = (names.len() == n).then_some(names);
+    let pk: Vec<usize> = meta
+        .iter_primary_key()
+        .map(|r| r.map(|i| i as usize))
+        .collect::<std::io::Result<_>>()
+        .map_err(|e| bad(e.to_string()))?;
+
+    let mut enum_lists = Vec::new();
+    let mut set_lists = Vec::new();
+    for field in tme.iter_optional_meta() {
+        match field.map_err(|e| bad(e.to_string()))? {
+            OptionalMetadataField::EnumStrValue(v) => {
+                for labels in v.iter_values() {
+                    let labels = labels.map_err(|e| bad(e.to_string()))?;
+                    enum_lists.push(
+                        labels
+                            .values()
+                            .iter()
+                            .map(|l| l.value().into_owned())
+                            .collect(),
+                    );
+                }
+            }
+            OptionalMetadataField::SetStrValue(v) => {
+                for labels in v.iter_values() {
+                    let labels = labels.map_err(|e| bad(e.to_string()))?;
+                    set_lists.push(
+                        labels
+                            .values()
+                            .iter()
+                            .map(|l| l.value().into_owned())
+                            .collect(),
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut enum_lists = enum_lists.into_iter();
+    let mut set_lists = set_lists.into_iter();
+    let mut enums = Vec::with_capacity(n);
+    let mut sets = Vec::with_capacity(n);
+    for t in &types {
+        enums.push(if t.is_enum_type() {
+            enum_lists.next().unwrap_or_default()
+        } else {
+            Vec::new()
+        });
+        sets.push(if t.is_set_type() {
+            set_lists.next().unwrap_or_default()
+        } else {
+            Vec::new()
+        });
+    }
+    Ok(MapColumns {
+        types,
+        names,
+        unsigned,
+        charsets,
+        enums,
+        sets,
+        pk,
+    })
+}
+
+/// A column as `information_schema` describes it today.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnownColumn {
+    pub name: String,
+    /// `DATA_TYPE`, lowercase (`int`, `varchar`, `longtext`, …).
+    pub data_type: String,
+    pub json: bool,
+    pub primary: bool,
+}
+
+/// The coarse kind of a column, comparable between the binlog and `information_schema`.
+fn family_of_binlog(t: ColumnType) -> &'static str {
+    use ColumnType::*;
+    match t {
+        MYSQL_TYPE_TINY | MYSQL_TYPE_SHORT | MYSQL_TYPE_INT24 | MYSQL_TYPE_LONG
+        | MYSQL_TYPE_LONGLONG => "integer",
+        MYSQL_TYPE_DECIMAL | MYSQL_TYPE_NEWDECIMAL => "decimal",
+        MYSQL_TYPE_FLOAT | MYSQL_TYPE_DOUBLE => "float",
+        MYSQL_TYPE_YEAR => "year",
+        MYSQL_TYPE_DATE | MYSQL_TYPE_NEWDATE => "date",
+        MYSQL_TYPE_TIME | MYSQL_TYPE_TIME2 => "time",
+        MYSQL_TYPE_DATETIME | MYSQL_TYPE_DATETIME2 => "datetime",
+        MYSQL_TYPE_TIMESTAMP | MYSQL_TYPE_TIMESTAMP2 => "timestamp",
+        MYSQL_TYPE_BIT => "bit",
+        MYSQL_TYPE_ENUM => "enum",
+        MYSQL_TYPE_SET => "set",
+        MYSQL_TYPE_JSON => "json",
+        MYSQL_TYPE_GEOMETRY => "geometry",
+        MYSQL_TYPE_BLOB | MYSQL_TYPE_TINY_BLOB | MYSQL_TYPE_MEDIUM_BLOB | MYSQL_TYPE_LONG_BLOB => {
+            "blob"
+        }
+        MYSQL_TYPE_VARCHAR | MYSQL_TYPE_VAR_STRING | MYSQL_TYPE_STRING => "string",
+        _ => "other",
+    }
+}
+
+fn family_of_sql(data_type: &str) -> &'static str {
+    match data_type {
+        "tinyint" | "smallint" | "mediumint" | "int" | "integer" | "bigint" => "integer",
+        "decimal" | "numeric" => "decimal",
+        "float" | "double" | "real" => "float",
+        "year" => "year",
+        "date" => "date",
+        "time" => "time",
+        "datetime" => "datetime",
+        "timestamp" => "timestamp",
+        "bit" => "bit",
+        "enum" => "enum",
+        "set" => "set",
+        "json" => "json",
+        "geometry" | "point" | "linestring" | "polygon" | "multipoint" | "multilinestring"
+        | "multipolygon" | "geometrycollection" => "geometry",
+        "tinyblob" | "blob" | "mediumblob" | "longblob" | "tinytext" | "text" | "mediumtext"
+        | "longtext" => "blob",
+        "char" | "varchar" | "binary" | "varbinary" | "inet4" | "inet6" | "uuid" => "string",
+        _ => "other",
+    }
+}
+
+/// Compares an event's column types with the known schema; `Some(diff)` when
+/// they do not line up.
+pub fn diff_columns(event_types: &[ColumnType], known: &[KnownColumn]) -> Option<String> {
+    let mut lines = Vec::new();
+    if event_types.len() != known.len() {
+        lines.push(format!(
+            "  column count: binlog event has {}, schema has {}",
+            event_types.len(),
+            known.len()
+        ));
+    }
+    for i in 0..event_types.len().max(known.len()) {
+        let ev = event_types.get(i).map(|t| family_of_binlog(*t));
+        let kn = known.get(i);
+        match (ev, kn) {
+            (Some(e), Some(k)) if e == family_of_sql(&k.data_type) || (e == "blob" && k.json) => {}
+            (Some(e), Some(k)) => lines.push(format!(
+                "  #{i} {}: binlog {e}, schema {}",
+                k.name, k.data_type
+            )),
+            (Some(e), None) => lines.push(format!("  #{i} (unknown): binlog {e}, not in schema")),
+            (None, Some(k)) => lines.push(format!(
+                "  #{i} {}: in schema ({}), not in binlog event",
+                k.name, k.data_type
+            )),
+            (None, None) => {}
+        }
+    }
+    (!lines.is_empty()).then(|| lines.join("\n"))
+}
+
+/// Builds [`TableInfo`] for TABLE_MAP events, with a cache of
+/// `information_schema` lookups per table.
+pub struct SchemaTracker {
+    pool: Option<MySqlPool>,
+    known: HashMap<(String, String), Arc<Vec<KnownColumn>>>,
+    /// table_id → (event, decoded info); reused while the map is identical.
+    by_id: HashMap<u64, (TableMapEvent<'static>, Arc<TableInfo>)>,
+    /// Tables whose metadata lacked names (warned once).
+    warned: HashSet<(String, String)>,
+}
+
+impl SchemaTracker {
+    /// `pool` is used for `information_schema` lookups; `None` disables them
+    /// (then binlog metadata must carry the names).
+    pub fn new(pool: Option<MySqlPool>) -> Self {
+        Self {
+            pool,
+            known: HashMap::new(),
+            by_id: HashMap::new(),
+            warned: HashSet::new(),
+        }
+    }
+
+    /// Forgets what is known about `db.table` (after DDL on it).
+    pub fn invalidate(&mut self, db: &str, table: Option<&str>) {
+        self.known
+            .retain(|(d, t), _| !(d == db && table.is_none_or(|tb| tb == t)));
+        self.by_id.clear();
+    }
+
+    /// The table info of a TABLE_MAP event.
+    pub async fn table_info(&mut self, tme: &TableMapEvent<'_>) -> Result<Arc<TableInfo>> {
+        if let Some((cached, info)) = self.by_id.get(&tme.table_id())
+            && cached == tme
+        {
+            return Ok(info.clone());
+        }
+        let db = tme.database_name().into_owned();
+        let table = tme.table_name().into_owned();
+        let map = read_map(tme)?;
+        let known = self.known_columns(&db, &table).await?;
+        let info = Arc::new(build_info(
+            &db,
+            &table,
+            map,
+            known.as_deref().map(|v| v.as_slice()),
+            &mut self.warned,
+        )?);
+        self.by_id
+            .insert(tme.table_id(), (tme.clone().into_owned(), info.clone()));
+        Ok(info)
+    }
+
+    async fn known_columns(
+        &mut self,
+        db: &str,
+        table: &str,
+    ) -> Result<Option<Arc<Vec<KnownColumn>>>> {
+        let key = (db.to_owned(), table.to_owned());
+        if let Some(k) = self.known.get(&key) {
+            return Ok(Some(k.clone()));
+        }
+        let Some(pool) = &self.pool else {
+            return Ok(None);
+        };
+        let cols = load_known_columns(pool, db, table).await?;
+        let cols = Arc::new(cols);
+        self.known.insert(key, cols.clone());
+        Ok(Some(cols))
+    }
+}
+
+fn build_info(
+    db: &str,
+    table: &str,
+    map: MapColumns,
+    known: Option<&[KnownColumn]>,
+    warned: &mut HashSet<(String, String)>,
+) -> Result<TableInfo> {
+    let full = format!("{db}.{table}");
+    let (names, pk) = match (map.names, known) {
+        (Some(names), _) => (names, map.pk),
+        (None, Some(known)) if !known.is_empty() => {
+            if let Some(diff) = diff_columns(&map.types, known) {
+                return Err(Error::SchemaMismatch { table: full, diff });
+            }
+            if warned.insert((db.to_owned(), table.to_owned())) {
+                tracing::warn!(table = %full, "binlog carries no column names; using information_schema");
+            }
+            let pk = if map.pk.is_empty() {
+                known
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, c)| c.primary)
+                    .map(|(i, _)| i)
+                    .collect()
+            } else {
+                map.pk
+            };
+            (known.iter().map(|c| c.name.clone()).collect(), pk)
+        }
+        (None, _) => {
+            return Err(Error::SchemaMismatch {
+                table: full,
+                diff: "  the binlog event has no column names (binlog_row_metadata is not FULL) and the table is \
+                       not in information_schema"
+                    .into(),
+            });
+        }
+    };
+    let json_names: HashSet<&str> = known
+        .unwrap_or_default()
+        .iter()
+        .filter(|c| c.json)
+        .map(|c| c.name.as_str())
+        .collect();
+    let columns = names
+        .into_iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let col_type = map.types[i];
+            ColumnInfo {
+                json: col_type == ColumnType::MYSQL_TYPE_JSON
+                    || (col_type == ColumnType::MYSQL_TYPE_BLOB
+                        && json_names.contains(name.as_str())),
+                name,
+                col_type,
+                unsigned: map.unsigned[i],
+                charset: map.charsets[i],
+                enum_labels: map.enums[i].clone(),
+                set_labels: map.sets[i].clone(),
+            }
+        })
+        .collect();
+    Ok(TableInfo {
+        db: db.to_owned(),
+        table: table.to_owned(),
+        columns,
+        pk,
+    })
+}
+
+/// Today's columns of `db.table` from `information_schema` (empty when the table is gone).
+pub async fn load_known_columns(
+    pool: &MySqlPool,
+    db: &str,
+    table: &str,
+) -> Result<Vec<KnownColumn>> {
+    let rows: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT CAST(COLUMN_NAME AS CHAR), CAST(LOWER(DATA_TYPE) AS CHAR), CAST(COLUMN_KEY AS CHAR) \
+         FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
+    )
+    .bind(db)
+    .bind(table)
+    .fetch_all(pool)
+    .await?;
+    // MariaDB's JSON alias is LONGTEXT + CHECK (json_valid(`col`)).
+    let checks: Vec<(String,)> = sqlx::query_as(
+        "SELECT CAST(CHECK_CLAUSE AS CHAR) FROM information_schema.CHECK_CONSTRAINTS \
+         WHERE CONSTRAINT_SCHEMA = ? AND TABLE_NAME = ?",
+    )
+    .bind(db)
+    .bind(table)
+    .fetch_all(pool)
+    .await
+    .unwrap_or_default();
+    Ok(rows
+        .into_iter()
+        .map(|(name, data_type, key)| {
+            let needle = format!("json_valid(`{name}`)");
+            let json = data_type == "json"
+                || checks
+                    .iter()
+                    .any(|(c,)| c.to_lowercase().contains(&needle.to_lowercase()));
+            KnownColumn {
+                name,
+                data_type,
+                json,
+                primary: key == "PRI",
+            }
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn known(name: &str, ty: &str) -> KnownColumn {
+        KnownColumn {
+            name: name.into(),
+            data_type: ty.into(),
+            json: false,
+            primary: false,
+        }
+    }
+
+    #[test]
+    fn matching_schemas_have_no_diff() {
+        let types = [
+            ColumnType::MYSQL_TYPE_LONGLONG,
+            ColumnType::MYSQL_TYPE_VARCHAR,
+            ColumnType::MYSQL_TYPE_DATETIME2,
+        ];
+        let cols = [
+            known("id", "bigint"),
+            known("name", "varchar"),
+            known("at", "datetime"),
+        ];
+        assert_eq!(diff_columns(&types, &cols), None);
+    }
+
+    #[test]
+    fn an_added_column_is_reported_with_a_diff() {
+        let types = [
+            ColumnType::MYSQL_TYPE_LONGLONG,
+            ColumnType::MYSQL_TYPE_VARCHAR,
+        ];
+        let cols = [
+            known("id", "bigint"),
+            known("name", "varchar"),
+            known("bio", "text"),
+        ];
+        let diff = diff_columns(&types, &cols).unwrap();
+        assert!(
+            diff.contains("column count: binlog event has 2, schema has 3"),
+            "{diff}"
+        );
+        assert!(
+            diff.contains("#2 bio: in schema (text), not in binlog event"),
+            "{diff}"
+        );
+    }
+
+    #[test]
+    fn a_changed_type_is_reported_with_both_sides() {
+        let types = [ColumnType::MYSQL_TYPE_LONGLONG, ColumnType::MYSQL_TYPE_LONG];
+        let cols = [known("id", "bigint"), known("name", "varchar")];
+        let diff = diff_columns(&types, &cols).unwrap();
+        assert!(
+            diff.contains("#1 name: binlog integer, schema varchar"),
+            "{diff}"
+        );
+    }
+
+    #[test]
+    fn without_names_a_mismatch_stops_instead_of_misaligning() {
+        let map = MapColumns {
+            types: vec![ColumnType::MYSQL_TYPE_LONGLONG],
+            names: None,
+            unsigned: vec![false],
+            charsets: vec![None],
+            enums: vec![vec![]],
+            sets: vec![vec![]],
+            pk: vec![],
+        };
+        let cols = [known("id", "bigint"), known("extra", "int")];
+        let err = build_info("d", "t", map.clone(), Some(&cols), &mut HashSet::new()).unwrap_err();
+        assert!(matches!(err, Error::SchemaMismatch { .. }), "{err}");
+        let mut pk = known("id", "bigint");
+        pk.primary = true;
+        let info = build_info("d", "t", map, Some(&[pk]), &mut HashSet::new()).unwrap();
+        assert_eq!(info.pk_names(), ["id"]);
+    }
+}

@@ -1,0 +1,307 @@
+//! The Kafka side: an idempotent producer (`enable.idempotence=true`,
+//! `acks=all`), topic creation, and the acknowledgement tracker that decides
+//! when a checkpoint may be saved.
+//!
+//! # At-least-once
+//! Messages and checkpoint marks go through one ordered queue to the
+//! [`Acker`]. It awaits every delivery in order; a mark is saved only once
+//! every message queued before it was acknowledged. A failed delivery is
+//! never skipped: the acker stops, the relay sees the error and resumes from
+//! the last saved checkpoint.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::checkpoint::{Checkpoint, CheckpointStore};
+use crate::config::Settings;
+use crate::error::{Error, Result};
+use crate::metrics;
+
+/// Headers every change message carries.
+#[derive(Debug, Clone, Default)]
+pub struct MessageHeaders<'a> {
+    pub gtid: Option<&'a str>,
+    /// `file:pos`.
+    pub pos: &'a str,
+    pub seq: u64,
+}
+
+impl MessageHeaders<'_> {
+    fn to_owned_headers(&self) -> OwnedHeaders {
+        let seq = self.seq.to_string();
+        let mut h = OwnedHeaders::new_with_capacity(3);
+        if let Some(g) = self.gtid {
+            h = h.insert(Header {
+                key: cdc_event::HEADER_GTID,
+                value: Some(g),
+            });
+        }
+        h.insert(Header {
+            key: cdc_event::HEADER_POS,
+            value: Some(self.pos),
+        })
+        .insert(Header {
+            key: cdc_event::HEADER_SEQ,
+            value: Some(&seq),
+        })
+    }
+}
+
+/// Producer plus topic bookkeeping.
+pub struct Sink {
+    producer: FutureProducer,
+    admin: AdminClient<DefaultClientContext>,
+    known_topics: HashSet<String>,
+    create_topics: bool,
+    partitions: i32,
+}
+
+/// librdkafka settings shared by the producer and the admin client.
+pub fn client_config(settings: &Settings) -> ClientConfig {
+    let mut cfg = ClientConfig::new();
+    cfg.set("bootstrap.servers", &settings.kafka.brokers);
+    cfg
+}
+
+impl Sink {
+    pub fn new(settings: &Settings) -> Result<Self> {
+        let mut cfg = client_config(settings);
+        cfg.set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "5")
+            .set("batch.num.messages", "10000")
+            .set("queue.buffering.max.messages", "200000")
+            .set("message.timeout.ms", "60000");
+        for (k, v) in &settings.producer {
+            cfg.set(k, v);
+        }
+        let producer: FutureProducer = cfg.create()?;
+        let admin = client_config(settings).create()?;
+        Ok(Self {
+            producer,
+            admin,
+            known_topics: HashSet::new(),
+            create_topics: settings.create_topics,
+            partitions: settings.topic_partitions,
+        })
+    }
+
+    /// Makes sure `topic` exists (when topic creation is on).
+    pub async fn ensure_topic(&mut self, topic: &str, partitions: Option<i32>) -> Result<()> {
+        if !self.create_topics || self.known_topics.contains(topic) {
+            return Ok(());
+        }
+        create_topics(&self.admin, &[topic], partitions.unwrap_or(self.partitions)).await?;
+        self.known_topics.insert(topic.to_owned());
+        Ok(())
+    }
+
+    /// Hands one message to the producer, waiting while its queue is full.
+    pub async fn send(
+        &self,
+        topic: &str,
+        key: Option<&str>,
+        payload: Option<&[u8]>,
+        headers: &MessageHeaders<'_>,
+    ) -> Result<DeliveryFuture> {
+        let mut record: FutureRecord<'_, str, [u8]> =
+            FutureRecord::to(topic).headers(headers.to_owned_headers());
+        if let Some(k) = key {
+            record = record.key(k);
+        }
+        if let Some(p) = payload {
+            record = record.payload(p);
+        }
+        loop {
+            match self.producer.send_result(record) {
+                Ok(f) => return Ok(f),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                Err((e, _)) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Waits until every queued message was delivered or failed.
+    pub fn flush(&self, timeout: Duration) {
+        use rdkafka::producer::Producer as _;
+        let _ = self.producer.flush(timeout);
+    }
+}
+
+/// Creates topics, tolerating ones that already exist.
+pub async fn create_topics(
+    admin: &AdminClient<DefaultClientContext>,
+    names: &[&str],
+    partitions: i32,
+) -> Result<()> {
+    let topics: Vec<NewTopic<'_>> = names
+        .iter()
+        .map(|n| NewTopic::new(n, partitions, TopicReplication::Fixed(1)))
+        .collect();
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    for r in admin.create_topics(topics.iter(), &opts).await? {
+        match r {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => {
+                return Err(Error::Delivery(format!("creating topic {topic}: {code}")));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One entry of the ordered acknowledgement queue.
+pub enum AckItem {
+    /// A message and when it was handed to the producer.
+    Message(DeliveryFuture, Instant),
+    /// Everything before this point is part of complete transactions.
+    Mark(Checkpoint),
+}
+
+/// The checkpoint state shared with `/status`.
+#[derive(Debug, Clone, Default)]
+pub struct AckState {
+    /// Last checkpoint written to disk.
+    pub saved: Option<Checkpoint>,
+    /// Messages acknowledged so far in this process.
+    pub acked: u64,
+    /// Latest transaction boundary behind which every message is
+    /// acknowledged (saved to disk or not yet); heartbeats publish it.
+    pub acked_mark: Option<Checkpoint>,
+}
+
+/// Awaits deliveries in order and saves checkpoints behind them.
+pub struct Acker {
+    tx: mpsc::Sender<AckItem>,
+    failed: watch::Receiver<Option<String>>,
+    handle: JoinHandle<Result<()>>,
+}
+
+impl Acker {
+    /// Starts the tracker. `store` is `None` in dry-run mode (nothing saved).
+    pub fn spawn(
+        store: Option<CheckpointStore>,
+        interval: Duration,
+        state: Arc<Mutex<AckState>>,
+    ) -> Self {
+        let (tx, mut rx) = mpsc::channel::<AckItem>(100_000);
+        let (fail_tx, failed) = watch::channel(None);
+        let handle = tokio::spawn(async move {
+            let latency = ::metrics::histogram!(metrics::PUBLISH_LATENCY_SECONDS);
+            let saves = ::metrics::counter!(metrics::CHECKPOINTS_TOTAL);
+            let mut pending: Option<Checkpoint> = None;
+            let mut last_save = Instant::now();
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let save = |cp: &mut Option<Checkpoint>| -> Result<()> {
+                if let (Some(store), Some(c)) = (&store, cp.take()) {
+                    let mut c = c;
+                    c.saved_at_ms = chrono::Utc::now().timestamp_millis();
+                    store.save(&c)?;
+                    saves.increment(1);
+                    if let Ok(mut s) = state.lock() {
+                        s.saved = Some(c);
+                    }
+                }
+                Ok(())
+            };
+            loop {
+                tokio::select! {
+                    item = rx.recv() => match item {
+                        Some(AckItem::Message(fut, sent)) => {
+                            let outcome = match fut.await {
+                                Ok(Ok(_)) => Ok(()),
+                                Ok(Err((e, _))) => Err(e.to_string()),
+                                Err(_) => Err("the producer dropped the message".to_owned()),
+                            };
+                            if let Err(reason) = outcome {
+                                let _ = fail_tx.send(Some(reason.clone()));
+                                // Save what was fully acknowledged before the failure.
+                                return Err(Error::Delivery(reason));
+                            }
+                            latency.record(sent.elapsed().as_secs_f64());
+                            if let Ok(mut s) = state.lock() {
+                                s.acked += 1;
+                            }
+                        }
+                        Some(AckItem::Mark(cp)) => {
+                            if let Ok(mut s) = state.lock() {
+                                s.acked_mark = Some(cp.clone());
+                            }
+                            pending = Some(cp);
+                            if last_save.elapsed() >= interval {
+                                save(&mut pending)?;
+                                last_save = Instant::now();
+                            }
+                        }
+                        None => {
+                            save(&mut pending)?;
+                            return Ok(());
+                        }
+                    },
+                    _ = tick.tick() => {
+                        if pending.is_some() && last_save.elapsed() >= interval {
+                            save(&mut pending)?;
+                            last_save = Instant::now();
+                        }
+                    }
+                }
+            }
+        });
+        Self { tx, failed, handle }
+    }
+
+    /// Queues an item; fails when the tracker stopped (a delivery failed).
+    pub async fn push(&self, item: AckItem) -> Result<()> {
+        if let Some(reason) = self.failed.borrow().clone() {
+            return Err(Error::Delivery(reason));
+        }
+        self.tx.send(item).await.map_err(|_| self.failure())
+    }
+
+    fn failure(&self) -> Error {
+        Error::Delivery(
+            self.failed
+                .borrow()
+                .clone()
+                .unwrap_or_else(|| "the acknowledgement tracker stopped".into()),
+        )
+    }
+
+    /// Resolves when a delivery failed.
+    pub async fn failed(&mut self) -> Error {
+        loop {
+            if let Some(reason) = self.failed.borrow_and_update().clone() {
+                return Error::Delivery(reason);
+            }
+            if self.failed.changed().await.is_err() {
+                // The tracker ended; only a failure ends it early.
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// Waits for every queued delivery and saves the last complete checkpoint.
+    pub async fn finish(self) -> Result<()> {
+        drop(self.tx);
+        match self.handle.await {
+            Ok(r) => r,
+            Err(e) => Err(Error::Delivery(format!(
+                "acknowledgement tracker panicked: {e}"
+            ))),
+        }
+    }
+}

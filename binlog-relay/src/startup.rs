@@ -1,0 +1,110 @@
+//! `Application`: builds everything the relay needs (pool, preflight, start
+//! point, admin listener) and runs it until stopped.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use common::admin::{Admin, Readiness};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::Settings;
+use crate::error::{Error, Result};
+use crate::preflight;
+use crate::relay::{Relay, RunOptions, Shared, probe_lag};
+use crate::source::Flavor;
+
+/// A built relay with its admin server, ready to run.
+pub struct Application {
+    listener: TcpListener,
+    port: u16,
+    relay: Relay,
+    pool: sqlx::MySqlPool,
+    shared: Shared,
+    ready: Readiness,
+}
+
+impl Application {
+    /// Validates settings, runs the preflight checks, pins the start
+    /// position and binds the admin port (port 0 picks a free one).
+    pub async fn build(settings: Settings, opts: RunOptions) -> Result<Self> {
+        settings.validate()?;
+        let url = settings.mysql.resolve_url(settings.dev)?;
+        let pool = common::db::connect(&url, settings.mysql.max_connections.unwrap_or(3))
+            .await
+            .map_err(|e| Error::Stream(e.to_string()))?;
+        let facts = preflight::run(&pool, settings.server_id).await?;
+        let flavor = facts.flavor.unwrap_or(Flavor::MySql);
+        let listener = TcpListener::bind(settings.admin.addr).await?;
+        let port = listener.local_addr()?.port();
+        let shared = Shared::default();
+        shared.update(|s| s.state = "starting".into());
+        let ready = Readiness::default();
+        let relay = Relay::new(
+            settings,
+            url,
+            pool.clone(),
+            flavor,
+            opts,
+            shared.clone(),
+            ready.clone(),
+        )
+        .await?;
+        Ok(Self {
+            listener,
+            port,
+            relay,
+            pool,
+            shared,
+            ready,
+        })
+    }
+
+    /// The admin port actually bound.
+    pub fn admin_port(&self) -> u16 {
+        self.port
+    }
+
+    /// The live status shared with `/status`.
+    pub fn shared(&self) -> Shared {
+        self.shared.clone()
+    }
+
+    /// Runs until `shutdown` resolves, `--until` is reached or a definite error.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<()> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let stopper = {
+            let stop_tx = stop_tx.clone();
+            tokio::spawn(async move {
+                shutdown.await;
+                let _ = stop_tx.send(true);
+            })
+        };
+        let shared = self.shared.clone();
+        let status = Arc::new(move || shared.document());
+        let admin = Admin::new(self.ready.clone()).with_status(status);
+        let mut admin_stop = stop_rx.clone();
+        let admin_task = tokio::spawn(admin.serve(self.listener, async move {
+            while !*admin_stop.borrow() {
+                if admin_stop.changed().await.is_err() {
+                    break;
+                }
+            }
+        }));
+        let lag = tokio::spawn(probe_lag(
+            self.pool.clone(),
+            self.shared.clone(),
+            stop_rx.clone(),
+        ));
+        let result = self.relay.run(stop_rx).await;
+        let _ = stop_tx.send(true);
+        stopper.abort();
+        let _ = lag.await;
+        let _ = admin_task.await;
+        self.pool.close().await;
+        result
+    }
+}

@@ -1,0 +1,8 @@
+//! Integration tests of the relay against the real MariaDB and broker.
+//! Each test has its own database (the binlog is server-wide, so the relay
+//! filters to it), topic prefix, replica id and checkpoint folder.
+
+mod crash;
+mod helpers;
+mod replay;
+mod stream;

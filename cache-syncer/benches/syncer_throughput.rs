@@ -1,0 +1,188 @@
+//! Throughput benchmark (not a test): change events applied per second to
+//! Redis and MySQL from a pre-filled topic.
+//!
+//! Fills a fresh topic with `BENCH_EVENTS` (200,000) counter-change envelopes
+//! as the relay writes them (key, `sluice.seq` header), over
+//! `BENCH_OWNERS` (50,000) users with both counter kinds, then starts a
+//! syncer group member and times it from its first message to the last
+//! one applied (Redis pipeline + user-column UPDATEs + offset store). The
+//! apply path alone (no Kafka) is timed on the same events for comparison.
+//!
+//! Run: `make bench-syncer` (or `cargo bench -p cache-syncer --bench syncer_throughput`)
+//! with the local stack up.
+
+use std::time::{Duration, Instant};
+
+use cache_syncer::apply::Progress;
+use cache_syncer::config::Settings;
+use cache_syncer::consumer::{StatusHandle, SyncStatus, Syncer};
+use cache_syncer::plan::{Effect, plan};
+use cdc_event::{ChangeEvent, Op, Snapshot, Source};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use secrecy::SecretString;
+use testkit::{TestDb, TestKafka, TestRedis};
+
+fn env(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+#[tokio::main]
+async fn main() {
+    let events = env("BENCH_EVENTS", 200_000);
+    let owners = env("BENCH_OWNERS", 50_000);
+    let db = TestDb::new().await;
+    let mut redis = TestRedis::new().await;
+    let kafka = TestKafka::new().await;
+    // Users exist, so the user-column UPDATEs do real work.
+    for chunk in (1..=owners).collect::<Vec<_>>().chunks(1000) {
+        let values: Vec<String> = chunk.iter().map(|i| format!("({i},'u{i}','x')")).collect();
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO user (id, username, password_hash) VALUES {}",
+            values.join(",")
+        )))
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    }
+    let mut settings = Settings::default();
+    settings.mysql.url = Some(SecretString::from(db.url.clone()));
+    settings.redis.url = Some(SecretString::from(redis.url.clone()));
+    settings.redis.namespace = redis.namespace.clone();
+    settings.kafka.brokers = kafka.brokers.clone();
+    settings.kafka.topic_prefix = kafka.prefix.clone();
+    settings.group_id = kafka.group.clone();
+    settings.source_db = db.name.clone();
+    let mut topics = settings.topics();
+    topics.push(cdc_event::topic::heartbeat_topic(&kafka.prefix));
+    let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+    kafka.create_topics(&refs, 4).await;
+    let topic = cdc_event::topic::topic_for(&kafka.prefix, &db.name, "counter");
+
+    let envelopes: Vec<(String, ChangeEvent)> = (0..events)
+        .map(|i| {
+            let owner = 1 + (i * 7919) % owners;
+            let kind = 1 + (i % 2) as u8;
+            let row = serde_json::json!({"owner_id": owner, "kind": kind, "value": i / owners + 1,
+                                         "updated_at": "2026-11-26T10:00:00.000000"});
+            let event = ChangeEvent {
+                before: None,
+                after: Some(row.as_object().unwrap().clone()),
+                source: Source {
+                    version: "bench".into(),
+                    connector: "sluice".into(),
+                    name: kafka.prefix.clone(),
+                    ts_ms: 0,
+                    db: db.name.clone(),
+                    table: "counter".into(),
+                    server_id: 1,
+                    gtid: None,
+                    file: "mysql-bin.000001".into(),
+                    pos: 4,
+                    row: 0,
+                    snapshot: Snapshot::False,
+                    thread: None,
+                },
+                op: Op::Update,
+                ts_ms: 0,
+                transaction: None,
+            };
+            (format!(r#"{{"owner_id":{owner},"kind":{kind}}}"#), event)
+        })
+        .collect();
+
+    let producer: FutureProducer = kafka
+        .client_config()
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("batch.num.messages", "10000")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .unwrap();
+    let wire: Vec<(&str, Vec<u8>, String)> = envelopes
+        .iter()
+        .enumerate()
+        .map(|(i, (key, event))| {
+            (
+                key.as_str(),
+                serde_json::to_vec(event).unwrap(),
+                (i + 1).to_string(),
+            )
+        })
+        .collect();
+    let fill = Instant::now();
+    for chunk in wire.chunks(10_000) {
+        let sends = chunk.iter().map(|(key, payload, seq)| {
+            let headers = OwnedHeaders::new().insert(Header {
+                key: cdc_event::HEADER_SEQ,
+                value: Some(seq.as_str()),
+            });
+            producer.send(
+                FutureRecord::to(&topic)
+                    .key(*key)
+                    .payload(payload.as_slice())
+                    .headers(headers),
+                Duration::from_secs(60),
+            )
+        });
+        for r in futures::future::join_all(sends).await {
+            r.expect("delivered");
+        }
+    }
+    let fill_secs = fill.elapsed().as_secs_f64();
+
+    let applier = cache_syncer::startup::connect(&settings).await.unwrap();
+    let status: StatusHandle = std::sync::Arc::new(std::sync::Mutex::new(SyncStatus::default()));
+    let mut syncer = Syncer::new(settings.clone(), applier.clone(), status.clone())
+        .await
+        .unwrap();
+    let mut done = 0usize;
+    let mut started = None;
+    while done < events as usize {
+        let n = syncer.step(Duration::from_secs(30)).await.unwrap();
+        if n > 0 && started.is_none() {
+            started = Some(Instant::now());
+        }
+        done += n;
+    }
+    let consume_secs = started
+        .map(|s| s.elapsed().as_secs_f64())
+        .unwrap_or(f64::NAN);
+    syncer.close().unwrap();
+
+    // The apply path alone on the same events.
+    let effects: Vec<Effect> = envelopes
+        .iter()
+        .flat_map(|(_, e)| plan(e).unwrap().effects)
+        .collect();
+    let apply = Instant::now();
+    for chunk in effects.chunks(settings.batch_max) {
+        applier.apply(chunk, &Progress::new()).await.unwrap();
+    }
+    let apply_secs = apply.elapsed().as_secs_f64();
+
+    let n = events as f64;
+    println!(
+        "# syncer_throughput: {events} counter events over {owners} users x 2 kinds, batch_max {}",
+        settings.batch_max
+    );
+    println!("| stage | seconds | events/s |");
+    println!("|---|---|---|");
+    println!(
+        "| fill the topic (producer, acks=all) | {fill_secs:.2} | {:.0} |",
+        n / fill_secs
+    );
+    println!(
+        "| syncer: consume + plan + apply + store offsets | {consume_secs:.2} | {:.0} |",
+        n / consume_secs
+    );
+    println!(
+        "| apply path only (Redis pipeline + user UPDATEs) | {apply_secs:.2} | {:.0} |",
+        n / apply_secs
+    );
+    redis.cleanup().await;
+    db.drop_db().await;
+}
