@@ -1,5 +1,6 @@
 # Thin targets over scripts/. `make up` and `make test` are the two commands.
-.PHONY: up test down status migrate lint fmt install
+SHELL := /bin/bash
+.PHONY: up test down status migrate lint fmt install bench bench-syncer-memory bench-syncer-throughput bench-relay
 
 up:            ## install what is missing, start the stack and every sluice process
 	scripts/up.sh
@@ -27,3 +28,14 @@ lint:          ## formatting and clippy, as CI wants them
 
 fmt:
 	cargo fmt --all
+
+bench: bench-syncer-memory bench-syncer-throughput bench-relay  ## every benchmark (see BENCHMARKS.md)
+
+bench-syncer-memory:      ## Redis bytes per counter, buckets vs strings (needs the stack for MySQL)
+	. scripts/env.sh && cargo bench -p cache-syncer --bench syncer_memory
+
+bench-syncer-throughput:  ## syncer events/s from a pre-filled topic (needs the stack)
+	. scripts/env.sh && cargo bench -p cache-syncer --bench syncer_throughput
+
+bench-relay:              ## relay rows/s, publish ceiling, decode-only (needs the stack)
+	. scripts/env.sh && cargo bench -p binlog-relay --bench relay

@@ -145,6 +145,8 @@ impl Syncer {
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("enable.partition.eof", "false")
+            // Notice topics the relay creates after the syncer started.
+            .set("topic.metadata.refresh.interval.ms", "10000")
             .create()?;
         let heartbeat_topic = cdc_event::topic::heartbeat_topic(&settings.kafka.topic_prefix);
         let mut topics = settings.topics();

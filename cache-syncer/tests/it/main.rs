@@ -2,6 +2,7 @@
 //! Change events are produced to per-test topics the way the relay writes
 //! them (envelope, key, seq/gtid headers); the syncer is driven step by step.
 
+mod e2e;
 mod harness;
 mod ops;
 mod sync;
