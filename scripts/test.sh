@@ -13,4 +13,5 @@ mariadb --no-defaults -h127.0.0.1 -P"$SLUICE_MYSQL_PORT" -uroot -N -e \
 cargo test --workspace "$@"
 # Durability of the broker: restarts it, so it runs alone after the suite.
 # (--workspace, like the run above, so no crate is rebuilt with other features.)
-cargo test --workspace -- --ignored --exact kafka::broker_restart_keeps_topics_and_messages
+# Bounded, so a broker that never comes back fails the run instead of hanging it.
+timeout 600 cargo test --workspace -- --ignored --exact kafka::broker_restart_keeps_topics_and_messages

@@ -146,10 +146,24 @@ async fn broker_restart_keeps_topics_and_messages() {
         .expect("run scripts/stack.sh restart-kafka");
     assert!(status.success(), "broker restart failed");
 
-    let c = consumer(&k);
-    c.subscribe(&[&topic]).unwrap();
+    // Read the partition directly (no consumer group, no commits): this
+    // test is about the broker's storage, not group coordination.
+    let c: StreamConsumer = k
+        .client_config()
+        .set("group.id", format!("{}-restart", k.group))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition_offset(&topic, 0, rdkafka::Offset::Beginning)
+        .unwrap();
+    c.assign(&tpl).unwrap();
     for i in 0..3 {
-        let (payload, _) = next_payload(&c).await;
+        let m = tokio::time::timeout(Duration::from_secs(60), c.recv())
+            .await
+            .expect("no message within 60s after the restart")
+            .unwrap();
+        let payload = String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned();
         assert_eq!(
             payload,
             format!("d{i}"),
