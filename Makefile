@@ -1,12 +1,15 @@
 # Thin targets over scripts/. `make up` and `make test` are the two commands.
 SHELL := /bin/bash
-.PHONY: up test down status migrate lint fmt install bench bench-syncer-memory bench-syncer-throughput bench-relay
+.PHONY: up test chaos down status migrate lint fmt install bench bench-syncer-memory bench-syncer-throughput bench-relay bench-freshness
 
 up:            ## install what is missing, start the stack and every sluice process
 	scripts/up.sh
 
 test:          ## the whole test suite (starts the stack if needed)
 	scripts/test.sh
+
+chaos:         ## the fault suite, long form (needs `make up`; report in .state/chaos/)
+	scripts/chaos.sh
 
 down:          ## stop everything `make up` started
 	scripts/mesh.sh down
@@ -39,3 +42,6 @@ bench-syncer-throughput:  ## syncer events/s from a pre-filled topic (needs the 
 
 bench-relay:              ## relay rows/s, publish ceiling, decode-only (needs the stack)
 	. scripts/env.sh && cargo bench -p binlog-relay --bench relay
+
+bench-freshness:          ## commit→Kafka, commit→Redis and the token wait at 1,000 writes/s (needs `PROFILE=release make up`)
+	scripts/bench-freshness.sh

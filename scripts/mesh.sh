@@ -5,6 +5,8 @@
 #   scripts/mesh.sh up       start every built process that is not running
 #   scripts/mesh.sh down     stop exactly those processes (by pid)
 #   scripts/mesh.sh status
+#   scripts/mesh.sh start|stop <name>    one process
+#   scripts/mesh.sh exec <binary> [args] run a binary with the mesh's environment
 #
 # A process is "up" when its admin port answers /healthz.
 set -euo pipefail
@@ -28,6 +30,10 @@ done
 export RELAY_STATE_DIR=${RELAY_STATE_DIR:-$SLUICE_STATE/binlog-relay}
 export RELAY_FILTER__INCLUDE_DATABASES=${RELAY_FILTER__INCLUDE_DATABASES:-[\"$SLUICE_DB\"]}
 export SYNCER_SOURCE_DB=${SYNCER_SOURCE_DB:-$SLUICE_DB}
+# The local broker (tansu 0.6.0) loses its storage task when an idempotent
+# producer writes after a broker restart; the relay keeps order with one
+# request in flight instead (see `idempotence` in the README).
+export RELAY_IDEMPOTENCE=${RELAY_IDEMPOTENCE:-false}
 
 # name  admin-port  arguments (in start order; stopped in reverse)
 PROCESSES=(
@@ -95,6 +101,25 @@ down)
         stop_one "$name"
     done
     ;;
+start | stop) # one process by name (start: only when not running)
+    name=${2:?usage: $0 $1 <name>}
+    for entry in "${PROCESSES[@]}"; do
+        read -r n _ <<<"$entry"
+        if [ "$n" = "$name" ]; then
+            # shellcheck disable=SC2086
+            if [ "$1" = start ]; then start_one $entry; else stop_one "$name"; fi
+            exit 0
+        fi
+    done
+    log "unknown process $name"
+    exit 2
+    ;;
+exec) # run a built binary with the mesh's environment (e.g. cache-syncer verify)
+    shift
+    bin=${1:?usage: $0 exec <binary> [args]}
+    shift
+    exec "$ROOT/target/$PROFILE/$bin" "$@"
+    ;;
 status)
     for entry in "${PROCESSES[@]}"; do
         read -r name port _ <<<"$entry"
@@ -105,5 +130,5 @@ status)
         fi
     done
     ;;
-*) log "usage: $0 up|down|status"; exit 2 ;;
+*) log "usage: $0 up|down|status|start <name>|stop <name>|exec <binary> [args]"; exit 2 ;;
 esac

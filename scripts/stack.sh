@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # sluice local stack: its own MariaDB (binlog on), Redis and Kafka-protocol broker
-# (tansu), all on loopback, all under one state folder.
+# (tansu), plus a Prometheus that scrapes the sluice processes, all on
+# loopback, all under one state folder.
 #
 #   scripts/stack.sh install   install what is missing (Debian packages, tansu)
 #   scripts/stack.sh up        install, start everything, wait until each answers
@@ -49,8 +50,20 @@ install_packages() {
     command -v cc >/dev/null || missing+=(build-essential)
     command -v pkg-config >/dev/null || missing+=(pkg-config)
     command -v curl >/dev/null || missing+=(curl)
+    command -v sqlite3 >/dev/null || missing+=(sqlite3)
     dpkg -s zlib1g-dev >/dev/null 2>&1 || missing+=(zlib1g-dev)
     if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
+    # Prometheus and promtool (Debian's 2.42, ~15 s). Without its recommended
+    # node exporter; only the binary is used (start_prometheus), never the
+    # package's own service.
+    if ! { command -v prometheus && command -v promtool; } >/dev/null; then
+        apt_install --no-install-recommends prometheus
+        # Where no policy-rc.d forbids it, the package starts its own service
+        # (0.0.0.0:9090) through /etc/init.d: stop it, the stack runs its own.
+        if [ -x /etc/init.d/prometheus ] && /etc/init.d/prometheus status >/dev/null 2>&1; then
+            as_root /etc/init.d/prometheus stop >/dev/null 2>&1 || true
+        fi
+    fi
 }
 
 install_tansu() {
@@ -144,7 +157,7 @@ EOF
         mariadb-install-db --defaults-file="$MDB/my.cnf" --auth-root-authentication-method=normal \
             --skip-test-db >"$MDB/install.log" 2>&1 || { cat "$MDB/install.log" >&2; die "mariadb-install-db failed"; }
     fi
-    setsid mariadbd --defaults-file="$MDB/my.cnf" </dev/null >/dev/null 2>&1 &
+    setsid mariadbd --defaults-file="$MDB/my.cnf" </dev/null >/dev/null 2>&1 4>&- &
     wait_for "mariadb: started on 127.0.0.1:$SLUICE_MYSQL_PORT (binlog ROW/FULL, datadir $MDB/data)" 60 \
         mdb_client -e 'SELECT 1' || { tail -n 20 "$MDB/error.log" >&2; die "mariadb did not answer within 60s"; }
     # Dev-mode access: root without a password, over the socket and loopback TCP only.
@@ -166,17 +179,27 @@ start_redis() {
     mkdir -p "$RDS"
     redis-server --daemonize yes --bind 127.0.0.1 --port "$SLUICE_REDIS_PORT" \
         --pidfile "$RDS/redis.pid" --dir "$RDS" --logfile "$RDS/redis.log" \
-        --save "" --appendonly no >/dev/null
+        --save "" --appendonly no >/dev/null 4>&-
     wait_for "redis: started on 127.0.0.1:$SLUICE_REDIS_PORT" 30 \
         redis-cli -h 127.0.0.1 -p "$SLUICE_REDIS_PORT" ping || die "redis did not answer within 30s ($RDS/redis.log)"
 }
 
 # ---------------------------------------------------------------- tansu
 TSU="$SLUICE_STATE/tansu"
+# The broker answers a metadata request (its storage task is alive: after a
+# panic in it, tansu 0.6.0 keeps its port open but answers nothing).
+tansu_answers() {
+    timeout 10 "$SLUICE_TANSU_BIN" topic list --broker "tcp://127.0.0.1:$SLUICE_KAFKA_PORT" >/dev/null 2>&1
+}
+
 start_tansu() {
     if pid_alive "$TSU/tansu.pid"; then
-        log "kafka (tansu): already running (pid $(cat "$TSU/tansu.pid")) on 127.0.0.1:$SLUICE_KAFKA_PORT"
-        return
+        if tansu_answers; then
+            log "kafka (tansu): already running (pid $(cat "$TSU/tansu.pid")) on 127.0.0.1:$SLUICE_KAFKA_PORT"
+            return
+        fi
+        log "kafka (tansu): running but not answering (its storage task died? see $TSU/tansu.log); restarting it"
+        stop_pid "kafka (tansu)" "$TSU/tansu.pid" tansu
     fi
     port_taken_by_other "kafka (tansu)" "$SLUICE_KAFKA_PORT" "$TSU/tansu.pid"
     [ -x "$SLUICE_TANSU_BIN" ] || die "tansu is not installed: run scripts/stack.sh install"
@@ -189,10 +212,19 @@ start_tansu() {
         --listener-url "tcp://127.0.0.1:$SLUICE_KAFKA_PORT" \
         --advertised-listener-url "tcp://127.0.0.1:$SLUICE_KAFKA_PORT" \
         --storage-engine "sqlite://$TSU/tansu.db" \
-        </dev/null >>"$TSU/tansu.log" 2>&1) &
+        </dev/null >>"$TSU/tansu.log" 2>&1 4>&-) &
     echo $! >"$TSU/tansu.pid"
     wait_for "kafka (tansu): started on 127.0.0.1:$SLUICE_KAFKA_PORT (storage sqlite://$TSU/tansu.db)" 60 \
         tansu_ready || { tail -n 20 "$TSU/tansu.log" >&2; die "tansu did not start within 60s (log: $TSU/tansu.log)"; }
+    # tansu 0.6.0 keeps record headers in a table without an index and looks
+    # them up once per fetched record (ddl/040-header.sql, sql/header_fetch.sql):
+    # a full scan per record, ~10 ms at 120k headers, in the one task that
+    # also serves every produce. Under a burst, fetches starve produces until
+    # they time out. This index makes the lookup a seek (tansu uses it at
+    # once; it survives restarts).
+    sqlite3 -cmd ".timeout 10000" "$TSU/tansu.db" \
+        "CREATE INDEX IF NOT EXISTS header_topition_offset_id ON header (topition, offset_id);" ||
+        die "cannot index tansu's header table ($TSU/tansu.db)"
 }
 
 tansu_ready() {
@@ -214,6 +246,40 @@ create_topics() {
             { tail -n 5 "$TSU/topics.log" >&2; die "could not create topic $topic"; }
         log "kafka (tansu): created topic $topic ($parts partitions)"
     done
+}
+
+# ---------------------------------------------------------------- Prometheus
+# Scrapes every sluice admin port (compose/prometheus/prometheus.local.yml,
+# the compose stack's job names) every 2s; its TSDB lives in the state folder.
+PRM="$SLUICE_STATE/prometheus"
+PRM_CONFIG="$ROOT/compose/prometheus/prometheus.local.yml"
+start_prometheus() {
+    if pid_alive "$PRM/prometheus.pid"; then
+        log "prometheus: already running (pid $(cat "$PRM/prometheus.pid")) on 127.0.0.1:$SLUICE_PROMETHEUS_PORT"
+        return
+    fi
+    if ! pid_alive "$PRM/prometheus.pid" && port_open "$SLUICE_PROMETHEUS_PORT"; then
+        die "prometheus: port $SLUICE_PROMETHEUS_PORT is already in use by a process this stack did not start (Debian's prometheus service? \`service prometheus stop\`); stop it or set SLUICE_PROMETHEUS_PORT"
+    fi
+    command -v prometheus >/dev/null || die "prometheus is not installed: run scripts/stack.sh install"
+    promtool check config "$PRM_CONFIG" >/dev/null || die "prometheus: $PRM_CONFIG is not valid (promtool check config)"
+    mkdir -p "$PRM/data"
+    # `exec` keeps the recorded pid that of prometheus itself; fd 4 is closed
+    # so that a pipe reading this script's output is not held open by it.
+    (cd "$PRM" && exec setsid prometheus \
+        --config.file="$PRM_CONFIG" \
+        --storage.tsdb.path="$PRM/data" \
+        --storage.tsdb.retention.time=2d \
+        --web.listen-address="127.0.0.1:$SLUICE_PROMETHEUS_PORT" \
+        </dev/null >>"$PRM/prometheus.log" 2>&1 4>&-) &
+    echo $! >"$PRM/prometheus.pid"
+    wait_for "prometheus: started on 127.0.0.1:$SLUICE_PROMETHEUS_PORT (config $PRM_CONFIG, data $PRM/data)" 60 \
+        prometheus_ready || { tail -n 20 "$PRM/prometheus.log" >&2; die "prometheus did not become ready within 60s (log: $PRM/prometheus.log)"; }
+}
+
+prometheus_ready() {
+    pid_alive "$PRM/prometheus.pid" || { tail -n 5 "$PRM/prometheus.log" >&4; die "prometheus exited during start-up"; }
+    curl -fsS -m 1 "http://127.0.0.1:$SLUICE_PROMETHEUS_PORT/-/ready"
 }
 
 # ---------------------------------------------------------------- stop
@@ -244,6 +310,7 @@ stop_pid() { # name pidfile expected-comm
 }
 
 cmd_down() {
+    stop_pid prometheus "$PRM/prometheus.pid" prometheus
     stop_pid "kafka (tansu)" "$TSU/tansu.pid" tansu
     stop_pid redis "$RDS/redis.pid" redis-server
     stop_pid mariadb "$MDB/mariadbd.pid" mariadbd
@@ -261,11 +328,14 @@ cmd_status() {
     show mariadb "$MDB/mariadbd.pid" "$SLUICE_MYSQL_PORT"
     show redis "$RDS/redis.pid" "$SLUICE_REDIS_PORT"
     show "kafka (tansu)" "$TSU/tansu.pid" "$SLUICE_KAFKA_PORT"
+    show prometheus "$PRM/prometheus.pid" "$SLUICE_PROMETHEUS_PORT"
 }
 
 cmd_check() {
-    pid_alive "$MDB/mariadbd.pid" && pid_alive "$RDS/redis.pid" && pid_alive "$TSU/tansu.pid" &&
-        port_open "$SLUICE_MYSQL_PORT" && port_open "$SLUICE_REDIS_PORT" && port_open "$SLUICE_KAFKA_PORT"
+    pid_alive "$MDB/mariadbd.pid" && pid_alive "$RDS/redis.pid" && pid_alive "$TSU/tansu.pid" && tansu_answers &&
+        pid_alive "$PRM/prometheus.pid" &&
+        port_open "$SLUICE_MYSQL_PORT" && port_open "$SLUICE_REDIS_PORT" && port_open "$SLUICE_KAFKA_PORT" &&
+        port_open "$SLUICE_PROMETHEUS_PORT"
 }
 
 cmd_up() {
@@ -275,10 +345,12 @@ cmd_up() {
     start_redis
     start_tansu
     create_topics
+    start_prometheus
     log "stack is up (state in $SLUICE_STATE):"
-    log "  mariadb  mysql://root@127.0.0.1:$SLUICE_MYSQL_PORT/$SLUICE_DB"
-    log "  redis    redis://127.0.0.1:$SLUICE_REDIS_PORT"
-    log "  kafka    127.0.0.1:$SLUICE_KAFKA_PORT"
+    log "  mariadb     mysql://root@127.0.0.1:$SLUICE_MYSQL_PORT/$SLUICE_DB"
+    log "  redis       redis://127.0.0.1:$SLUICE_REDIS_PORT"
+    log "  kafka       127.0.0.1:$SLUICE_KAFKA_PORT"
+    log "  prometheus  http://127.0.0.1:$SLUICE_PROMETHEUS_PORT"
 }
 
 # Run the command only when executed (sourcing gives the functions, for debugging).
@@ -293,6 +365,10 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
         stop_pid "kafka (tansu)" "$TSU/tansu.pid" tansu
         start_tansu
         ;;
-    *) die "usage: $0 install|up|down|status|check|restart-kafka" ;;
+    restart-redis) # comes back empty (no persistence): run `cache-syncer rebuild`
+        stop_pid redis "$RDS/redis.pid" redis-server
+        start_redis
+        ;;
+    *) die "usage: $0 install|up|down|status|check|restart-kafka|restart-redis" ;;
     esac
 fi

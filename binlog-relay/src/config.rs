@@ -35,6 +35,10 @@ pub struct Settings {
     /// How often a heartbeat record is produced.
     #[serde(with = "common::config::duration")]
     pub heartbeat_interval: Duration,
+    /// How soon after the acknowledged position moves an extra heartbeat
+    /// carries it to the syncer (the read-your-writes watermark's step).
+    #[serde(with = "common::config::duration")]
+    pub watermark_interval: Duration,
     /// Longest time an acknowledged position waits before it is written to the checkpoint.
     #[serde(with = "common::config::duration")]
     pub checkpoint_interval: Duration,
@@ -46,6 +50,13 @@ pub struct Settings {
     #[serde(with = "common::config::duration")]
     pub retry_backoff: Duration,
     pub snapshot: SnapshotSettings,
+    /// The idempotent producer (exactly-once per partition on retries). Off
+    /// means one request in flight per broker instead, so order still holds
+    /// and a retry may only duplicate (the syncer skips by `sluice.seq`).
+    /// For brokers with broken idempotence: tansu 0.6.0's storage task
+    /// panics when an idempotent producer writes after a broker restart
+    /// (tansu-storage lite.rs:503), so the local stack turns it off.
+    pub idempotence: bool,
     /// Extra librdkafka producer properties (e.g. `compression.type = "zstd"`).
     pub producer: BTreeMap<String, String>,
 }
@@ -62,11 +73,13 @@ impl Default for Settings {
             filter: Filter::default(),
             tombstones: true,
             heartbeat_interval: Duration::from_secs(5),
+            watermark_interval: Duration::from_millis(10),
             checkpoint_interval: Duration::from_millis(200),
             topic_partitions: 4,
             create_topics: true,
             retry_backoff: Duration::from_secs(1),
             snapshot: SnapshotSettings::default(),
+            idempotence: true,
             producer: BTreeMap::new(),
         }
     }
@@ -95,8 +108,13 @@ impl Settings {
         if self.topic_partitions < 1 {
             return invalid("topic_partitions must be >= 1");
         }
-        if self.heartbeat_interval.is_zero() || self.checkpoint_interval.is_zero() {
-            return invalid("heartbeat_interval and checkpoint_interval must be > 0");
+        if self.heartbeat_interval.is_zero()
+            || self.checkpoint_interval.is_zero()
+            || self.watermark_interval.is_zero()
+        {
+            return invalid(
+                "heartbeat_interval, watermark_interval and checkpoint_interval must be > 0",
+            );
         }
         if self.snapshot.chunk_size == 0 {
             return invalid("snapshot.chunk_size must be > 0");

@@ -8,6 +8,9 @@ pub const EVENTS_TOTAL: &str = "binlog_relay_events_total";
 pub const TRANSACTIONS_TOTAL: &str = "binlog_relay_transactions_total";
 /// Time from handing a message to the producer to Kafka's acknowledgement.
 pub const PUBLISH_LATENCY_SECONDS: &str = "binlog_relay_publish_latency_seconds";
+/// From the change's commit (its microsecond change-time column, see
+/// `cdc_event::time`) to Kafka's acknowledgement of its message.
+pub const COMMIT_TO_ACK_SECONDS: &str = "binlog_relay_commit_to_ack_seconds";
 /// Binlog bytes between the relay's read position and the server's end of binlog.
 pub const POSITION_LAG_BYTES: &str = "binlog_relay_position_lag_bytes";
 /// Seconds between now and the commit time of the last event read; 0 when caught up.

@@ -21,7 +21,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cdc_event::envelope::{DataCollection, Heartbeat, TransactionRecord, TxStatus};
+use cdc_event::envelope::{
+    DataCollection, Heartbeat, PartitionOffset, TransactionRecord, TxStatus,
+};
 use cdc_event::{Gtid, Op, Snapshot, TransactionRef, topic};
 use futures::StreamExt;
 use metrics::Counter;
@@ -358,6 +360,8 @@ struct Stream<'a> {
     tx: Option<Tx>,
     counters: HashMap<(String, Op), Counter>,
     transactions: Counter,
+    /// `acked_seq` of the last heartbeat sent.
+    beat_acked_seq: Option<u64>,
 }
 
 impl<'a> Stream<'a> {
@@ -382,6 +386,7 @@ impl<'a> Stream<'a> {
             tx: None,
             counters: HashMap::new(),
             transactions: metrics::counter!(m::TRANSACTIONS_TOTAL),
+            beat_acked_seq: None,
         }
     }
 
@@ -422,6 +427,8 @@ impl<'a> Stream<'a> {
         self.relay.ready.set(true);
         let mut heartbeat = tokio::time::interval(settings.heartbeat_interval);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut progress = tokio::time::interval(settings.watermark_interval);
+        progress.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let event = tokio::select! {
                 biased;
@@ -432,6 +439,15 @@ impl<'a> Stream<'a> {
                 e = self.acker.failed() => return Err(e),
                 _ = heartbeat.tick() => {
                     self.heartbeat().await?;
+                    continue;
+                }
+                // An extra heartbeat soon after the acknowledged position
+                // moves, so the syncer's watermark (read-your-writes)
+                // follows commits within milliseconds, not seconds.
+                _ = progress.tick() => {
+                    if self.acked_moved() {
+                        self.heartbeat().await?;
+                    }
                     continue;
                 }
                 ev = stream.next() => ev,
@@ -500,6 +516,7 @@ impl<'a> Stream<'a> {
                         gtid: progress.start_gtid.as_deref(),
                         pos: &pos_text,
                         seq: self.seq,
+                        changed_at_us: None,
                     };
                     self.emit(&topic, key.as_deref(), Some(&payload), &headers)
                         .await?;
@@ -537,6 +554,18 @@ impl<'a> Stream<'a> {
         Ok(Flow::Continue)
     }
 
+    /// Whether the acknowledged mark moved since the last heartbeat.
+    fn acked_moved(&self) -> bool {
+        let now = self
+            .relay
+            .shared
+            .acks
+            .lock()
+            .ok()
+            .and_then(|a| a.acked_mark.as_ref().map(|c| c.seq));
+        now.is_some() && now != self.beat_acked_seq
+    }
+
     async fn heartbeat(&mut self) -> Result<()> {
         let pos = self
             .relay
@@ -546,13 +575,27 @@ impl<'a> Stream<'a> {
             .ok()
             .and_then(|s| s.position.clone())
             .unwrap_or_default();
-        let acked = self
+        let hb_topic = topic::heartbeat_topic(self.prefix());
+        let (acked, acked_offsets) = self
             .relay
             .shared
             .acks
             .lock()
-            .ok()
-            .and_then(|a| a.acked_mark.clone());
+            .map(|a| {
+                let offsets = a
+                    .acked_offsets
+                    .iter()
+                    .filter(|((t, _), _)| **t != *hb_topic)
+                    .map(|((t, p), next)| PartitionOffset {
+                        topic: t.to_string(),
+                        partition: *p,
+                        next: *next,
+                    })
+                    .collect::<Vec<_>>();
+                (a.acked_mark.clone(), offsets)
+            })
+            .unwrap_or_default();
+        self.beat_acked_seq = acked.as_ref().map(|c| c.seq);
         let hb = Heartbeat {
             ts_ms: chrono::Utc::now().timestamp_millis(),
             pos: pos.clone(),
@@ -560,9 +603,10 @@ impl<'a> Stream<'a> {
             seq: self.seq,
             acked_seq: acked.as_ref().map(|c| c.seq),
             acked_gtid: acked.and_then(|c| c.gtid),
+            acked_offsets,
         };
         let payload = serde_json::to_vec(&hb).map_err(|e| Error::Stream(e.to_string()))?;
-        let topic = topic::heartbeat_topic(self.prefix());
+        let topic = hb_topic;
         let key = self.prefix().to_owned();
         self.emit(
             &topic,
@@ -572,6 +616,7 @@ impl<'a> Stream<'a> {
                 gtid: None,
                 pos: &pos,
                 seq: self.seq,
+                changed_at_us: None,
             },
         )
         .await?;
@@ -589,7 +634,14 @@ impl<'a> Stream<'a> {
         match self.output {
             Output::Kafka(sink) => {
                 let fut = sink.send(topic, key, payload, headers).await?;
-                self.acker.push(AckItem::Message(fut, Instant::now())).await
+                self.acker
+                    .push(AckItem::Message(
+                        fut,
+                        Arc::from(topic),
+                        Instant::now(),
+                        headers.changed_at_us,
+                    ))
+                    .await
             }
             Output::DryRun => {
                 let value = payload
@@ -807,10 +859,16 @@ impl<'a> Stream<'a> {
                 },
             );
             let payload = serde_json::to_vec(&event).map_err(|e| Error::Stream(e.to_string()))?;
+            let changed_at_us = event
+                .after
+                .as_ref()
+                .or(event.before.as_ref())
+                .and_then(cdc_event::time::change_time_us);
             let headers = MessageHeaders {
                 gtid: gtid.as_deref(),
                 pos: &pos_text,
                 seq: self.seq,
+                changed_at_us,
             };
             self.emit(&topic, key.as_deref(), Some(&payload), &headers)
                 .await?;
@@ -860,6 +918,7 @@ impl<'a> Stream<'a> {
                 gtid,
                 pos,
                 seq: self.seq,
+                changed_at_us: None,
             },
         )
         .await

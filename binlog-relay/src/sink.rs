@@ -9,7 +9,7 @@
 //! never skipped: the acker stops, the relay sees the error and resumes from
 //! the last saved checkpoint.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -34,6 +34,9 @@ pub struct MessageHeaders<'a> {
     /// `file:pos`.
     pub pos: &'a str,
     pub seq: u64,
+    /// Not a header: when the change was made (µs since the epoch, from the
+    /// row image), for the commit-to-acknowledgement histogram.
+    pub changed_at_us: Option<i64>,
 }
 
 impl MessageHeaders<'_> {
@@ -76,15 +79,35 @@ pub fn client_config(settings: &Settings) -> ClientConfig {
 impl Sink {
     pub fn new(settings: &Settings) -> Result<Self> {
         let mut cfg = client_config(settings);
-        cfg.set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("linger.ms", "5")
+        if settings.idempotence {
+            cfg.set("enable.idempotence", "true");
+        } else {
+            cfg.set("enable.idempotence", "false")
+                .set("max.in.flight.requests.per.connection", "1");
+        }
+        cfg.set("acks", "all")
+            // No artificial wait: librdkafka still batches while up to 5
+            // requests are in flight, so bursts keep their throughput, and
+            // an idle commit is acknowledged in ~2 ms instead of ~7 (measured
+            // against the local broker; freshness and read-your-writes
+            // budgets are tens of ms).
+            .set("linger.ms", "0")
             .set("batch.num.messages", "10000")
             .set("queue.buffering.max.messages", "200000")
             .set("message.timeout.ms", "60000");
         for (k, v) in &settings.producer {
             cfg.set(k, v);
         }
+        // Whatever `[producer]` says: every message acknowledged by all
+        // replicas, and idempotence as configured.
+        cfg.set("acks", "all").set(
+            "enable.idempotence",
+            if settings.idempotence {
+                "true"
+            } else {
+                "false"
+            },
+        );
         let producer: FutureProducer = cfg.create()?;
         let admin = client_config(settings).create()?;
         Ok(Self {
@@ -165,8 +188,9 @@ pub async fn create_topics(
 
 /// One entry of the ordered acknowledgement queue.
 pub enum AckItem {
-    /// A message and when it was handed to the producer.
-    Message(DeliveryFuture, Instant),
+    /// A message, its topic, when it was handed to the producer, and when
+    /// its change was made (µs since the epoch), if known.
+    Message(DeliveryFuture, Arc<str>, Instant, Option<i64>),
     /// Everything before this point is part of complete transactions.
     Mark(Checkpoint),
 }
@@ -181,6 +205,9 @@ pub struct AckState {
     /// Latest transaction boundary behind which every message is
     /// acknowledged (saved to disk or not yet); heartbeats publish it.
     pub acked_mark: Option<Checkpoint>,
+    /// At `acked_mark`: per (topic, partition), the offset after the last
+    /// acknowledged message. Heartbeats publish it with the mark.
+    pub acked_offsets: HashMap<(Arc<str>, i32), i64>,
 }
 
 /// Awaits deliveries in order and saves checkpoints behind them.
@@ -201,8 +228,11 @@ impl Acker {
         let (fail_tx, failed) = watch::channel(None);
         let handle = tokio::spawn(async move {
             let latency = ::metrics::histogram!(metrics::PUBLISH_LATENCY_SECONDS);
+            let freshness = ::metrics::histogram!(metrics::COMMIT_TO_ACK_SECONDS);
             let saves = ::metrics::counter!(metrics::CHECKPOINTS_TOTAL);
             let mut pending: Option<Checkpoint> = None;
+            // Offsets acknowledged so far, published at each mark.
+            let mut seen: HashMap<(Arc<str>, i32), i64> = HashMap::new();
             let mut last_save = Instant::now();
             let mut tick = tokio::time::interval(interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -221,9 +251,12 @@ impl Acker {
             loop {
                 tokio::select! {
                     item = rx.recv() => match item {
-                        Some(AckItem::Message(fut, sent)) => {
+                        Some(AckItem::Message(fut, topic, sent, changed_at_us)) => {
                             let outcome = match fut.await {
-                                Ok(Ok(_)) => Ok(()),
+                                Ok(Ok(d)) => {
+                                    seen.insert((topic, d.partition), d.offset + 1);
+                                    Ok(())
+                                }
                                 Ok(Err((e, _))) => Err(e.to_string()),
                                 Err(_) => Err("the producer dropped the message".to_owned()),
                             };
@@ -233,6 +266,10 @@ impl Acker {
                                 return Err(Error::Delivery(reason));
                             }
                             latency.record(sent.elapsed().as_secs_f64());
+                            if let Some(at) = changed_at_us {
+                                let now = chrono::Utc::now().timestamp_micros();
+                                freshness.record((now - at).max(0) as f64 / 1e6);
+                            }
                             if let Ok(mut s) = state.lock() {
                                 s.acked += 1;
                             }
@@ -240,6 +277,7 @@ impl Acker {
                         Some(AckItem::Mark(cp)) => {
                             if let Ok(mut s) = state.lock() {
                                 s.acked_mark = Some(cp.clone());
+                                s.acked_offsets.clone_from(&seen);
                             }
                             pending = Some(cp);
                             if last_save.elapsed() >= interval {

@@ -95,6 +95,8 @@ enum Action {
     Heartbeat {
         acked_seq: Option<u64>,
         acked_gtid: Option<String>,
+        /// Where the messages up to `acked_seq` landed (newer relays).
+        acked_offsets: Vec<cdc_event::envelope::PartitionOffset>,
     },
     /// Cannot be applied: dead-letter it with this reason.
     Poison(String),
@@ -111,7 +113,15 @@ pub struct Syncer {
     last_lag_check: Instant,
     heartbeat_topic: String,
     tracker: Tracker,
+    /// Since when the group has given this member no partition.
+    unassigned_since: Option<Instant>,
 }
+
+/// How long a member may stay without partitions before it rejoins the
+/// group. (A join can hang after a broker restart while the coordinator
+/// still counts a killed member; with real Kafka the session timeout ends
+/// that, tansu 0.6.0 sometimes never does.)
+const REJOIN_AFTER: Duration = Duration::from_secs(30);
 
 /// `topic/partition`, the key of per-partition progress.
 pub fn partition_key(topic: &str, partition: i32) -> String {
@@ -147,6 +157,13 @@ impl Syncer {
             .set("enable.partition.eof", "false")
             // Notice topics the relay creates after the syncer started.
             .set("topic.metadata.refresh.interval.ms", "10000")
+            // Hand over new messages within milliseconds (the freshness and
+            // read-your-writes budget), not after librdkafka's 500 ms default.
+            .set("fetch.wait.max.ms", "10")
+            // Bounded fetches, so a backlog is drained in steps that let the
+            // broker serve produces in between (tansu ignores the
+            // per-partition limit).
+            .set("fetch.max.bytes", "1048576")
             .create()?;
         let heartbeat_topic = cdc_event::topic::heartbeat_topic(&settings.kafka.topic_prefix);
         let mut topics = settings.topics();
@@ -156,7 +173,10 @@ impl Syncer {
         let dlq: FutureProducer = ClientConfig::new()
             .set("bootstrap.servers", &settings.kafka.brokers)
             .set("acks", "all")
-            .set("enable.idempotence", "true")
+            // Not idempotent: the DLQ's order does not matter, a duplicate
+            // dead letter is harmless, and tansu 0.6.0's storage dies when an
+            // idempotent producer writes after a broker restart.
+            .set("enable.idempotence", "false")
             .create()?;
         let mut conn = applier.redis.clone();
         let applied: HashMap<String, u64> = conn.hgetall(applier.keys.syncer_applied()).await?;
@@ -172,6 +192,7 @@ impl Syncer {
             applied,
             status,
             last_lag_check: Instant::now(),
+            unassigned_since: None,
             heartbeat_topic,
             tracker: Tracker::default(),
         })
@@ -245,13 +266,14 @@ impl Syncer {
         let action = match msg.payload() {
             None => Action::Skip,
             Some(bytes) if msg.topic() == self.heartbeat_topic => {
-                let v: serde_json::Value = serde_json::from_slice(bytes).unwrap_or_default();
-                Action::Heartbeat {
-                    acked_seq: v.get("acked_seq").and_then(serde_json::Value::as_u64),
-                    acked_gtid: v
-                        .get("acked_gtid")
-                        .and_then(|g| g.as_str())
-                        .map(str::to_owned),
+                match serde_json::from_slice::<cdc_event::envelope::Heartbeat>(bytes) {
+                    Ok(hb) => Action::Heartbeat {
+                        acked_seq: hb.acked_seq,
+                        acked_gtid: hb.acked_gtid,
+                        acked_offsets: hb.acked_offsets,
+                    },
+                    // A heartbeat proves nothing when unreadable; not poison.
+                    Err(_) => Action::Skip,
                 }
             }
             Some(bytes) => match ChangeEvent::from_slice(bytes) {
@@ -313,15 +335,39 @@ impl Syncer {
             Action::Heartbeat {
                 acked_seq: Some(seq),
                 acked_gtid,
-            } => Some((*seq, acked_gtid.clone())),
+                acked_offsets,
+            } => Some((*seq, acked_gtid.clone(), acked_offsets)),
             _ => None,
         });
-        if let Some((seq, gtid)) = beat
-            && let Some(targets) = self.drain_targets().await
-        {
-            self.tracker.push(Pending { seq, gtid, targets });
+        if let Some((seq, gtid, offsets)) = beat {
+            // The relay says where its acknowledged messages landed: no
+            // broker round trip. Older relays don't; then ask the broker.
+            let targets = if offsets.is_empty() {
+                self.drain_targets().await
+            } else {
+                self.assigned_targets(offsets)
+            };
+            if let Some(targets) = targets {
+                self.tracker.push(Pending { seq, gtid, targets });
+            }
         }
         self.advance_watermark().await
+    }
+
+    /// The heartbeat's offsets for the partitions this member holds (the
+    /// others are another member's business). `None` before any assignment.
+    fn assigned_targets(
+        &self,
+        offsets: &[cdc_event::envelope::PartitionOffset],
+    ) -> Option<Vec<(String, i32, i64)>> {
+        let assigned = self.consumer.assignment().ok()?;
+        let targets: Vec<_> = offsets
+            .iter()
+            .filter(|o| o.topic != self.heartbeat_topic)
+            .filter(|o| assigned.find_partition(&o.topic, o.partition).is_some())
+            .map(|o| (o.topic.clone(), o.partition, o.next))
+            .collect();
+        (assigned.count() > 0).then_some(targets)
     }
 
     /// For every assigned row-change partition, the offset the syncer must
@@ -520,12 +566,40 @@ impl Syncer {
         Ok(())
     }
 
+    /// Re-subscribes when the group has left this member without
+    /// partitions for [`REJOIN_AFTER`]: a fresh JoinGroup.
+    fn rejoin_when_stuck(&mut self) {
+        let assigned = self.consumer.assignment().map(|a| a.count()).unwrap_or(0);
+        if assigned > 0 {
+            self.unassigned_since = None;
+            return;
+        }
+        let since = *self.unassigned_since.get_or_insert_with(Instant::now);
+        if since.elapsed() < REJOIN_AFTER {
+            return;
+        }
+        tracing::warn!(
+            waited_s = since.elapsed().as_secs(),
+            "no partitions assigned; rejoining the consumer group"
+        );
+        let mut topics = self.settings.topics();
+        topics.push(self.heartbeat_topic.clone());
+        let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+        self.consumer.unsubscribe();
+        if let Err(e) = self.consumer.subscribe(&refs) {
+            tracing::warn!(error = %e, "re-subscribing failed; will retry");
+        }
+        metrics::counter!(m::REJOINS_TOTAL).increment(1);
+        self.unassigned_since = Some(Instant::now());
+    }
+
     /// Every 2 s: consumer lag per assigned partition (high watermark − position).
     async fn maybe_check_lag(&mut self) {
         if self.last_lag_check.elapsed() < Duration::from_secs(2) {
             return;
         }
         self.last_lag_check = Instant::now();
+        self.rejoin_when_stuck();
         let consumer = Arc::clone(&self.consumer);
         let lags = tokio::task::spawn_blocking(move || -> Vec<(String, i32, i64)> {
             let Ok(assigned) = consumer.assignment() else {

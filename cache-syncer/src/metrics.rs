@@ -18,6 +18,8 @@ pub const APPLIED_SEQ: &str = "cache_syncer_applied_seq";
 pub const RETRIES: &str = "cache_syncer_apply_retries_total";
 /// Applied watermark: every change at or below this relay seq is in Redis.
 pub const WATERMARK_SEQ: &str = "cache_syncer_watermark_seq";
+/// Times the member re-joined its group after waiting without partitions.
+pub const REJOINS_TOTAL: &str = "cache_syncer_rejoins_total";
 /// Commit-to-Redis latency: from the row's own microsecond change time
 /// (`counter.updated_at`, `follow.created_at`/`deleted_at`) to the moment
 /// the batch holding it was applied.
@@ -26,6 +28,8 @@ pub const FRESHNESS_SECONDS: &str = "cache_syncer_commit_to_applied_seconds";
 /// Registers descriptions so `/metrics` explains each series.
 pub fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
+    // The recorder must exist before the series below are created.
+    common::admin::prometheus();
     describe_counter!(EVENTS_APPLIED, "change events applied, by table and op");
     describe_counter!(EVENTS_SKIPPED, "change events skipped as already applied");
     describe_counter!(EFFECTS, "effects written, by kind");
@@ -39,9 +43,19 @@ pub fn describe() {
     describe_gauge!(APPLIED_SEQ, "highest applied sluice.seq per partition");
     describe_gauge!(WATERMARK_SEQ, "applied watermark (relay seq)");
     describe_counter!(RETRIES, "apply attempts that failed and will be retried");
+    describe_counter!(
+        REJOINS_TOTAL,
+        "group rejoins after waiting without partitions"
+    );
     describe_histogram!(
         FRESHNESS_SECONDS,
         metrics::Unit::Seconds,
         "row change time to applied in Redis"
     );
+    // Series that alerts and dashboards watch exist from the start (at 0),
+    // not only after the first dead letter or retry.
+    metrics::counter!(DLQ_TOTAL).absolute(0);
+    metrics::counter!(RETRIES).absolute(0);
+    metrics::counter!(EVENTS_SKIPPED).absolute(0);
+    metrics::counter!(REJOINS_TOTAL).absolute(0);
 }

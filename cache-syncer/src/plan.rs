@@ -15,7 +15,6 @@
 //! | other | any | nothing |
 
 use cdc_event::{ChangeEvent, Op, Row};
-use chrono::NaiveDateTime;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
@@ -179,14 +178,7 @@ fn opt_micros(row: &Row, col: &str) -> Result<Option<i64>> {
     }
 }
 
-/// `2026-11-26T10:38:37.123456` (a trailing `Z` allowed) → µs since the epoch, as UTC.
-pub fn parse_datetime_us(s: &str) -> Option<i64> {
-    let s = s.strip_suffix('Z').unwrap_or(s);
-    NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f")
-        .or_else(|_| NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f"))
-        .ok()
-        .map(|t| t.and_utc().timestamp_micros())
-}
+pub use cdc_event::time::parse_datetime_us;
 
 #[cfg(test)]
 mod tests {

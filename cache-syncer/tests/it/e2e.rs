@@ -17,7 +17,7 @@ use crate::harness::Harness;
 const CONVERGE: Duration = Duration::from_secs(240);
 
 /// The relay over the harness' database and topic prefix, in-process.
-async fn start_relay(h: &Harness) -> tokio::sync::oneshot::Sender<()> {
+pub(crate) async fn start_relay(h: &Harness) -> tokio::sync::oneshot::Sender<()> {
     let mut s = binlog_relay::Settings {
         dev: true,
         server_id: 200_000 + rand::random::<u32>() % 1_000_000_000,
@@ -40,7 +40,7 @@ async fn start_relay(h: &Harness) -> tokio::sync::oneshot::Sender<()> {
     tx
 }
 
-async fn start_relation_service(h: &Harness) -> RelationServiceClient<Channel> {
+pub(crate) async fn start_relation_service(h: &Harness) -> RelationServiceClient<Channel> {
     let mut s = relation_service::config::Settings {
         grpc_addr: "127.0.0.1:0".parse().unwrap(),
         redis: h.settings.redis.clone(),

@@ -5,4 +5,5 @@
 mod e2e;
 mod harness;
 mod ops;
+mod ryw;
 mod sync;

@@ -172,6 +172,21 @@ pub struct Heartbeat {
     /// The GTID position at `acked_seq` (`domain-server-seq[,…]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acked_gtid: Option<String>,
+    /// Where every message up to `acked_seq` landed: per row-change
+    /// partition, the offset after the last of them. A consumer whose
+    /// position has reached these offsets has seen everything up to
+    /// `acked_seq` (the syncer's applied watermark, without asking the
+    /// broker). Partitions that received nothing yet are absent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub acked_offsets: Vec<PartitionOffset>,
+}
+
+/// A partition and the offset after the last acknowledged message in it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionOffset {
+    pub topic: String,
+    pub partition: i32,
+    pub next: i64,
 }
 
 #[cfg(test)]

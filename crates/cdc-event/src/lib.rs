@@ -7,6 +7,7 @@
 //! - [`topic`]: the only place a topic name is built.
 //! - [`key`]: message keys (the row's primary key as a JSON object).
 //! - [`gtid`]: MariaDB / MySQL GTID values as carried in headers and tokens.
+//! - [`time`]: change times from the row image (freshness metrics).
 //!
 //! Invariants: nothing here does I/O; the JSON produced is the documented
 //! format, so changing a field name is a contract change (README + tests).
@@ -14,6 +15,7 @@
 pub mod envelope;
 pub mod gtid;
 pub mod key;
+pub mod time;
 pub mod topic;
 
 pub use envelope::{ChangeEvent, Op, Row, Snapshot, Source, TransactionRef};

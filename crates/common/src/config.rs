@@ -155,6 +155,40 @@ impl AdminSettings {
     }
 }
 
+/// Read-your-writes: how long a token-carrying read may wait for the
+/// cache-syncer's watermark before it reads MySQL instead.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ConsistencySettings {
+    /// Longest added wait of one read (`<PREFIX>_CONSISTENCY__WAIT=500ms`).
+    #[serde(with = "humantime_serde")]
+    pub wait: Duration,
+    /// Watermark polling period while reads wait.
+    #[serde(with = "humantime_serde")]
+    pub poll: Duration,
+}
+
+impl Default for ConsistencySettings {
+    fn default() -> Self {
+        Self {
+            wait: Duration::from_secs(1),
+            poll: Duration::from_millis(2),
+        }
+    }
+}
+
+impl ConsistencySettings {
+    /// The barrier of a service process.
+    pub fn barrier(
+        &self,
+        redis: crate::readpath::redis_cache::RedisCache,
+        keys: &crate::keys::Keys,
+        pool: sqlx::MySqlPool,
+    ) -> crate::readpath::consistency::Barrier {
+        crate::readpath::consistency::Barrier::new(redis, keys, pool, self.wait, self.poll)
+    }
+}
+
 /// Serde helper for `Duration` fields written as `"5s"`.
 pub use humantime_serde as duration;
 

@@ -19,6 +19,7 @@ pub mod admin;
 pub mod bloom;
 pub mod config;
 pub mod db;
+pub mod grpc;
 pub mod jwt;
 pub mod keys;
 pub mod readpath;

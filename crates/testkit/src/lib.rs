@@ -153,6 +153,36 @@ impl TestRedis {
         common::keys::Keys::new(&self.namespace, buckets)
     }
 
+    /// Waits until the cache-syncer's applied watermark in this namespace
+    /// covers `token` (a write's `consistency_token`): from then on every
+    /// change up to that write is visible in Redis. Panics after `deadline`
+    /// with the watermark it last saw. The read-your-writes barrier for
+    /// tests — use it instead of sleeping.
+    pub async fn await_applied(&self, token: &str, deadline: Duration) {
+        let t: common::readpath::consistency::Token = token
+            .parse()
+            .unwrap_or_else(|e| panic!("await_applied: {e}"));
+        let key = self.keys(1).watermark();
+        let mut conn = self.conn.clone();
+        let mut last: Option<String> = None;
+        let until = tokio::time::Instant::now() + deadline;
+        loop {
+            last = conn.hget(&key, "gtid").await.unwrap_or(last);
+            let covered = last
+                .as_deref()
+                .and_then(common::readpath::consistency::Position::parse)
+                .is_some_and(|p| p.covers(&t));
+            if covered {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < until,
+                "the syncer's watermark did not reach {token} within {deadline:?} (last seen: {last:?})"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
     /// Deletes every key of this namespace.
     pub async fn cleanup(&mut self) {
         let pattern = format!("{}:*", self.namespace);

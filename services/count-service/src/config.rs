@@ -4,7 +4,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::config::{AdminSettings, ConfigError, MysqlSettings, RedisSettings};
+use common::config::{
+    AdminSettings, ConfigError, ConsistencySettings, MysqlSettings, RedisSettings,
+};
 use serde::{Deserialize, Serialize};
 
 /// Environment prefix of this binary.
@@ -23,6 +25,8 @@ pub struct Settings {
     pub mysql: MysqlSettings,
     pub redis: RedisSettings,
     pub cache: CacheSettings,
+    /// Read-your-writes wait (`*_CONSISTENCY__WAIT`).
+    pub consistency: ConsistencySettings,
 }
 
 impl Default for Settings {
@@ -34,6 +38,7 @@ impl Default for Settings {
             mysql: MysqlSettings::default(),
             redis: RedisSettings::default(),
             cache: CacheSettings::default(),
+            consistency: ConsistencySettings::default(),
         }
     }
 }

@@ -2,7 +2,9 @@
 //!
 //! GetCounts answers up to [`MAX_USERS`] users × the requested kinds (empty =
 //! every known kind) in request order, duplicates kept, missing counters 0.
-//! With `consistency-token` metadata it reads MySQL directly.
+//! With `consistency-token` metadata it waits (bounded) for the syncer's
+//! watermark to cover that write, then reads Redis, else MySQL.
+//! AwaitApplied exposes that wait on its own.
 
 use common::keys::CounterKind;
 use pb::count_service_server::CountService;
@@ -11,19 +13,24 @@ use tonic::{Request, Response, Status};
 
 use crate::error::{Error, Result};
 use crate::metrics::{BATCH_SIZE, REQUESTS_TOTAL};
+use common::readpath::consistency::{self, Barrier, ReadMode};
 use common::readpath::counts::CountReader;
 
 /// Most users one GetCounts call may name.
 pub const MAX_USERS: usize = 1000;
 
 /// gRPC metadata key of the read-your-writes token.
-pub const CONSISTENCY_METADATA: &str = "consistency-token";
+pub const CONSISTENCY_METADATA: &str = consistency::TOKEN_METADATA;
 
 /// Shared state of the count service.
 #[derive(Clone)]
 pub struct CountGrpc {
     pub counts: CountReader,
+    pub barrier: Barrier,
 }
+
+/// Longest wait an `AwaitApplied` call may ask for.
+pub const MAX_AWAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Checks a request and resolves its kinds.
 pub fn parse_request(req: &pb::GetCountsRequest) -> Result<Vec<CounterKind>> {
@@ -55,11 +62,11 @@ impl CountGrpc {
     async fn get_counts_inner(
         &self,
         req: pb::GetCountsRequest,
-        fresh: bool,
+        mode: ReadMode,
     ) -> Result<pb::GetCountsResponse> {
         let kinds = parse_request(&req)?;
         metrics::histogram!(BATCH_SIZE).record((req.user_ids.len() * kinds.len()) as f64);
-        let found = self.counts.get_many(&req.user_ids, fresh).await?;
+        let found = self.counts.get_many(&req.user_ids, mode).await?;
         let counts = req
             .user_ids
             .iter()
@@ -83,14 +90,32 @@ impl CountService for CountGrpc {
         &self,
         req: Request<pb::GetCountsRequest>,
     ) -> Result<Response<pb::GetCountsResponse>, Status> {
-        let fresh = req
-            .metadata()
-            .get(CONSISTENCY_METADATA)
-            .is_some_and(|v| !v.is_empty());
-        let result = self.get_counts_inner(req.into_inner(), fresh).await;
+        parse_request(req.get_ref())?;
+        let mode = self.barrier.for_request(&req).await?;
+        let result = self.get_counts_inner(req.into_inner(), mode).await;
         let outcome = if result.is_ok() { "ok" } else { "error" };
         metrics::counter!(REQUESTS_TOTAL, "outcome" => outcome).increment(1);
-        Ok(Response::new(result?))
+        Ok(consistency::tag(Response::new(result?), mode))
+    }
+
+    async fn await_applied(
+        &self,
+        req: Request<pb::AwaitAppliedRequest>,
+    ) -> Result<Response<pb::AwaitAppliedResponse>, Status> {
+        let r = req.into_inner();
+        let timeout = std::time::Duration::from_millis(r.timeout_ms);
+        if timeout > MAX_AWAIT {
+            return Err(Status::invalid_argument(format!(
+                "timeout_ms must be at most {}",
+                MAX_AWAIT.as_millis()
+            )));
+        }
+        let applied = self
+            .barrier
+            .await_applied(&r.token, timeout)
+            .await
+            .map_err(consistency::to_status)?;
+        Ok(Response::new(pb::AwaitAppliedResponse { applied }))
     }
 }
 

@@ -5,12 +5,11 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::time::Duration;
 
-use common::admin::{Admin, Readiness};
+use common::admin::Readiness;
+use common::grpc::Serve;
 use proto::count::v1::count_service_server::CountServiceServer;
 use tokio::net::TcpListener;
-use tonic::transport::server::TcpIncoming;
 
 use crate::config::Settings;
 use crate::grpc::CountGrpc;
@@ -39,7 +38,15 @@ impl Application {
         let keys = settings.redis.keys();
         let c = &settings.cache;
         let service = CountGrpc {
-            counts: CountReader::new(pool.clone(), redis, keys, c.capacity, c.ttl, READS_TOTAL),
+            counts: CountReader::new(
+                pool.clone(),
+                redis.clone(),
+                keys.clone(),
+                c.capacity,
+                c.ttl,
+                READS_TOTAL,
+            ),
+            barrier: settings.consistency.barrier(redis, &keys, pool.clone()),
         };
         let grpc = TcpListener::bind(settings.grpc_addr).await?;
         let admin = TcpListener::bind(settings.admin.addr).await?;
@@ -79,59 +86,16 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        tokio::spawn(async move {
-            shutdown.await;
-            let _ = stop_tx.send(true);
-        });
-        let stopped = move || {
-            let mut rx = stop_rx.clone();
-            async move {
-                let _ = rx.wait_for(|s| *s).await;
-            }
+        let serve = Serve {
+            name: "count-service",
+            descriptors: proto::FILE_DESCRIPTOR_SET,
+            pool: self.pool,
+            grpc: self.grpc,
+            admin: self.admin,
+            ready: self.ready,
         };
-
-        let (health, health_svc) = tonic_health::server::health_reporter();
-        health.set_serving::<CountServiceServer<CountGrpc>>().await;
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()?;
-
-        spawn_readiness_probe(self.pool.clone(), self.ready.clone(), stopped());
-        let admin = Admin::new(self.ready.clone()).serve(self.admin, stopped());
-        let admin = tokio::spawn(admin);
-
-        tracing::info!(addr = %self.grpc.local_addr()?, "count-service serving gRPC");
-        tonic::transport::Server::builder()
-            .add_service(health_svc)
-            .add_service(reflection)
-            .add_service(CountServiceServer::new(self.service))
-            .serve_with_incoming_shutdown(TcpIncoming::from(self.grpc), stopped())
-            .await?;
-        admin.await??;
-        tracing::info!("count-service stopped");
-        Ok(())
+        serve
+            .run(CountServiceServer::new(self.service), shutdown)
+            .await
     }
-}
-
-/// Marks the service ready while MySQL answers `SELECT 1`.
-fn spawn_readiness_probe(
-    pool: sqlx::MySqlPool,
-    ready: Readiness,
-    stopped: impl Future<Output = ()> + Send + 'static,
-) {
-    tokio::spawn(async move {
-        let probe = async {
-            loop {
-                let ok = sqlx::query("SELECT 1").execute(&pool).await.is_ok();
-                ready.set(ok);
-                tokio::time::sleep(Duration::from_secs(if ok { 5 } else { 1 })).await;
-            }
-        };
-        tokio::select! {
-            _ = probe => {},
-            _ = stopped => ready.set(false),
-        }
-    });
 }

@@ -5,12 +5,13 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
+use axum::http::HeaderMap;
 use proto::count::v1 as pb;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::error::{ApiError, ApiResult};
-use crate::extract::ReadToken;
+use crate::extract::{ReadToken, read_source};
 use crate::state::AppState;
 
 /// Query of `/v1/counts`.
@@ -38,7 +39,7 @@ pub async fn get_counts(
     State(st): State<AppState>,
     read: ReadToken,
     q: Result<Query<CountsQuery>, QueryRejection>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<(HeaderMap, Json<Value>)> {
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let user_ids: Vec<u64> = parse_list(q.user_ids.as_deref(), "user_ids")?;
     let kinds: Vec<u32> = parse_list(q.kinds.as_deref(), "kinds")?;
@@ -50,6 +51,7 @@ pub async fn get_counts(
             kinds,
         }))
         .await?;
+    let headers = read_source(&r);
     let mut per_user: BTreeMap<u64, serde_json::Map<String, Value>> = BTreeMap::new();
     for c in r.into_inner().counts {
         let name = match c.kind {
@@ -73,5 +75,5 @@ pub async fn get_counts(
             Value::Object(m)
         })
         .collect();
-    Ok(Json(json!({ "counts": counts })))
+    Ok((headers, Json(json!({ "counts": counts }))))
 }

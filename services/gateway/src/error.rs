@@ -82,6 +82,12 @@ impl From<tonic::Status> for ApiError {
     fn from(s: tonic::Status) -> Self {
         use tonic::Code;
         let msg = s.message().to_owned();
+        if s.metadata()
+            .contains_key(common::readpath::consistency::REFUSED_TOKEN_METADATA)
+        {
+            // The Consistency-Token header is malformed or from the future.
+            return Self::bad_request(msg);
+        }
         match s.code() {
             Code::InvalidArgument | Code::OutOfRange => Self::invalid(msg),
             Code::NotFound => Self::not_found(msg),

@@ -78,7 +78,8 @@ impl FromRequestParts<AppState> for Viewer {
 }
 
 /// The `Consistency-Token` request header, forwarded to the services as
-/// `consistency-token` metadata (their reads then go to MySQL).
+/// `consistency-token` metadata (their reads then wait for the syncer's
+/// watermark to cover it, or read MySQL).
 #[derive(Debug, Clone, Default)]
 pub struct ReadToken(pub Option<String>);
 
@@ -98,6 +99,25 @@ impl<S: Send + Sync> FromRequestParts<S> for ReadToken {
             .map(str::to_owned);
         Ok(ReadToken(token))
     }
+}
+
+/// Response header naming where a token-carrying read was served from
+/// (`synced-cache`: Redis after the watermark passed the token; `primary`:
+/// MySQL, because the wait ran out or the read always goes there).
+pub const READ_SOURCE_HEADER: &str = common::readpath::consistency::READ_SOURCE_HEADER;
+
+/// The `Read-Source` header of a service's response, when it set one.
+pub fn read_source<T>(resp: &tonic::Response<T>) -> axum::http::HeaderMap {
+    let mut h = axum::http::HeaderMap::new();
+    if let Some(v) = resp
+        .metadata()
+        .get(READ_SOURCE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| axum::http::HeaderValue::from_str(v).ok())
+    {
+        h.insert(READ_SOURCE_HEADER, v);
+    }
+    h
 }
 
 impl ReadToken {

@@ -183,7 +183,7 @@ pub fn document() -> Value {
         let mut params = path_params(r.path);
         params.extend(r.query.iter().map(|(n, d)| json!({"name": n, "in": "query", "required": false, "schema": {"type": "string"}, "description": d})));
         params.push(json!({"name": "Consistency-Token", "in": "header", "required": false, "schema": {"type": "string"},
-            "description": "read-your-writes: a consistency_token from an earlier write"}));
+            "description": "read-your-writes: a consistency_token from an earlier write. The read waits (bounded) until the cache reflects that write, else reads the database; the Read-Source response header says which (synced-cache or primary). A malformed or future token is a 400."}));
         let error = json!({"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
         let mut op = json!({
             "summary": r.summary,

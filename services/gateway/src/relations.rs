@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Actor, ReadToken, Viewer, acting_as, parse_id, subject};
+use crate::extract::{Actor, ReadToken, Viewer, acting_as, parse_id, read_source, subject};
 use crate::state::AppState;
 use crate::users::token_headers;
 
@@ -69,16 +69,19 @@ pub async fn is_follow(
     viewer: Viewer,
     read: ReadToken,
     Path((id, target)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<(HeaderMap, Json<Value>)> {
     let from_id = subject(&id, viewer)?;
     let to_id = parse_id(&target)?;
     let r = st
         .relations
         .clone()
         .is_follow(read.request(pb::IsFollowRequest { from_id, to_id }))
-        .await?
-        .into_inner();
-    Ok(Json(json!({"following": r.following})))
+        .await?;
+    let headers = read_source(&r);
+    Ok((
+        headers,
+        Json(json!({"following": r.into_inner().following})),
+    ))
 }
 
 fn list_request(
@@ -124,24 +127,24 @@ fn list_json(r: pb::ListResponse) -> Json<Value> {
 pub async fn following(
     State(st): State<AppState>,
     viewer: Viewer,
+    read: ReadToken,
     Path(id): Path<String>,
     q: Result<Query<ListQuery>, QueryRejection>,
-) -> ApiResult<Json<Value>> {
-    let req = list_request(subject(&id, viewer)?, q)?;
-    Ok(list_json(
-        st.relations.clone().following_list(req).await?.into_inner(),
-    ))
+) -> ApiResult<(HeaderMap, Json<Value>)> {
+    let req = read.request(list_request(subject(&id, viewer)?, q)?);
+    let r = st.relations.clone().following_list(req).await?;
+    Ok((read_source(&r), list_json(r.into_inner())))
 }
 
 /// `GET /v1/users/{id}/followers?cursor=&limit=`: newest first.
 pub async fn followers(
     State(st): State<AppState>,
     viewer: Viewer,
+    read: ReadToken,
     Path(id): Path<String>,
     q: Result<Query<ListQuery>, QueryRejection>,
-) -> ApiResult<Json<Value>> {
-    let req = list_request(subject(&id, viewer)?, q)?;
-    Ok(list_json(
-        st.relations.clone().follower_list(req).await?.into_inner(),
-    ))
+) -> ApiResult<(HeaderMap, Json<Value>)> {
+    let req = read.request(list_request(subject(&id, viewer)?, q)?);
+    let r = st.relations.clone().follower_list(req).await?;
+    Ok((read_source(&r), list_json(r.into_inner())))
 }

@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::error::ApiResult;
-use crate::extract::{Actor, ApiJson, CONSISTENCY_HEADER, ReadToken, Viewer, acting_as, subject};
+use crate::extract::{
+    Actor, ApiJson, CONSISTENCY_HEADER, ReadToken, Viewer, acting_as, read_source, subject,
+};
 use crate::state::AppState;
 
 /// `POST /v1/users` and `POST /v1/sessions` body.
@@ -100,15 +102,16 @@ pub async fn get_user(
     viewer: Viewer,
     read: ReadToken,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<(HeaderMap, Json<Value>)> {
     let user_id = subject(&id, viewer)?;
     let req = read.request(pb::GetUserRequest {
         user_id,
         viewer_id: viewer.0.unwrap_or(0),
     });
-    let r = st.users.clone().get_user(req).await?.into_inner();
-    let user = r.user.unwrap_or_default();
-    Ok(Json(user_json(&user)))
+    let r = st.users.clone().get_user(req).await?;
+    let headers = read_source(&r);
+    let user = r.into_inner().user.unwrap_or_default();
+    Ok((headers, Json(user_json(&user))))
 }
 
 /// `PATCH /v1/users/me`: 200 `{user, consistency_token}`.

@@ -4,7 +4,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::config::{AdminSettings, ConfigError, MysqlSettings, RedisSettings};
+use common::config::{
+    AdminSettings, ConfigError, ConsistencySettings, MysqlSettings, RedisSettings,
+};
 use serde::{Deserialize, Serialize};
 
 /// Environment prefix of this binary.
@@ -23,6 +25,8 @@ pub struct Settings {
     pub mysql: MysqlSettings,
     pub redis: RedisSettings,
     pub cache: CacheSettings,
+    /// Read-your-writes wait (`*_CONSISTENCY__WAIT`).
+    pub consistency: ConsistencySettings,
     /// Attempts of one follow/unfollow transaction when it hits a deadlock
     /// or lock-wait timeout before the caller sees an error.
     pub write_attempts: u32,
@@ -37,6 +41,7 @@ impl Default for Settings {
             mysql: MysqlSettings::default(),
             redis: RedisSettings::default(),
             cache: CacheSettings::default(),
+            consistency: ConsistencySettings::default(),
             write_attempts: 8,
         }
     }

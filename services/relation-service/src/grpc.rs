@@ -1,9 +1,12 @@
 //! The `relation.v1.RelationService` gRPC edge: request checks, calls into
 //! the domain modules, and the one place errors become `tonic::Status`.
 //!
-//! A request carrying `consistency-token` metadata (the gateway forwards the
-//! `Consistency-Token` header) reads MySQL directly, so a client sees its own
-//! writes before the cache-syncer has caught up.
+//! A read carrying `consistency-token` metadata (the gateway forwards the
+//! `Consistency-Token` header) waits, bounded, until the cache-syncer's
+//! applied watermark covers that write, then reads Redis; past the deadline
+//! it reads MySQL (`common::readpath::consistency`). Lists read MySQL
+//! whenever a token is present. The `read-source` response metadata says
+//! which way a token-carrying read went.
 
 use pb::relation_service_server::RelationService;
 use proto::relation::v1 as pb;
@@ -11,11 +14,12 @@ use tonic::{Request, Response, Status};
 
 use crate::follow::{self, Op};
 use crate::list::{self, Direction, FirstPages};
+use common::readpath::consistency::{self, Barrier, ReadMode};
 use common::readpath::counts::CountReader;
 use common::readpath::follow_check::FollowChecker;
 
 /// gRPC metadata key of the read-your-writes token.
-pub const CONSISTENCY_METADATA: &str = "consistency-token";
+pub const CONSISTENCY_METADATA: &str = consistency::TOKEN_METADATA;
 
 /// Shared state of the relation service.
 #[derive(Clone)]
@@ -24,13 +28,8 @@ pub struct RelationGrpc {
     pub counts: CountReader,
     pub follows: FollowChecker,
     pub first_pages: FirstPages,
+    pub barrier: Barrier,
     pub write_attempts: u32,
-}
-
-fn wants_fresh<T>(req: &Request<T>) -> bool {
-    req.metadata()
-        .get(CONSISTENCY_METADATA)
-        .is_some_and(|v| !v.is_empty())
 }
 
 impl RelationGrpc {
@@ -60,12 +59,12 @@ impl RelationGrpc {
         &self,
         dir: Direction,
         req: pb::ListRequest,
-        fresh: bool,
+        mode: ReadMode,
     ) -> Result<pb::ListResponse, Status> {
         if req.user_id == 0 {
             return Err(Status::invalid_argument("user_id is required"));
         }
-        let page = if req.cursor.is_empty() && !fresh {
+        let page = if req.cursor.is_empty() && mode == ReadMode::Cached {
             self.first_pages.get(dir, req.user_id, req.limit).await?
         } else {
             list::page(&self.pool, dir, req.user_id, &req.cursor, req.limit).await?
@@ -111,56 +110,62 @@ impl RelationService for RelationGrpc {
         &self,
         req: Request<pb::ListRequest>,
     ) -> Result<Response<pb::ListResponse>, Status> {
-        let fresh = wants_fresh(&req);
-        self.list(Direction::Following, req.into_inner(), fresh)
+        let mode = consistency::primary_if_token(&req)?;
+        self.list(Direction::Following, req.into_inner(), mode)
             .await
-            .map(Response::new)
+            .map(|r| consistency::tag(Response::new(r), mode))
     }
 
     async fn follower_list(
         &self,
         req: Request<pb::ListRequest>,
     ) -> Result<Response<pb::ListResponse>, Status> {
-        let fresh = wants_fresh(&req);
-        self.list(Direction::Followers, req.into_inner(), fresh)
+        let mode = consistency::primary_if_token(&req)?;
+        self.list(Direction::Followers, req.into_inner(), mode)
             .await
-            .map(Response::new)
+            .map(|r| consistency::tag(Response::new(r), mode))
     }
 
     async fn is_follow(
         &self,
         req: Request<pb::IsFollowRequest>,
     ) -> Result<Response<pb::IsFollowResponse>, Status> {
-        let fresh = wants_fresh(&req);
-        let r = req.into_inner();
+        let r = req.get_ref();
         if r.from_id == 0 || r.to_id == 0 {
             return Err(Status::invalid_argument("from_id and to_id are required"));
         }
+        let mode = self.barrier.for_request(&req).await?;
+        let r = req.into_inner();
         let following = self
             .follows
-            .is_follow(r.from_id, r.to_id, fresh)
+            .is_follow(r.from_id, r.to_id, mode)
             .await
             .map_err(crate::error::Error::from)?;
-        Ok(Response::new(pb::IsFollowResponse { following }))
+        Ok(consistency::tag(
+            Response::new(pb::IsFollowResponse { following }),
+            mode,
+        ))
     }
 
     async fn get_relation_count(
         &self,
         req: Request<pb::GetRelationCountRequest>,
     ) -> Result<Response<pb::GetRelationCountResponse>, Status> {
-        let fresh = wants_fresh(&req);
-        let r = req.into_inner();
-        if r.user_id == 0 {
+        if req.get_ref().user_id == 0 {
             return Err(Status::invalid_argument("user_id is required"));
         }
+        let mode = self.barrier.for_request(&req).await?;
         let c = self
             .counts
-            .get(r.user_id, fresh)
+            .get(req.get_ref().user_id, mode)
             .await
             .map_err(crate::error::Error::from)?;
-        Ok(Response::new(pb::GetRelationCountResponse {
-            follow_count: c.following,
-            follower_count: c.followers,
-        }))
+        Ok(consistency::tag(
+            Response::new(pb::GetRelationCountResponse {
+                follow_count: c.following,
+                follower_count: c.followers,
+            }),
+            mode,
+        ))
     }
 }

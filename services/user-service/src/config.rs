@@ -4,7 +4,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::config::{AdminSettings, ConfigError, MysqlSettings, RedisSettings};
+use common::config::{
+    AdminSettings, ConfigError, ConsistencySettings, MysqlSettings, RedisSettings,
+};
 use common::jwt::JwtSettings;
 use serde::{Deserialize, Serialize};
 
@@ -24,6 +26,8 @@ pub struct Settings {
     pub mysql: MysqlSettings,
     pub redis: RedisSettings,
     pub cache: CacheSettings,
+    /// Read-your-writes wait (`*_CONSISTENCY__WAIT`).
+    pub consistency: ConsistencySettings,
     /// Token signing (`USER_JWT__SECRET`, `USER_JWT__TTL`); the gateway must use the same secret.
     pub jwt: JwtSettings,
 }
@@ -37,6 +41,7 @@ impl Default for Settings {
             mysql: MysqlSettings::default(),
             redis: RedisSettings::default(),
             cache: CacheSettings::default(),
+            consistency: ConsistencySettings::default(),
             jwt: JwtSettings::default(),
         }
     }

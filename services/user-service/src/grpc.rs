@@ -1,7 +1,11 @@
 //! The `user.v1.UserService` gRPC edge.
 //!
-//! A request carrying `consistency-token` metadata reads MySQL directly
-//! (read-your-writes). BatchGetUsers takes at most [`MAX_BATCH`] ids.
+//! A read carrying `consistency-token` metadata waits, bounded, for the
+//! cache-syncer's watermark to cover that write, then reads counters and
+//! IsFollow from Redis (else MySQL); the profile itself is read from MySQL
+//! (its Redis entry is filled cache-aside, so a racing reader could put an
+//! older copy back after the syncer's invalidation). BatchGetUsers takes at
+//! most [`MAX_BATCH`] ids.
 
 use std::collections::HashMap;
 
@@ -14,6 +18,7 @@ use crate::account;
 use crate::error::{Error, Result};
 use crate::metrics::{LOGINS_TOTAL, REGISTRATIONS_TOTAL};
 use crate::profile::{Profile, ProfileChange, Profiles};
+use common::readpath::consistency::{self, Barrier, ReadMode};
 use common::readpath::counts::{CountReader, UserCounts};
 use common::readpath::follow_check::FollowChecker;
 
@@ -21,7 +26,7 @@ use common::readpath::follow_check::FollowChecker;
 pub const MAX_BATCH: usize = 100;
 
 /// gRPC metadata key of the read-your-writes token.
-pub const CONSISTENCY_METADATA: &str = "consistency-token";
+pub const CONSISTENCY_METADATA: &str = consistency::TOKEN_METADATA;
 
 /// Shared state of the user service.
 #[derive(Clone)]
@@ -31,12 +36,7 @@ pub struct UserGrpc {
     pub profiles: Profiles,
     pub counts: CountReader,
     pub follows: FollowChecker,
-}
-
-fn wants_fresh<T>(req: &Request<T>) -> bool {
-    req.metadata()
-        .get(CONSISTENCY_METADATA)
-        .is_some_and(|v| !v.is_empty())
+    pub barrier: Barrier,
 }
 
 fn to_pb(p: &Profile, c: UserCounts, is_follow: bool) -> pb::User {
@@ -54,7 +54,8 @@ fn to_pb(p: &Profile, c: UserCounts, is_follow: bool) -> pb::User {
 }
 
 impl UserGrpc {
-    async fn get_user_inner(&self, user_id: u64, viewer: u64, fresh: bool) -> Result<pb::User> {
+    async fn get_user_inner(&self, user_id: u64, viewer: u64, mode: ReadMode) -> Result<pb::User> {
+        let fresh = mode != ReadMode::Cached;
         if user_id == 0 {
             return Err(Error::InvalidArgument("user_id is required".into()));
         }
@@ -63,17 +64,18 @@ impl UserGrpc {
             .get(user_id, fresh)
             .await?
             .ok_or_else(|| Error::NotFound(format!("user {user_id} not found")))?;
-        let (counts, is_follow) = tokio::try_join!(self.counts.get(user_id, fresh), async {
+        let (counts, is_follow) = tokio::try_join!(self.counts.get(user_id, mode), async {
             if viewer == 0 || viewer == user_id {
                 Ok(false)
             } else {
-                self.follows.is_follow(viewer, user_id, fresh).await
+                self.follows.is_follow(viewer, user_id, mode).await
             }
         })?;
         Ok(to_pb(&profile, counts, is_follow))
     }
 
-    async fn batch_inner(&self, ids: &[u64], viewer: u64, fresh: bool) -> Result<Vec<pb::User>> {
+    async fn batch_inner(&self, ids: &[u64], viewer: u64, mode: ReadMode) -> Result<Vec<pb::User>> {
+        let fresh = mode != ReadMode::Cached;
         if ids.len() > MAX_BATCH {
             return Err(Error::InvalidArgument(format!(
                 "at most {MAX_BATCH} user_ids per call"
@@ -90,12 +92,12 @@ impl UserGrpc {
                 .await?;
         let found: Vec<_> = profiles.into_iter().flatten().collect();
         let found_ids: Vec<u64> = found.iter().map(|p| p.id).collect();
-        let counts = self.counts.get_many(&found_ids, fresh).await?;
+        let counts = self.counts.get_many(&found_ids, mode).await?;
         let follows: HashMap<u64, bool> = if viewer == 0 {
             HashMap::new()
         } else {
             self.follows
-                .is_follow_many(viewer, &found_ids, fresh)
+                .is_follow_many(viewer, &found_ids, mode)
                 .await?
         };
         Ok(found
@@ -158,10 +160,16 @@ impl UserService for UserGrpc {
         &self,
         req: Request<pb::GetUserRequest>,
     ) -> Result<Response<pb::GetUserResponse>, Status> {
-        let fresh = wants_fresh(&req);
+        if req.get_ref().user_id == 0 {
+            return Err(Error::InvalidArgument("user_id is required".into()).into());
+        }
+        let mode = self.barrier.for_request(&req).await?;
         let r = req.into_inner();
-        let user = self.get_user_inner(r.user_id, r.viewer_id, fresh).await?;
-        Ok(Response::new(pb::GetUserResponse { user: Some(user) }))
+        let user = self.get_user_inner(r.user_id, r.viewer_id, mode).await?;
+        Ok(consistency::tag(
+            Response::new(pb::GetUserResponse { user: Some(user) }),
+            mode,
+        ))
     }
 
     #[tracing::instrument(skip_all, fields(n = req.get_ref().user_ids.len()))]
@@ -169,10 +177,13 @@ impl UserService for UserGrpc {
         &self,
         req: Request<pb::BatchGetUsersRequest>,
     ) -> Result<Response<pb::BatchGetUsersResponse>, Status> {
-        let fresh = wants_fresh(&req);
+        let mode = self.barrier.for_request(&req).await?;
         let r = req.into_inner();
-        let users = self.batch_inner(&r.user_ids, r.viewer_id, fresh).await?;
-        Ok(Response::new(pb::BatchGetUsersResponse { users }))
+        let users = self.batch_inner(&r.user_ids, r.viewer_id, mode).await?;
+        Ok(consistency::tag(
+            Response::new(pb::BatchGetUsersResponse { users }),
+            mode,
+        ))
     }
 
     #[tracing::instrument(skip_all, fields(user_id = req.get_ref().user_id))]
@@ -192,7 +203,7 @@ impl UserService for UserGrpc {
         let (profile, token) = self.profiles.update(r.user_id, &change).await?;
         let counts = self
             .counts
-            .get(r.user_id, true)
+            .get(r.user_id, ReadMode::Primary)
             .await
             .map_err(crate::error::Error::from)?;
         Ok(Response::new(pb::UpdateProfileResponse {

@@ -5,14 +5,17 @@
 //!   `cache.ttl`. A single-user miss goes through `try_get_with`, so any
 //!   number of concurrent misses on one user cost one load.
 //! - **Redis**: `HGET` of `keys.counter(kind, owner)` (DESIGN §5), pipelined
-//!   for a batch. A user counts as a Redis hit only when both fields exist:
-//!   an absent field may mean "0" or "not synced yet", and only MySQL can
-//!   tell.
+//!   for a batch. A user with at least one field is a Redis hit and an
+//!   absent kind beside it is 0: the syncer writes every counter row it
+//!   streams (and `rebuild` every row there is), so the absent kind has no
+//!   row. A user with no field at all may just not be synced yet: MySQL
+//!   decides. (After Redis is wiped, run `cache-syncer rebuild`.)
 //! - **MySQL**: `counter` rows (absent row = 0); the source of truth, and
 //!   correct on its own when Redis is empty or down.
 //!
-//! A read with `fresh = true` (the caller passed a consistency token) skips
-//! both caches and refreshes the local entry from MySQL.
+//! [`ReadMode`] picks the layers: `Cached` all three; `Synced` (a
+//! consistency token the syncer's watermark covers) Redis then MySQL,
+//! skipping the local entry; `Primary` MySQL only.
 //!
 //! Unknown users simply count 0 and are cached like anyone else, so a flood
 //! of unknown ids reaches MySQL at most once per id per TTL.
@@ -29,6 +32,7 @@ use moka::future::Cache;
 use sqlx::MySqlPool;
 
 use super::Result;
+use super::consistency::ReadMode;
 use super::redis_cache::RedisCache;
 
 /// The two follow counters of one user.
@@ -98,13 +102,13 @@ impl CountReader {
     }
 
     /// The counters of one user.
-    pub async fn get(&self, owner: u64, fresh: bool) -> Result<UserCounts> {
-        if fresh {
-            let counts = self
-                .load_mysql(&[owner])
-                .await?
-                .remove(&owner)
-                .unwrap_or_default();
+    pub async fn get(&self, owner: u64, mode: ReadMode) -> Result<UserCounts> {
+        if mode != ReadMode::Cached {
+            let mut loaded = match mode {
+                ReadMode::Primary => self.load_mysql(&[owner]).await?,
+                _ => self.load(&[owner]).await?,
+            };
+            let counts = loaded.remove(&owner).unwrap_or_default();
             self.local.insert(owner, counts).await;
             return Ok(counts);
         }
@@ -129,15 +133,19 @@ impl CountReader {
     /// yet still coalesced per user: each miss goes through `try_get_with`
     /// with an init that awaits the shared batch load, so a user already
     /// being loaded by a concurrent call joins that load instead.
-    pub async fn get_many(&self, owners: &[u64], fresh: bool) -> Result<HashMap<u64, UserCounts>> {
+    pub async fn get_many(
+        &self,
+        owners: &[u64],
+        mode: ReadMode,
+    ) -> Result<HashMap<u64, UserCounts>> {
         let mut out = HashMap::with_capacity(owners.len());
         let mut missing = Vec::new();
         for &o in owners {
             if out.contains_key(&o) || missing.contains(&o) {
                 continue;
             }
-            match (fresh, self.local.get(&o).await) {
-                (false, Some(c)) => {
+            match (mode, self.local.get(&o).await) {
+                (ReadMode::Cached, Some(c)) => {
                     out.insert(o, c);
                 }
                 _ => missing.push(o),
@@ -147,8 +155,13 @@ impl CountReader {
         if missing.is_empty() {
             return Ok(out);
         }
-        if fresh {
-            let loaded = self.load_mysql(&missing).await?;
+        if mode != ReadMode::Cached {
+            // Not through the coalescing cache: a load that started before
+            // the caller's write became visible must not answer for it.
+            let loaded = match mode {
+                ReadMode::Primary => self.load_mysql(&missing).await?,
+                _ => self.load(&missing).await?,
+            };
             for o in missing {
                 let c = loaded.get(&o).copied().unwrap_or_default();
                 self.local.insert(o, c).await;
@@ -200,12 +213,16 @@ impl CountReader {
         match from_redis {
             Some(values) if values.len() == owners.len() * KINDS.len() => {
                 for (&o, pair) in owners.iter().zip(values.chunks(KINDS.len())) {
-                    if let [Some(following), Some(followers)] = pair {
+                    // The syncer writes every counter row it streams, so once
+                    // one kind of a user is in Redis an absent kind is a row
+                    // that does not exist: 0. A user with no field at all
+                    // may simply not be synced yet: MySQL decides.
+                    if pair.iter().any(Option::is_some) {
                         out.insert(
                             o,
                             UserCounts {
-                                following: *following,
-                                followers: *followers,
+                                following: pair[0].unwrap_or(0),
+                                followers: pair[1].unwrap_or(0),
                             },
                         );
                     } else {

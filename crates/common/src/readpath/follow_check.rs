@@ -14,6 +14,7 @@ use crate::keys::Keys;
 use moka::future::Cache;
 use sqlx::MySqlPool;
 
+use super::consistency::ReadMode;
 use super::counts::placeholders;
 use super::redis_cache::RedisCache;
 use super::{ReadError as Error, Result};
@@ -56,10 +57,13 @@ impl FollowChecker {
             .increment(n as u64);
     }
 
-    /// Whether `from` follows `to`; `fresh` reads MySQL only.
-    pub async fn is_follow(&self, from: u64, to: u64, fresh: bool) -> Result<bool> {
-        if fresh {
-            let v = self.load_mysql(from, &[to]).await?.contains(&to);
+    /// Whether `from` follows `to` (see [`ReadMode`] for the layers read).
+    pub async fn is_follow(&self, from: u64, to: u64, mode: ReadMode) -> Result<bool> {
+        if mode != ReadMode::Cached {
+            let v = match mode {
+                ReadMode::Primary => self.load_mysql(from, &[to]).await?.contains(&to),
+                _ => self.load(from, to).await?,
+            };
             self.local.insert((from, to), v).await;
             return Ok(v);
         }
@@ -78,7 +82,7 @@ impl FollowChecker {
         &self,
         from: u64,
         targets: &[u64],
-        fresh: bool,
+        mode: ReadMode,
     ) -> Result<HashMap<u64, bool>> {
         let mut out = HashMap::with_capacity(targets.len());
         let mut missing = Vec::new();
@@ -86,8 +90,8 @@ impl FollowChecker {
             if out.contains_key(&t) || missing.contains(&t) {
                 continue;
             }
-            match (fresh, self.local.get(&(from, t)).await) {
-                (false, Some(v)) => {
+            match (mode, self.local.get(&(from, t)).await) {
+                (ReadMode::Cached, Some(v)) => {
                     out.insert(t, v);
                 }
                 _ => missing.push(t),

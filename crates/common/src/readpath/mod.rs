@@ -8,9 +8,12 @@
 //! - [`counts`]: counters from the hash buckets, else the `counter` table.
 //! - [`follow_check`]: IsFollow from the bloom filter and following ZSETs,
 //!   confirmed in MySQL.
+//! - [`consistency`]: the read-your-writes barrier (wait for the syncer's
+//!   applied watermark to pass a write's token, else read MySQL).
 
 use std::sync::Arc;
 
+pub mod consistency;
 pub mod counts;
 pub mod follow_check;
 pub mod redis_cache;

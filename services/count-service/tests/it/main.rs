@@ -113,6 +113,37 @@ async fn redis_buckets_filled_by_the_syncer_are_preferred() {
 }
 
 #[tokio::test]
+async fn a_kind_absent_beside_a_synced_one_is_zero_without_asking_mysql() {
+    let (db, mut redis) = (TestDb::new().await, TestRedis::new().await);
+    let keys = redis.keys(common::keys::DEFAULT_COUNTER_BUCKETS);
+    let mut conn = redis.conn.clone();
+    let slot = keys.counter(2, 5001);
+    let _: () = conn.hset(slot.key, slot.field, 4u64).await.unwrap();
+    // A row MySQL has but Redis does not: were MySQL asked, 9 would show.
+    sqlx::query("INSERT INTO counter (owner_id, kind, value) VALUES (5001, 1, 9)")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let mut c = start(&db, &redis).await;
+    let r = c
+        .get_counts(GetCountsRequest {
+            user_ids: vec![5001, 5002],
+            kinds: vec![],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    // 5001: Redis answers (following absent = 0); 5002: nothing in Redis,
+    // so MySQL decides (no rows: 0).
+    assert_eq!(
+        r.counts.iter().map(|c| c.value).collect::<Vec<_>>(),
+        vec![0, 4, 0, 0]
+    );
+    redis.cleanup().await;
+    db.drop_db().await;
+}
+
+#[tokio::test]
 async fn unknown_kinds_empty_and_oversized_batches_are_invalid_arguments() {
     let (db, mut redis) = (TestDb::new().await, TestRedis::new().await);
     let mut c = start(&db, &redis).await;

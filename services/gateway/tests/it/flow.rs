@@ -1,5 +1,7 @@
 //! The happy paths through the gateway.
 
+use std::time::Duration;
+
 use axum::http::{Method, StatusCode};
 use serde_json::json;
 
@@ -96,6 +98,9 @@ async fn register_login_follow_list_and_unfollow_end_to_end() {
         )
         .await;
     assert_eq!(profile.status, StatusCode::OK, "{}", profile.body);
+    // No syncer runs here: the wait ran out and MySQL answered, and the
+    // response says so.
+    assert_eq!(profile.headers["read-source"], "primary");
     assert_eq!(profile.body["username"], "bob");
     assert_eq!(profile.body["follower_count"], 1);
     assert_eq!(profile.body["follow_count"], 1);
@@ -137,6 +142,7 @@ async fn register_login_follow_list_and_unfollow_end_to_end() {
     assert_eq!(u.status, StatusCode::OK);
     assert_eq!(u.body["following"], false);
     assert_eq!(u.body["changed"], true);
+    let unfollow_token = u.body["consistency_token"].as_str().unwrap().to_owned();
     let following = m
         .send(
             Method::GET,
@@ -152,10 +158,36 @@ async fn register_login_follow_list_and_unfollow_end_to_end() {
             &format!("/v1/users/{alice}/following/{bob}"),
             None,
             None,
-            &[("consistency-token", "x")],
+            &[("consistency-token", &unfollow_token)],
         )
         .await;
     assert_eq!(is.body["following"], false);
+    // A token that is not a GTID, or one no commit has reached yet, is the
+    // client's mistake: 400 at once, never a wait.
+    for bad in ["x", "0-1-", "0-1-999999999999"] {
+        let started = std::time::Instant::now();
+        let r = m
+            .send_with(
+                Method::GET,
+                &format!("/v1/users/{alice}/following/{bob}"),
+                None,
+                None,
+                &[("consistency-token", bad)],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}: {}", r.body);
+        assert!(
+            r.body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("consistency token")),
+            "{}",
+            r.body
+        );
+        assert!(
+            started.elapsed() < Duration::from_millis(150),
+            "{bad} waited"
+        );
+    }
     m.cleanup().await;
 }
 

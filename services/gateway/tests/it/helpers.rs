@@ -54,6 +54,7 @@ pub async fn spawn_mesh_with(tweak: impl FnOnce(&mut gateway::config::Settings))
         admin: AdminSettings::on_port(0),
         mysql: mysql.clone(),
         redis: redis_settings.clone(),
+        consistency: no_syncer_wait(),
         jwt: JwtSettings {
             secret: Some(jwt_secret()),
             ..Default::default()
@@ -71,6 +72,7 @@ pub async fn spawn_mesh_with(tweak: impl FnOnce(&mut gateway::config::Settings))
             admin: AdminSettings::on_port(0),
             mysql: mysql.clone(),
             redis: redis_settings.clone(),
+            consistency: no_syncer_wait(),
             ..Default::default()
         })
         .await
@@ -83,6 +85,7 @@ pub async fn spawn_mesh_with(tweak: impl FnOnce(&mut gateway::config::Settings))
         admin: AdminSettings::on_port(0),
         mysql,
         redis: redis_settings,
+        consistency: no_syncer_wait(),
         ..Default::default()
     })
     .await
@@ -222,4 +225,13 @@ pub async fn http_get(port: u16, path: &str) -> String {
     let mut out = String::new();
     s.read_to_string(&mut out).await.unwrap();
     out
+}
+
+/// No cache-syncer runs beside these services: a token-carrying read waits
+/// briefly for a watermark that never comes, then reads MySQL.
+fn no_syncer_wait() -> common::config::ConsistencySettings {
+    common::config::ConsistencySettings {
+        wait: Duration::from_millis(200),
+        ..Default::default()
+    }
 }

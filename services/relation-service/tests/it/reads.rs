@@ -130,7 +130,31 @@ async fn admin_port_serves_health_readiness_and_metrics() {
         out
     };
     assert!(get("/healthz").await.starts_with("HTTP/1.1 200"));
-    assert!(get("/metrics").await.starts_with("HTTP/1.1 200"));
+    // One gRPC call that succeeds and one that fails show up in the RED
+    // metrics with their status names.
+    let mut c = app.client.clone();
+    c.is_follow(IsFollowRequest {
+        from_id: 1,
+        to_id: 2,
+    })
+    .await
+    .unwrap();
+    let bad = c
+        .is_follow(IsFollowRequest {
+            from_id: 0,
+            to_id: 2,
+        })
+        .await;
+    assert_eq!(bad.unwrap_err().code(), tonic::Code::InvalidArgument);
+    let metrics = get("/metrics").await;
+    assert!(metrics.starts_with("HTTP/1.1 200"));
+    for series in [
+        r#"grpc_server_requests_total{service="relation.v1.RelationService",method="IsFollow",code="OK"}"#,
+        r#"grpc_server_requests_total{service="relation.v1.RelationService",method="IsFollow",code="InvalidArgument"}"#,
+        r#"grpc_server_request_duration_seconds_bucket{service="relation.v1.RelationService",method="IsFollow",le="0.001"}"#,
+    ] {
+        assert!(metrics.contains(series), "{series} missing from\n{metrics}");
+    }
     testkit::eventually(
         std::time::Duration::from_secs(10),
         "readyz turns 200",

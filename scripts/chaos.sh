@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# `make chaos`: the fault suite, against the running local mesh (`make up`).
+#
+# sluice-loadgen toggles follows through the REST API at a steady rate while
+# this script injects faults: kill -9 of the relay and of the syncer (several
+# times), a broker restart, and a Redis restart (empty) followed by a
+# rebuild. Then the loadgen waits until the syncer has applied the newest
+# acknowledged write and checks every pair against its last acknowledged
+# state, and `cache-syncer verify` compares Redis with MySQL.
+#
+#   scripts/chaos.sh           long form (~3 min of load, 3 rounds of kills)
+#   scripts/chaos.sh --short   short form for CI (~40 s of load, 1 round)
+#
+# Report: .state/chaos/report.json. Exit status 1 when an acknowledged write
+# is missing or verify finds a difference.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+source "$ROOT/scripts/env.sh"
+cd "$ROOT"
+PROFILE=${PROFILE:-debug}
+export PROFILE
+
+SHORT=false
+[ "${1:-}" = "--short" ] && SHORT=true
+if $SHORT; then
+    ROUNDS=1 DURATION=40 RATE=${CHAOS_RATE:-100} PAUSE=4
+else
+    ROUNDS=3 DURATION=180 RATE=${CHAOS_RATE:-200} PAUSE=8
+fi
+OUT="$SLUICE_STATE/chaos"
+mkdir -p "$OUT"
+MESH="$SLUICE_STATE/mesh"
+
+log() { printf '[chaos %s] %s\n' "$(date +%T)" "$*" >&2; }
+die() { log "$*"; exit 2; }
+
+scripts/stack.sh check || die "the stack is not running: run make up"
+scripts/mesh.sh up 2>/dev/null || die "the mesh does not start: run make up"
+LOADGEN="target/$PROFILE/sluice-loadgen"
+[ -x "$LOADGEN" ] || die "$LOADGEN is not built: run cargo build --workspace"
+
+faults=()
+fault() { faults+=("$1"); log "fault ${#faults[@]}: $1"; }
+
+kill9() { # name
+    local pid
+    pid=$(cat "$MESH/$1.pid" 2>/dev/null) || { log "$1 is not running"; return; }
+    kill -9 "$pid" 2>/dev/null || true
+    fault "kill -9 $1 (pid $pid)"
+    sleep 1 # the process is down for a moment: that is the fault
+    scripts/mesh.sh start "$1" 2>/dev/null || die "$1 did not come back"
+}
+
+# Something died on its own (a relay losing the broker exits; the mesh
+# restarts it, as a supervisor would).
+heal() { scripts/mesh.sh up >/dev/null 2>&1 || die "the mesh did not come back"; }
+
+log "load: $RATE writes/s for ${DURATION}s; $ROUNDS round(s) of faults"
+"$LOADGEN" chaos -c 16 -d "$DURATION" --rate "$RATE" --settle 300 \
+    --report "$OUT/loadgen.json" --json >"$OUT/loadgen.out" 2>"$OUT/loadgen.err" &
+LG=$!
+trap 'kill $LG 2>/dev/null || true' EXIT
+sleep "$PAUSE"
+
+for round in $(seq 1 "$ROUNDS"); do
+    log "round $round"
+    kill9 binlog-relay
+    sleep "$PAUSE"
+    kill9 cache-syncer
+    sleep "$PAUSE"
+    if [ "$round" = 1 ]; then
+        scripts/stack.sh restart-kafka >/dev/null 2>&1 || die "the broker did not restart"
+        fault "broker restart"
+        heal
+        sleep "$PAUSE"
+        scripts/mesh.sh stop cache-syncer 2>/dev/null
+        scripts/stack.sh restart-redis >/dev/null 2>&1 || die "redis did not restart"
+        fault "redis restart (empty) + rebuild"
+        scripts/mesh.sh exec cache-syncer rebuild >"$OUT/rebuild.out" 2>&1 || die "rebuild failed: $(tail -3 "$OUT/rebuild.out")"
+        heal
+        sleep "$PAUSE"
+    fi
+    heal
+done
+
+log "faults done; waiting for the load to end and the pipeline to settle"
+set +e
+wait $LG
+lg_rc=$?
+set -e
+trap - EXIT
+[ -s "$OUT/loadgen.json" ] || die "sluice-loadgen wrote no report (exit $lg_rc): $(tail -5 "$OUT/loadgen.err")"
+
+# The last writes are applied (the loadgen waited for them); the user
+# columns are written in batches right after: verify until clean, bounded.
+diffs=-1
+for _ in $(seq 1 30); do
+    if scripts/mesh.sh exec cache-syncer verify >"$OUT/verify.out" 2>&1; then
+        diffs=0
+        break
+    fi
+    diffs=$(grep -oE '[0-9]+ differences' "$OUT/verify.out" | grep -oE '^[0-9]+' | tail -1 || true)
+    diffs=${diffs:--1}
+    sleep 2
+done
+
+python3 - "$OUT" "$diffs" "${faults[@]}" <<'EOF'
+import json, sys
+out, diffs, faults = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+lg = json.load(open(f"{out}/loadgen.json"))
+c = lg.get("chaos", {})
+report = {
+    "writes_sent": lg["ok"] + lg["errors"],
+    "writes_acknowledged": lg["ok"],
+    "writes_failed_or_unknown": lg["errors"],
+    "write_rate_per_s": lg["req_per_s"],
+    "write_latency_ms": lg["latency_ms"],
+    "faults_injected": len(faults),
+    "faults": faults,
+    "pipeline_caught_up": c.get("pipeline_caught_up"),
+    "settle_seconds": c.get("settle_seconds"),
+    "pairs_checked": c.get("pairs_checked"),
+    "lost_acknowledged_writes": c.get("lost_acknowledged_writes"),
+    "verify_differences": diffs,
+}
+json.dump(report, open(f"{out}/report.json", "w"), indent=2)
+print(json.dumps(report, indent=2))
+EOF
+if [ "$lg_rc" != 0 ] || [ "$diffs" != 0 ]; then
+    log "FAILED: loadgen exit $lg_rc, verify differences $diffs (see $OUT)"
+    tail -5 "$OUT/verify.out" >&2 || true
+    exit 1
+fi
+log "passed: ${#faults[@]} faults, 0 lost acknowledged writes, 0 differences"
