@@ -1113,6 +1113,10 @@ async fn find_time(
 pub async fn probe_lag(pool: MySqlPool, shared: Shared, mut stop: watch::Receiver<bool>) {
     let bytes_gauge = metrics::gauge!(m::POSITION_LAG_BYTES);
     let secs_gauge = metrics::gauge!(m::TIME_LAG_SECONDS);
+    // The series exist from the start (a fresh relay streaming from a GTID
+    // knows its file:pos only after the first rotate or event).
+    bytes_gauge.set(0.0);
+    secs_gauge.set(0.0);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {

@@ -8,6 +8,9 @@ use tracing_subscriber::EnvFilter;
 /// Installs the global subscriber. Safe to call more than once (later calls
 /// are ignored), so tests may call it too.
 pub fn init(service: &str) {
+    // The metrics recorder first: a metric handle created before it exists
+    // would record into the void for the life of the process.
+    crate::admin::prometheus();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let json = std::env::var("SLUICE_LOG_FORMAT").is_ok_and(|v| v == "json");
     let builder = tracing_subscriber::fmt()
