@@ -1,12 +1,16 @@
 //! Crashes: kill -9 of a relay process mid-stream, and a snapshot
 //! interrupted half-way.
 //!
-//! These move thousands of messages in bursts. The local broker (tansu 0.6
-//! with sqlite storage, shared by every test process) stalls on such bursts
-//! (produce requests time out, fetches of a burst-written partition return
-//! nothing), so they are `#[ignore]`d by default; run them with
-//! `cargo test -p binlog-relay --test it -- --ignored` against a healthy
-//! broker (the compose file's Apache Kafka).
+//! The kill -9 tests (2,000 and the 10,000 rows) run in the default
+//! suite: they used to time out against the local tansu broker, whose
+//! unindexed header table made every fetched record a full scan
+//! (`scripts/stack.sh` now indexes it). The interrupted-snapshot tests are
+//! still `#[ignore]`d: the 100,000-row one delivers ~70 rows/s to its reader
+//! on the local broker (16,409 rows in 240 s), and in the 5,000-row one all
+//! 5,001 rows arrived but the update made while the relay was down did not
+//! arrive as `op: u` within 240 s (not investigated yet; one possible cause:
+//! a restart that begins the snapshot over reads the update as `op: r`).
+//! Run them with `cargo test -p binlog-relay --test it -- --ignored`.
 
 use std::collections::HashSet;
 use std::process::Stdio;
@@ -84,16 +88,12 @@ async fn wait_for_checkpoint(env: &Env, done: impl Fn(&serde_json::Value) -> boo
 const LONG: std::time::Duration = std::time::Duration::from_secs(240);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs a broker that sustains bursts (the local tansu stalls); run with --ignored"]
 async fn kill_9_during_2000_row_writes_loses_no_committed_change() {
     kill_9_during_writes(200).await;
 }
 
-/// The full size. Heavy for the shared local broker (tansu with
-/// sqlite storage stalls under bursts from several test processes), so it
-/// runs on request: `cargo test -p binlog-relay --test it -- --ignored`.
+/// The full size (~2 minutes on the local stack).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "heavy: 10,000 rows through the shared broker; run with --ignored"]
 async fn kill_9_during_10000_row_writes_loses_no_committed_change() {
     kill_9_during_writes(1000).await;
 }
@@ -163,14 +163,14 @@ async fn kill_9_during_writes(batches: i64) {
 }
 
 #[tokio::test]
-#[ignore = "needs a broker that sustains bursts (the local tansu stalls); run with --ignored"]
+#[ignore = "the update made while the relay is down did not arrive as op u; see the module doc"]
 async fn a_snapshot_interrupted_half_way_resumes_and_every_row_arrives() {
     interrupted_snapshot(5_000, 100).await;
 }
 
 /// The full size; heavy for the shared local broker (see above).
 #[tokio::test]
-#[ignore = "heavy: 100,000 rows through the shared broker; run with --ignored"]
+#[ignore = "100,000 rows reach the reader at ~70/s on the local broker; see the module doc"]
 async fn a_snapshot_of_100000_rows_interrupted_half_way_resumes_and_every_row_arrives() {
     interrupted_snapshot(100_000, 1000).await;
 }
