@@ -17,7 +17,7 @@ use crate::harness::Harness;
 const CONVERGE: Duration = Duration::from_secs(240);
 
 /// The relay over the harness' database and topic prefix, in-process.
-pub(crate) async fn start_relay(h: &Harness) -> tokio::sync::oneshot::Sender<()> {
+async fn start_relay(h: &Harness) -> tokio::sync::oneshot::Sender<()> {
     let mut s = binlog_relay::Settings {
         dev: true,
         server_id: 200_000 + rand::random::<u32>() % 1_000_000_000,
@@ -40,7 +40,7 @@ pub(crate) async fn start_relay(h: &Harness) -> tokio::sync::oneshot::Sender<()>
     tx
 }
 
-pub(crate) async fn start_relation_service(h: &Harness) -> RelationServiceClient<Channel> {
+async fn start_relation_service(h: &Harness) -> RelationServiceClient<Channel> {
     let mut s = relation_service::config::Settings {
         grpc_addr: "127.0.0.1:0".parse().unwrap(),
         redis: h.settings.redis.clone(),
@@ -78,16 +78,29 @@ async fn converged(h: &Harness) {
     }
 }
 
-#[tokio::test]
-async fn follows_and_unfollows_through_the_relation_service_converge_in_redis_and_mysql() {
-    let h = Harness::new().await;
-    h.add_users(4).await;
-    let _relay = start_relay(&h).await;
-    let mut client = start_relation_service(&h).await;
+/// The whole pipeline in-process: relay, relation-service and syncer over
+/// the harness' database, topics and namespace. Keep the returned sender
+/// alive for as long as the relay should run.
+pub(crate) async fn start_pipeline(
+    h: &Harness,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    RelationServiceClient<Channel>,
+) {
+    let relay = start_relay(h).await;
+    let client = start_relation_service(h).await;
     let syncer = Syncer::build(h.settings.clone())
         .await
         .expect("syncer builds");
     tokio::spawn(syncer.run_until_stopped(std::future::pending()));
+    (relay, client)
+}
+
+#[tokio::test]
+async fn follows_and_unfollows_through_the_relation_service_converge_in_redis_and_mysql() {
+    let h = Harness::new().await;
+    h.add_users(4).await;
+    let (_relay, mut client) = start_pipeline(&h).await;
 
     for (from, to) in [(1, 2), (3, 2), (1, 3), (4, 2)] {
         client

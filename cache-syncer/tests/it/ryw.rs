@@ -4,11 +4,10 @@
 
 use std::time::{Duration, Instant};
 
-use cache_syncer::startup::Application as Syncer;
 use proto::relation::v1::{FollowRequest, GetRelationCountRequest, IsFollowRequest};
 use tonic::Request;
 
-use crate::e2e::{start_relation_service, start_relay};
+use crate::e2e::start_pipeline;
 use crate::harness::Harness;
 
 const ITERATIONS: usize = 1000;
@@ -32,12 +31,7 @@ fn source<T>(resp: &tonic::Response<T>) -> String {
 async fn reads_with_the_write_token_never_see_an_older_state() {
     let h = Harness::new().await;
     h.add_users(3).await;
-    let _relay = start_relay(&h).await;
-    let mut client = start_relation_service(&h).await;
-    let syncer = Syncer::build(h.settings.clone())
-        .await
-        .expect("syncer builds");
-    tokio::spawn(syncer.run_until_stopped(std::future::pending()));
+    let (_relay, mut client) = start_pipeline(&h).await;
 
     // User 3 follows user 2 for good, so the count toggles between 2 and 1
     // (a counter that is absent from Redis is read from MySQL and could not

@@ -56,17 +56,7 @@ impl Serve {
             + 'static,
         S::Future: Send + 'static,
     {
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        tokio::spawn(async move {
-            shutdown.await;
-            let _ = stop_tx.send(true);
-        });
-        let stopped = move || {
-            let mut rx = stop_rx.clone();
-            async move {
-                let _ = rx.wait_for(|s| *s).await;
-            }
-        };
+        let stop = crate::shutdown::Stop::spawn(shutdown);
 
         describe();
         let (health, health_svc) = tonic_health::server::health_reporter();
@@ -76,8 +66,8 @@ impl Serve {
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1()?;
 
-        spawn_readiness_probe(self.pool, self.ready.clone(), stopped());
-        let admin = tokio::spawn(Admin::new(self.ready).serve(self.admin, stopped()));
+        spawn_readiness_probe(self.pool, self.ready.clone(), stop.wait());
+        let admin = tokio::spawn(Admin::new(self.ready).serve(self.admin, stop.wait()));
 
         tracing::info!(addr = %self.grpc.local_addr()?, "{} serving gRPC", self.name);
         tonic::transport::Server::builder()
@@ -85,7 +75,7 @@ impl Serve {
             .add_service(health_svc)
             .add_service(reflection)
             .add_service(service)
-            .serve_with_incoming_shutdown(TcpIncoming::from(self.grpc), stopped())
+            .serve_with_incoming_shutdown(TcpIncoming::from(self.grpc), stop.wait())
             .await?;
         admin.await??;
         tracing::info!("{} stopped", self.name);

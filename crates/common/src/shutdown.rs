@@ -1,4 +1,31 @@
-//! The future every server stops on: SIGINT (Ctrl-C) or SIGTERM.
+//! The future every server stops on: SIGINT (Ctrl-C) or SIGTERM, and
+//! [`Stop`], which hands one such future to several tasks.
+
+use std::future::Future;
+
+/// One stop signal, awaited by several tasks (server, admin port, probes).
+#[derive(Debug, Clone)]
+pub struct Stop(tokio::sync::watch::Receiver<bool>);
+
+impl Stop {
+    /// Starts watching `shutdown`.
+    pub fn spawn(shutdown: impl Future<Output = ()> + Send + 'static) -> Self {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = tx.send(true);
+        });
+        Self(rx)
+    }
+
+    /// A future that resolves once the stop was requested.
+    pub fn wait(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut rx = self.0.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    }
+}
 
 /// Resolves when the process is asked to stop.
 pub async fn signal() {

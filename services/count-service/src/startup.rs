@@ -14,7 +14,7 @@ use tokio::net::TcpListener;
 use crate::config::Settings;
 use crate::grpc::CountGrpc;
 use crate::metrics::{READS_TOTAL, REDIS_ERRORS_TOTAL};
-use common::readpath::counts::CountReader;
+use common::readpath::Layers;
 use common::readpath::redis_cache::RedisCache;
 
 /// A built, bound, not yet serving count-service.
@@ -35,18 +35,18 @@ impl Application {
         let redis_url = settings.redis.resolve_url(settings.dev)?;
         let redis =
             RedisCache::connect(&redis_url, settings.cache.redis_timeout, REDIS_ERRORS_TOTAL).await;
-        let keys = settings.redis.keys();
         let c = &settings.cache;
+        let layers = Layers {
+            pool: pool.clone(),
+            redis,
+            keys: settings.redis.keys(),
+            capacity: c.capacity,
+            ttl: c.ttl,
+            reads_metric: READS_TOTAL,
+        };
         let service = CountGrpc {
-            counts: CountReader::new(
-                pool.clone(),
-                redis.clone(),
-                keys.clone(),
-                c.capacity,
-                c.ttl,
-                READS_TOTAL,
-            ),
-            barrier: settings.consistency.barrier(redis, &keys, pool.clone()),
+            counts: layers.counts(),
+            barrier: layers.barrier(&settings.consistency),
         };
         let grpc = TcpListener::bind(settings.grpc_addr).await?;
         let admin = TcpListener::bind(settings.admin.addr).await?;

@@ -187,23 +187,13 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        tokio::spawn(async move {
-            shutdown.await;
-            let _ = stop_tx.send(true);
-        });
-        let stopped = move || {
-            let mut rx = stop_rx.clone();
-            async move {
-                let _ = rx.wait_for(|s| *s).await;
-            }
-        };
+        let stop = common::shutdown::Stop::spawn(shutdown);
         let ready = Readiness::default();
-        spawn_readiness_probe(self.backends, ready.clone(), stopped());
-        let admin = tokio::spawn(Admin::new(ready).serve(self.admin, stopped()));
+        spawn_readiness_probe(self.backends, ready.clone(), stop.wait());
+        let admin = tokio::spawn(Admin::new(ready).serve(self.admin, stop.wait()));
         tracing::info!(addr = %self.http.local_addr()?, "gateway serving REST");
         axum::serve(self.http, self.router)
-            .with_graceful_shutdown(stopped())
+            .with_graceful_shutdown(stop.wait())
             .await?;
         admin.await??;
         tracing::info!("gateway stopped");

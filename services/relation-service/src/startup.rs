@@ -15,8 +15,7 @@ use crate::config::Settings;
 use crate::grpc::RelationGrpc;
 use crate::list::FirstPages;
 use crate::metrics::{READS_TOTAL, REDIS_ERRORS_TOTAL};
-use common::readpath::counts::CountReader;
-use common::readpath::follow_check::FollowChecker;
+use common::readpath::Layers;
 use common::readpath::redis_cache::RedisCache;
 
 /// A built, bound, not yet serving relation-service.
@@ -38,26 +37,19 @@ impl Application {
         let redis_url = settings.redis.resolve_url(settings.dev)?;
         let redis =
             RedisCache::connect(&redis_url, settings.cache.redis_timeout, REDIS_ERRORS_TOTAL).await;
-        let keys = settings.redis.keys();
         let c = &settings.cache;
+        let layers = Layers {
+            pool: pool.clone(),
+            redis,
+            keys: settings.redis.keys(),
+            capacity: c.capacity,
+            ttl: c.ttl,
+            reads_metric: READS_TOTAL,
+        };
         let service = RelationGrpc {
-            counts: CountReader::new(
-                pool.clone(),
-                redis.clone(),
-                keys.clone(),
-                c.capacity,
-                c.ttl,
-                READS_TOTAL,
-            ),
-            follows: FollowChecker::new(
-                pool.clone(),
-                redis.clone(),
-                keys.clone(),
-                c.capacity,
-                c.ttl,
-                READS_TOTAL,
-            ),
-            barrier: settings.consistency.barrier(redis, &keys, pool.clone()),
+            counts: layers.counts(),
+            follows: layers.follows(),
+            barrier: layers.barrier(&settings.consistency),
             first_pages: FirstPages::new(pool.clone(), c.capacity, c.ttl),
             pool,
             write_attempts: settings.write_attempts,

@@ -16,8 +16,7 @@ use crate::config::Settings;
 use crate::grpc::UserGrpc;
 use crate::metrics::{READS_TOTAL, REDIS_ERRORS_TOTAL};
 use crate::profile::Profiles;
-use common::readpath::counts::CountReader;
-use common::readpath::follow_check::FollowChecker;
+use common::readpath::Layers;
 use common::readpath::redis_cache::RedisCache;
 
 /// A built, bound, not yet serving user-service.
@@ -37,37 +36,30 @@ impl Application {
         let redis_url = settings.redis.resolve_url(settings.dev)?;
         let redis =
             RedisCache::connect(&redis_url, settings.cache.redis_timeout, REDIS_ERRORS_TOTAL).await;
-        let keys = settings.redis.keys();
         let c = &settings.cache;
         let jwt = JwtCodec::new(settings.jwt.resolve_secret(settings.dev)?, settings.jwt.ttl);
+        let layers = Layers {
+            pool: pool.clone(),
+            redis,
+            keys: settings.redis.keys(),
+            capacity: c.capacity,
+            ttl: c.ttl,
+            reads_metric: READS_TOTAL,
+        };
         let service = UserGrpc {
             jwt,
             profiles: Profiles::new(
                 pool.clone(),
-                redis.clone(),
-                keys.clone(),
+                layers.redis.clone(),
+                layers.keys.clone(),
                 c.capacity,
                 c.profile_ttl,
                 c.negative_ttl,
                 c.redis_profile_ttl,
             ),
-            counts: CountReader::new(
-                pool.clone(),
-                redis.clone(),
-                keys.clone(),
-                c.capacity,
-                c.ttl,
-                READS_TOTAL,
-            ),
-            follows: FollowChecker::new(
-                pool.clone(),
-                redis.clone(),
-                keys.clone(),
-                c.capacity,
-                c.ttl,
-                READS_TOTAL,
-            ),
-            barrier: settings.consistency.barrier(redis, &keys, pool.clone()),
+            counts: layers.counts(),
+            follows: layers.follows(),
+            barrier: layers.barrier(&settings.consistency),
             pool,
         };
         let grpc = TcpListener::bind(settings.grpc_addr).await?;

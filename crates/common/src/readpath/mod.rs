@@ -18,6 +18,48 @@ pub mod counts;
 pub mod follow_check;
 pub mod redis_cache;
 
+/// What every reader of a service shares: the pool, the Redis handle and
+/// key layout, the local cache's size and lifetime, and the service's
+/// `*_reads_total` metric. Builds the readers the same way everywhere.
+#[derive(Clone)]
+pub struct Layers {
+    pub pool: sqlx::MySqlPool,
+    pub redis: redis_cache::RedisCache,
+    pub keys: crate::keys::Keys,
+    pub capacity: u64,
+    pub ttl: std::time::Duration,
+    pub reads_metric: &'static str,
+}
+
+impl Layers {
+    pub fn counts(&self) -> counts::CountReader {
+        counts::CountReader::new(
+            self.pool.clone(),
+            self.redis.clone(),
+            self.keys.clone(),
+            self.capacity,
+            self.ttl,
+            self.reads_metric,
+        )
+    }
+
+    pub fn follows(&self) -> follow_check::FollowChecker {
+        follow_check::FollowChecker::new(
+            self.pool.clone(),
+            self.redis.clone(),
+            self.keys.clone(),
+            self.capacity,
+            self.ttl,
+            self.reads_metric,
+        )
+    }
+
+    /// The read-your-writes barrier over the same Redis and pool.
+    pub fn barrier(&self, settings: &crate::config::ConsistencySettings) -> consistency::Barrier {
+        settings.barrier(self.redis.clone(), &self.keys, self.pool.clone())
+    }
+}
+
 /// A read failed in MySQL (shared, because one coalesced load hands its
 /// failure to every waiter).
 #[derive(Debug, Clone, thiserror::Error)]
