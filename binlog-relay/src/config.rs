@@ -10,6 +10,8 @@ use std::time::Duration;
 use common::config::{AdminSettings, ConfigError, KafkaSettings, MysqlSettings};
 use serde::{Deserialize, Serialize};
 
+use crate::format::Format;
+
 /// Environment prefix of the relay.
 pub const ENV_PREFIX: &str = "RELAY_";
 /// Default admin port (DESIGN §6).
@@ -30,8 +32,13 @@ pub struct Settings {
     /// Where the checkpoint file lives.
     pub state_dir: PathBuf,
     pub filter: Filter,
-    /// Send a tombstone (same key, null value) after each delete.
+    /// Send a tombstone (same key, null value) after each delete (debezium
+    /// format only).
     pub tombstones: bool,
+    /// Value format of row-change messages: `debezium` (default), `canal`
+    /// or `maxwell` (see [`crate::format`]). `binlog-relay run --format`
+    /// overrides it.
+    pub format: Format,
     /// How often a heartbeat record is produced.
     #[serde(with = "common::config::duration")]
     pub heartbeat_interval: Duration,
@@ -72,6 +79,7 @@ impl Default for Settings {
             state_dir: PathBuf::from(".state/binlog-relay"),
             filter: Filter::default(),
             tombstones: true,
+            format: Format::Debezium,
             heartbeat_interval: Duration::from_secs(5),
             watermark_interval: Duration::from_millis(10),
             checkpoint_interval: Duration::from_millis(200),
@@ -261,5 +269,16 @@ mod tests {
             ..Settings::default()
         };
         s.validate().unwrap();
+    }
+
+    #[test]
+    fn format_defaults_to_debezium_and_a_bad_value_names_the_choices() {
+        assert_eq!(Settings::default().format, Format::Debezium);
+        let s: Settings = serde_json::from_value(serde_json::json!({"format": "canal"})).unwrap();
+        assert_eq!(s.format, Format::Canal);
+        let err = serde_json::from_value::<Settings>(serde_json::json!({"format": "avro"}))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("debezium, canal or maxwell"), "{err}");
     }
 }

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context as _;
+use binlog_relay::format::Format;
 use binlog_relay::position::{StartFrom, StopAt};
 use binlog_relay::{Application, RunOptions, Settings};
 use clap::{Parser, Subcommand};
@@ -34,6 +35,10 @@ enum Command {
         /// Snapshot these tables (db.table, comma-separated) before streaming on.
         #[arg(long, value_delimiter = ',')]
         snapshot: Vec<String>,
+        /// Message value format: debezium | canal | maxwell (default: the
+        /// `format` setting, `RELAY_FORMAT`, else debezium).
+        #[arg(long)]
+        format: Option<Format>,
     },
     /// Topic management.
     Topics {
@@ -51,15 +56,19 @@ enum TopicsCommand {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    common::telemetry::init("binlog-relay");
-    let settings = Settings::load(cli.config.as_deref())?;
+    let _telemetry = common::telemetry::init("binlog-relay");
+    let mut settings = Settings::load(cli.config.as_deref())?;
     match cli.command {
         Command::Run {
             from,
             until,
             dry_run,
             snapshot,
+            format,
         } => {
+            if let Some(format) = format {
+                settings.format = format;
+            }
             let app = Application::build(
                 settings,
                 RunOptions {

@@ -38,6 +38,7 @@ use crate::checkpoint::{Checkpoint, CheckpointStore, SnapshotProgress};
 use crate::config::{Settings, SnapshotMode};
 use crate::decode::{self, ChangeMeta};
 use crate::error::{Error, Result};
+use crate::format::{self, Format};
 use crate::metrics as m;
 use crate::position::{FilePos, GtidPos, StartFrom, StopAt};
 use crate::schema::SchemaTracker;
@@ -187,6 +188,34 @@ struct Tx {
     total: u64,
     per_table: Vec<(String, u64)>,
     begun: bool,
+    /// The transaction's span (exported only with tracing on); its context
+    /// travels in every message's `traceparent` header.
+    span: tracing::Span,
+    /// `traceparent` of `span`, computed once, at the first row.
+    traceparent: Option<Option<String>>,
+}
+
+impl Tx {
+    fn traceparent(&mut self) -> Option<&str> {
+        let span = &self.span;
+        self.traceparent
+            .get_or_insert_with(|| common::telemetry::traceparent_of(span))
+            .as_deref()
+    }
+}
+
+/// A Maxwell row held back until it is known whether it is its
+/// transaction's last (`"commit":true`); see `format`.
+struct Held {
+    tx_id: String,
+    topic: String,
+    key: Option<String>,
+    payload: format::Payload,
+    gtid: Option<String>,
+    pos: String,
+    seq: u64,
+    changed_at_us: Option<i64>,
+    traceparent: Option<String>,
 }
 
 /// The relay: owns the settings, the pool for side queries and the start point.
@@ -362,6 +391,8 @@ struct Stream<'a> {
     transactions: Counter,
     /// `acked_seq` of the last heartbeat sent.
     beat_acked_seq: Option<u64>,
+    /// Maxwell format: the last row read, not sent yet.
+    held: Option<Held>,
 }
 
 impl<'a> Stream<'a> {
@@ -387,6 +418,7 @@ impl<'a> Stream<'a> {
             counters: HashMap::new(),
             transactions: metrics::counter!(m::TRANSACTIONS_TOTAL),
             beat_acked_seq: None,
+            held: None,
         }
     }
 
@@ -471,6 +503,7 @@ impl<'a> Stream<'a> {
     ) -> Result<Flow> {
         let settings = &self.relay.settings;
         let chunk_size = settings.snapshot.chunk_size;
+        let fmt = settings.format;
         let prefix = settings.kafka.topic_prefix.clone();
         let server_id = settings.server_id;
         let pending_gauge = metrics::gauge!(m::SNAPSHOT_TABLES_PENDING);
@@ -505,20 +538,28 @@ impl<'a> Stream<'a> {
                 for (i, (change, key)) in chunk.rows.into_iter().enumerate() {
                     self.seq += 1;
                     let last = final_chunk && i + 1 == n;
-                    let event = decode::envelope(
+                    let key = match fmt {
+                        Format::Maxwell => change
+                            .image()
+                            .and_then(|img| format::key(fmt, &reader.info, img)),
+                        _ => key,
+                    };
+                    let payload = format::encode(
+                        fmt,
                         &reader.info,
                         change,
                         snapshot::meta(&prefix, server_id, &progress, last, now_ms),
-                    );
-                    let payload =
-                        serde_json::to_vec(&event).map_err(|e| Error::Stream(e.to_string()))?;
+                        self.seq,
+                    )
+                    .map_err(|e| Error::Stream(e.to_string()))?;
                     let headers = MessageHeaders {
                         gtid: progress.start_gtid.as_deref(),
                         pos: &pos_text,
                         seq: self.seq,
                         changed_at_us: None,
+                        traceparent: None,
                     };
-                    self.emit(&topic, key.as_deref(), Some(&payload), &headers)
+                    self.emit(&topic, key.as_deref(), Some(&payload.bytes), &headers)
                         .await?;
                 }
                 rows_counter.increment(n as u64);
@@ -617,6 +658,7 @@ impl<'a> Stream<'a> {
                 pos: &pos,
                 seq: self.seq,
                 changed_at_us: None,
+                traceparent: None,
             },
         )
         .await?;
@@ -659,6 +701,16 @@ impl<'a> Stream<'a> {
 
     fn begin(&mut self, id: String, gtid: Option<String>, in_begin: bool, start: u64) {
         let begin_pos = format!("{}:{start}", self.file);
+        let span = tracing::info_span!(
+            parent: None,
+            "relay.transaction",
+            otel.name = "binlog transaction",
+            otel.kind = "producer",
+            messaging.system = "kafka",
+            sluice.tx = %id,
+            sluice.pos = %begin_pos,
+            sluice.rows = tracing::field::Empty,
+        );
         self.tx = Some(Tx {
             id,
             begin_pos,
@@ -667,6 +719,8 @@ impl<'a> Stream<'a> {
             total: 0,
             per_table: Vec::new(),
             begun: false,
+            span,
+            traceparent: None,
         });
     }
 
@@ -820,8 +874,9 @@ impl<'a> Stream<'a> {
         let now_ms = chrono::Utc::now().timestamp_millis();
         for (row, change) in changes.into_iter().enumerate() {
             self.seq += 1;
-            let (tx_id, gtid, total, coll) = {
+            let (tx_id, gtid, total, coll, traceparent) = {
                 let Some(tx) = self.tx.as_mut() else { break };
+                let traceparent = tx.traceparent().map(str::to_owned);
                 tx.total += 1;
                 let coll = match tx.per_table.iter_mut().find(|(t, _)| *t == full) {
                     Some((_, n)) => {
@@ -833,11 +888,19 @@ impl<'a> Stream<'a> {
                         1
                     }
                 };
-                (tx.id.clone(), tx.gtid.clone(), tx.total, coll)
+                (tx.id.clone(), tx.gtid.clone(), tx.total, coll, traceparent)
             };
-            let key = change.image().and_then(|img| decode::key_of(&info, img));
+            let fmt = self.relay.settings.format;
+            let key = change.image().and_then(|img| format::key(fmt, &info, img));
             let is_delete = change.op == Op::Delete;
-            let event = decode::envelope(
+            let changed_at_us = change
+                .after
+                .as_ref()
+                .or(change.before.as_ref())
+                .and_then(cdc_event::time::change_time_us);
+            let held_tx = (fmt == Format::Maxwell).then(|| tx_id.clone());
+            let payload = format::encode(
+                fmt,
                 &info,
                 change,
                 ChangeMeta {
@@ -857,27 +920,69 @@ impl<'a> Stream<'a> {
                     }),
                     now_ms,
                 },
-            );
-            let payload = serde_json::to_vec(&event).map_err(|e| Error::Stream(e.to_string()))?;
-            let changed_at_us = event
-                .after
-                .as_ref()
-                .or(event.before.as_ref())
-                .and_then(cdc_event::time::change_time_us);
+                self.seq,
+            )
+            .map_err(|e| Error::Stream(e.to_string()))?;
+            if let Some(tx_id) = held_tx {
+                // Sent once the next row or the transaction's end shows
+                // whether it is the transaction's last.
+                let held = Held {
+                    tx_id,
+                    topic: topic.clone(),
+                    key,
+                    payload,
+                    gtid,
+                    pos: pos_text.clone(),
+                    seq: self.seq,
+                    changed_at_us,
+                    traceparent,
+                };
+                if let Some(prev) = self.held.replace(held) {
+                    self.emit_held(prev, false).await?;
+                }
+                counter.increment(1);
+                continue;
+            }
             let headers = MessageHeaders {
                 gtid: gtid.as_deref(),
                 pos: &pos_text,
                 seq: self.seq,
                 changed_at_us,
+                traceparent: traceparent.as_deref(),
             };
-            self.emit(&topic, key.as_deref(), Some(&payload), &headers)
+            self.emit(&topic, key.as_deref(), Some(&payload.bytes), &headers)
                 .await?;
-            if is_delete && self.relay.settings.tombstones && key.is_some() {
+            if is_delete
+                && self.relay.settings.tombstones
+                && fmt.emits_tombstones()
+                && key.is_some()
+            {
                 self.emit(&topic, key.as_deref(), None, &headers).await?;
             }
             counter.increment(1);
         }
         Ok(())
+    }
+
+    /// Sends a held-back Maxwell row; `last` marks it `"commit":true`.
+    async fn emit_held(&mut self, mut held: Held, last: bool) -> Result<()> {
+        if last {
+            held.payload.mark_commit();
+        }
+        let headers = MessageHeaders {
+            gtid: held.gtid.as_deref(),
+            pos: &held.pos,
+            seq: held.seq,
+            changed_at_us: held.changed_at_us,
+            traceparent: held.traceparent.as_deref(),
+        };
+        self.emit(
+            &held.topic,
+            held.key.as_deref(),
+            Some(&held.payload.bytes),
+            &headers,
+        )
+        .await
     }
 
     async fn publish_begin(&mut self, ts_ms: i64) -> Result<()> {
@@ -919,6 +1024,7 @@ impl<'a> Stream<'a> {
                 pos,
                 seq: self.seq,
                 changed_at_us: None,
+                traceparent: None,
             },
         )
         .await
@@ -926,8 +1032,15 @@ impl<'a> Stream<'a> {
 
     /// Ends the current transaction at `end`; `Flow::Stop` once `--until` is covered.
     async fn commit(&mut self, end: u64, ts_ms: i64) -> Result<Flow> {
+        // Maxwell: the held row is the transaction's last (unless it belongs
+        // to an earlier transaction that never ended in the stream).
+        if let Some(held) = self.held.take() {
+            let last = self.tx.as_ref().is_some_and(|t| t.id == held.tx_id);
+            self.emit_held(held, last).await?;
+        }
         let tx = self.tx.take();
         if let Some(tx) = &tx {
+            tx.span.record("sluice.rows", tx.total);
             if tx.begun {
                 let rec = TransactionRecord {
                     status: TxStatus::End,

@@ -37,16 +37,24 @@ pub struct MessageHeaders<'a> {
     /// Not a header: when the change was made (µs since the epoch, from the
     /// row image), for the commit-to-acknowledgement histogram.
     pub changed_at_us: Option<i64>,
+    /// W3C context of the source transaction's span (tracing on only).
+    pub traceparent: Option<&'a str>,
 }
 
 impl MessageHeaders<'_> {
     fn to_owned_headers(&self) -> OwnedHeaders {
         let seq = self.seq.to_string();
-        let mut h = OwnedHeaders::new_with_capacity(3);
+        let mut h = OwnedHeaders::new_with_capacity(4);
         if let Some(g) = self.gtid {
             h = h.insert(Header {
                 key: cdc_event::HEADER_GTID,
                 value: Some(g),
+            });
+        }
+        if let Some(tp) = self.traceparent {
+            h = h.insert(Header {
+                key: common::telemetry::TRACEPARENT,
+                value: Some(tp),
             });
         }
         h.insert(Header {

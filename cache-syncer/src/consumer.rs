@@ -38,6 +38,36 @@ use crate::metrics as m;
 use crate::plan::{self, Effect};
 use crate::watermark::{Pending, Tracker, Watermark};
 
+/// One apply span per source transaction in the batch, each a child of the
+/// relay's transaction span named by the messages' `traceparent`; they cover
+/// the batch's apply. Empty unless the relay traces.
+fn apply_spans(batch: &[Incoming]) -> Vec<tracing::Span> {
+    let mut spans: Vec<(&str, tracing::Span)> = Vec::new();
+    for inc in batch {
+        let (Action::Apply { table, op, .. }, Some(tp)) = (&inc.action, inc.traceparent.as_deref())
+        else {
+            continue;
+        };
+        if spans.iter().any(|(seen, _)| *seen == tp) {
+            continue;
+        }
+        let span = tracing::info_span!(
+            "syncer.apply",
+            otel.name = "apply",
+            otel.kind = "consumer",
+            messaging.system = "kafka",
+            messaging.destination.name = %inc.msg.topic(),
+            messaging.kafka.offset = inc.msg.offset(),
+            sluice.table = %table,
+            sluice.op = *op,
+            sluice.batch = batch.len(),
+        );
+        common::telemetry::set_parent(&span, tp);
+        spans.push((tp, span));
+    }
+    spans.into_iter().map(|(_, s)| s).collect()
+}
+
 /// Progress of one partition, as `/status` shows it.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct PartitionStatus {
@@ -78,6 +108,8 @@ struct Incoming {
     msg: OwnedMessage,
     seq: Option<u64>,
     gtid: Option<String>,
+    /// The relay transaction's span context (tracing on only).
+    traceparent: Option<String>,
     action: Action,
 }
 
@@ -263,6 +295,7 @@ impl Syncer {
     fn decode(&self, msg: OwnedMessage) -> Incoming {
         let seq = header(&msg, cdc_event::HEADER_SEQ).and_then(|s| s.parse().ok());
         let gtid = header(&msg, cdc_event::HEADER_GTID);
+        let traceparent = header(&msg, common::telemetry::TRACEPARENT);
         let action = match msg.payload() {
             None => Action::Skip,
             Some(bytes) if msg.topic() == self.heartbeat_topic => {
@@ -302,6 +335,7 @@ impl Syncer {
             msg,
             seq,
             gtid,
+            traceparent,
             action,
         }
     }
@@ -323,8 +357,10 @@ impl Syncer {
                 Action::Skip | Action::Heartbeat { .. } => {}
             }
         }
+        let spans = apply_spans(&batch);
         let started = Instant::now();
         self.apply_with_retry(&effects, &progress).await?;
+        drop(spans);
         let applied_at = now_us();
         metrics::histogram!(m::APPLY_SECONDS).record(started.elapsed().as_secs_f64());
         for e in &effects {

@@ -5,96 +5,10 @@
 use std::process::{Child, Command};
 use std::time::Duration;
 
-use cache_syncer::startup::Application as Syncer;
 use proto::relation::v1::FollowRequest;
-use proto::relation::v1::relation_service_client::RelationServiceClient;
 use redis::AsyncCommands;
-use secrecy::SecretString;
-use tonic::transport::Channel;
 
-use crate::harness::Harness;
-
-const CONVERGE: Duration = Duration::from_secs(240);
-
-/// The relay over the harness' database and topic prefix, in-process.
-async fn start_relay(h: &Harness) -> tokio::sync::oneshot::Sender<()> {
-    let mut s = binlog_relay::Settings {
-        dev: true,
-        server_id: 200_000 + rand::random::<u32>() % 1_000_000_000,
-        state_dir: std::env::temp_dir().join(format!("syncer-e2e-{}", h.kafka.prefix)),
-        heartbeat_interval: Duration::from_millis(300),
-        checkpoint_interval: Duration::from_millis(50),
-        ..binlog_relay::Settings::default()
-    };
-    s.mysql.url = Some(SecretString::from(h.db.url.clone()));
-    s.kafka = h.settings.kafka.clone();
-    s.admin.addr = "127.0.0.1:0".parse().unwrap();
-    s.filter.include_databases = vec![h.db.name.clone()];
-    let app = binlog_relay::Application::build(s, binlog_relay::RunOptions::default())
-        .await
-        .expect("relay builds");
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(app.run_until_stopped(async move {
-        let _ = rx.await;
-    }));
-    tx
-}
-
-async fn start_relation_service(h: &Harness) -> RelationServiceClient<Channel> {
-    let mut s = relation_service::config::Settings {
-        grpc_addr: "127.0.0.1:0".parse().unwrap(),
-        redis: h.settings.redis.clone(),
-        ..Default::default()
-    };
-    s.admin.addr = "127.0.0.1:0".parse().unwrap();
-    s.mysql.url = Some(SecretString::from(h.db.url.clone()));
-    let app = relation_service::startup::Application::build(s)
-        .await
-        .expect("relation-service builds");
-    let port = app.port();
-    tokio::spawn(app.run_until(std::future::pending()));
-    RelationServiceClient::connect(format!("http://127.0.0.1:{port}"))
-        .await
-        .expect("connect")
-}
-
-async fn converged(h: &Harness) {
-    let applier = h.applier().await;
-    let deadline = std::time::Instant::now() + CONVERGE;
-    loop {
-        let r = cache_syncer::verify::verify(&applier, false)
-            .await
-            .expect("verify runs");
-        if r.diffs.is_empty() {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "still {} differences after {CONVERGE:?}, e.g. {}",
-            r.diffs.len(),
-            r.diffs[0]
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-/// The whole pipeline in-process: relay, relation-service and syncer over
-/// the harness' database, topics and namespace. Keep the returned sender
-/// alive for as long as the relay should run.
-pub(crate) async fn start_pipeline(
-    h: &Harness,
-) -> (
-    tokio::sync::oneshot::Sender<()>,
-    RelationServiceClient<Channel>,
-) {
-    let relay = start_relay(h).await;
-    let client = start_relation_service(h).await;
-    let syncer = Syncer::build(h.settings.clone())
-        .await
-        .expect("syncer builds");
-    tokio::spawn(syncer.run_until_stopped(std::future::pending()));
-    (relay, client)
-}
+use crate::harness::{Harness, converged, start_pipeline, start_relation_service, start_relay};
 
 #[tokio::test]
 async fn follows_and_unfollows_through_the_relation_service_converge_in_redis_and_mysql() {

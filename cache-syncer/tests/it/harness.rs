@@ -5,12 +5,14 @@ use cache_syncer::apply::Applier;
 use cache_syncer::config::Settings;
 use cache_syncer::consumer::{StatusHandle, SyncStatus, Syncer};
 use cdc_event::{ChangeEvent, Op, Snapshot, Source};
+use proto::relation::v1::relation_service_client::RelationServiceClient;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use redis::AsyncCommands;
 use secrecy::SecretString;
 use serde_json::Value;
 use testkit::{TestDb, TestKafka, TestRedis};
+use tonic::transport::Channel;
 
 pub struct Harness {
     pub db: TestDb,
@@ -23,7 +25,7 @@ pub struct Harness {
 
 impl Harness {
     pub async fn new() -> Self {
-        common::telemetry::init("cache-syncer-test");
+        let _ = common::telemetry::init("cache-syncer-test");
         let db = TestDb::new().await;
         let redis = TestRedis::new().await;
         let kafka = TestKafka::new().await;
@@ -214,3 +216,91 @@ impl Harness {
 pub const T1: &str = "2026-11-26T10:00:00.000001";
 pub const T1_US: i64 = 1_795_687_200_000_001;
 pub const T2: &str = "2026-11-26T10:00:02.000000";
+
+pub const CONVERGE: Duration = Duration::from_secs(240);
+
+/// The relay over the harness' database and topic prefix, in-process.
+pub async fn start_relay(h: &Harness) -> tokio::sync::oneshot::Sender<()> {
+    let mut s = binlog_relay::Settings {
+        dev: true,
+        server_id: 200_000 + rand::random::<u32>() % 1_000_000_000,
+        state_dir: std::env::temp_dir().join(format!("syncer-e2e-{}", h.kafka.prefix)),
+        heartbeat_interval: Duration::from_millis(300),
+        checkpoint_interval: Duration::from_millis(50),
+        ..binlog_relay::Settings::default()
+    };
+    s.mysql.url = Some(SecretString::from(h.db.url.clone()));
+    s.kafka = h.settings.kafka.clone();
+    s.admin.addr = "127.0.0.1:0".parse().unwrap();
+    s.filter.include_databases = vec![h.db.name.clone()];
+    let app = binlog_relay::Application::build(s, binlog_relay::RunOptions::default())
+        .await
+        .expect("relay builds");
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(app.run_until_stopped(async move {
+        let _ = rx.await;
+    }));
+    tx
+}
+
+/// The relation-service over the harness' database, in-process; its port.
+pub async fn spawn_relation_service(h: &Harness) -> u16 {
+    let mut s = relation_service::config::Settings {
+        grpc_addr: "127.0.0.1:0".parse().unwrap(),
+        redis: h.settings.redis.clone(),
+        ..Default::default()
+    };
+    s.admin.addr = "127.0.0.1:0".parse().unwrap();
+    s.mysql.url = Some(SecretString::from(h.db.url.clone()));
+    let app = relation_service::startup::Application::build(s)
+        .await
+        .expect("relation-service builds");
+    let port = app.port();
+    tokio::spawn(app.run_until(std::future::pending()));
+    port
+}
+
+pub async fn start_relation_service(h: &Harness) -> RelationServiceClient<Channel> {
+    let port = spawn_relation_service(h).await;
+    RelationServiceClient::connect(format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("connect")
+}
+
+pub async fn converged(h: &Harness) {
+    let applier = h.applier().await;
+    let deadline = std::time::Instant::now() + CONVERGE;
+    loop {
+        let r = cache_syncer::verify::verify(&applier, false)
+            .await
+            .expect("verify runs");
+        if r.diffs.is_empty() {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still {} differences after {CONVERGE:?}, e.g. {}",
+            r.diffs.len(),
+            r.diffs[0]
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// The whole pipeline in-process: relay, relation-service and syncer over
+/// the harness' database, topics and namespace. Keep the returned sender
+/// alive for as long as the relay should run.
+pub async fn start_pipeline(
+    h: &Harness,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    RelationServiceClient<Channel>,
+) {
+    let relay = start_relay(h).await;
+    let client = start_relation_service(h).await;
+    let syncer = cache_syncer::startup::Application::build(h.settings.clone())
+        .await
+        .expect("syncer builds");
+    tokio::spawn(syncer.run_until_stopped(std::future::pending()));
+    (relay, client)
+}

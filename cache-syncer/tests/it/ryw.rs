@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use proto::relation::v1::{FollowRequest, GetRelationCountRequest, IsFollowRequest};
 use tonic::Request;
 
-use crate::e2e::start_pipeline;
 use crate::harness::Harness;
+use crate::harness::start_pipeline;
 
 const ITERATIONS: usize = 1000;
 

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tonic::server::NamedService;
 use tonic::transport::server::TcpIncoming;
+use tracing::Instrument;
 
 use crate::admin::{Admin, Readiness};
 
@@ -152,7 +153,24 @@ where
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let (service, method) = split_path(req.uri().path());
         let started = Instant::now();
-        let fut = self.inner.call(req);
+        // One server span per call, a child of the caller's span when the
+        // request carries a `traceparent` (exported only with tracing on).
+        let span = tracing::info_span!(
+            "grpc.server",
+            otel.name = %format_args!("{service}/{method}"),
+            otel.kind = "server",
+            rpc.system = "grpc",
+            rpc.service = %service,
+            rpc.method = %method,
+            rpc.grpc.status_code = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+        );
+        crate::telemetry::set_parent_from(&span, req.headers());
+        let fut = {
+            let _entered = span.enter();
+            self.inner.call(req)
+        };
+        let record = span.clone();
         Box::pin(async move {
             let res = fut.await;
             // A failing unary call answers "trailers-only": the status is in
@@ -167,14 +185,39 @@ where
                     .map_or(tonic::Code::Ok, tonic::Code::from_i32),
                 Err(_) => tonic::Code::Unavailable,
             };
+            record.record("rpc.grpc.status_code", code as i32);
+            if code != tonic::Code::Ok {
+                record.record("otel.status_code", "ERROR");
+            }
             metrics::histogram!(REQUEST_DURATION_SECONDS, "service" => service.clone(), "method" => method.clone())
                 .record(started.elapsed().as_secs_f64());
             metrics::counter!(REQUESTS_TOTAL, "service" => service, "method" => method, "code" => code_name(code))
                 .increment(1);
             res
-        })
+        }.instrument(span))
     }
 }
+
+/// Client interceptor that sends the current span's context as
+/// `traceparent` metadata, so the service's span joins the caller's trace.
+/// Adds nothing when tracing is off.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PropagateTrace;
+
+impl tonic::service::Interceptor for PropagateTrace {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(tp) = crate::telemetry::traceparent()
+            && let Ok(v) = tp.parse()
+        {
+            req.metadata_mut().insert(crate::telemetry::TRACEPARENT, v);
+        }
+        Ok(req)
+    }
+}
+
+/// A channel whose calls carry the caller's trace context.
+pub type TracedChannel =
+    tonic::service::interceptor::InterceptedService<tonic::transport::Channel, PropagateTrace>;
 
 /// `/user.v1.UserService/GetUser` → (`user.v1.UserService`, `GetUser`).
 /// Anything else (a scanner's path) is folded into one label value so the

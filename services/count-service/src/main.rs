@@ -9,7 +9,7 @@ use count_service::startup::Application;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    common::telemetry::init("count-service");
+    let _telemetry = common::telemetry::init("count-service");
     match run().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

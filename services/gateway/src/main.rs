@@ -9,7 +9,7 @@ use gateway::startup::Application;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    common::telemetry::init("gateway");
+    let _telemetry = common::telemetry::init("gateway");
     match run().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

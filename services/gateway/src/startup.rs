@@ -23,6 +23,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use common::admin::{Admin, Readiness};
+use common::grpc::PropagateTrace;
 use common::jwt::JwtCodec;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -30,6 +31,7 @@ use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
+use tracing::Instrument;
 
 use crate::config::Settings;
 use crate::error::ApiError;
@@ -71,7 +73,23 @@ async fn track(matched: Option<MatchedPath>, req: Request, next: Next) -> Respon
         .unwrap_or_else(|| "unmatched".into());
     let method = req.method().as_str().to_owned();
     let started = Instant::now();
-    let resp = next.run(req).await;
+    // The root of a request's trace (or a child of the client's, when it
+    // sent a `traceparent`); exported only with tracing on.
+    let span = tracing::info_span!(
+        "http.server",
+        otel.name = %format_args!("{method} {route}"),
+        otel.kind = "server",
+        http.request.method = %method,
+        http.route = %route,
+        http.response.status_code = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    );
+    common::telemetry::set_parent_from(&span, req.headers());
+    let resp = next.run(req).instrument(span.clone()).await;
+    span.record("http.response.status_code", resp.status().as_u16());
+    if resp.status().is_server_error() {
+        span.record("otel.status_code", "ERROR");
+    }
     let status = resp.status().as_u16().to_string();
     metrics::histogram!(REQUEST_DURATION_SECONDS, "method" => method.clone(), "route" => route.clone())
         .record(started.elapsed().as_secs_f64());
@@ -146,9 +164,9 @@ impl Application {
             ("count.v1.CountService", count.clone()),
         ];
         let state = AppState {
-            users: UserServiceClient::new(user),
-            relations: RelationServiceClient::new(relation),
-            counts: CountServiceClient::new(count),
+            users: UserServiceClient::with_interceptor(user, PropagateTrace),
+            relations: RelationServiceClient::with_interceptor(relation, PropagateTrace),
+            counts: CountServiceClient::with_interceptor(count, PropagateTrace),
             jwt,
         };
         let router = router(state, &settings);

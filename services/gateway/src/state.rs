@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use common::grpc::TracedChannel;
 use common::jwt::JwtCodec;
 use proto::count::v1::count_service_client::CountServiceClient;
 use proto::relation::v1::relation_service_client::RelationServiceClient;
@@ -12,9 +13,9 @@ use tonic::transport::{Channel, Endpoint};
 /// Shared handler state.
 #[derive(Clone)]
 pub struct AppState {
-    pub users: UserServiceClient<Channel>,
-    pub relations: RelationServiceClient<Channel>,
-    pub counts: CountServiceClient<Channel>,
+    pub users: UserServiceClient<TracedChannel>,
+    pub relations: RelationServiceClient<TracedChannel>,
+    pub counts: CountServiceClient<TracedChannel>,
     pub jwt: JwtCodec,
 }
 

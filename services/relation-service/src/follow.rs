@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 use common::keys::CounterKind;
 use rand::Rng;
 use sqlx::{Connection, MySqlConnection, MySqlPool};
+use tracing::Instrument;
 
 use crate::error::{Error, Result, mysql_error_number};
 use crate::metrics::{WRITE_DURATION_SECONDS, WRITE_RETRIES_TOTAL, WRITES_TOTAL};
@@ -79,9 +80,31 @@ pub async fn write(pool: &MySqlPool, op: Op, from: u64, to: u64, attempts: u32) 
         ));
     }
     let started = Instant::now();
-    let result = retry(op, attempts, || async {
-        let mut conn = pool.acquire().await?;
-        run_once(&mut conn, op, from, to).await
+    let result = retry(op, attempts, || {
+        // One client span per attempt: the transaction as MySQL sees it.
+        // `sluice.tx` (its GTID) is also on the relay's span of the same
+        // transaction: the tag that finds both traces in Jaeger.
+        let span = tracing::info_span!(
+            "mysql.transaction",
+            otel.name = %format_args!("{} transaction", op.name()),
+            otel.kind = "client",
+            db.system.name = "mysql",
+            db.operation.name = op.name(),
+            db.collection.name = "follow",
+            sluice.tx = tracing::field::Empty,
+        );
+        let record = span.clone();
+        async move {
+            let mut conn = pool.acquire().await?;
+            let out = run_once(&mut conn, op, from, to).await;
+            if let Ok(o) = &out
+                && !o.consistency_token.is_empty()
+            {
+                record.record("sluice.tx", o.consistency_token.as_str());
+            }
+            out
+        }
+        .instrument(span)
     })
     .await;
     metrics::histogram!(WRITE_DURATION_SECONDS, "op" => op.name())

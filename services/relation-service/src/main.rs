@@ -9,7 +9,7 @@ use relation_service::startup::Application;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    common::telemetry::init("relation-service");
+    let _telemetry = common::telemetry::init("relation-service");
     match run().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

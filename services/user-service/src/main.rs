@@ -9,7 +9,7 @@ use user_service::startup::Application;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    common::telemetry::init("user-service");
+    let _telemetry = common::telemetry::init("user-service");
     match run().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
