@@ -1,6 +1,6 @@
 # Thin targets over scripts/. `make up` and `make test` are the two commands.
 SHELL := /bin/bash
-.PHONY: up test chaos down status migrate lint fmt install bench bench-syncer-memory bench-syncer-throughput bench-relay bench-freshness
+.PHONY: up test chaos down status migrate lint fmt install bench bench-syncer-memory bench-syncer-throughput bench-relay bench-freshness bench-follow-baseline
 
 up:            ## install what is missing, start the stack and every sluice process
 	scripts/up.sh
@@ -40,8 +40,11 @@ bench-syncer-memory:      ## Redis bytes per counter, buckets vs strings (needs 
 bench-syncer-throughput:  ## syncer events/s from a pre-filled topic (needs the stack)
 	. scripts/env.sh && cargo bench -p cache-syncer --bench syncer_throughput
 
-bench-relay:              ## relay rows/s, publish ceiling, decode-only (needs the stack)
-	. scripts/env.sh && cargo bench -p binlog-relay --bench relay
+bench-relay:              ## relay rows/s (memory and sqlite brokers), publish ceiling, decode-only, mariadb-binlog (needs the stack)
+	scripts/bench-relay.sh
+
+bench-follow-baseline:    ## the follow transaction as a stored procedure under mariadb-slap (needs the stack)
+	scripts/bench-follow-baseline.sh
 
 bench-freshness:          ## commit→Kafka, commit→Redis and the token wait at 1,000 writes/s (needs `PROFILE=release make up`)
 	scripts/bench-freshness.sh

@@ -1,16 +1,27 @@
-//! Relay throughput benchmark (not a test): `cargo bench -p binlog-relay --bench relay`.
+//! Relay throughput benchmark (not a test): `make bench-relay`
+//! (`scripts/bench-relay.sh`), or `cargo bench -p binlog-relay --bench relay`
+//! against brokers of your own.
 //!
-//! Against the running local stack (or `SLUICE_MYSQL_URL` / `SLUICE_KAFKA_BROKERS`),
-//! in one run it measures, for `BENCH_ROWS` rows (default 1,000,000) written
-//! as multi-row batch inserts into a fresh database:
-//! 1. decode-only: binlog read + decode + envelope serialisation, no publish;
-//! 2. publish ceiling: the same number of envelope-sized messages from a bare
-//!    idempotent rdkafka producer, acknowledged;
-//! 3. relay: the full relay from the position before the inserts to the
-//!    position after them (`--from … --until …`), every message acknowledged.
+//! Against MariaDB (`SLUICE_MYSQL_URL`) it writes two workloads into a fresh
+//! database, each into a binlog range of its own:
+//! - **batch**: `BENCH_ROWS` rows (default 1,000,000) as 10,000-row
+//!   `INSERT … SELECT` statements;
+//! - **mixed**: `BENCH_TXS` (default 20,000) small transactions from 4
+//!   writers, each a follow-shaped write (one `follow` row inserted, updated
+//!   or soft-deleted, plus two `counter` upserts: 3 rows).
 //!
-//! Point `SLUICE_KAFKA_BROKERS` at a broker with in-memory or durable storage
-//! to compare the two.
+//! Then, in one run:
+//! 1. decode-only (batch): binlog read + decode + envelope serialisation, no
+//!    publish; next to `mariadb-binlog --read-from-remote-server --verbose
+//!    --base64-output=decode-rows` over the same binlog range;
+//! 2. for each broker of `BENCH_BROKERS` (`name=host:port,…`, default
+//!    `sqlite=$SLUICE_KAFKA_BROKERS`):
+//!    - publish ceiling: as many envelope-sized messages as the batch has
+//!      rows, from a bare idempotent rdkafka producer, all acknowledged;
+//!    - the relay over the batch range and over the mixed range
+//!      (`--from … --until …`, every message acknowledged), rows/s.
+//!
+//! Output: one line per measurement, and with `BENCH_JSON=1` a JSON summary.
 
 use std::time::{Duration, Instant};
 
@@ -26,69 +37,122 @@ use futures::StreamExt;
 use mysql_async::binlog::events::EventData;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use secrecy::SecretString;
+use serde_json::json;
 
 fn env_or(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_owned())
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let rows: u64 = env_or("BENCH_ROWS", "1000000").parse()?;
-    let server = env_or("SLUICE_MYSQL_URL", "mysql://root@127.0.0.1:3307");
-    let brokers = env_or("SLUICE_KAFKA_BROKERS", "127.0.0.1:9092");
-    let tag = format!("{}", std::process::id());
-    let db = format!("relay_bench_{tag}");
-    let admin_pool = sqlx::MySqlPool::connect(&server).await?;
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE `{db}`")))
-        .execute(&admin_pool)
-        .await?;
-    let url = format!("{server}/{db}");
-    let pool = sqlx::MySqlPool::connect(&url).await?;
-    sqlx::query(
-        "CREATE TABLE counter (owner_id BIGINT UNSIGNED NOT NULL, kind TINYINT UNSIGNED NOT NULL, \
-         value BIGINT NOT NULL, updated_at DATETIME(6) NOT NULL, PRIMARY KEY (owner_id, kind))",
-    )
-    .execute(&pool)
-    .await?;
+/// A binlog range and the row changes in it.
+struct Range {
+    from: FilePos,
+    until: FilePos,
+    rows: u64,
+}
 
-    let from = source::current_position(&pool).await?;
+async fn exec(pool: &sqlx::MySqlPool, sql: String) -> anyhow::Result<()> {
+    sqlx::query(sqlx::AssertSqlSafe(sql)).execute(pool).await?;
+    Ok(())
+}
+
+async fn write_batch(pool: &sqlx::MySqlPool, rows: u64) -> anyhow::Result<Range> {
+    exec(pool, "FLUSH BINARY LOGS".into()).await?;
+    let from = source::current_position(pool).await?;
     let t = Instant::now();
     let batch = 10_000u64;
     let mut done = 0u64;
     while done < rows {
         let n = batch.min(rows - done);
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO counter SELECT seq, 1, seq, NOW(6) FROM seq_{}_to_{}",
-            done + 1,
-            done + n
-        )))
-        .execute(&pool)
+        exec(
+            pool,
+            format!(
+                "INSERT INTO counter SELECT seq, 1, seq, NOW(6) FROM seq_{}_to_{}",
+                done + 1,
+                done + n
+            ),
+        )
         .await?;
         done += n;
     }
-    let until = source::current_position(&pool).await?;
+    let until = source::current_position(pool).await?;
     println!(
-        "wrote {rows} rows in {:.1}s ({from} .. {until})",
+        "batch: wrote {rows} rows in {:.1}s ({from} .. {until})",
         t.elapsed().as_secs_f64()
     );
+    Ok(Range { from, until, rows })
+}
 
-    // 1. decode-only
+/// `txs` follow-shaped transactions from 4 writers over 1,000 users.
+async fn write_mixed(pool: &sqlx::MySqlPool, txs: u64) -> anyhow::Result<Range> {
+    exec(pool, "FLUSH BINARY LOGS".into()).await?;
+    let from = source::current_position(pool).await?;
+    let t = Instant::now();
+    let writers = 4u64;
+    let mut tasks = Vec::new();
+    for w in 0..writers {
+        let pool = pool.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut rows = 0u64;
+            for i in 0..txs / writers {
+                let n = w * (txs / writers) + i;
+                let (from_id, to_id) = (n % 1000 + 1, (n * 7 + 3) % 1000 + 1);
+                let mut tx = pool.begin().await?;
+                // Insert the pair, or flip its deleted_at when it exists.
+                sqlx::query(
+                    "INSERT INTO follow (from_id, to_id, created_at) VALUES (?, ?, NOW(6)) \
+                     ON DUPLICATE KEY UPDATE deleted_at = IF(deleted_at IS NULL, NOW(6), NULL)",
+                )
+                .bind(from_id)
+                .bind(to_id)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO counter (owner_id, kind, value, updated_at) \
+                     VALUES (?, 1, 1, NOW(6)), (?, 2, 1, NOW(6)) \
+                     ON DUPLICATE KEY UPDATE value = value + 1, updated_at = NOW(6)",
+                )
+                .bind(from_id + 10_000_000)
+                .bind(to_id + 10_000_000)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                rows += 3;
+            }
+            anyhow::Ok(rows)
+        }));
+    }
+    let mut rows = 0;
+    for t in tasks {
+        rows += t.await??;
+    }
+    let until = source::current_position(pool).await?;
+    println!(
+        "mixed: wrote {} transactions ({rows} rows) in {:.1}s ({from} .. {until})",
+        txs / writers * writers,
+        t.elapsed().as_secs_f64()
+    );
+    Ok(Range { from, until, rows })
+}
+
+/// Reads and decodes `range` without publishing; (rows, avg envelope bytes, rows/s).
+async fn decode_only(url: &str, db: &str, range: &Range) -> anyhow::Result<(u64, usize, f64)> {
+    let pool = sqlx::MySqlPool::connect(url).await?;
     let t = Instant::now();
     let opts = SourceOptions {
-        url: SecretString::from(url.clone()),
+        url: SecretString::from(url.to_owned()),
         server_id: 900_000 + std::process::id() % 100_000,
         flavor: Flavor::MariaDb,
         heartbeat: Duration::from_secs(5),
         non_blocking: true,
     };
-    let mut stream = source::open(&opts, &StreamStart::FilePos(from.clone())).await?;
-    let mut schema = SchemaTracker::new(Some(pool.clone()));
+    let mut stream = source::open(&opts, &StreamStart::FilePos(range.from.clone())).await?;
+    let mut schema = SchemaTracker::new(Some(pool));
     let mut decoded = 0u64;
     let mut bytes = 0usize;
-    let mut file = from.file.clone();
+    let mut file = range.from.file.clone();
     while let Some(ev) = stream.next().await {
         let ev = ev?;
-        if FilePos::new(file.clone(), u64::from(ev.header().log_pos())) > until
+        if FilePos::new(file.clone(), u64::from(ev.header().log_pos())) > range.until
             && ev.header().log_pos() != 0
         {
             break;
@@ -130,20 +194,48 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     let secs = t.elapsed().as_secs_f64();
-    let avg = bytes / decoded.max(1) as usize;
-    println!(
-        "decode-only: {decoded} rows in {secs:.2}s = {:.0} rows/s (avg envelope {avg} B)",
-        decoded as f64 / secs
-    );
+    Ok((decoded, bytes / decoded.max(1) as usize, decoded as f64 / secs))
+}
 
-    // 2. publish ceiling
-    let topic = format!("bench_{tag}.ceiling");
+/// `mariadb-binlog` decoding the same range to text; rows/s, or None when
+/// the tool is missing or the range spans files.
+fn mariadb_binlog(port: &str, range: &Range) -> Option<f64> {
+    if range.from.file != range.until.file {
+        println!("mariadb-binlog: skipped (the range spans binlog files)");
+        return None;
+    }
+    let t = Instant::now();
+    let status = std::process::Command::new("mariadb-binlog")
+        .args([
+            "--no-defaults",
+            "--read-from-remote-server",
+            "--host=127.0.0.1",
+            &format!("--port={port}"),
+            "--user=root",
+            "--verbose",
+            "--base64-output=decode-rows",
+            &format!("--start-position={}", range.from.pos),
+            &format!("--stop-position={}", range.until.pos),
+            &range.from.file,
+        ])
+        .stdout(std::process::Stdio::null())
+        .status();
+    match status {
+        Ok(s) if s.success() => Some(range.rows as f64 / t.elapsed().as_secs_f64()),
+        other => {
+            println!("mariadb-binlog: failed ({other:?})");
+            None
+        }
+    }
+}
+
+async fn publish_ceiling(brokers: &str, topic: &str, n: u64, avg: usize) -> anyhow::Result<f64> {
     let admin = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
+        .set("bootstrap.servers", brokers)
         .create()?;
-    binlog_relay::sink::create_topics(&admin, &[topic.as_str()], 4).await?;
+    binlog_relay::sink::create_topics(&admin, &[topic], 4).await?;
     let producer: FutureProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
+        .set("bootstrap.servers", brokers)
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("linger.ms", "5")
@@ -153,9 +245,9 @@ async fn main() -> anyhow::Result<()> {
     let payload = vec![b'x'; avg];
     let t = Instant::now();
     let mut pending = std::collections::VecDeque::new();
-    for i in 0..decoded {
+    for i in 0..n {
         let key = format!("{{\"owner_id\":{i},\"kind\":1}}");
-        let mut rec = FutureRecord::to(&topic).key(&key).payload(&payload);
+        let mut rec = FutureRecord::to(topic).key(&key).payload(&payload);
         loop {
             match producer.send_result(rec) {
                 Ok(f) => {
@@ -174,21 +266,21 @@ async fn main() -> anyhow::Result<()> {
     for f in pending {
         f.await?.map_err(|(e, _)| e)?;
     }
-    let secs = t.elapsed().as_secs_f64();
-    let ceiling = decoded as f64 / secs;
-    println!("publish ceiling: {decoded} msgs in {secs:.2}s = {ceiling:.0} msg/s");
+    Ok(n as f64 / t.elapsed().as_secs_f64())
+}
 
-    // 3. the relay, from..until, every message acknowledged
-    let state = std::env::temp_dir().join(format!("relay-bench-{tag}"));
+/// The relay over `range` into `brokers`; rows/s.
+async fn relay(url: &str, db: &str, brokers: &str, prefix: &str, range: &Range) -> anyhow::Result<f64> {
+    let state = std::env::temp_dir().join(format!("relay-bench-{prefix}"));
     let settings = Settings {
         dev: true,
         mysql: MysqlSettings {
-            url: Some(SecretString::from(url.clone())),
+            url: Some(SecretString::from(url.to_owned())),
             max_connections: Some(3),
         },
         kafka: KafkaSettings {
-            brokers: brokers.clone(),
-            topic_prefix: format!("bench_{tag}"),
+            brokers: brokers.to_owned(),
+            topic_prefix: prefix.to_owned(),
         },
         admin: AdminSettings {
             addr: "127.0.0.1:0".parse()?,
@@ -196,7 +288,7 @@ async fn main() -> anyhow::Result<()> {
         server_id: 800_000 + std::process::id() % 100_000,
         state_dir: state.clone(),
         filter: Filter {
-            include_databases: vec![db.clone()],
+            include_databases: vec![db.to_owned()],
             ..Filter::default()
         },
         ..Settings::default()
@@ -204,8 +296,8 @@ async fn main() -> anyhow::Result<()> {
     let app = Application::build(
         settings,
         RunOptions {
-            from: Some(StartFrom::FilePos(from)),
-            until: Some(StopAt::FilePos(until)),
+            from: Some(StartFrom::FilePos(range.from.clone())),
+            until: Some(StopAt::FilePos(range.until.clone())),
             ..RunOptions::default()
         },
     )
@@ -213,15 +305,92 @@ async fn main() -> anyhow::Result<()> {
     let t = Instant::now();
     app.run_until_stopped(std::future::pending()).await?;
     let secs = t.elapsed().as_secs_f64();
-    let relay = decoded as f64 / secs;
-    println!(
-        "relay: {decoded} rows in {secs:.2}s = {relay:.0} rows/s ({:.0}% of the publish ceiling)",
-        100.0 * relay / ceiling
-    );
-
     let _ = std::fs::remove_dir_all(state);
-    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE `{db}`")))
-        .execute(&admin_pool)
-        .await?;
+    Ok(range.rows as f64 / secs)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let rows: u64 = env_or("BENCH_ROWS", "1000000").parse()?;
+    let txs: u64 = env_or("BENCH_TXS", "20000").parse()?;
+    let server = env_or("SLUICE_MYSQL_URL", "mysql://root@127.0.0.1:3307");
+    let port = env_or("SLUICE_MYSQL_PORT", "3307");
+    let default_brokers = format!(
+        "sqlite={}",
+        env_or("SLUICE_KAFKA_BROKERS", "127.0.0.1:9092")
+    );
+    let brokers: Vec<(String, String)> = env_or("BENCH_BROKERS", &default_brokers)
+        .split(',')
+        .filter_map(|b| b.split_once('=').map(|(n, a)| (n.to_owned(), a.to_owned())))
+        .collect();
+    anyhow::ensure!(!brokers.is_empty(), "BENCH_BROKERS: expected name=host:port,…");
+    let tag = format!("{}", std::process::id());
+    let db = format!("relay_bench_{tag}");
+    let admin_pool = sqlx::MySqlPool::connect(&server).await?;
+    exec(&admin_pool, format!("CREATE DATABASE `{db}`")).await?;
+    let url = format!("{server}/{db}");
+    let pool = sqlx::MySqlPool::connect(&url).await?;
+    exec(
+        &pool,
+        "CREATE TABLE counter (owner_id BIGINT UNSIGNED NOT NULL, kind TINYINT UNSIGNED NOT NULL, \
+         value BIGINT NOT NULL, updated_at DATETIME(6) NOT NULL, PRIMARY KEY (owner_id, kind))"
+            .into(),
+    )
+    .await?;
+    exec(
+        &pool,
+        "CREATE TABLE follow (from_id BIGINT UNSIGNED NOT NULL, to_id BIGINT UNSIGNED NOT NULL, \
+         created_at DATETIME(6) NOT NULL, deleted_at DATETIME(6) NULL, PRIMARY KEY (from_id, to_id))"
+            .into(),
+    )
+    .await?;
+
+    let batch = write_batch(&pool, rows).await?;
+    let mixed = write_mixed(&pool, txs).await?;
+
+    let (decoded, avg, decode_rate) = decode_only(&url, &db, &batch).await?;
+    println!("decode-only (batch): {decoded} rows = {decode_rate:.0} rows/s (avg envelope {avg} B)");
+    let tool = mariadb_binlog(&port, &batch);
+    if let Some(r) = tool {
+        println!("mariadb-binlog --verbose --base64-output=decode-rows (batch): {r:.0} rows/s");
+    }
+    let (_, _, mixed_decode) = decode_only(&url, &db, &mixed).await?;
+    println!("decode-only (mixed): {mixed_decode:.0} rows/s");
+
+    let mut per_broker = Vec::new();
+    for (name, addr) in &brokers {
+        let ceiling = publish_ceiling(addr, &format!("bench_{tag}_{name}.ceiling"), decoded, avg).await?;
+        println!("[{name}] publish ceiling: {decoded} msgs = {ceiling:.0} msg/s");
+        let b = relay(&url, &db, addr, &format!("bench_{tag}_{name}_b"), &batch).await?;
+        println!(
+            "[{name}] relay, batch inserts: {} rows = {b:.0} rows/s ({:.0}% of the ceiling)",
+            batch.rows,
+            100.0 * b / ceiling
+        );
+        let m = relay(&url, &db, addr, &format!("bench_{tag}_{name}_m"), &mixed).await?;
+        println!(
+            "[{name}] relay, small mixed transactions: {} rows = {m:.0} rows/s",
+            mixed.rows
+        );
+        per_broker.push(json!({
+            "broker": name, "ceiling_msgs_per_s": ceiling.round(),
+            "relay_batch_rows_per_s": b.round(), "relay_mixed_rows_per_s": m.round(),
+            "relay_share_of_ceiling": (b / ceiling * 100.0).round(),
+        }));
+    }
+    if std::env::var("BENCH_JSON").is_ok_and(|v| v == "1") {
+        println!(
+            "{}",
+            json!({
+                "batch_rows": batch.rows, "mixed_rows": mixed.rows,
+                "decode_only_rows_per_s": decode_rate.round(),
+                "decode_only_mixed_rows_per_s": mixed_decode.round(),
+                "mariadb_binlog_rows_per_s": tool.map(f64::round),
+                "avg_envelope_bytes": avg, "brokers": per_broker,
+            })
+        );
+    }
+
+    exec(&admin_pool, format!("DROP DATABASE `{db}`")).await?;
     Ok(())
 }
