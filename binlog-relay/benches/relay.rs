@@ -21,6 +21,8 @@
 //!    - the relay over the batch range and over the mixed range
 //!      (`--from … --until …`, every message acknowledged), rows/s.
 //!
+//!    `BENCH_BROKERS=` (empty) measures decoding only, e.g. under a profiler.
+//!
 //! Output: one line per measurement, and with `BENCH_JSON=1` a JSON summary.
 
 use std::time::{Duration, Instant};
@@ -194,7 +196,11 @@ async fn decode_only(url: &str, db: &str, range: &Range) -> anyhow::Result<(u64,
         }
     }
     let secs = t.elapsed().as_secs_f64();
-    Ok((decoded, bytes / decoded.max(1) as usize, decoded as f64 / secs))
+    Ok((
+        decoded,
+        bytes / decoded.max(1) as usize,
+        decoded as f64 / secs,
+    ))
 }
 
 /// `mariadb-binlog` decoding the same range to text; rows/s, or None when
@@ -270,7 +276,13 @@ async fn publish_ceiling(brokers: &str, topic: &str, n: u64, avg: usize) -> anyh
 }
 
 /// The relay over `range` into `brokers`; rows/s.
-async fn relay(url: &str, db: &str, brokers: &str, prefix: &str, range: &Range) -> anyhow::Result<f64> {
+async fn relay(
+    url: &str,
+    db: &str,
+    brokers: &str,
+    prefix: &str,
+    range: &Range,
+) -> anyhow::Result<f64> {
     let state = std::env::temp_dir().join(format!("relay-bench-{prefix}"));
     let settings = Settings {
         dev: true,
@@ -291,6 +303,12 @@ async fn relay(url: &str, db: &str, brokers: &str, prefix: &str, range: &Range) 
             include_databases: vec![db.to_owned()],
             ..Filter::default()
         },
+        // `BENCH_RELAY_PRODUCER=linger.ms=5,…`: producer properties to try.
+        producer: env_or("BENCH_RELAY_PRODUCER", "")
+            .split(',')
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
         ..Settings::default()
     };
     let app = Application::build(
@@ -323,7 +341,9 @@ async fn main() -> anyhow::Result<()> {
         .split(',')
         .filter_map(|b| b.split_once('=').map(|(n, a)| (n.to_owned(), a.to_owned())))
         .collect();
-    anyhow::ensure!(!brokers.is_empty(), "BENCH_BROKERS: expected name=host:port,…");
+    if brokers.is_empty() {
+        println!("BENCH_BROKERS names no broker: decode-only");
+    }
     let tag = format!("{}", std::process::id());
     let db = format!("relay_bench_{tag}");
     let admin_pool = sqlx::MySqlPool::connect(&server).await?;
@@ -349,7 +369,9 @@ async fn main() -> anyhow::Result<()> {
     let mixed = write_mixed(&pool, txs).await?;
 
     let (decoded, avg, decode_rate) = decode_only(&url, &db, &batch).await?;
-    println!("decode-only (batch): {decoded} rows = {decode_rate:.0} rows/s (avg envelope {avg} B)");
+    println!(
+        "decode-only (batch): {decoded} rows = {decode_rate:.0} rows/s (avg envelope {avg} B)"
+    );
     let tool = mariadb_binlog(&port, &batch);
     if let Some(r) = tool {
         println!("mariadb-binlog --verbose --base64-output=decode-rows (batch): {r:.0} rows/s");
@@ -359,7 +381,8 @@ async fn main() -> anyhow::Result<()> {
 
     let mut per_broker = Vec::new();
     for (name, addr) in &brokers {
-        let ceiling = publish_ceiling(addr, &format!("bench_{tag}_{name}.ceiling"), decoded, avg).await?;
+        let ceiling =
+            publish_ceiling(addr, &format!("bench_{tag}_{name}.ceiling"), decoded, avg).await?;
         println!("[{name}] publish ceiling: {decoded} msgs = {ceiling:.0} msg/s");
         let b = relay(&url, &db, addr, &format!("bench_{tag}_{name}_b"), &batch).await?;
         println!(
