@@ -532,8 +532,13 @@ impl<'a> Stream<'a> {
                 }
                 let chunk = reader.next(progress.last_key.as_ref()).await?;
                 let n = chunk.rows.len();
-                let table_done = (n as u64) < chunk_size;
-                let final_chunk = table_done && progress.pending.len() == 1;
+                let table_done = !chunk.more;
+                // The snapshot's last row: this table's, when the tables
+                // still to copy are empty (Debezium's `snapshot: "last"`).
+                let final_chunk = table_done
+                    && n > 0
+                    && (progress.pending.len() == 1
+                        || snapshot::all_empty(&self.relay.pool, &progress.pending[1..]).await?);
                 let now_ms = chrono::Utc::now().timestamp_millis();
                 for (i, (change, key)) in chunk.rows.into_iter().enumerate() {
                     self.seq += 1;

@@ -189,6 +189,10 @@ pub struct Chunk {
     pub rows: Vec<(RowChange, Option<String>)>,
     /// The key of the last row, to continue after.
     pub last_key: Option<Value>,
+    /// Whether rows follow this chunk (known by reading one row more than a
+    /// chunk, so a table whose size is a multiple of the chunk still gets its
+    /// `snapshot: "last"` row).
+    pub more: bool,
 }
 
 /// Reads snapshot chunks of one table over one connection.
@@ -197,6 +201,7 @@ pub struct TableReader {
     pub info: TableInfo,
     sql_first: String,
     sql_next: String,
+    chunk: usize,
 }
 
 impl TableReader {
@@ -228,24 +233,28 @@ impl TableReader {
         let from = format!("{}.{}", quote_ident(db), quote_ident(table));
         let order = pk.join(", ");
         let marks = vec!["?"; pk.len()].join(", ");
-        let sql_first = format!("SELECT {cols} FROM {from} ORDER BY {order} LIMIT {chunk}");
+        let limit = chunk + 1;
+        let sql_first = format!("SELECT {cols} FROM {from} ORDER BY {order} LIMIT {limit}");
         let sql_next = format!(
-            "SELECT {cols} FROM {from} WHERE ({order}) > ({marks}) ORDER BY {order} LIMIT {chunk}"
+            "SELECT {cols} FROM {from} WHERE ({order}) > ({marks}) ORDER BY {order} LIMIT {limit}"
         );
         Ok(Self {
             conn,
             info,
             sql_first,
             sql_next,
+            chunk: usize::try_from(chunk).unwrap_or(usize::MAX),
         })
     }
 
     /// The next chunk after `last`.
     pub async fn next(&mut self, last: Option<&Value>) -> Result<Chunk> {
-        let rows: Vec<mysql_async::Row> = match last {
+        let mut rows: Vec<mysql_async::Row> = match last {
             None => self.conn.exec(&self.sql_first, ()).await?,
             Some(k) => self.conn.exec(&self.sql_next, key_params(k)).await?,
         };
+        let more = rows.len() > self.chunk;
+        rows.truncate(self.chunk);
         let mut out = Vec::with_capacity(rows.len());
         let mut last_key = None;
         for row in rows {
@@ -278,6 +287,7 @@ impl TableReader {
         Ok(Chunk {
             rows: out,
             last_key,
+            more,
         })
     }
 
@@ -331,6 +341,31 @@ pub fn progress_bar(table: &str, estimate: u64) -> indicatif::ProgressBar {
 }
 
 /// Estimated row count of a table (for the progress bar).
+/// Whether every table of `tables` (`db.table`) is empty now: then the row
+/// the snapshot just copied is its last one (`snapshot: "last"`). A row
+/// inserted into one of them after this check is still copied, after the
+/// row marked last (and also streamed, as every change after the start).
+pub async fn all_empty(pool: &MySqlPool, tables: &[String]) -> Result<bool> {
+    for full_name in tables {
+        let Some((db, table)) = full_name.split_once('.') else {
+            continue;
+        };
+        let sql = format!(
+            "SELECT EXISTS (SELECT 1 FROM {}.{} LIMIT 1)",
+            quote_ident(db),
+            quote_ident(table)
+        );
+        let any: (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .fetch_one(pool)
+            .await
+            .map_err(|e| Error::Snapshot(format!("{full_name}: {e}")))?;
+        if any.0 != 0 {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
 pub async fn estimate_rows(pool: &MySqlPool, full_name: &str) -> u64 {
     let Some((db, table)) = full_name.split_once('.') else {
         return 0;

@@ -185,9 +185,15 @@ async fn interrupted_snapshot(rows: i64, chunk: u64) {
     ))
     .await;
     env.create_topics(&["snap"]).await;
+    // Only `snap`: the test database's other tables (the migrations' and
+    // sqlx's bookkeeping) would be copied after it and hold the last row.
     let snapshot_env = [
         ("RELAY_SNAPSHOT__MODE", "initial".to_owned()),
         ("RELAY_SNAPSHOT__CHUNK_SIZE", chunk.to_string()),
+        (
+            "RELAY_FILTER__INCLUDE_TABLES",
+            format!("[\"{}.snap\"]", env.db.name),
+        ),
     ];
 
     let mut child = KillOnDrop(spawn_relay_with(&env, free_port(), &snapshot_env));
@@ -273,6 +279,25 @@ async fn interrupted_snapshot(rows: i64, chunk: u64) {
     );
     let first = msgs[0].value.as_ref().expect("value");
     assert_eq!(first["source"]["snapshot"], "true");
+    // The last row copied (the one inserted while the relay was down; the
+    // chunk before it was full) says so.
+    let last: Vec<i64> = msgs
+        .iter()
+        .filter_map(|m| m.value.as_ref())
+        .filter(|v| v["source"]["snapshot"] == "last")
+        .filter_map(|v| v["after"]["id"].as_i64())
+        .collect();
+    // The killed run may have copied the whole table before its checkpoint
+    // caught up; then its own last row (`rows`) said so too.
+    assert_eq!(
+        last.last(),
+        Some(&(rows + 1)),
+        "the restarted snapshot's last row: {last:?}"
+    );
+    assert!(
+        last.iter().all(|id| *id == rows || *id == rows + 1),
+        "{last:?}"
+    );
     drop(child);
     let cp = checkpoint_text(&env).expect("checkpoint");
     assert!(!cp.contains("\"pending\""), "snapshot finished: {cp}");

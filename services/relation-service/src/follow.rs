@@ -12,7 +12,7 @@
 //!    statement, rows ordered by `(owner_id, kind)` so every transaction takes
 //!    counter locks in one global order; an unfollow never takes a counter
 //!    below 0;
-//! 4. COMMIT, then `SELECT @@last_gtid` on the same connection: the
+//! 4. COMMIT, then its GTID on the same connection (`commit_token`): the
 //!    consistency token.
 //!
 //! # Error handling
@@ -250,13 +250,11 @@ async fn run_once(
         .await?;
     tx.commit().await?;
 
-    let token: Option<String> = sqlx::query_scalar("SELECT @@last_gtid")
-        .fetch_one(&mut *conn)
-        .await?;
+    let token = common::readpath::consistency::commit_token(conn).await?;
     Ok(Outcome {
         following: op == Op::Follow,
         changed: true,
-        consistency_token: token.unwrap_or_default(),
+        consistency_token: token,
     })
 }
 

@@ -235,12 +235,10 @@ impl Profiles {
             .fetch_one(&mut *tx)
             .await?;
         tx.commit().await?;
-        let token: Option<String> = sqlx::query_scalar("SELECT @@last_gtid")
-            .fetch_one(&mut *conn)
-            .await?;
+        let token = common::readpath::consistency::commit_token(&mut conn).await?;
         self.local.invalidate(&id).await;
         metrics::counter!(PROFILE_UPDATES_TOTAL).increment(1);
-        Ok((from_row(row), token.unwrap_or_default()))
+        Ok((from_row(row), token))
     }
 }
 

@@ -358,6 +358,57 @@ impl Barrier {
 pub const TOKEN_METADATA: &str = "consistency-token";
 
 /// The token of a gRPC request, if any (`InvalidArgument` when not ASCII).
+/// Which server flavour [`commit_token`] has seen (0 unknown, 1 MariaDB, 2 MySQL).
+static FLAVOR: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+/// The consistency token of the transaction just committed on `conn`: its
+/// GTID on MariaDB (`@@last_gtid`, exact). MySQL has no such variable; there
+/// the token is this server's newest GTID (`@@server_uuid` and the end of its
+/// interval in `@@global.gtid_executed`, read right after the commit), which
+/// covers the transaction and at most a few concurrent ones — a token read
+/// may wait for those too, never less. Empty when the server has GTIDs off.
+pub async fn commit_token(conn: &mut sqlx::MySqlConnection) -> Result<String, sqlx::Error> {
+    if FLAVOR.load(Ordering::Relaxed) != 2 {
+        match sqlx::query_scalar::<_, Option<String>>("SELECT @@last_gtid")
+            .fetch_one(&mut *conn)
+            .await
+        {
+            Ok(t) => {
+                FLAVOR.store(1, Ordering::Relaxed);
+                return Ok(t.unwrap_or_default());
+            }
+            // ER_UNKNOWN_SYSTEM_VARIABLE (1193): MySQL.
+            Err(sqlx::Error::Database(e))
+                if e.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
+                    .is_some_and(|m| m.number() == 1193) =>
+            {
+                FLAVOR.store(2, Ordering::Relaxed);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let (uuid, executed): (String, String) =
+        sqlx::query_as("SELECT @@server_uuid, @@global.gtid_executed")
+            .fetch_one(&mut *conn)
+            .await?;
+    Ok(mysql_newest(&uuid, &executed).unwrap_or_default())
+}
+
+/// `uuid:n`, n the end of `uuid`'s last interval in a MySQL GTID set
+/// (`uuid:1-42:50-60,other:1-7`, newlines allowed as MySQL prints them).
+fn mysql_newest(uuid: &str, executed: &str) -> Option<String> {
+    let uuid = uuid.trim().to_ascii_lowercase();
+    executed
+        .split(',')
+        .map(str::trim)
+        .filter_map(|item| item.split_once(':'))
+        .find(|(u, _)| u.trim().eq_ignore_ascii_case(&uuid))
+        .and_then(|(_, intervals)| intervals.rsplit(':').next())
+        .and_then(|last| last.rsplit('-').next())
+        .and_then(|end| end.trim().parse::<u64>().ok())
+        .map(|n| format!("{uuid}:{n}"))
+}
+
 pub fn token_of<T>(req: &tonic::Request<T>) -> Result<Option<&str>, tonic::Status> {
     match req.metadata().get(TOKEN_METADATA) {
         None => Ok(None),
@@ -439,6 +490,20 @@ async fn read_watermark(redis: &RedisCache, key: &str) -> Option<Option<Position
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_newest_mysql_gtid_of_this_server_is_the_token() {
+        let me = "3E11FA47-71CA-11E1-9E33-C80AA9429562";
+        let set = "1c2aad49-ae92-409a-b4df-d05a03e4702e:1-9,\n3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5:11-18";
+        let t = mysql_newest(me, set).expect("found");
+        assert_eq!(t, "3e11fa47-71ca-11e1-9e33-c80aa9429562:18");
+        assert!(t.parse::<Token>().is_ok(), "a token the barrier accepts");
+        assert_eq!(
+            mysql_newest(me, "1c2aad49-ae92-409a-b4df-d05a03e4702e:1-9"),
+            None
+        );
+        assert_eq!(mysql_newest(me, ""), None);
+    }
 
     #[test]
     fn mariadb_and_mysql_tokens_parse() {
