@@ -169,6 +169,131 @@ impl FromStr for GtidPos {
     }
 }
 
+/// A MySQL GTID set: per source UUID, sorted disjoint intervals of
+/// transaction numbers (inclusive), printed as MySQL does
+/// (`uuid:1-42:50,uuid2:1-7`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GtidSet {
+    sids: BTreeMap<String, Vec<(u64, u64)>>,
+}
+
+impl GtidSet {
+    pub fn is_empty(&self) -> bool {
+        self.sids.is_empty()
+    }
+
+    /// Adds transaction `gno` of `uuid` (a no-op when already in the set).
+    pub fn add(&mut self, uuid: &str, gno: u64) {
+        self.add_interval(uuid, gno, gno);
+    }
+
+    /// Adds transactions `start..=end` of `uuid`.
+    pub fn add_interval(&mut self, uuid: &str, start: u64, end: u64) {
+        let ivs = self.sids.entry(uuid.to_ascii_lowercase()).or_default();
+        ivs.push((start, end));
+        ivs.sort_unstable();
+        let mut merged: Vec<(u64, u64)> = Vec::with_capacity(ivs.len());
+        for &(a, b) in ivs.iter() {
+            match merged.last_mut() {
+                Some(last) if a <= last.1.saturating_add(1) => last.1 = last.1.max(b),
+                _ => merged.push((a, b)),
+            }
+        }
+        *ivs = merged;
+    }
+
+    /// Whether `gno` of `uuid` is in the set.
+    pub fn contains(&self, uuid: &str, gno: u64) -> bool {
+        self.sids
+            .get(&uuid.to_ascii_lowercase())
+            .is_some_and(|ivs| ivs.iter().any(|&(a, b)| a <= gno && gno <= b))
+    }
+
+    /// The set as `COM_BINLOG_DUMP_GTID` wants it (interval ends exclusive).
+    pub fn sids(&self) -> Vec<mysql_async::Sid<'static>> {
+        self.sids
+            .iter()
+            .filter_map(|(uuid, ivs)| {
+                let bytes = uuid_bytes(uuid)?;
+                Some(
+                    ivs.iter()
+                        .fold(mysql_async::Sid::new(bytes), |sid, &(a, b)| {
+                            sid.with_interval(mysql_async::GnoInterval::new(a, b + 1))
+                        }),
+                )
+            })
+            .collect()
+    }
+}
+
+/// `3e11fa47-71ca-11e1-9e33-c80aa9429562` → its 16 bytes.
+fn uuid_bytes(uuid: &str) -> Option<[u8; 16]> {
+    let hex: Vec<u8> = uuid.bytes().filter(|b| *b != b'-').collect();
+    if hex.len() != 32 || uuid.len() != 36 {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    for (i, pair) in hex.chunks(2).enumerate() {
+        let text = std::str::from_utf8(pair).ok()?;
+        out[i] = u8::from_str_radix(text, 16).ok()?;
+    }
+    Some(out)
+}
+
+impl fmt::Display for GtidSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, (uuid, ivs)) in self.sids.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            f.write_str(uuid)?;
+            for &(a, b) in ivs {
+                if a == b {
+                    write!(f, ":{a}")?;
+                } else {
+                    write!(f, ":{a}-{b}")?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl FromStr for GtidSet {
+    type Err = PositionParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || {
+            bad(
+                s,
+                "expected uuid:n[-m][:n[-m]…][,uuid:…], e.g. 3e11fa47-71ca-11e1-9e33-c80aa9429562:1-42",
+            )
+        };
+        let mut set = GtidSet::default();
+        for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            let mut parts = item.split(':').map(str::trim);
+            let uuid = parts.next().ok_or_else(err)?;
+            uuid_bytes(uuid).ok_or_else(err)?;
+            let mut any = false;
+            for iv in parts {
+                let (a, b) = match iv.split_once('-') {
+                    Some((a, b)) => (a.parse::<u64>(), b.parse::<u64>()),
+                    None => (iv.parse::<u64>(), iv.parse::<u64>()),
+                };
+                let (a, b) = (a.map_err(|_| err())?, b.map_err(|_| err())?);
+                if a == 0 || b < a {
+                    return Err(err());
+                }
+                set.add_interval(uuid, a, b);
+                any = true;
+            }
+            if !any {
+                return Err(err());
+            }
+        }
+        Ok(set)
+    }
+}
+
 /// Where a run starts reading (`--from`).
 #[derive(Debug, Clone, PartialEq)]
 pub enum StartFrom {
@@ -180,6 +305,8 @@ pub enum StartFrom {
     FilePos(FilePos),
     /// After the given GTIDs (MariaDB).
     Gtid(GtidPos),
+    /// Every transaction not in this MySQL GTID set.
+    MysqlGtid(GtidSet),
     /// The first transaction committed at or after this time.
     Time(DateTime<Utc>),
 }
@@ -191,6 +318,7 @@ impl fmt::Display for StartFrom {
             StartFrom::Latest => f.write_str("latest"),
             StartFrom::FilePos(p) => write!(f, "{p}"),
             StartFrom::Gtid(g) => write!(f, "gtid:{g}"),
+            StartFrom::MysqlGtid(g) => write!(f, "gtid:{g}"),
             StartFrom::Time(t) => write!(f, "time:{}", t.to_rfc3339()),
         }
     }
@@ -206,6 +334,14 @@ impl FromStr for StartFrom {
             _ => {}
         }
         if let Some(g) = t.strip_prefix("gtid:") {
+            // MySQL sets name a server UUID before a colon; MariaDB GTIDs don't.
+            if g.contains(':') {
+                let set: GtidSet = g.parse()?;
+                if set.is_empty() {
+                    return Err(bad(s, "the GTID set is empty"));
+                }
+                return Ok(StartFrom::MysqlGtid(set));
+            }
             let pos: GtidPos = g.parse()?;
             if pos.is_empty() {
                 return Err(bad(s, "the GTID position is empty"));
@@ -254,6 +390,10 @@ impl FromStr for StopAt {
         match s.parse::<StartFrom>() {
             Ok(StartFrom::FilePos(p)) => Ok(StopAt::FilePos(p)),
             Ok(StartFrom::Gtid(g)) => Ok(StopAt::Gtid(g)),
+            Ok(StartFrom::MysqlGtid(_)) => Err(bad(
+                s,
+                "--until takes a MariaDB gtid position; on MySQL use file:pos",
+            )),
             _ => Err(bad(s, "--until takes file:pos or gtid:<set>")),
         }
     }
@@ -271,6 +411,61 @@ impl fmt::Display for StopAt {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const U1: &str = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
+
+    #[test]
+    fn mysql_gtid_sets_parse_merge_and_print_as_mysql_does() {
+        let set: GtidSet = format!(
+            "{}:1-5:7, 1C2AAD49-AE92-409A-B4DF-D05A03E4702E:3",
+            U1.to_uppercase()
+        )
+        .parse()
+        .unwrap();
+        assert_eq!(
+            set.to_string(),
+            format!("1c2aad49-ae92-409a-b4df-d05a03e4702e:3,{U1}:1-5:7")
+        );
+        let mut set = set;
+        set.add(U1, 6);
+        set.add(U1, 6);
+        assert_eq!(
+            set.to_string(),
+            format!("1c2aad49-ae92-409a-b4df-d05a03e4702e:3,{U1}:1-7")
+        );
+        assert!(set.contains(U1, 7) && !set.contains(U1, 8));
+        let sids = set.sids();
+        assert_eq!(sids.len(), 2);
+        // The wire interval's end is exclusive.
+        assert_eq!(
+            (sids[1].intervals()[0].start(), sids[1].intervals()[0].end()),
+            (1, 8)
+        );
+        for bad in [
+            "nope:1",
+            U1,
+            &format!("{U1}:0"),
+            &format!("{U1}:5-3"),
+            &format!("{U1}:x"),
+        ] {
+            assert!(bad.parse::<GtidSet>().is_err(), "{bad} should be refused");
+        }
+    }
+
+    #[test]
+    fn gtid_starts_tell_the_flavours_apart() {
+        assert!(matches!(
+            format!("gtid:{U1}:1-42").parse::<StartFrom>(),
+            Ok(StartFrom::MysqlGtid(_))
+        ));
+        assert!(matches!(
+            "gtid:0-1-42".parse::<StartFrom>(),
+            Ok(StartFrom::Gtid(_))
+        ));
+        assert!(format!("gtid:{U1}:1-42").parse::<StopAt>().is_err());
+        let from = format!("gtid:{U1}:1-42");
+        assert_eq!(from.parse::<StartFrom>().unwrap().to_string(), from);
+    }
 
     #[test]
     fn file_positions_order_by_file_number_then_offset() {

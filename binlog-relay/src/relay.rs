@@ -40,7 +40,7 @@ use crate::decode::{self, ChangeMeta};
 use crate::error::{Error, Result};
 use crate::format::{self, Format};
 use crate::metrics as m;
-use crate::position::{FilePos, GtidPos, StartFrom, StopAt};
+use crate::position::{FilePos, GtidPos, GtidSet, StartFrom, StopAt};
 use crate::schema::SchemaTracker;
 use crate::sink::{AckItem, AckState, Acker, MessageHeaders, Sink};
 use crate::snapshot;
@@ -116,6 +116,8 @@ impl Shared {
 struct Resume {
     start: StreamStart,
     gtid: GtidPos,
+    /// MySQL: the GTID set at `start`, as far as known (see `Stream::mysql`).
+    mysql: GtidSet,
     seq: u64,
     /// A snapshot to run (or finish) before streaming from `start`.
     snapshot: Option<SnapshotProgress>,
@@ -131,12 +133,14 @@ impl Resume {
                     .as_deref()
                     .and_then(|g| g.parse().ok())
                     .unwrap_or_default(),
+                mysql: mysql_set(sp.start_gtid.as_deref()),
                 seq: cp.seq,
                 snapshot: Some(sp.clone()),
             },
             None => Resume {
                 start: StreamStart::FilePos(cp.file_pos()),
                 gtid: cp.gtid_pos().unwrap_or_default(),
+                mysql: mysql_set(cp.gtid.as_deref()),
                 seq: cp.seq,
                 snapshot: None,
             },
@@ -156,7 +160,7 @@ impl Resume {
         self.snapshot = Some(SnapshotProgress {
             start_file: p.file.clone(),
             start_pos: p.pos,
-            start_gtid: (!self.gtid.is_empty()).then(|| self.gtid.to_string()),
+            start_gtid: gtid_text(&self.gtid, &self.mysql),
             pending: tables,
             last_key: None,
         });
@@ -216,6 +220,25 @@ struct Held {
     seq: u64,
     changed_at_us: Option<i64>,
     traceparent: Option<String>,
+}
+
+/// A checkpoint's GTID text read as a MySQL set (empty for MariaDB text).
+fn mysql_set(text: Option<&str>) -> GtidSet {
+    text.filter(|t| t.contains(':'))
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_default()
+}
+
+/// The GTID text of a checkpoint or heartbeat: the MariaDB position, else
+/// the MySQL set, else none.
+fn gtid_text(mariadb: &GtidPos, mysql: &GtidSet) -> Option<String> {
+    if !mariadb.is_empty() {
+        Some(mariadb.to_string())
+    } else if !mysql.is_empty() {
+        Some(mysql.to_string())
+    } else {
+        None
+    }
 }
 
 /// The relay: owns the settings, the pool for side queries and the start point.
@@ -385,6 +408,12 @@ struct Stream<'a> {
     acker: Acker,
     file: String,
     gtid: GtidPos,
+    /// MySQL: GTIDs read. Exact (the server's whole executed set at this
+    /// point) when the run started from a set (`--from gtid:…`, a checkpoint
+    /// holding one) or at a binlog file's start (its Previous_gtids event);
+    /// otherwise the GTIDs read since the start, which is what read-your-
+    /// writes needs (one primary's GTIDs only grow) but not a resume point.
+    mysql: GtidSet,
     seq: u64,
     tx: Option<Tx>,
     counters: HashMap<(String, Op), Counter>,
@@ -404,7 +433,7 @@ impl<'a> Stream<'a> {
     ) -> Self {
         let file = match &relay.resume.start {
             StreamStart::FilePos(p) => p.file.clone(),
-            StreamStart::Gtid(_) => String::new(),
+            StreamStart::Gtid(_) | StreamStart::MysqlGtid(_) => String::new(),
         };
         Self {
             relay,
@@ -413,6 +442,7 @@ impl<'a> Stream<'a> {
             acker,
             file,
             gtid: relay.resume.gtid.clone(),
+            mysql: relay.resume.mysql.clone(),
             seq: relay.resume.seq,
             tx: None,
             counters: HashMap::new(),
@@ -448,7 +478,7 @@ impl<'a> Stream<'a> {
         let mut stream = source::open(&opts, &self.relay.resume.start).await?;
         let start_text = match &self.relay.resume.start {
             StreamStart::FilePos(p) => Some(p.to_string()),
-            StreamStart::Gtid(_) => None,
+            StreamStart::Gtid(_) | StreamStart::MysqlGtid(_) => None,
         };
         self.relay.shared.update(|s| {
             s.state = "streaming".into();
@@ -645,7 +675,7 @@ impl<'a> Stream<'a> {
         let hb = Heartbeat {
             ts_ms: chrono::Utc::now().timestamp_millis(),
             pos: pos.clone(),
-            gtid: (!self.gtid.is_empty()).then(|| self.gtid.to_string()),
+            gtid: gtid_text(&self.gtid, &self.mysql),
             seq: self.seq,
             acked_seq: acked.as_ref().map(|c| c.seq),
             acked_gtid: acked.and_then(|c| c.gtid),
@@ -828,6 +858,18 @@ impl<'a> Stream<'a> {
                 }
             }
             EventData::RowsEvent(rows) => self.rows(stream, &rows, start, ts_ms).await?,
+            // MySQL, at a file's start: every GTID before this file.
+            EventData::PreviousGtidsEvent(p) if self.mysql.is_empty() => {
+                for sid in p.sids() {
+                    let uuid = uuid_text(&sid.uuid());
+                    for iv in sid.intervals() {
+                        // Interval ends are exclusive on the wire.
+                        if iv.end() > iv.start() {
+                            self.mysql.add_interval(&uuid, iv.start(), iv.end() - 1);
+                        }
+                    }
+                }
+            }
             EventData::HeartbeatEvent => {}
             _ => {}
         }
@@ -1065,8 +1107,14 @@ impl<'a> Stream<'a> {
                 self.publish_tx(&rec, &tx.id, tx.gtid.as_deref(), &tx.begin_pos)
                     .await?;
             }
-            if let Some(g) = tx.gtid.as_deref().and_then(|g| g.parse::<Gtid>().ok()) {
-                self.gtid.advance(g);
+            if let Some(g) = tx.gtid.as_deref() {
+                if let Ok(g) = g.parse::<Gtid>() {
+                    self.gtid.advance(g);
+                } else if let Some((uuid, n)) = g.split_once(':')
+                    && let Ok(n) = n.parse::<u64>()
+                {
+                    self.mysql.add(uuid, n);
+                }
             }
             self.transactions.increment(1);
         }
@@ -1074,7 +1122,7 @@ impl<'a> Stream<'a> {
             // MariaDB 11.4+ may omit in-transaction offsets; only real boundaries are checkpointed.
             return Ok(Flow::Continue);
         }
-        let gtid_text = (!self.gtid.is_empty()).then(|| self.gtid.to_string());
+        let gtid_text = gtid_text(&self.gtid, &self.mysql);
         let cp = Checkpoint {
             file: self.file.clone(),
             pos: end,
@@ -1138,6 +1186,7 @@ async fn resolve_from(
     let resume = |start, gtid| Resume {
         start,
         gtid,
+        mysql: GtidSet::default(),
         seq,
         snapshot: None,
     };
@@ -1170,6 +1219,17 @@ async fn resolve_from(
                 ));
             }
             Ok(resume(StreamStart::Gtid(g.clone()), g.clone()))
+        }
+        StartFrom::MysqlGtid(set) => {
+            if flavor != Flavor::MySql {
+                return Err(Error::BadStart(
+                    "a MySQL GTID set (uuid:n-m) needs a MySQL server; MariaDB takes gtid:domain-server-seq"
+                        .into(),
+                ));
+            }
+            let mut r = resume(StreamStart::MysqlGtid(set.clone()), GtidPos::default());
+            r.mysql = set.clone();
+            Ok(r)
         }
         StartFrom::Time(t) => {
             let pos = find_time(pool, url, flavor, server_id, t.timestamp()).await?;

@@ -22,7 +22,7 @@ use mysql_async::{BinlogStream, BinlogStreamRequest, Conn, Opts};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::error::{Error, Result};
-use crate::position::{FilePos, GtidPos};
+use crate::position::{FilePos, GtidPos, GtidSet};
 use cdc_event::Gtid;
 
 /// MariaDB's ANNOTATE_ROWS event type (the SQL text, ignored).
@@ -102,6 +102,8 @@ pub enum StreamStart {
     FilePos(FilePos),
     /// MariaDB only: after these GTIDs.
     Gtid(GtidPos),
+    /// MySQL only: every transaction not in this set (`COM_BINLOG_DUMP_GTID`).
+    MysqlGtid(GtidSet),
 }
 
 /// How the binlog connection is made.
@@ -130,8 +132,19 @@ pub async fn open(opts: &SourceOptions, start: &StreamStart) -> Result<BinlogStr
     if opts.flavor == Flavor::MariaDb {
         conn.query_drop("SET @mariadb_slave_capability = 4").await?;
     }
+    let mut mysql_set = None;
     let (file, pos) = match start {
         StreamStart::FilePos(p) => (p.file.clone(), p.pos),
+        StreamStart::MysqlGtid(set) => {
+            if opts.flavor != Flavor::MySql {
+                return Err(Error::BadStart(
+                    "a MySQL GTID set (uuid:n-m) needs a MySQL server; MariaDB takes domain-server-seq"
+                        .into(),
+                ));
+            }
+            mysql_set = Some(set.sids());
+            (String::new(), 4)
+        }
         StreamStart::Gtid(g) => {
             if opts.flavor != Flavor::MariaDb {
                 return Err(Error::BadStart(
@@ -149,6 +162,9 @@ pub async fn open(opts: &SourceOptions, start: &StreamStart) -> Result<BinlogStr
     let mut req = BinlogStreamRequest::new(opts.server_id)
         .with_filename(file.as_bytes())
         .with_pos(pos);
+    if let Some(sids) = mysql_set {
+        req = req.with_gtid().with_gtid_set(sids);
+    }
     if opts.non_blocking {
         req = req.with_non_blocking();
     }
