@@ -409,8 +409,9 @@ struct Stream<'a> {
     file: String,
     gtid: GtidPos,
     /// MySQL: GTIDs read. Exact (the server's whole executed set at this
-    /// point) when the run started from a set (`--from gtid:…`, a checkpoint
-    /// holding one) or at a binlog file's start (its Previous_gtids event);
+    /// point, or a subset lacking only older transactions) when the run
+    /// started from a set (`--from gtid:…`, a checkpoint holding one,
+    /// `latest`) or at a binlog file's start (its Previous_gtids event);
     /// otherwise the GTIDs read since the start, which is what read-your-
     /// writes needs (one primary's GTIDs only grow) but not a resume point.
     mysql: GtidSet,
@@ -737,6 +738,7 @@ impl<'a> Stream<'a> {
     fn begin(&mut self, id: String, gtid: Option<String>, in_begin: bool, start: u64) {
         let begin_pos = format!("{}:{start}", self.file);
         let span = tracing::info_span!(
+            target: common::telemetry::SPANS,
             parent: None,
             "relay.transaction",
             otel.name = "binlog transaction",
@@ -1202,11 +1204,25 @@ async fn resolve_from(
             ))
         }
         StartFrom::Latest => {
+            // MySQL: the executed set is read before the position, so it can
+            // only lack transactions before the position (a resume from it
+            // repeats them), never claim one after it.
+            let mysql = match flavor {
+                Flavor::MySql => sqlx::query_scalar::<_, String>("SELECT @@global.gtid_executed")
+                    .fetch_one(pool)
+                    .await
+                    .ok()
+                    .and_then(|t| t.parse::<GtidSet>().ok())
+                    .unwrap_or_default(),
+                Flavor::MariaDb => GtidSet::default(),
+            };
             let pos = source::current_position(pool).await?;
             let gtid = source::current_gtid(pool, flavor)
                 .await?
                 .unwrap_or_default();
-            Ok(resume(StreamStart::FilePos(pos), gtid))
+            let mut r = resume(StreamStart::FilePos(pos), gtid);
+            r.mysql = mysql;
+            Ok(r)
         }
         StartFrom::FilePos(p) => {
             source::validate_file_pos(pool, p).await?;

@@ -52,6 +52,7 @@ fn apply_spans(batch: &[Incoming]) -> Vec<tracing::Span> {
             continue;
         }
         let span = tracing::info_span!(
+            target: common::telemetry::SPANS,
             "syncer.apply",
             otel.name = "apply",
             otel.kind = "consumer",

@@ -156,6 +156,7 @@ where
         // One server span per call, a child of the caller's span when the
         // request carries a `traceparent` (exported only with tracing on).
         let span = tracing::info_span!(
+            target: crate::telemetry::SPANS,
             "grpc.server",
             otel.name = %format_args!("{service}/{method}"),
             otel.kind = "server",

@@ -76,6 +76,7 @@ async fn track(matched: Option<MatchedPath>, req: Request, next: Next) -> Respon
     // The root of a request's trace (or a child of the client's, when it
     // sent a `traceparent`); exported only with tracing on.
     let span = tracing::info_span!(
+        target: common::telemetry::SPANS,
         "http.server",
         otel.name = %format_args!("{method} {route}"),
         otel.kind = "server",

@@ -85,6 +85,7 @@ pub async fn write(pool: &MySqlPool, op: Op, from: u64, to: u64, attempts: u32) 
         // `sluice.tx` (its GTID) is also on the relay's span of the same
         // transaction: the tag that finds both traces in Jaeger.
         let span = tracing::info_span!(
+            target: common::telemetry::SPANS,
             "mysql.transaction",
             otel.name = %format_args!("{} transaction", op.name()),
             otel.kind = "client",
