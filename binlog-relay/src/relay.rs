@@ -1185,10 +1185,10 @@ async fn resolve_from(
     from: &StartFrom,
     seq: u64,
 ) -> Result<Resume> {
-    let resume = |start, gtid| Resume {
+    let resume = |start, gtid, mysql| Resume {
         start,
         gtid,
-        mysql: GtidSet::default(),
+        mysql,
         seq,
         snapshot: None,
     };
@@ -1201,6 +1201,7 @@ async fn resolve_from(
             Ok(resume(
                 StreamStart::FilePos(FilePos::new(first.clone(), 4)),
                 GtidPos::default(),
+                GtidSet::default(),
             ))
         }
         StartFrom::Latest => {
@@ -1220,13 +1221,15 @@ async fn resolve_from(
             let gtid = source::current_gtid(pool, flavor)
                 .await?
                 .unwrap_or_default();
-            let mut r = resume(StreamStart::FilePos(pos), gtid);
-            r.mysql = mysql;
-            Ok(r)
+            Ok(resume(StreamStart::FilePos(pos), gtid, mysql))
         }
         StartFrom::FilePos(p) => {
             source::validate_file_pos(pool, p).await?;
-            Ok(resume(StreamStart::FilePos(p.clone()), GtidPos::default()))
+            Ok(resume(
+                StreamStart::FilePos(p.clone()),
+                GtidPos::default(),
+                GtidSet::default(),
+            ))
         }
         StartFrom::Gtid(g) => {
             if flavor != Flavor::MariaDb {
@@ -1234,7 +1237,11 @@ async fn resolve_from(
                     "gtid: start positions need MariaDB; use file:pos on MySQL".into(),
                 ));
             }
-            Ok(resume(StreamStart::Gtid(g.clone()), g.clone()))
+            Ok(resume(
+                StreamStart::Gtid(g.clone()),
+                g.clone(),
+                GtidSet::default(),
+            ))
         }
         StartFrom::MysqlGtid(set) => {
             if flavor != Flavor::MySql {
@@ -1243,13 +1250,19 @@ async fn resolve_from(
                         .into(),
                 ));
             }
-            let mut r = resume(StreamStart::MysqlGtid(set.clone()), GtidPos::default());
-            r.mysql = set.clone();
-            Ok(r)
+            Ok(resume(
+                StreamStart::MysqlGtid(set.clone()),
+                GtidPos::default(),
+                set.clone(),
+            ))
         }
         StartFrom::Time(t) => {
             let pos = find_time(pool, url, flavor, server_id, t.timestamp()).await?;
-            Ok(resume(StreamStart::FilePos(pos), GtidPos::default()))
+            Ok(resume(
+                StreamStart::FilePos(pos),
+                GtidPos::default(),
+                GtidSet::default(),
+            ))
         }
     }
 }

@@ -23,6 +23,7 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer as _;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -150,8 +151,6 @@ pub fn init_with(service: &str, otlp_endpoint: Option<&str>, sample_ratio: f64) 
     }
 }
 
-use tracing_subscriber::Layer as _;
-
 fn exporter(
     service: &str,
     endpoint: &str,
@@ -177,6 +176,10 @@ fn exporter(
 /// The W3C `traceparent` of `span`, when it is being exported (None when
 /// tracing is off or the span is not sampled).
 pub fn traceparent_of(span: &tracing::Span) -> Option<String> {
+    // With tracing off every export span is disabled: no context to look up.
+    if span.is_disabled() {
+        return None;
+    }
     let cx = span.context();
     let mut carrier: HashMap<String, String> = HashMap::with_capacity(1);
     TraceContextPropagator::new().inject_context(&cx, &mut carrier);

@@ -398,15 +398,8 @@ pub async fn commit_token(conn: &mut sqlx::MySqlConnection) -> Result<String, sq
 /// (`uuid:1-42:50-60,other:1-7`, newlines allowed as MySQL prints them).
 fn mysql_newest(uuid: &str, executed: &str) -> Option<String> {
     let uuid = uuid.trim().to_ascii_lowercase();
-    executed
-        .split(',')
-        .map(str::trim)
-        .filter_map(|item| item.split_once(':'))
-        .find(|(u, _)| u.trim().eq_ignore_ascii_case(&uuid))
-        .and_then(|(_, intervals)| intervals.rsplit(':').next())
-        .and_then(|last| last.rsplit('-').next())
-        .and_then(|end| end.trim().parse::<u64>().ok())
-        .map(|n| format!("{uuid}:{n}"))
+    let n = *Position::parse(executed)?.0.get(&uuid)?;
+    Some(format!("{uuid}:{n}"))
 }
 
 pub fn token_of<T>(req: &tonic::Request<T>) -> Result<Option<&str>, tonic::Status> {
