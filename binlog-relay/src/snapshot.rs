@@ -340,7 +340,6 @@ pub fn progress_bar(table: &str, estimate: u64) -> indicatif::ProgressBar {
     bar
 }
 
-/// Estimated row count of a table (for the progress bar).
 /// Whether every table of `tables` (`db.table`) is empty now: then the row
 /// the snapshot just copied is its last one (`snapshot: "last"`). A row
 /// inserted into one of them after this check is still copied, after the
@@ -366,6 +365,7 @@ pub async fn all_empty(pool: &MySqlPool, tables: &[String]) -> Result<bool> {
     Ok(true)
 }
 
+/// Estimated row count of a table (for the progress bar).
 pub async fn estimate_rows(pool: &MySqlPool, full_name: &str) -> u64 {
     let Some((db, table)) = full_name.split_once('.') else {
         return 0;
