@@ -11,8 +11,9 @@
 //!   or soft-deleted, plus two `counter` upserts: 3 rows).
 //!
 //! Then, in one run:
-//! 1. decode-only (batch): binlog read + decode + envelope serialisation, no
-//!    publish; next to `mariadb-binlog --read-from-remote-server --verbose
+//! 1. decode-only (batch, then mixed): binlog read + decode + envelope, key
+//!    and change time, no publish — with the relay's fast decoder and, for
+//!    comparison, the general one (row maps); next to `mariadb-binlog --read-from-remote-server --verbose
 //!    --base64-output=decode-rows` over the same binlog range;
 //! 2. for each broker of `BENCH_BROKERS` (`name=host:port,…`, default
 //!    `sqlite=$SLUICE_KAFKA_BROKERS`):
@@ -29,11 +30,13 @@ use std::time::{Duration, Instant};
 
 use binlog_relay::config::Filter;
 use binlog_relay::decode::{self, ChangeMeta};
+use binlog_relay::fastrow;
+use binlog_relay::format;
 use binlog_relay::position::{FilePos, StartFrom, StopAt};
 use binlog_relay::schema::SchemaTracker;
 use binlog_relay::source::{self, Flavor, SourceOptions, StreamStart};
 use binlog_relay::{Application, RunOptions, Settings};
-use cdc_event::Snapshot;
+use cdc_event::{Op, Snapshot};
 use common::config::{AdminSettings, KafkaSettings, MysqlSettings};
 use futures::StreamExt;
 use mysql_async::binlog::events::EventData;
@@ -136,8 +139,16 @@ async fn write_mixed(pool: &sqlx::MySqlPool, txs: u64) -> anyhow::Result<Range> 
     Ok(Range { from, until, rows })
 }
 
-/// Reads and decodes `range` without publishing; (rows, avg envelope bytes, rows/s).
-async fn decode_only(url: &str, db: &str, range: &Range) -> anyhow::Result<(u64, usize, f64)> {
+/// Reads and decodes `range` without publishing, the relay's work per row:
+/// the Debezium envelope, the key and the change time; with `general` the
+/// general decoder (row maps) instead of the fast one. (rows, avg envelope
+/// bytes, rows/s).
+async fn decode_only(
+    url: &str,
+    db: &str,
+    range: &Range,
+    general: bool,
+) -> anyhow::Result<(u64, usize, f64)> {
     let pool = sqlx::MySqlPool::connect(url).await?;
     let t = Instant::now();
     let opts = SourceOptions {
@@ -169,26 +180,52 @@ async fn decode_only(url: &str, db: &str, range: &Range) -> anyhow::Result<(u64,
                     continue;
                 }
                 let info = schema.table_info(tme).await?;
-                let changes = decode::decode_rows(&info, decode::op_of(&r), r.rows(tme))?;
+                let op = decode::op_of(&r);
+                let meta = |i: usize| ChangeMeta {
+                    name: "bench",
+                    server_id: 1,
+                    gtid: None,
+                    file: &file,
+                    pos: 0,
+                    ts_ms: 0,
+                    row: i as u32,
+                    snapshot: Snapshot::False,
+                    thread: None,
+                    transaction: None,
+                    now_ms: 0,
+                };
+                let fast = match (&info.wire, general) {
+                    (Some(wire), false) => fastrow::decode(&info, wire, &r)?,
+                    _ => None,
+                };
+                if let Some(fast) = fast {
+                    for i in 0..fast.len() {
+                        let (before, after) = fast.change(i);
+                        let image = if op == Op::Delete {
+                            before
+                        } else {
+                            after.or(before)
+                        };
+                        let key = image.and_then(|img| img.key(&info));
+                        let at = after.or(before).and_then(|img| img.change_time_us(&info));
+                        let payload = format::debezium_fast(&info, op, before, after, &meta(i));
+                        bytes += payload.bytes.len();
+                        std::hint::black_box((key, at));
+                        decoded += 1;
+                    }
+                    continue;
+                }
+                let changes = decode::decode_rows(&info, op, r.rows(tme))?;
                 for (i, c) in changes.into_iter().enumerate() {
-                    let e = decode::envelope(
-                        &info,
-                        c,
-                        ChangeMeta {
-                            name: "bench",
-                            server_id: 1,
-                            gtid: None,
-                            file: &file,
-                            pos: 0,
-                            ts_ms: 0,
-                            row: i as u32,
-                            snapshot: Snapshot::False,
-                            thread: None,
-                            transaction: None,
-                            now_ms: 0,
-                        },
-                    );
+                    let key = c.image().and_then(|img| decode::key_of(&info, img));
+                    let at = c
+                        .after
+                        .as_ref()
+                        .or(c.before.as_ref())
+                        .and_then(cdc_event::time::change_time_us);
+                    let e = decode::envelope(&info, c, meta(i));
                     bytes += serde_json::to_vec(&e)?.len();
+                    std::hint::black_box((key, at));
                     decoded += 1;
                 }
             }
@@ -368,16 +405,20 @@ async fn main() -> anyhow::Result<()> {
     let batch = write_batch(&pool, rows).await?;
     let mixed = write_mixed(&pool, txs).await?;
 
-    let (decoded, avg, decode_rate) = decode_only(&url, &db, &batch).await?;
+    let (decoded, avg, decode_rate) = decode_only(&url, &db, &batch, false).await?;
     println!(
         "decode-only (batch): {decoded} rows = {decode_rate:.0} rows/s (avg envelope {avg} B)"
     );
+    let (_, _, general_rate) = decode_only(&url, &db, &batch, true).await?;
+    println!("decode-only with the general decoder (batch): {general_rate:.0} rows/s");
     let tool = mariadb_binlog(&port, &batch);
     if let Some(r) = tool {
         println!("mariadb-binlog --verbose --base64-output=decode-rows (batch): {r:.0} rows/s");
     }
-    let (_, _, mixed_decode) = decode_only(&url, &db, &mixed).await?;
+    let (_, _, mixed_decode) = decode_only(&url, &db, &mixed, false).await?;
     println!("decode-only (mixed): {mixed_decode:.0} rows/s");
+    let (_, _, mixed_general) = decode_only(&url, &db, &mixed, true).await?;
+    println!("decode-only with the general decoder (mixed): {mixed_general:.0} rows/s");
 
     let mut per_broker = Vec::new();
     for (name, addr) in &brokers {
@@ -408,6 +449,8 @@ async fn main() -> anyhow::Result<()> {
                 "batch_rows": batch.rows, "mixed_rows": mixed.rows,
                 "decode_only_rows_per_s": decode_rate.round(),
                 "decode_only_mixed_rows_per_s": mixed_decode.round(),
+                "decode_only_general_rows_per_s": general_rate.round(),
+                "decode_only_general_mixed_rows_per_s": mixed_general.round(),
                 "mariadb_binlog_rows_per_s": tool.map(f64::round),
                 "avg_envelope_bytes": avg, "brokers": per_broker,
             })

@@ -112,7 +112,8 @@ fn number_f64(f: f64) -> Value {
         .unwrap_or(Value::Null)
 }
 
-fn text(col: &ColumnInfo, bytes: &[u8]) -> Value {
+/// A string column's bytes: text, JSON for JSON columns, base64 for binary.
+pub fn text(col: &ColumnInfo, bytes: &[u8]) -> Value {
     if col.is_binary() {
         return Value::String(BASE64.encode(bytes));
     }
@@ -519,6 +520,7 @@ mod tests {
             table: "counter".into(),
             columns: vec![id, kind, value],
             pk: vec![0, 1],
+            wire: None,
         }
     }
 

@@ -9,6 +9,7 @@
 //! - [`source`]: the binlog connection and the MariaDB GTID layer.
 //! - [`schema`]: column names and types per table map, mismatch diffs.
 //! - [`decode`]: pure rows-event → typed row → envelope conversion.
+//! - [`fastrow`]: rows-event bytes → row JSON text without row maps (debezium).
 //! - [`format`]: the message value/key per output format (debezium, canal, maxwell).
 //! - [`sink`]: the idempotent producer and the acknowledgement tracker.
 //! - [`snapshot`]: chunked, resumable table copies (`op: "r"`).
@@ -26,6 +27,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod decode;
 pub mod error;
+pub mod fastrow;
 pub mod format;
 pub mod metrics;
 pub mod position;

@@ -38,6 +38,7 @@ use crate::checkpoint::{Checkpoint, CheckpointStore, SnapshotProgress};
 use crate::config::{Settings, SnapshotMode};
 use crate::decode::{self, ChangeMeta};
 use crate::error::{Error, Result};
+use crate::fastrow;
 use crate::format::{self, Format};
 use crate::metrics as m;
 use crate::position::{FilePos, GtidPos, GtidSet, StartFrom, StopAt};
@@ -898,10 +899,22 @@ impl<'a> Stream<'a> {
         }
         let info = self.schema.table_info(tme).await?;
         let op = decode::op_of(rows);
-        let changes = decode::decode_rows(&info, op, rows.rows(tme))?;
-        if changes.is_empty() {
+        let fmt = self.relay.settings.format;
+        // Debezium envelopes straight from the event bytes when the table's
+        // layout allows; the general decoder otherwise.
+        let fast = match (&info.wire, fmt) {
+            (Some(wire), Format::Debezium) => fastrow::decode(&info, wire, rows)?,
+            _ => None,
+        };
+        let slow = match fast {
+            Some(_) => Vec::new(),
+            None => decode::decode_rows(&info, op, rows.rows(tme))?,
+        };
+        let count = fast.as_ref().map_or(slow.len(), fastrow::Rows::len);
+        if count == 0 {
             return Ok(());
         }
+        let mut slow = slow.into_iter();
         let prefix = self.prefix().to_owned();
         let topic = topic::topic_for(&prefix, &info.db, &info.table);
         if let Output::Kafka(sink) = self.output {
@@ -921,7 +934,7 @@ impl<'a> Stream<'a> {
             )
             .clone();
         let now_ms = chrono::Utc::now().timestamp_millis();
-        for (row, change) in changes.into_iter().enumerate() {
+        for row in 0..count {
             self.seq += 1;
             let (tx_id, gtid, total, coll, traceparent) = {
                 let Some(tx) = self.tx.as_mut() else { break };
@@ -939,39 +952,50 @@ impl<'a> Stream<'a> {
                 };
                 (tx.id.clone(), tx.gtid.clone(), tx.total, coll, traceparent)
             };
-            let fmt = self.relay.settings.format;
-            let key = change.image().and_then(|img| format::key(fmt, &info, img));
-            let is_delete = change.op == Op::Delete;
-            let changed_at_us = change
-                .after
-                .as_ref()
-                .or(change.before.as_ref())
-                .and_then(cdc_event::time::change_time_us);
+            let is_delete = op == Op::Delete;
             let held_tx = (fmt == Format::Maxwell).then(|| tx_id.clone());
-            let payload = format::encode(
-                fmt,
-                &info,
-                change,
-                ChangeMeta {
-                    name: &prefix,
-                    server_id: self.relay.settings.server_id,
-                    gtid: gtid.as_deref(),
-                    file: &self.file,
-                    pos: start,
-                    ts_ms,
-                    row: u32::try_from(row).unwrap_or(u32::MAX),
-                    snapshot: Snapshot::False,
-                    thread: None,
-                    transaction: Some(TransactionRef {
-                        id: tx_id,
-                        total_order: total,
-                        data_collection_order: coll,
-                    }),
-                    now_ms,
-                },
-                self.seq,
-            )
-            .map_err(|e| Error::Stream(e.to_string()))?;
+            let meta = ChangeMeta {
+                name: &prefix,
+                server_id: self.relay.settings.server_id,
+                gtid: gtid.as_deref(),
+                file: &self.file,
+                pos: start,
+                ts_ms,
+                row: u32::try_from(row).unwrap_or(u32::MAX),
+                snapshot: Snapshot::False,
+                thread: None,
+                transaction: Some(TransactionRef {
+                    id: tx_id,
+                    total_order: total,
+                    data_collection_order: coll,
+                }),
+                now_ms,
+            };
+            let (key, changed_at_us, payload) = match &fast {
+                Some(fast) => {
+                    let (before, after) = fast.change(row);
+                    let image = if is_delete { before } else { after.or(before) };
+                    (
+                        image.and_then(|img| img.key(&info)),
+                        after.or(before).and_then(|img| img.change_time_us(&info)),
+                        format::debezium_fast(&info, op, before, after, &meta),
+                    )
+                }
+                None => {
+                    let change = slow.next().ok_or_else(|| {
+                        Error::Stream(format!("rows event at {}:{start} lost a row", self.file))
+                    })?;
+                    let key = change.image().and_then(|img| format::key(fmt, &info, img));
+                    let changed_at_us = change
+                        .after
+                        .as_ref()
+                        .or(change.before.as_ref())
+                        .and_then(cdc_event::time::change_time_us);
+                    let payload = format::encode(fmt, &info, change, meta, self.seq)
+                        .map_err(|e| Error::Stream(e.to_string()))?;
+                    (key, changed_at_us, payload)
+                }
+            };
             if let Some(tx_id) = held_tx {
                 // Sent once the next row or the transaction's end shows
                 // whether it is the transaction's last.

@@ -58,6 +58,9 @@ pub struct TableInfo {
     pub columns: Vec<ColumnInfo>,
     /// Indexes of the primary-key columns, in key order.
     pub pk: Vec<usize>,
+    /// The columns' binlog layout for the fast decoder (`None`: tables not
+    /// read from a table map, or with a type it does not handle).
+    pub wire: Option<Vec<crate::fastrow::Wire>>,
 }
 
 impl TableInfo {
@@ -79,6 +82,7 @@ impl TableInfo {
 /// What a TABLE_MAP event says about its table; names may be missing.
 #[derive(Debug, Clone)]
 struct MapColumns {
+    wire: Option<Vec<crate::fastrow::Wire>>,
     types: Vec<ColumnType>,
     names: Option<Vec<String>>,
     unsigned: Vec<bool>,
@@ -187,6 +191,7 @@ fn read_map(tme: &TableMapEvent<'_>) -> Result<MapColumns> {
         });
     }
     Ok(MapColumns {
+        wire: crate::fastrow::layout(tme, &unsigned),
         types,
         names,
         unsigned,
@@ -426,6 +431,7 @@ fn build_info(
         table: table.to_owned(),
         columns,
         pk,
+        wire: map.wire,
     })
 }
 
@@ -535,6 +541,7 @@ mod tests {
     #[test]
     fn without_names_a_mismatch_stops_instead_of_misaligning() {
         let map = MapColumns {
+            wire: None,
             types: vec![ColumnType::MYSQL_TYPE_LONGLONG],
             names: None,
             unsigned: vec![false],

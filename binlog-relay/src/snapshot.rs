@@ -161,6 +161,7 @@ async fn describe(pool: &MySqlPool, db: &str, table: &str) -> Result<TableInfo> 
         table: table.to_owned(),
         columns,
         pk,
+        wire: None,
     })
 }
 

@@ -3,6 +3,7 @@
 //! filters to it), topic prefix, replica id and checkpoint folder.
 
 mod crash;
+mod fast;
 mod format;
 mod helpers;
 mod replay;
