@@ -37,8 +37,8 @@ bench: bench-syncer-memory bench-syncer-throughput bench-relay  ## every benchma
 bench-syncer-memory:      ## Redis bytes per counter, buckets vs strings (needs the stack for MySQL)
 	. scripts/env.sh && cargo bench -p cache-syncer --bench syncer_memory
 
-bench-syncer-throughput:  ## syncer events/s from a pre-filled topic (needs the stack)
-	. scripts/env.sh && cargo bench -p cache-syncer --bench syncer_throughput
+bench-syncer-throughput:  ## syncer events/s from a pre-filled topic, durable and in-memory broker (needs the stack)
+	scripts/bench-syncer.sh
 
 bench-relay:              ## relay rows/s (memory and sqlite brokers), publish ceiling, decode-only, mariadb-binlog (needs the stack)
 	scripts/bench-relay.sh

@@ -20,5 +20,11 @@ export DATABASE_URL=${DATABASE_URL:-$SLUICE_MYSQL_URL/$SLUICE_DB}
 
 # Topics of the default prefix `sluice` (DESIGN §4): one per table, plus the
 # transaction, heartbeat and dead-letter topics.
-export SLUICE_TOPIC_PARTITIONS=${SLUICE_TOPIC_PARTITIONS:-4}
+# One partition per topic locally: tansu 0.6.0 polls its storage for every
+# partition of a fetch, every `fetch.wait.max.ms` (10 ms for the syncer), even
+# when idle. With the syncer's 13 partitions at 4 per topic, an idle tansu
+# used ~90% of a core on this 2-core machine; at 1 per topic, ~50% (measured
+# with top, sqlite storage). Per-row order only needs the key → partition
+# mapping, which any count keeps. Real Kafka (compose/) uses more.
+export SLUICE_TOPIC_PARTITIONS=${SLUICE_TOPIC_PARTITIONS:-1}
 export SLUICE_TOPICS=${SLUICE_TOPICS:-"sluice.$SLUICE_DB.user sluice.$SLUICE_DB.follow sluice.$SLUICE_DB.counter sluice.transaction sluice.heartbeat sluice.dlq"}

@@ -9,5 +9,10 @@ cd "$ROOT"
 scripts/stack.sh up
 echo "building the workspace (cargo build --workspace)..." >&2
 cargo build -q --workspace
+if [ "${PROFILE:-debug}" = release ]; then
+    # `PROFILE=release make up` runs the mesh from release builds.
+    echo "building the workspace in release (cargo build --release --workspace)..." >&2
+    cargo build -q --release --workspace
+fi
 target/debug/sluice-migrate "$DATABASE_URL"
 scripts/mesh.sh up

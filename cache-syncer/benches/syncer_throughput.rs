@@ -8,8 +8,10 @@
 //! one applied (Redis pipeline + user-column UPDATEs + offset store). The
 //! apply path alone (no Kafka) is timed on the same events for comparison.
 //!
-//! Run: `make bench-syncer` (or `cargo bench -p cache-syncer --bench syncer_throughput`)
-//! with the local stack up.
+//! Run: `make bench-syncer-throughput` (`scripts/bench-syncer.sh`: the
+//! stack's durable broker and an in-memory tansu, each with the syncer's
+//! default consumer settings and with `BENCH_CONSUMER`), or `cargo bench -p
+//! cache-syncer --bench syncer_throughput` against `SLUICE_KAFKA_BROKERS`.
 
 use std::time::{Duration, Instant};
 
@@ -56,6 +58,16 @@ async fn main() {
     settings.kafka.topic_prefix = kafka.prefix.clone();
     settings.group_id = kafka.group.clone();
     settings.source_db = db.name.clone();
+    // `BENCH_CONSUMER=fetch.max.bytes=8388608,…`: the `[consumer]` table.
+    for kv in std::env::var("BENCH_CONSUMER")
+        .unwrap_or_default()
+        .split(',')
+    {
+        if let Some((k, v)) = kv.split_once('=') {
+            settings.consumer.insert(k.trim().into(), v.trim().into());
+        }
+    }
+    settings.validate().expect("bench settings");
     let mut topics = settings.topics();
     topics.push(cdc_event::topic::heartbeat_topic(&kafka.prefix));
     let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
@@ -166,8 +178,8 @@ async fn main() {
 
     let n = events as f64;
     println!(
-        "# syncer_throughput: {events} counter events over {owners} users x 2 kinds, batch_max {}",
-        settings.batch_max
+        "# syncer_throughput: {events} counter events over {owners} users x 2 kinds, batch_max {}, broker {}, consumer {:?}",
+        settings.batch_max, kafka.brokers, settings.consumer
     );
     println!("| stage | seconds | events/s |");
     println!("|---|---|---|");
@@ -185,4 +197,6 @@ async fn main() {
     );
     redis.cleanup().await;
     db.drop_db().await;
+    // The topic stays: tansu 0.6.0's DeleteTopics deletes every topic of the
+    // cluster (sql/topic_delete_by.sql matches the cluster, not the name).
 }

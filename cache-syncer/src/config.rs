@@ -1,7 +1,19 @@
 //! cache-syncer settings: defaults → optional TOML file → `SYNCER_…` env.
 
+use std::collections::BTreeMap;
+
 use common::config::{AdminSettings, ConfigError, KafkaSettings, MysqlSettings, RedisSettings};
 use serde::{Deserialize, Serialize};
+
+/// librdkafka consumer properties sluice's delivery guarantees rest on: the
+/// `[consumer]` table may not set them.
+pub const PINNED: [&str; 5] = [
+    "group.id",
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "auto.offset.reset",
+    "bootstrap.servers",
+];
 
 /// Everything the syncer needs. Tests build it in code.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -27,6 +39,11 @@ pub struct Settings {
     /// Send undecodable or impossible events to `<prefix>.dlq` and go on.
     /// Off: stop on them.
     pub dlq: bool,
+    /// Extra librdkafka consumer properties, set after sluice's own (e.g.
+    /// `"fetch.max.bytes" = "8388608"` to drain a backlog in bigger steps).
+    /// `group.id` and the offset-commit properties the applied watermark
+    /// depends on cannot be overridden.
+    pub consumer: BTreeMap<String, String>,
 }
 
 impl Default for Settings {
@@ -43,6 +60,7 @@ impl Default for Settings {
             batch_max: 2000,
             reapply: false,
             dlq: true,
+            consumer: BTreeMap::new(),
         }
     }
 }
@@ -72,6 +90,11 @@ impl Settings {
         }
         if self.group_id.is_empty() || self.source_db.is_empty() {
             return bad("group_id and source_db must not be empty");
+        }
+        if let Some(k) = self.consumer.keys().find(|k| PINNED.contains(&k.as_str())) {
+            return Err(ConfigError::Invalid(format!(
+                "consumer.{k} cannot be overridden: the applied watermark depends on it"
+            )));
         }
         self.mysql.resolve_url(self.dev)?;
         self.redis.resolve_url(self.dev)?;
@@ -115,5 +138,20 @@ mod tests {
             ..Settings::default()
         };
         assert!(s.validate().unwrap_err().to_string().contains("list_cap"));
+    }
+
+    #[test]
+    fn consumer_overrides_may_not_touch_the_offset_properties() {
+        let mut s = Settings {
+            dev: true,
+            ..Settings::default()
+        };
+        s.consumer
+            .insert("fetch.max.bytes".into(), "8388608".into());
+        s.validate().unwrap();
+        s.consumer
+            .insert("enable.auto.offset.store".into(), "true".into());
+        let e = s.validate().unwrap_err().to_string();
+        assert!(e.contains("consumer.enable.auto.offset.store"), "{e}");
     }
 }

@@ -180,7 +180,8 @@ fn now_us() -> i64 {
 impl Syncer {
     /// Creates the group member, subscribes, and loads the applied seqs.
     pub async fn new(settings: Settings, applier: Applier, status: StatusHandle) -> Result<Self> {
-        let consumer: StreamConsumer = ClientConfig::new()
+        let mut config = ClientConfig::new();
+        config
             .set("bootstrap.servers", &settings.kafka.brokers)
             .set("group.id", &settings.group_id)
             .set("enable.auto.commit", "true")
@@ -196,8 +197,11 @@ impl Syncer {
             // Bounded fetches, so a backlog is drained in steps that let the
             // broker serve produces in between (tansu ignores the
             // per-partition limit).
-            .set("fetch.max.bytes", "1048576")
-            .create()?;
+            .set("fetch.max.bytes", "1048576");
+        for (k, v) in &settings.consumer {
+            config.set(k, v);
+        }
+        let consumer: StreamConsumer = config.create()?;
         let heartbeat_topic = cdc_event::topic::heartbeat_topic(&settings.kafka.topic_prefix);
         let mut topics = settings.topics();
         topics.push(heartbeat_topic.clone());
