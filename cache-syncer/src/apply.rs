@@ -1,15 +1,20 @@
 //! Idempotent application of planned effects to Redis and to the `user`
 //! table's redundant counter columns.
 //!
-//! One call applies a whole batch: every Redis write of the batch, plus the
-//! partitions' new applied seqs, go in one MULTI/EXEC pipeline (all or
-//! nothing); then the counter columns are written with one `UPDATE … CASE`
-//! per kind, only for the latest value of each counter in the batch. Values
-//! are absolute, so a batch applied twice leaves the same state.
+//! One call applies a whole batch: every Redis write of the batch goes in one
+//! MULTI/EXEC pipeline (all or nothing) while, at the same time, the counter
+//! columns are written with one `UPDATE … CASE` per kind, only for the latest
+//! value of each counter in the batch. Only when both succeeded are the
+//! partitions' new applied seqs recorded: a crash before that leaves the
+//! batch to be delivered and applied again, which changes nothing, as every
+//! effect is absolute. (Recording the seqs with the Redis writes, before the
+//! UPDATE, would let a crash in between skip the redelivered batch and leave
+//! the columns behind.)
 
 use std::collections::BTreeMap;
 
 use common::keys::{CounterKind, Keys};
+use redis::AsyncCommands as _;
 use redis::aio::ConnectionManager;
 use sqlx::MySqlPool;
 
@@ -29,8 +34,8 @@ pub struct Applier {
 pub type Progress = BTreeMap<String, u64>;
 
 impl Applier {
-    /// Applies `effects` in order, and records `progress`, atomically in Redis;
-    /// then the user counter columns in MySQL.
+    /// Applies `effects` in order to Redis (atomically) and to the user
+    /// counter columns in MySQL, concurrently; then records `progress`.
     pub async fn apply(&self, effects: &[Effect], progress: &Progress) -> Result<()> {
         if effects.is_empty() && progress.is_empty() {
             return Ok(());
@@ -65,14 +70,24 @@ impl Applier {
                 }
             }
         }
+        let redis_writes = async {
+            if !effects.is_empty() {
+                let mut conn = self.redis.clone();
+                let _: () = pipe.query_async(&mut conn).await?;
+            }
+            Ok::<(), crate::error::Error>(())
+        };
+        let (redis, mysql) = tokio::join!(redis_writes, self.write_user_columns(effects));
+        redis?;
+        mysql?;
         if !progress.is_empty() {
             let fields: Vec<(&str, u64)> = progress.iter().map(|(k, v)| (k.as_str(), *v)).collect();
-            pipe.hset_multiple(self.keys.syncer_applied(), &fields)
-                .ignore();
+            let mut conn = self.redis.clone();
+            let _: () = conn
+                .hset_multiple(self.keys.syncer_applied(), &fields)
+                .await?;
         }
-        let mut conn = self.redis.clone();
-        let _: () = pipe.query_async(&mut conn).await?;
-        self.write_user_columns(effects).await
+        Ok(())
     }
 
     /// `UPDATE user SET <column> = CASE id WHEN … END WHERE id IN (…)` with

@@ -321,3 +321,46 @@ async fn watermark_follows_relay_heartbeats_once_partitions_are_drained() {
     assert_eq!(stored.get("gtid").map(String::as_str), Some("0-1-3"));
     assert_eq!(stored.get("seq"), Some(&last.to_string()));
 }
+
+#[tokio::test]
+async fn a_batch_whose_mysql_half_fails_records_no_progress_and_applies_on_redelivery() {
+    use cache_syncer::apply::Progress;
+    use cache_syncer::plan::Effect;
+    let h = Harness::new().await;
+    h.add_users(1).await;
+    let applier = h.applier().await;
+    let effects = [Effect::SetCounter {
+        owner: 1,
+        kind: 2,
+        value: 5,
+    }];
+    let mut progress = Progress::new();
+    progress.insert("topic/0".into(), 7);
+    let mut conn = h.redis.conn.clone();
+    let applied_key = applier.keys.syncer_applied();
+    // The counter columns cannot be written while the table is away.
+    sqlx::query("RENAME TABLE user TO user_away")
+        .execute(&h.db.pool)
+        .await
+        .unwrap();
+    assert!(applier.apply(&effects, &progress).await.is_err());
+    let applied: Option<u64> = conn.hget(&applied_key, "topic/0").await.unwrap();
+    assert_eq!(
+        applied, None,
+        "progress recorded although the batch did not reach MySQL: a redelivery would skip it"
+    );
+    sqlx::query("RENAME TABLE user_away TO user")
+        .execute(&h.db.pool)
+        .await
+        .unwrap();
+    // The redelivered batch applies and is recorded.
+    applier.apply(&effects, &progress).await.unwrap();
+    let applied: Option<u64> = conn.hget(&applied_key, "topic/0").await.unwrap();
+    assert_eq!(applied, Some(7));
+    let column: i64 =
+        sqlx::query_scalar("SELECT CAST(follower_count AS SIGNED) FROM user WHERE id = 1")
+            .fetch_one(&h.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(column, 5);
+}
