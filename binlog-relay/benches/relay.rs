@@ -36,7 +36,7 @@ use binlog_relay::position::{FilePos, StartFrom, StopAt};
 use binlog_relay::schema::SchemaTracker;
 use binlog_relay::source::{self, Flavor, SourceOptions, StreamStart};
 use binlog_relay::{Application, RunOptions, Settings};
-use cdc_event::{Op, Snapshot};
+use cdc_event::Snapshot;
 use common::config::{AdminSettings, KafkaSettings, MysqlSettings};
 use futures::StreamExt;
 use mysql_async::binlog::events::EventData;
@@ -201,12 +201,7 @@ async fn decode_only(
                 if let Some(fast) = fast {
                     for i in 0..fast.len() {
                         let (before, after) = fast.change(i);
-                        let image = if op == Op::Delete {
-                            before
-                        } else {
-                            after.or(before)
-                        };
-                        let key = image.and_then(|img| img.key(&info));
+                        let key = fast.image(i, op).and_then(|img| img.key(&info));
                         let at = after.or(before).and_then(|img| img.change_time_us(&info));
                         let payload = format::debezium_fast(&info, op, before, after, &meta(i));
                         bytes += payload.bytes.len();

@@ -312,15 +312,7 @@ mod tests {
     use serde_json::json;
 
     fn col(col_type: ColumnType) -> ColumnInfo {
-        ColumnInfo {
-            name: "c".into(),
-            col_type,
-            unsigned: false,
-            charset: Some(45),
-            enum_labels: vec![],
-            set_labels: vec![],
-            json: false,
-        }
+        ColumnInfo::text_column("c", col_type, false)
     }
 
     fn conv(c: &ColumnInfo, v: MyValue) -> Value {

@@ -38,38 +38,27 @@ pub enum Wire {
     },
 }
 
-/// The layout of every column of a table map, or `None` when a column has a
-/// type the fast path does not handle (MySQL typed arrays).
-pub fn layout(tme: &TableMapEvent<'_>, unsigned: &[bool]) -> Option<Vec<Wire>> {
+/// The layout of every column of a table map (`types`: the real column
+/// types as [`crate::schema`] read them), or `None` when a column has a type
+/// the fast path does not handle (MySQL typed arrays).
+pub fn layout(
+    tme: &TableMapEvent<'_>,
+    types: &[ColumnType],
+    unsigned: &[bool],
+) -> Option<Vec<Wire>> {
     use ColumnType::*;
-    let n = usize::try_from(tme.columns_count()).ok()?;
-    let mut out = Vec::with_capacity(n);
-    for (i, &uns) in unsigned.iter().enumerate().take(n) {
-        let ty = tme.get_column_type(i).ok()??;
+    let mut out = Vec::with_capacity(types.len());
+    for (i, (&ty, &uns)) in types.iter().zip(unsigned).enumerate() {
         let raw = tme.get_raw_column_type(i).ok()??;
         let meta = tme.get_column_metadata(i).unwrap_or(&[]);
         let m = |k: usize| meta.get(k).copied().unwrap_or(0);
+        let int = |len: u8| Wire::Int { len, unsigned: uns };
         out.push(match ty {
-            MYSQL_TYPE_TINY => Wire::Int {
-                len: 1,
-                unsigned: uns,
-            },
-            MYSQL_TYPE_SHORT => Wire::Int {
-                len: 2,
-                unsigned: uns,
-            },
-            MYSQL_TYPE_INT24 => Wire::Int {
-                len: 3,
-                unsigned: uns,
-            },
-            MYSQL_TYPE_LONG => Wire::Int {
-                len: 4,
-                unsigned: uns,
-            },
-            MYSQL_TYPE_LONGLONG => Wire::Int {
-                len: 8,
-                unsigned: uns,
-            },
+            MYSQL_TYPE_TINY => int(1),
+            MYSQL_TYPE_SHORT => int(2),
+            MYSQL_TYPE_INT24 => int(3),
+            MYSQL_TYPE_LONG => int(4),
+            MYSQL_TYPE_LONGLONG => int(8),
             MYSQL_TYPE_VARCHAR | MYSQL_TYPE_VAR_STRING => {
                 let max = u16::from_le_bytes([m(0), m(1)]);
                 Wire::Bytes {
@@ -107,7 +96,7 @@ pub fn layout(tme: &TableMapEvent<'_>, unsigned: &[bool]) -> Option<Vec<Wire>> {
             },
         });
     }
-    (out.len() == n).then_some(out)
+    (out.len() == types.len()).then_some(out)
 }
 
 /// The decoded rows of one rows event: the JSON text of every value, in one
@@ -197,6 +186,16 @@ impl Rows {
     /// Whether the event held no rows.
     pub fn is_empty(&self) -> bool {
         self.changes.is_empty()
+    }
+
+    /// The image that identifies change `i` (its key and partition), as
+    /// [`decode::RowChange::image`] chooses it: before for deletes, else after.
+    pub fn image(&self, i: usize, op: cdc_event::Op) -> Option<Image<'_>> {
+        let (before, after) = self.change(i);
+        match op {
+            cdc_event::Op::Delete => before,
+            _ => after.or(before),
+        }
     }
 
     /// The before and after images of change `i`.
@@ -405,15 +404,7 @@ mod tests {
     use super::*;
 
     fn col(col_type: ColumnType, unsigned: bool) -> ColumnInfo {
-        ColumnInfo {
-            name: "c".into(),
-            col_type,
-            unsigned,
-            charset: Some(45),
-            enum_labels: vec![],
-            set_labels: vec![],
-            json: false,
-        }
+        ColumnInfo::text_column("c", col_type, unsigned)
     }
 
     /// The general path's text for the same bytes: mysql_common's parser and

@@ -779,15 +779,7 @@ mod tests {
     use serde_json::json;
 
     fn col(name: &str, col_type: ColumnType, unsigned: bool) -> ColumnInfo {
-        ColumnInfo {
-            name: name.into(),
-            col_type,
-            unsigned,
-            charset: Some(45),
-            enum_labels: vec![],
-            set_labels: vec![],
-            json: false,
-        }
+        ColumnInfo::text_column(name, col_type, unsigned)
     }
 
     /// `account (id BIGINT UNSIGNED PK, name VARCHAR, balance DECIMAL, note TEXT NULL)`.

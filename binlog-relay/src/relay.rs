@@ -974,9 +974,8 @@ impl<'a> Stream<'a> {
             let (key, changed_at_us, payload) = match &fast {
                 Some(fast) => {
                     let (before, after) = fast.change(row);
-                    let image = if is_delete { before } else { after.or(before) };
                     (
-                        image.and_then(|img| img.key(&info)),
+                        fast.image(row, op).and_then(|img| img.key(&info)),
                         after.or(before).and_then(|img| img.change_time_us(&info)),
                         format::debezium_fast(&info, op, before, after, &meta),
                     )

@@ -44,6 +44,20 @@ pub struct ColumnInfo {
 }
 
 impl ColumnInfo {
+    /// A column with the utf8mb4 character set and no labels (unit tests).
+    #[cfg(test)]
+    pub fn text_column(name: &str, col_type: ColumnType, unsigned: bool) -> Self {
+        Self {
+            name: name.into(),
+            col_type,
+            unsigned,
+            charset: Some(45),
+            enum_labels: vec![],
+            set_labels: vec![],
+            json: false,
+        }
+    }
+
     /// Whether string values of this column are binary (emitted as base64).
     pub fn is_binary(&self) -> bool {
         self.charset == Some(BINARY_CHARSET)
@@ -191,7 +205,7 @@ fn read_map(tme: &TableMapEvent<'_>) -> Result<MapColumns> {
         });
     }
     Ok(MapColumns {
-        wire: crate::fastrow::layout(tme, &unsigned),
+        wire: crate::fastrow::layout(tme, &types, &unsigned),
         types,
         names,
         unsigned,

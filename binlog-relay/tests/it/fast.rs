@@ -140,13 +140,8 @@ async fn the_fast_decoder_writes_what_the_general_decoder_writes() {
                 assert_eq!(fast.len(), general.len(), "{}", info.table);
                 for (i, change) in general.into_iter().enumerate() {
                     let (before, after) = fast.change(i);
-                    let image = if op == cdc_event::Op::Delete {
-                        before
-                    } else {
-                        after.or(before)
-                    };
                     assert_eq!(
-                        image.and_then(|img| img.key(&info)),
+                        fast.image(i, op).and_then(|img| img.key(&info)),
                         change.image().and_then(|img| decode::key_of(&info, img)),
                         "key of {} row {i}",
                         info.table
