@@ -6,13 +6,17 @@
 //! in the background and once more, synchronously, on shutdown. A crash
 //! redelivers at most the uncommitted tail, which is harmless: effects are
 //! absolute values, and events whose `sluice.seq` is not above the
-//! partition's applied seq (kept in Redis with the effects, atomically) are
-//! skipped unless `reapply` is set.
+//! partition's applied seq (recorded in Redis once the batch's effects are
+//! in) are skipped unless `reapply` is set.
 //!
 //! # Order and parallelism
 //! A batch holds the messages of every assigned partition that are ready,
 //! applied in arrival order, so each key's changes stay in order while all
 //! partitions advance together; scale-out is more processes in the group.
+//! The running loop overlaps the two stages: while one batch is applied (in
+//! its own task), the next is consumed and planned. Batches still apply one
+//! at a time, in order; an event at or below a seq already taken into a
+//! batch is skipped, so a replayed older change cannot overtake a newer one.
 //!
 //! # Errors
 //! A message that cannot be planned goes to `<prefix>.dlq` with the reason
@@ -135,26 +139,101 @@ enum Action {
     Poison(String),
 }
 
+/// A batch's writes, ready to apply without borrowing the syncer (so the
+/// next batch can be consumed meanwhile).
+struct ApplyJob {
+    effects: Vec<Effect>,
+    progress: Progress,
+    /// Trace spans covering the apply (empty unless tracing).
+    spans: Vec<tracing::Span>,
+}
+
+impl ApplyJob {
+    /// Applies the batch, retrying transient failures (Redis or MySQL down)
+    /// with backoff; nothing is recorded or committed meanwhile.
+    async fn run(&self, applier: Applier, status: StatusHandle) -> Result<()> {
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(50);
+        loop {
+            match applier.apply(&self.effects, &self.progress).await {
+                Ok(()) => {
+                    status.lock().map(|mut s| s.retrying = None).ok();
+                    metrics::histogram!(m::APPLY_SECONDS).record(started.elapsed().as_secs_f64());
+                    return Ok(());
+                }
+                Err(e) if e.is_transient() => {
+                    metrics::counter!(m::RETRIES).increment(1);
+                    tracing::warn!(error = %e, retry_in = ?pause, "apply failed; retrying without committing");
+                    status
+                        .lock()
+                        .map(|mut s| s.retrying = Some(e.to_string()))
+                        .ok();
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
 /// The syncer: one consumer-group member.
 pub struct Syncer {
     settings: Settings,
     consumer: Arc<StreamConsumer>,
     dlq: FutureProducer,
     applier: Applier,
+    /// Highest seq per partition recorded as applied (after the apply).
     applied: HashMap<String, u64>,
+    /// Highest seq per partition taken into a batch (at decode): events at
+    /// or below it are skipped, as they are applied already or will be
+    /// before anything decoded later. Reset to `applied` when a batch fails.
+    planned: HashMap<String, u64>,
     status: StatusHandle,
     last_lag_check: Instant,
+    /// The lag check running in the background, if any.
+    lag_check: Option<tokio::task::JoinHandle<()>>,
     heartbeat_topic: String,
     tracker: Tracker,
     /// Since when the group has given this member no partition.
     unassigned_since: Option<Instant>,
 }
 
+/// How long shutdown waits for the batch being applied.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How long a member may stay without partitions before it rejoins the
 /// group. (A join can hang after a broker restart while the coordinator
 /// still counts a killed member; with real Kafka the session timeout ends
 /// that, tansu 0.6.0 sometimes never does.)
 const REJOIN_AFTER: Duration = Duration::from_secs(30);
+
+/// The group member's librdkafka settings: ours, then the `[consumer]`
+/// table's overrides (validated not to touch the offset properties).
+pub fn consumer_config(settings: &Settings) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", &settings.kafka.brokers)
+        .set("group.id", &settings.group_id)
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", "200")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "false")
+        // Notice topics the relay creates after the syncer started.
+        .set("topic.metadata.refresh.interval.ms", "10000")
+        // Hand over new messages within milliseconds (the freshness and
+        // read-your-writes budget), not after librdkafka's 500 ms default.
+        .set("fetch.wait.max.ms", "10")
+        // Bounded fetches, so a backlog is drained in steps that let the
+        // broker serve produces in between (tansu ignores the
+        // per-partition limit).
+        .set("fetch.max.bytes", "1048576");
+    for (k, v) in &settings.consumer {
+        config.set(k, v);
+    }
+    config
+}
 
 /// `topic/partition`, the key of per-partition progress.
 pub fn partition_key(topic: &str, partition: i32) -> String {
@@ -180,28 +259,7 @@ fn now_us() -> i64 {
 impl Syncer {
     /// Creates the group member, subscribes, and loads the applied seqs.
     pub async fn new(settings: Settings, applier: Applier, status: StatusHandle) -> Result<Self> {
-        let mut config = ClientConfig::new();
-        config
-            .set("bootstrap.servers", &settings.kafka.brokers)
-            .set("group.id", &settings.group_id)
-            .set("enable.auto.commit", "true")
-            .set("auto.commit.interval.ms", "200")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("enable.partition.eof", "false")
-            // Notice topics the relay creates after the syncer started.
-            .set("topic.metadata.refresh.interval.ms", "10000")
-            // Hand over new messages within milliseconds (the freshness and
-            // read-your-writes budget), not after librdkafka's 500 ms default.
-            .set("fetch.wait.max.ms", "10")
-            // Bounded fetches, so a backlog is drained in steps that let the
-            // broker serve produces in between (tansu ignores the
-            // per-partition limit).
-            .set("fetch.max.bytes", "1048576");
-        for (k, v) in &settings.consumer {
-            config.set(k, v);
-        }
-        let consumer: StreamConsumer = config.create()?;
+        let consumer: StreamConsumer = consumer_config(&settings).create()?;
         let heartbeat_topic = cdc_event::topic::heartbeat_topic(&settings.kafka.topic_prefix);
         let mut topics = settings.topics();
         topics.push(heartbeat_topic.clone());
@@ -226,22 +284,83 @@ impl Syncer {
             consumer: Arc::new(consumer),
             dlq,
             applier,
+            planned: applied.clone(),
             applied,
             status,
             last_lag_check: Instant::now(),
+            lag_check: None,
             unassigned_since: None,
             heartbeat_topic,
             tracker: Tracker::default(),
         })
     }
 
-    /// Runs until `shutdown` resolves, then commits what was applied.
+    /// Runs until `shutdown` resolves, then finishes the batch in flight and
+    /// commits what was applied.
+    ///
+    /// Pipelined: while one batch is applied to Redis and MySQL, the next is
+    /// consumed and planned, so the two stages overlap instead of taking
+    /// turns. Batches are still applied one after the other, in order, and
+    /// a batch's offsets are stored only after its own apply succeeded.
     pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) -> Result<()> {
         tokio::pin!(shutdown);
+        let mut ready: Vec<Incoming> = Vec::new();
         loop {
-            tokio::select! {
-                _ = &mut shutdown => break,
-                res = self.step(Duration::from_millis(500)) => { res?; }
+            if ready.is_empty() {
+                tokio::select! {
+                    _ = &mut shutdown => break,
+                    res = self.receive(Duration::from_millis(500)) => ready = res?,
+                }
+                if ready.is_empty() {
+                    continue;
+                }
+            } else {
+                self.top_up(&mut ready).await;
+            }
+            let batch = std::mem::take(&mut ready);
+            let job = self.prepare(&batch).await?;
+            let mut stop = false;
+            // The apply runs as its own task (on the other worker thread
+            // when there is one) while this one consumes and plans.
+            let (applier, status) = (self.applier.clone(), Arc::clone(&self.status));
+            let mut apply = tokio::spawn(async move {
+                let res = job.run(applier, status).await;
+                (job, res)
+            });
+            let (job, applied) = loop {
+                tokio::select! {
+                    biased;
+                    res = &mut apply => {
+                        break res.map_err(|e| Error::Other(format!("apply task failed: {e}")))?;
+                    }
+                    _ = &mut shutdown, if !stop => stop = true,
+                    // A batch that cannot be applied (Redis or MySQL down,
+                    // retrying) must not hold the shutdown up: it was not
+                    // recorded, so it is delivered again after the restart.
+                    _ = tokio::time::sleep(DRAIN_TIMEOUT), if stop => {
+                        apply.abort();
+                        tracing::warn!("shutting down with a batch still unapplied; it will be redelivered");
+                        return self.close();
+                    }
+                    res = self.consumer.recv(), if !stop && ready.len() < self.settings.batch_max => {
+                        match res {
+                            Ok(m) => {
+                                let inc = self.decode(m.detach());
+                                ready.push(inc);
+                            }
+                            Err(e) => tracing::warn!(error = %e, "kafka consumer error"),
+                        }
+                    }
+                }
+            };
+            if let Err(e) = applied {
+                self.planned = self.applied.clone();
+                return Err(e);
+            }
+            self.finish(&batch, job).await?;
+            self.maybe_check_lag().await;
+            if stop {
+                break;
             }
         }
         self.close()
@@ -260,29 +379,52 @@ impl Syncer {
 
     /// Consumes up to `batch_max` ready messages (waiting at most `wait` for
     /// the first), applies them and stores their offsets. Returns how many
-    /// messages were handled. Tests drive the syncer with this.
+    /// messages were handled. Tests drive the syncer with this; [`run`]
+    /// does the same with consuming and applying overlapped.
+    ///
+    /// [`run`]: Self::run
     pub async fn step(&mut self, wait: Duration) -> Result<usize> {
+        let batch = self.receive(wait).await?;
+        let n = batch.len();
+        if n > 0 {
+            self.handle(batch).await?;
+            self.maybe_check_lag().await;
+        }
+        Ok(n)
+    }
+
+    /// Waits at most `wait` for a message, then takes what else is ready
+    /// (up to `batch_max`), decoded and planned. When nothing came, does the
+    /// idle chores (lag, watermark) and returns an empty batch.
+    async fn receive(&mut self, wait: Duration) -> Result<Vec<Incoming>> {
         let first = match tokio::time::timeout(wait, self.consumer.recv()).await {
             Err(_) => {
                 self.maybe_check_lag().await;
                 self.advance_watermark().await?;
-                return Ok(0);
+                return Ok(Vec::new());
             }
             Ok(Err(e)) => {
                 // Consumer errors (a topic not created yet, a broker restart)
                 // are reported here and recovered by librdkafka itself.
                 tracing::warn!(error = %e, "kafka consumer error");
                 tokio::time::sleep(Duration::from_millis(100)).await;
-                return Ok(0);
+                return Ok(Vec::new());
             }
             Ok(Ok(m)) => m.detach(),
         };
         let mut batch = vec![self.decode(first)];
+        self.top_up(&mut batch).await;
+        Ok(batch)
+    }
+
+    /// Adds the messages that arrive without a pause (1 ms) to `batch`, up
+    /// to `batch_max`.
+    async fn top_up(&mut self, batch: &mut Vec<Incoming>) {
         while batch.len() < self.settings.batch_max {
             match tokio::time::timeout(Duration::from_millis(1), self.consumer.recv()).await {
                 Ok(Ok(m)) => {
-                    let m = m.detach();
-                    batch.push(self.decode(m));
+                    let inc = self.decode(m.detach());
+                    batch.push(inc);
                 }
                 Ok(Err(e)) => {
                     tracing::warn!(error = %e, "kafka consumer error");
@@ -291,13 +433,9 @@ impl Syncer {
                 Err(_) => break,
             }
         }
-        let n = batch.len();
-        self.handle(batch).await?;
-        self.maybe_check_lag().await;
-        Ok(n)
     }
 
-    fn decode(&self, msg: OwnedMessage) -> Incoming {
+    fn decode(&mut self, msg: OwnedMessage) -> Incoming {
         let seq = header(&msg, cdc_event::HEADER_SEQ).and_then(|s| s.parse().ok());
         let gtid = header(&msg, cdc_event::HEADER_GTID);
         let traceparent = header(&msg, common::telemetry::TRACEPARENT);
@@ -318,11 +456,15 @@ impl Syncer {
                 Err(e) => Action::Poison(format!("invalid envelope: {e}")),
                 Ok(event) => {
                     let key = partition_key(msg.topic(), msg.partition());
-                    let done = self.applied.get(&key).copied();
+                    let done = self.planned.get(&key).copied();
                     if !self.settings.reapply && matches!((seq, done), (Some(s), Some(d)) if s <= d)
                     {
                         Action::Skip
                     } else {
+                        if let Some(s) = seq {
+                            let cur = self.planned.entry(key).or_insert(s);
+                            *cur = (*cur).max(s);
+                        }
                         match plan::plan(&event) {
                             Ok(p) => Action::Apply {
                                 effects: p.effects,
@@ -346,9 +488,23 @@ impl Syncer {
     }
 
     async fn handle(&mut self, batch: Vec<Incoming>) -> Result<()> {
+        let job = self.prepare(&batch).await?;
+        if let Err(e) = job
+            .run(self.applier.clone(), Arc::clone(&self.status))
+            .await
+        {
+            self.planned = self.applied.clone();
+            return Err(e);
+        }
+        self.finish(&batch, job).await
+    }
+
+    /// Dead-letters the batch's poison messages and gathers its effects and
+    /// the partitions' new applied seqs.
+    async fn prepare(&self, batch: &[Incoming]) -> Result<ApplyJob> {
         let mut effects = Vec::new();
         let mut progress = Progress::new();
-        for inc in &batch {
+        for inc in batch {
             match &inc.action {
                 Action::Apply { effects: e, .. } => {
                     effects.extend(e.iter().cloned());
@@ -362,16 +518,22 @@ impl Syncer {
                 Action::Skip | Action::Heartbeat { .. } => {}
             }
         }
-        let spans = apply_spans(&batch);
-        let started = Instant::now();
-        self.apply_with_retry(&effects, &progress).await?;
-        drop(spans);
+        Ok(ApplyJob {
+            effects,
+            progress,
+            spans: apply_spans(batch),
+        })
+    }
+
+    /// After a batch's apply: stores its offsets, updates progress and
+    /// metrics, and moves the watermark past a drained heartbeat.
+    async fn finish(&mut self, batch: &[Incoming], job: ApplyJob) -> Result<()> {
         let applied_at = now_us();
-        metrics::histogram!(m::APPLY_SECONDS).record(started.elapsed().as_secs_f64());
-        for e in &effects {
+        drop(job.spans);
+        for e in &job.effects {
             metrics::counter!(m::EFFECTS, "kind" => e.kind()).increment(1);
         }
-        self.record(&batch, applied_at)?;
+        self.record(batch, applied_at)?;
         let beat = batch.iter().rev().find_map(|inc| match &inc.action {
             Action::Heartbeat {
                 acked_seq: Some(seq),
@@ -483,42 +645,40 @@ impl Syncer {
         Ok(())
     }
 
-    async fn apply_with_retry(&self, effects: &[Effect], progress: &Progress) -> Result<()> {
-        let mut pause = Duration::from_millis(50);
-        loop {
-            match self.applier.apply(effects, progress).await {
-                Ok(()) => {
-                    self.status.lock().map(|mut s| s.retrying = None).ok();
-                    return Ok(());
-                }
-                Err(e) if e.is_transient() => {
-                    metrics::counter!(m::RETRIES).increment(1);
-                    tracing::warn!(error = %e, retry_in = ?pause, "apply failed; retrying without committing");
-                    self.status
-                        .lock()
-                        .map(|mut s| s.retrying = Some(e.to_string()))
-                        .ok();
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_secs(5));
-                }
-                Err(e) => return Err(e),
-            }
-        }
-    }
-
     /// Stores offsets and updates progress after a successful apply.
     fn record(&mut self, batch: &[Incoming], applied_at: i64) -> Result<()> {
-        let mut status = self
-            .status
-            .lock()
-            .map_err(|_| Error::Other("status lock poisoned".into()))?;
+        // Per partition: the last offset, the highest applied seq and the
+        // GTID of the last applied event that had one. One offset store, status entry and gauge
+        // per partition, one counter per table and op, instead of per message.
+        struct Last<'a> {
+            topic: &'a str,
+            partition: i32,
+            offset: i64,
+            applied: Option<(u64, Option<&'a String>)>,
+        }
+        let mut parts: Vec<Last<'_>> = Vec::new();
+        let mut applied_by: Vec<(&str, &'static str, u64)> = Vec::new();
+        let (mut applied_n, mut skipped_n, mut dead_n) = (0u64, 0u64, 0u64);
+        let fresh = metrics::histogram!(m::FRESHNESS_SECONDS);
         for inc in batch {
-            let (topic, partition, offset) =
-                (inc.msg.topic(), inc.msg.partition(), inc.msg.offset());
-            self.consumer.store_offset(topic, partition, offset)?;
-            let key = partition_key(topic, partition);
-            let ps = status.partitions.entry(key.clone()).or_default();
-            ps.next_offset = Some(offset + 1);
+            let (topic, partition) = (inc.msg.topic(), inc.msg.partition());
+            let at = match parts
+                .iter()
+                .position(|p| p.partition == partition && p.topic == topic)
+            {
+                Some(at) => at,
+                None => {
+                    parts.push(Last {
+                        topic,
+                        partition,
+                        offset: inc.msg.offset(),
+                        applied: None,
+                    });
+                    parts.len() - 1
+                }
+            };
+            let last = &mut parts[at];
+            last.offset = last.offset.max(inc.msg.offset());
             match &inc.action {
                 Action::Apply {
                     table,
@@ -526,30 +686,53 @@ impl Syncer {
                     changed_at_us,
                     ..
                 } => {
-                    metrics::counter!(m::EVENTS_APPLIED, "table" => table.clone(), "op" => *op)
-                        .increment(1);
-                    status.events_applied += 1;
+                    applied_n += 1;
+                    if let Some(seq) = inc.seq {
+                        let (max, gtid) = last.applied.unwrap_or((seq, None));
+                        last.applied = Some((max.max(seq), inc.gtid.as_ref().or(gtid)));
+                    }
+                    match applied_by
+                        .iter_mut()
+                        .find(|(t, o, _)| t == table && o == op)
+                    {
+                        Some((_, _, n)) => *n += 1,
+                        None => applied_by.push((table, op, 1)),
+                    }
                     if let Some(at) = changed_at_us {
-                        metrics::histogram!(m::FRESHNESS_SECONDS)
-                            .record((applied_at - at).max(0) as f64 / 1e6);
+                        fresh.record((applied_at - at).max(0) as f64 / 1e6);
                     }
                 }
                 Action::Heartbeat { .. } => {}
-                Action::Skip => {
-                    if inc.msg.payload().is_some() {
-                        metrics::counter!(m::EVENTS_SKIPPED).increment(1);
-                        status.events_skipped += 1;
-                    }
-                }
-                Action::Poison(_) => status.dead_lettered += 1,
+                Action::Skip => skipped_n += u64::from(inc.msg.payload().is_some()),
+                Action::Poison(_) => dead_n += 1,
             }
+        }
+        for (table, op, n) in applied_by {
+            metrics::counter!(m::EVENTS_APPLIED, "table" => table.to_owned(), "op" => op)
+                .increment(n);
+        }
+        if skipped_n > 0 {
+            metrics::counter!(m::EVENTS_SKIPPED).increment(skipped_n);
+        }
+        let mut status = self
+            .status
+            .lock()
+            .map_err(|_| Error::Other("status lock poisoned".into()))?;
+        status.events_applied += applied_n;
+        status.events_skipped += skipped_n;
+        status.dead_lettered += dead_n;
+        for last in parts {
+            self.consumer
+                .store_offset(last.topic, last.partition, last.offset)?;
+            let key = partition_key(last.topic, last.partition);
             let ps = status.partitions.entry(key.clone()).or_default();
-            if let (Some(seq), Action::Apply { .. }) = (inc.seq, &inc.action) {
-                let cur = self.applied.entry(key.clone()).or_insert(seq);
+            ps.next_offset = Some(last.offset + 1);
+            if let Some((seq, gtid)) = last.applied {
+                let cur = self.applied.entry(key).or_insert(seq);
                 *cur = (*cur).max(seq);
                 ps.applied_seq = Some(*cur);
-                ps.applied_gtid = inc.gtid.clone().or(ps.applied_gtid.take());
-                metrics::gauge!(m::APPLIED_SEQ, "topic" => topic.to_owned(), "partition" => partition.to_string())
+                ps.applied_gtid = gtid.cloned().or(ps.applied_gtid.take());
+                metrics::gauge!(m::APPLIED_SEQ, "topic" => last.topic.to_owned(), "partition" => last.partition.to_string())
                     .set(*cur as f64);
             }
         }
@@ -634,17 +817,22 @@ impl Syncer {
         self.unassigned_since = Some(Instant::now());
     }
 
-    /// Every 2 s: consumer lag per assigned partition (high watermark − position).
+    /// Every 2 s: consumer lag per assigned partition (high watermark −
+    /// position), asked of the broker on a blocking thread in the background
+    /// — one broker round trip per partition must not hold up the batches.
     async fn maybe_check_lag(&mut self) {
-        if self.last_lag_check.elapsed() < Duration::from_secs(2) {
+        if self.last_lag_check.elapsed() < Duration::from_secs(2)
+            || self.lag_check.as_ref().is_some_and(|t| !t.is_finished())
+        {
             return;
         }
         self.last_lag_check = Instant::now();
         self.rejoin_when_stuck();
         let consumer = Arc::clone(&self.consumer);
-        let lags = tokio::task::spawn_blocking(move || -> Vec<(String, i32, i64)> {
+        let status = Arc::clone(&self.status);
+        self.lag_check = Some(tokio::task::spawn_blocking(move || {
             let Ok(assigned) = consumer.assignment() else {
-                return Vec::new();
+                return;
             };
             let positions = consumer
                 .position()
@@ -665,20 +853,17 @@ impl Syncer {
                 let lag = pos.map(|p| (high - p).max(0)).unwrap_or(high);
                 out.push((el.topic().to_owned(), el.partition(), lag));
             }
-            out
-        })
-        .await
-        .unwrap_or_default();
-        if let Ok(mut status) = self.status.lock() {
-            for (topic, partition, lag) in lags {
-                metrics::gauge!(m::CONSUMER_LAG, "topic" => topic.clone(), "partition" => partition.to_string())
+            if let Ok(mut status) = status.lock() {
+                for (topic, partition, lag) in out {
+                    metrics::gauge!(m::CONSUMER_LAG, "topic" => topic.clone(), "partition" => partition.to_string())
                     .set(lag as f64);
-                status
-                    .partitions
-                    .entry(partition_key(&topic, partition))
-                    .or_default()
-                    .lag = Some(lag);
+                    status
+                        .partitions
+                        .entry(partition_key(&topic, partition))
+                        .or_default()
+                        .lag = Some(lag);
+                }
             }
-        }
+        }));
     }
 }

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use common::admin::{Admin, Readiness};
 use redis::aio::ConnectionManager;
@@ -13,13 +14,23 @@ use crate::config::Settings;
 use crate::consumer::{StatusHandle, SyncStatus, Syncer};
 use crate::error::{Error, Result};
 
+/// How long one Redis call of the syncer, `rebuild` or `verify` may take.
+/// Their calls are whole batches (a MULTI/EXEC of thousands of writes, a
+/// chunk of buckets); redis-rs's 500 ms default timed such calls out on a
+/// loaded 2-core machine and the retries, each re-sending the batch, kept
+/// Redis busier still. A dead Redis is still noticed within this bound.
+const REDIS_RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Connects MySQL (pool) and Redis (multiplexed, reconnecting).
 pub async fn connect(settings: &Settings) -> Result<Applier> {
     let url = settings.mysql.resolve_url(settings.dev)?;
     let pool = common::db::connect(&url, settings.mysql.max_connections.unwrap_or(4)).await?;
     let redis_url = settings.redis.resolve_url(settings.dev)?;
     let client = redis::Client::open(redis_url.expose_secret())?;
-    let redis = ConnectionManager::new(client).await?;
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(2)))
+        .set_response_timeout(Some(REDIS_RESPONSE_TIMEOUT));
+    let redis = ConnectionManager::new_with_config(client, config).await?;
     Ok(Applier {
         redis,
         pool,
