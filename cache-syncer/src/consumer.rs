@@ -530,8 +530,16 @@ impl Syncer {
     async fn finish(&mut self, batch: &[Incoming], job: ApplyJob) -> Result<()> {
         let applied_at = now_us();
         drop(job.spans);
+        // One counter update per kind and batch, not per effect.
+        let mut by_kind: Vec<(&'static str, u64)> = Vec::new();
         for e in &job.effects {
-            metrics::counter!(m::EFFECTS, "kind" => e.kind()).increment(1);
+            match by_kind.iter_mut().find(|(k, _)| *k == e.kind()) {
+                Some((_, n)) => *n += 1,
+                None => by_kind.push((e.kind(), 1)),
+            }
+        }
+        for (kind, n) in by_kind {
+            metrics::counter!(m::EFFECTS, "kind" => kind).increment(n);
         }
         self.record(batch, applied_at)?;
         let beat = batch.iter().rev().find_map(|inc| match &inc.action {
