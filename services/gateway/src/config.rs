@@ -36,6 +36,12 @@ pub struct Settings {
     pub body_limit: usize,
     /// Requests served at once; more are refused with 429.
     pub max_in_flight: usize,
+    /// How long an anonymous `GET /v1/users/{id}` answer is kept at the
+    /// edge (no bearer token, no consistency token); 0 turns it off.
+    #[serde(with = "common::config::duration")]
+    pub edge_cache_ttl: Duration,
+    /// Most profiles the edge cache keeps.
+    pub edge_cache_capacity: u64,
 }
 
 impl Default for Settings {
@@ -51,6 +57,8 @@ impl Default for Settings {
             request_timeout: Duration::from_secs(5),
             body_limit: 16 * 1024,
             max_in_flight: 4096,
+            edge_cache_ttl: Duration::from_millis(200),
+            edge_cache_capacity: 100_000,
         }
     }
 }

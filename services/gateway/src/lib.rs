@@ -1,5 +1,6 @@
 //! gateway: the REST API of sluice (DESIGN §6, port 8888) over the gRPC
-//! services. It holds no data: every route is one or two gRPC calls.
+//! services. It holds no data of its own: every route is one or two gRPC
+//! calls, except anonymous profile reads that its edge cache answers.
 //!
 //! # Layout
 //! - [`config`]: `Settings` (`GATEWAY_*` env).
@@ -11,9 +12,11 @@
 //! - [`users`], [`relations`], [`counts`]: the handlers.
 //! - [`openapi`]: `/openapi.json`, built from the route table.
 //! - [`state`]: the gRPC clients.
+//! - [`edge_cache`]: anonymous profile reads kept for a fraction of a second.
 
 pub mod config;
 pub mod counts;
+pub mod edge_cache;
 pub mod error;
 pub mod extract;
 pub mod metrics;

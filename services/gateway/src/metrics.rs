@@ -9,3 +9,5 @@ pub const REQUEST_DURATION_SECONDS: &str = "gateway_request_duration_seconds";
 pub const SHED_TOTAL: &str = "gateway_shed_total";
 /// Requests that ran out of time.
 pub const TIMEOUTS_TOTAL: &str = "gateway_timeouts_total";
+/// Anonymous profile reads at the edge cache, labelled `result` (`hit`, `miss`).
+pub const EDGE_CACHE_TOTAL: &str = "gateway_edge_cache_total";

@@ -34,6 +34,7 @@ use tonic_health::pb::health_client::HealthClient;
 use tracing::Instrument;
 
 use crate::config::Settings;
+use crate::edge_cache::EdgeCache;
 use crate::error::ApiError;
 use crate::metrics::{REQUEST_DURATION_SECONDS, REQUESTS_TOTAL, SHED_TOTAL, TIMEOUTS_TOTAL};
 use crate::state::{AppState, channel};
@@ -169,6 +170,7 @@ impl Application {
             relations: RelationServiceClient::with_interceptor(relation, PropagateTrace),
             counts: CountServiceClient::with_interceptor(count, PropagateTrace),
             jwt,
+            edge: EdgeCache::new(settings.edge_cache_ttl, settings.edge_cache_capacity),
         };
         let router = router(state, &settings);
         let http = TcpListener::bind(settings.http_addr).await?;

@@ -1,10 +1,12 @@
 //! What every handler shares: one gRPC client per service (tonic channels
-//! are cheap to clone and multiplex) and the token checker.
+//! are cheap to clone and multiplex), the token checker and the edge cache.
 
 use std::time::Duration;
 
 use common::grpc::TracedChannel;
 use common::jwt::JwtCodec;
+
+use crate::edge_cache::EdgeCache;
 use proto::count::v1::count_service_client::CountServiceClient;
 use proto::relation::v1::relation_service_client::RelationServiceClient;
 use proto::user::v1::user_service_client::UserServiceClient;
@@ -17,6 +19,8 @@ pub struct AppState {
     pub relations: RelationServiceClient<TracedChannel>,
     pub counts: CountServiceClient<TracedChannel>,
     pub jwt: JwtCodec,
+    /// Anonymous profile reads kept at the edge.
+    pub edge: EdgeCache,
 }
 
 /// A lazily connecting channel: the gateway starts even when a service is

@@ -1,8 +1,10 @@
 //! `/v1/users` and `/v1/sessions`: register, login, profiles, profile updates.
 
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use proto::user::v1 as pb;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -97,21 +99,35 @@ pub async fn login(
 }
 
 /// `GET /v1/users/{id}` (`me` with a token): the profile with counters and is_follow.
+///
+/// Without a bearer token and without a consistency token the answer is the
+/// same for everyone, so it goes through the edge cache ([`crate::edge_cache`]).
 pub async fn get_user(
     State(st): State<AppState>,
     viewer: Viewer,
     read: ReadToken,
     Path(id): Path<String>,
-) -> ApiResult<(HeaderMap, Json<Value>)> {
+) -> ApiResult<Response> {
     let user_id = subject(&id, viewer)?;
     let req = read.request(pb::GetUserRequest {
         user_id,
         viewer_id: viewer.0.unwrap_or(0),
     });
+    if viewer.0.is_none() && read.0.is_none() {
+        let load = async {
+            let r = st.users.clone().get_user(req).await?;
+            let user = r.into_inner().user.unwrap_or_default();
+            Ok(Bytes::from(
+                serde_json::to_vec(&user_json(&user)).unwrap_or_default(),
+            ))
+        };
+        let body = st.edge.profile(user_id, load).await?;
+        return Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response());
+    }
     let r = st.users.clone().get_user(req).await?;
     let headers = read_source(&r);
     let user = r.into_inner().user.unwrap_or_default();
-    Ok((headers, Json(user_json(&user))))
+    Ok((headers, Json(user_json(&user))).into_response())
 }
 
 /// `PATCH /v1/users/me`: 200 `{user, consistency_token}`.

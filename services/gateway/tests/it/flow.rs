@@ -5,7 +5,7 @@ use std::time::Duration;
 use axum::http::{Method, StatusCode};
 use serde_json::json;
 
-use crate::helpers::{assert_error, http_get, spawn_mesh};
+use crate::helpers::{assert_error, http_get, spawn_mesh, spawn_mesh_with};
 
 #[tokio::test]
 async fn register_login_follow_list_and_unfollow_end_to_end() {
@@ -226,6 +226,92 @@ async fn profile_updates_are_visible_with_their_consistency_token() {
     assert_eq!(after.body["signature"], "hello");
     assert_eq!(after.body["avatar"], "https://a/b.png");
     assert_eq!(after.body["background_image"], "");
+    m.cleanup().await;
+}
+
+#[tokio::test]
+async fn anonymous_profile_reads_come_from_the_edge_cache_and_tokens_bypass_it() {
+    // A long TTL, so that the kept answer is still there when checked.
+    let m = spawn_mesh_with(|s| s.edge_cache_ttl = Duration::from_secs(60)).await;
+    let (id, token) = m.register("dave").await;
+    let path = format!("/v1/users/{id}");
+    let first = m.send(Method::GET, &path, None, None).await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+    assert_eq!(first.body["signature"], "");
+    assert_eq!(first.body["username"], "dave");
+    assert_eq!(first.headers["content-type"], "application/json");
+
+    let r = m
+        .send(
+            Method::PATCH,
+            "/v1/users/me",
+            Some(&token),
+            Some(r#"{"signature":"changed"}"#),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let ct = r.body["consistency_token"].as_str().unwrap().to_owned();
+
+    // No syncer runs here, so drop user-service's Redis copy by hand: the
+    // service itself would now answer from MySQL ("changed").
+    m.redis.clone().cleanup().await;
+    // Anonymous and token-less: the kept answer, within its TTL.
+    let kept = m.send(Method::GET, &path, None, None).await;
+    assert_eq!(kept.body, first.body);
+    // A consistency token or a bearer token never reads the edge cache.
+    let fresh = m
+        .send_with(
+            Method::GET,
+            &path,
+            None,
+            None,
+            &[("consistency-token", &ct)],
+        )
+        .await;
+    assert_eq!(fresh.body["signature"], "changed");
+    // A viewer's answer is the viewer's own (is_follow), never the kept one.
+    let (fan, fan_token) = m.register("dave_fan").await;
+    let f = m
+        .send(
+            Method::PUT,
+            &format!("/v1/users/me/following/{id}"),
+            Some(&fan_token),
+            None,
+        )
+        .await;
+    assert_eq!(f.status, StatusCode::OK, "{}", f.body);
+    let viewer = m.send(Method::GET, &path, Some(&fan_token), None).await;
+    assert_eq!(viewer.status, StatusCode::OK, "{}", viewer.body);
+    assert_eq!(viewer.body["is_follow"], true, "fan {fan}: {}", viewer.body);
+    assert_eq!(
+        m.send(Method::GET, &path, None, None).await.body["is_follow"],
+        false
+    );
+    // Unknown ids are answered 404 every time (nothing kept).
+    for _ in 0..2 {
+        let missing = m.send(Method::GET, "/v1/users/999999999", None, None).await;
+        assert_error(&missing, 404, "not_found");
+    }
+    m.cleanup().await;
+
+    // TTL 0 turns the edge cache off: the same steps read the new profile.
+    let m = spawn_mesh_with(|s| s.edge_cache_ttl = Duration::ZERO).await;
+    let (id, token) = m.register("erin").await;
+    let path = format!("/v1/users/{id}");
+    let first = m.send(Method::GET, &path, None, None).await;
+    assert_eq!(first.body["signature"], "");
+    let r = m
+        .send(
+            Method::PATCH,
+            "/v1/users/me",
+            Some(&token),
+            Some(r#"{"signature":"changed"}"#),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    m.redis.clone().cleanup().await;
+    let now = m.send(Method::GET, &path, None, None).await;
+    assert_eq!(now.body["signature"], "changed");
     m.cleanup().await;
 }
 
