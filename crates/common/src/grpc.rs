@@ -8,9 +8,11 @@
 //!   gRPC status name (`OK`, `NotFound`, …);
 //! - `grpc_server_request_duration_seconds{service, method}`.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -71,12 +73,14 @@ impl Serve {
         let admin = tokio::spawn(Admin::new(self.ready).serve(self.admin, stop.wait()));
 
         tracing::info!(addr = %self.grpc.local_addr()?, "{} serving gRPC", self.name);
+        // Answers are small and leave in one write each: no Nagle delay.
+        let incoming = TcpIncoming::from(self.grpc).with_nodelay(Some(true));
         tonic::transport::Server::builder()
-            .layer(RedLayer)
+            .layer(RedLayer::default())
             .add_service(health_svc)
             .add_service(reflection)
             .add_service(service)
-            .serve_with_incoming_shutdown(TcpIncoming::from(self.grpc), stop.wait())
+            .serve_with_incoming_shutdown(incoming, stop.wait())
             .await?;
         admin.await??;
         tracing::info!("{} stopped", self.name);
@@ -119,13 +123,76 @@ fn describe() {
 }
 
 /// Tower layer recording [`REQUESTS_TOTAL`] and [`REQUEST_DURATION_SECONDS`].
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RedLayer;
+///
+/// The metric handles of each method are looked up once and kept (at most
+/// [`MAX_KEPT_METHODS`] methods; a path beyond that, or one that is not a
+/// gRPC method, is recorded through the registry each time), so a call
+/// costs no label strings or registry lookups on the success path.
+#[derive(Debug, Clone, Default)]
+pub struct RedLayer {
+    methods: Arc<RwLock<HashMap<String, Arc<MethodMetrics>>>>,
+}
+
+/// Most methods whose metric handles [`RedLayer`] keeps.
+pub const MAX_KEPT_METHODS: usize = 256;
+
+/// One method's labels and its handles for the common outcome.
+#[derive(Debug)]
+struct MethodMetrics {
+    service: String,
+    method: String,
+    duration: metrics::Histogram,
+    ok: metrics::Counter,
+}
+
+impl MethodMetrics {
+    fn new(service: String, method: String) -> Self {
+        let duration = metrics::histogram!(REQUEST_DURATION_SECONDS, "service" => service.clone(), "method" => method.clone());
+        let ok = metrics::counter!(REQUESTS_TOTAL, "service" => service.clone(), "method" => method.clone(), "code" => code_name(tonic::Code::Ok));
+        Self {
+            service,
+            method,
+            duration,
+            ok,
+        }
+    }
+
+    fn record(&self, code: tonic::Code, elapsed: Duration) {
+        self.duration.record(elapsed.as_secs_f64());
+        if code == tonic::Code::Ok {
+            self.ok.increment(1);
+        } else {
+            metrics::counter!(REQUESTS_TOTAL, "service" => self.service.clone(), "method" => self.method.clone(), "code" => code_name(code))
+                .increment(1);
+        }
+    }
+}
+
+impl RedLayer {
+    /// The kept handles of `path`, made (and kept, while there is room) on first use.
+    fn method(&self, path: &str) -> Arc<MethodMetrics> {
+        if let Some(m) = self.methods.read().ok().and_then(|m| m.get(path).cloned()) {
+            return m;
+        }
+        let (service, method) = split_path(path);
+        let m = Arc::new(MethodMetrics::new(service, method));
+        if m.service != "unknown"
+            && let Ok(mut kept) = self.methods.write()
+            && kept.len() < MAX_KEPT_METHODS
+        {
+            kept.insert(path.to_owned(), m.clone());
+        }
+        m
+    }
+}
 
 impl<S> tower::Layer<S> for RedLayer {
     type Service = Red<S>;
     fn layer(&self, inner: S) -> Red<S> {
-        Red { inner }
+        Red {
+            inner,
+            layer: self.clone(),
+        }
     }
 }
 
@@ -133,6 +200,7 @@ impl<S> tower::Layer<S> for RedLayer {
 #[derive(Debug, Clone)]
 pub struct Red<S> {
     inner: S,
+    layer: RedLayer,
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -151,18 +219,18 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let (service, method) = split_path(req.uri().path());
+        let m = self.layer.method(req.uri().path());
         let started = Instant::now();
         // One server span per call, a child of the caller's span when the
         // request carries a `traceparent` (exported only with tracing on).
         let span = tracing::info_span!(
             target: crate::telemetry::SPANS,
             "grpc.server",
-            otel.name = %format_args!("{service}/{method}"),
+            otel.name = %format_args!("{}/{}", m.service, m.method),
             otel.kind = "server",
             rpc.system = "grpc",
-            rpc.service = %service,
-            rpc.method = %method,
+            rpc.service = %m.service,
+            rpc.method = %m.method,
             rpc.grpc.status_code = tracing::field::Empty,
             otel.status_code = tracing::field::Empty,
         );
@@ -172,30 +240,30 @@ where
             self.inner.call(req)
         };
         let record = span.clone();
-        Box::pin(async move {
-            let res = fut.await;
-            // A failing unary call answers "trailers-only": the status is in
-            // the headers. A successful one carries it in the trailers, so
-            // no status header means OK.
-            let code = match &res {
-                Ok(r) => r
-                    .headers()
-                    .get("grpc-status")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.parse::<i32>().ok())
-                    .map_or(tonic::Code::Ok, tonic::Code::from_i32),
-                Err(_) => tonic::Code::Unavailable,
-            };
-            record.record("rpc.grpc.status_code", code as i32);
-            if code != tonic::Code::Ok {
-                record.record("otel.status_code", "ERROR");
+        Box::pin(
+            async move {
+                let res = fut.await;
+                // A failing unary call answers "trailers-only": the status is in
+                // the headers. A successful one carries it in the trailers, so
+                // no status header means OK.
+                let code = match &res {
+                    Ok(r) => r
+                        .headers()
+                        .get("grpc-status")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse::<i32>().ok())
+                        .map_or(tonic::Code::Ok, tonic::Code::from_i32),
+                    Err(_) => tonic::Code::Unavailable,
+                };
+                record.record("rpc.grpc.status_code", code as i32);
+                if code != tonic::Code::Ok {
+                    record.record("otel.status_code", "ERROR");
+                }
+                m.record(code, started.elapsed());
+                res
             }
-            metrics::histogram!(REQUEST_DURATION_SECONDS, "service" => service.clone(), "method" => method.clone())
-                .record(started.elapsed().as_secs_f64());
-            metrics::counter!(REQUESTS_TOTAL, "service" => service, "method" => method, "code" => code_name(code))
-                .increment(1);
-            res
-        }.instrument(span))
+            .instrument(span),
+        )
     }
 }
 
@@ -275,6 +343,36 @@ mod tests {
         assert_eq!(split_path("/"), ("unknown".into(), "unknown".into()));
         assert_eq!(split_path("/a/b/c"), ("unknown".into(), "unknown".into()));
         assert_eq!(split_path("/svc/"), ("unknown".into(), "unknown".into()));
+    }
+
+    #[test]
+    fn method_handles_are_kept_for_grpc_paths_only_and_up_to_the_cap() {
+        let layer = RedLayer::default();
+        let a = layer.method("/user.v1.UserService/GetUser");
+        assert!(Arc::ptr_eq(
+            &a,
+            &layer.method("/user.v1.UserService/GetUser")
+        ));
+        assert_eq!(
+            (a.service.as_str(), a.method.as_str()),
+            ("user.v1.UserService", "GetUser")
+        );
+        // Not a method path: labelled `unknown`, never kept.
+        let u = layer.method("/a/b/c");
+        assert_eq!(
+            (u.service.as_str(), u.method.as_str()),
+            ("unknown", "unknown")
+        );
+        assert!(!Arc::ptr_eq(&u, &layer.method("/a/b/c")));
+        // A scanner's flood of method-like paths keeps the map bounded.
+        for i in 0..2 * MAX_KEPT_METHODS {
+            layer.method(&format!("/scan{i}.Svc/M"));
+        }
+        assert_eq!(layer.methods.read().unwrap().len(), MAX_KEPT_METHODS);
+        assert!(Arc::ptr_eq(
+            &a,
+            &layer.method("/user.v1.UserService/GetUser")
+        ));
     }
 
     #[test]

@@ -30,9 +30,11 @@ use tracing_subscriber::util::SubscriberInitExt;
 /// The W3C trace-context header name, in HTTP, gRPC metadata and Kafka headers.
 pub const TRACEPARENT: &str = "traceparent";
 
-/// Target of the spans made for export (request, gRPC, MySQL, relay and
-/// apply spans). The log output leaves them out, so with tracing off no layer
-/// wants them and they cost no more than a disabled callsite.
+/// Target of the spans made for export (request, gRPC, handler, MySQL,
+/// relay and apply spans). The log output leaves them out, so with tracing
+/// off no layer wants them and they cost no more than a disabled callsite.
+/// (`#[tracing::instrument]` takes the target as a literal: the services'
+/// handlers write `target = "sluice_trace"`.)
 pub const SPANS: &str = "sluice_trace";
 
 /// Environment variable that turns OTLP export on.

@@ -85,7 +85,7 @@ impl CountGrpc {
 
 #[tonic::async_trait]
 impl CountService for CountGrpc {
-    #[tracing::instrument(skip_all, fields(users = req.get_ref().user_ids.len()))]
+    #[tracing::instrument(target = "sluice_trace", skip_all, fields(users = req.get_ref().user_ids.len()))]
     async fn get_counts(
         &self,
         req: Request<pb::GetCountsRequest>,

@@ -86,7 +86,7 @@ impl RelationGrpc {
 
 #[tonic::async_trait]
 impl RelationService for RelationGrpc {
-    #[tracing::instrument(skip_all, fields(from = req.get_ref().from_id, to = req.get_ref().to_id))]
+    #[tracing::instrument(target = "sluice_trace", skip_all, fields(from = req.get_ref().from_id, to = req.get_ref().to_id))]
     async fn follow(
         &self,
         req: Request<pb::FollowRequest>,
@@ -96,7 +96,7 @@ impl RelationService for RelationGrpc {
             .map(Response::new)
     }
 
-    #[tracing::instrument(skip_all, fields(from = req.get_ref().from_id, to = req.get_ref().to_id))]
+    #[tracing::instrument(target = "sluice_trace", skip_all, fields(from = req.get_ref().from_id, to = req.get_ref().to_id))]
     async fn unfollow(
         &self,
         req: Request<pb::FollowRequest>,

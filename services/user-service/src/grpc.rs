@@ -113,7 +113,7 @@ impl UserGrpc {
 
 #[tonic::async_trait]
 impl UserService for UserGrpc {
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(target = "sluice_trace", skip_all)]
     async fn register(
         &self,
         req: Request<pb::RegisterRequest>,
@@ -135,7 +135,7 @@ impl UserService for UserGrpc {
         }))
     }
 
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(target = "sluice_trace", skip_all)]
     async fn login(
         &self,
         req: Request<pb::LoginRequest>,
@@ -155,7 +155,7 @@ impl UserService for UserGrpc {
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(user_id = req.get_ref().user_id))]
+    #[tracing::instrument(target = "sluice_trace", skip_all, fields(user_id = req.get_ref().user_id))]
     async fn get_user(
         &self,
         req: Request<pb::GetUserRequest>,
@@ -172,7 +172,7 @@ impl UserService for UserGrpc {
         ))
     }
 
-    #[tracing::instrument(skip_all, fields(n = req.get_ref().user_ids.len()))]
+    #[tracing::instrument(target = "sluice_trace", skip_all, fields(n = req.get_ref().user_ids.len()))]
     async fn batch_get_users(
         &self,
         req: Request<pb::BatchGetUsersRequest>,
@@ -186,7 +186,7 @@ impl UserService for UserGrpc {
         ))
     }
 
-    #[tracing::instrument(skip_all, fields(user_id = req.get_ref().user_id))]
+    #[tracing::instrument(target = "sluice_trace", skip_all, fields(user_id = req.get_ref().user_id))]
     async fn update_profile(
         &self,
         req: Request<pb::UpdateProfileRequest>,

@@ -664,6 +664,11 @@ async fn chaos_check(a: &Args, all: &[Stats]) -> anyhow::Result<Value> {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    // A subscriber (logs at RUST_LOG, default info) also keeps the
+    // transport crates' trace-level spans from being built at all: with
+    // none installed, tracing's `log` fallback formats them per request
+    // (~2% of this process's CPU in the gRPC scenarios, perf).
+    let _telemetry = common::telemetry::init("sluice-loadgen");
     let a = Arc::new(Args::parse());
     let (all, took) = match scenario(a.clone()).await {
         Ok(r) => r,
