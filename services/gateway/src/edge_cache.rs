@@ -15,6 +15,10 @@
 //! write's consistency token, and those never touch this cache; neither do
 //! reads with a bearer token (their `is_follow` is per viewer). A TTL of 0
 //! turns the cache off.
+//!
+//! `gateway_edge_cache_total{result}` counts `hit`s and `miss`es; a miss is
+//! every caller that found no entry, including those that then waited for
+//! the one shared load.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -28,6 +28,12 @@
 //!   AwaitApplied) and checks every pair against its last acknowledged
 //!   state, through a token-carrying read. Exit status 1 when an
 //!   acknowledged write is missing.
+//! - `grpc-user` / `grpc-list` speak gRPC over a bare HTTP/2 connection per
+//!   worker by default (`--client h2`: the request encoded with prost, sent
+//!   on the `h2` connection, status read from the trailers, answer decoded),
+//!   so the generator takes less of a shared machine; `--client tonic` uses
+//!   a tonic channel per worker instead (a buffer task between caller and
+//!   connection), as a typical Rust client would.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,10 +41,10 @@ use std::time::{Duration, Instant};
 use clap::{Parser, ValueEnum};
 use proto::count::v1::AwaitAppliedRequest;
 use proto::count::v1::count_service_client::CountServiceClient;
-use proto::relation::v1::ListRequest;
 use proto::relation::v1::relation_service_client::RelationServiceClient;
-use proto::user::v1::GetUserRequest;
+use proto::relation::v1::{ListRequest, ListResponse};
 use proto::user::v1::user_service_client::UserServiceClient;
+use proto::user::v1::{GetUserRequest, GetUserResponse};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -51,6 +57,15 @@ enum Scenario {
     RestFollow,
     RestRyw,
     Chaos,
+}
+
+/// How the gRPC scenarios talk to the services.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum GrpcClient {
+    /// A bare HTTP/2 connection per worker (the `h2` crate).
+    H2,
+    /// A tonic channel per worker.
+    Tonic,
 }
 
 #[derive(Debug, Parser)]
@@ -78,6 +93,9 @@ struct Args {
     relation_grpc: String,
     #[arg(long, default_value = "http://127.0.0.1:8081")]
     count_grpc: String,
+    /// gRPC client of `grpc-user` / `grpc-list`.
+    #[arg(long, value_enum, default_value = "h2")]
+    client: GrpcClient,
     /// User id read by `grpc-user` / `grpc-list`.
     #[arg(long, default_value_t = 1)]
     id: u64,
@@ -391,6 +409,129 @@ async fn grpc_channel(url: &str) -> anyhow::Result<tonic::transport::Channel> {
         .await?)
 }
 
+/// One worker's gRPC connection, bare HTTP/2 or tonic.
+enum GrpcConn {
+    H2 {
+        send: h2::client::SendRequest<bytes::Bytes>,
+        base: String,
+    },
+    Tonic(Box<TonicClients>),
+}
+
+/// A tonic channel's two clients (boxed: much larger than the h2 handle).
+struct TonicClients {
+    users: UserServiceClient<tonic::transport::Channel>,
+    relations: RelationServiceClient<tonic::transport::Channel>,
+}
+
+impl GrpcConn {
+    async fn connect(kind: GrpcClient, url: &str) -> anyhow::Result<Self> {
+        Ok(match kind {
+            GrpcClient::Tonic => {
+                let channel = grpc_channel(url).await?;
+                GrpcConn::Tonic(Box::new(TonicClients {
+                    users: UserServiceClient::new(channel.clone()),
+                    relations: RelationServiceClient::new(channel),
+                }))
+            }
+            GrpcClient::H2 => {
+                let uri: http::Uri = url.parse()?;
+                let authority = uri
+                    .authority()
+                    .ok_or_else(|| anyhow::anyhow!("{url}: no host:port"))?
+                    .to_string();
+                let tcp = TcpStream::connect(&authority).await?;
+                tcp.set_nodelay(true)?;
+                let (send, conn) = h2::client::handshake(tcp).await?;
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+                GrpcConn::H2 {
+                    send,
+                    base: format!("http://{authority}"),
+                }
+            }
+        })
+    }
+
+    /// GetUser; true when the service answered OK with the user.
+    async fn get_user(&mut self, id: u64) -> bool {
+        let req = GetUserRequest {
+            user_id: id,
+            viewer_id: 0,
+        };
+        match self {
+            GrpcConn::Tonic(t) => t.users.get_user(req).await.is_ok(),
+            GrpcConn::H2 { send, base } => {
+                h2_unary::<_, GetUserResponse>(send, base, "/user.v1.UserService/GetUser", &req)
+                    .await
+                    .is_ok_and(|r| r.user.is_some_and(|u| u.id == id))
+            }
+        }
+    }
+
+    /// FollowingList, first page of 20; true when answered OK.
+    async fn following_list(&mut self, id: u64) -> bool {
+        let req = ListRequest {
+            user_id: id,
+            cursor: String::new(),
+            limit: 20,
+        };
+        match self {
+            GrpcConn::Tonic(t) => t.relations.following_list(req).await.is_ok(),
+            GrpcConn::H2 { send, base } => h2_unary::<_, ListResponse>(
+                send,
+                base,
+                "/relation.v1.RelationService/FollowingList",
+                &req,
+            )
+            .await
+            .is_ok(),
+        }
+    }
+}
+
+/// One unary gRPC call on a bare HTTP/2 connection: a length-prefixed
+/// message out, `grpc-status` 0 and one message back.
+async fn h2_unary<Req: prost::Message, Resp: prost::Message + Default>(
+    send: &h2::client::SendRequest<bytes::Bytes>,
+    base: &str,
+    path: &str,
+    msg: &Req,
+) -> anyhow::Result<Resp> {
+    let len = msg.encoded_len();
+    let mut frame = Vec::with_capacity(5 + len);
+    frame.push(0);
+    frame.extend_from_slice(&u32::try_from(len)?.to_be_bytes());
+    msg.encode(&mut frame)?;
+    let req = http::Request::post(format!("{base}{path}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())?;
+    let mut ready = send.clone().ready().await?;
+    let (resp, mut out) = ready.send_request(req, false)?;
+    out.send_data(bytes::Bytes::from(frame), true)?;
+    let resp = resp.await?;
+    anyhow::ensure!(resp.status() == 200, "HTTP status {}", resp.status());
+    // A failure may come "trailers-only", in the headers.
+    let early = resp.headers().get("grpc-status").cloned();
+    let mut body = resp.into_body();
+    let mut data = Vec::new();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk?;
+        let _ = body.flow_control().release_capacity(chunk.len());
+        data.extend_from_slice(&chunk);
+    }
+    let trailers = body.trailers().await?;
+    let status = early.or_else(|| trailers.and_then(|t| t.get("grpc-status").cloned()));
+    anyhow::ensure!(
+        status.as_ref().is_some_and(|s| s == "0"),
+        "grpc-status {status:?}"
+    );
+    anyhow::ensure!(data.len() >= 5 && data[0] == 0, "no uncompressed message");
+    Ok(Resp::decode(&data[5..])?)
+}
+
 /// Follow (`true`) or unfollow; `Some(token)` when acknowledged.
 async fn write(
     http: &mut Http,
@@ -448,31 +589,17 @@ async fn scenario(a: Arc<Args>) -> anyhow::Result<(Vec<Stats>, Duration)> {
                 async move {
                     let mut s = Stats::default();
                     let url = if list { &a.relation_grpc } else { &a.user_grpc };
-                    let Ok(channel) = grpc_channel(url).await else {
+                    let Ok(mut client) = GrpcConn::connect(a.client, url).await else {
                         s.errors += 1;
                         return s;
                     };
-                    let mut users = UserServiceClient::new(channel.clone());
-                    let mut rel = RelationServiceClient::new(channel);
                     let mut pace = Pacer::new(a.rate, a.connections, w);
                     while Instant::now() < deadline {
                         let t = pace.tick().await;
                         let ok = if list {
-                            rel.following_list(ListRequest {
-                                user_id: a.id,
-                                cursor: String::new(),
-                                limit: 20,
-                            })
-                            .await
-                            .is_ok()
+                            client.following_list(a.id).await
                         } else {
-                            users
-                                .get_user(GetUserRequest {
-                                    user_id: a.id,
-                                    viewer_id: 0,
-                                })
-                                .await
-                                .is_ok()
+                            client.get_user(a.id).await
                         };
                         if ok {
                             s.lat_us.push(t.elapsed().as_micros() as u64);
