@@ -9,7 +9,7 @@ use proto::user::v1 as pb;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 use crate::extract::{
     Actor, ApiJson, CONSISTENCY_HEADER, ReadToken, Viewer, acting_as, read_source, subject,
 };
@@ -117,9 +117,11 @@ pub async fn get_user(
         let load = async {
             let r = st.users.clone().get_user(req).await?;
             let user = r.into_inner().user.unwrap_or_default();
-            Ok(Bytes::from(
-                serde_json::to_vec(&user_json(&user)).unwrap_or_default(),
-            ))
+            // A `Value` always serialises; a failure here would be a bug.
+            let body = serde_json::to_vec(&user_json(&user)).map_err(|e| {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+            })?;
+            Ok(Bytes::from(body))
         };
         let body = st.edge.profile(user_id, load).await?;
         return Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response());
