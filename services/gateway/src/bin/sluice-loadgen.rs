@@ -413,7 +413,9 @@ async fn grpc_channel(url: &str) -> anyhow::Result<tonic::transport::Channel> {
 enum GrpcConn {
     H2 {
         send: h2::client::SendRequest<bytes::Bytes>,
-        base: String,
+        /// The two methods' URIs on this connection's service, parsed once.
+        get_user: http::Uri,
+        following_list: http::Uri,
     },
     Tonic(Box<TonicClients>),
 }
@@ -446,9 +448,11 @@ impl GrpcConn {
                 tokio::spawn(async move {
                     let _ = conn.await;
                 });
+                let uri = |path: &str| format!("http://{authority}{path}").parse::<http::Uri>();
                 GrpcConn::H2 {
                     send,
-                    base: format!("http://{authority}"),
+                    get_user: uri("/user.v1.UserService/GetUser")?,
+                    following_list: uri("/relation.v1.RelationService/FollowingList")?,
                 }
             }
         })
@@ -462,8 +466,8 @@ impl GrpcConn {
         };
         match self {
             GrpcConn::Tonic(t) => t.users.get_user(req).await.is_ok(),
-            GrpcConn::H2 { send, base } => {
-                h2_unary::<_, GetUserResponse>(send, base, "/user.v1.UserService/GetUser", &req)
+            GrpcConn::H2 { send, get_user, .. } => {
+                h2_unary::<_, GetUserResponse>(send, get_user, &req)
                     .await
                     .is_ok_and(|r| r.user.is_some_and(|u| u.id == id))
             }
@@ -479,14 +483,13 @@ impl GrpcConn {
         };
         match self {
             GrpcConn::Tonic(t) => t.relations.following_list(req).await.is_ok(),
-            GrpcConn::H2 { send, base } => h2_unary::<_, ListResponse>(
+            GrpcConn::H2 {
                 send,
-                base,
-                "/relation.v1.RelationService/FollowingList",
-                &req,
-            )
-            .await
-            .is_ok(),
+                following_list,
+                ..
+            } => h2_unary::<_, ListResponse>(send, following_list, &req)
+                .await
+                .is_ok(),
         }
     }
 }
@@ -495,8 +498,7 @@ impl GrpcConn {
 /// message out, `grpc-status` 0 and one message back.
 async fn h2_unary<Req: prost::Message, Resp: prost::Message + Default>(
     send: &h2::client::SendRequest<bytes::Bytes>,
-    base: &str,
-    path: &str,
+    uri: &http::Uri,
     msg: &Req,
 ) -> anyhow::Result<Resp> {
     let len = msg.encoded_len();
@@ -504,7 +506,7 @@ async fn h2_unary<Req: prost::Message, Resp: prost::Message + Default>(
     frame.push(0);
     frame.extend_from_slice(&u32::try_from(len)?.to_be_bytes());
     msg.encode(&mut frame)?;
-    let req = http::Request::post(format!("{base}{path}"))
+    let req = http::Request::post(uri.clone())
         .header("content-type", "application/grpc")
         .header("te", "trailers")
         .body(())?;

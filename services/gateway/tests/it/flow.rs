@@ -5,7 +5,7 @@ use std::time::Duration;
 use axum::http::{Method, StatusCode};
 use serde_json::json;
 
-use crate::helpers::{assert_error, http_get, spawn_mesh, spawn_mesh_with};
+use crate::helpers::{Mesh, assert_error, http_get, spawn_mesh, spawn_mesh_with};
 
 #[tokio::test]
 async fn register_login_follow_list_and_unfollow_end_to_end() {
@@ -229,6 +229,20 @@ async fn profile_updates_are_visible_with_their_consistency_token() {
     m.cleanup().await;
 }
 
+/// Sets the signature of the token's user to "changed"; its consistency token.
+async fn sign_changed(m: &Mesh, token: &str) -> String {
+    let r = m
+        .send(
+            Method::PATCH,
+            "/v1/users/me",
+            Some(token),
+            Some(r#"{"signature":"changed"}"#),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    r.body["consistency_token"].as_str().unwrap().to_owned()
+}
+
 #[tokio::test]
 async fn anonymous_profile_reads_come_from_the_edge_cache_and_tokens_bypass_it() {
     // A long TTL, so that the kept answer is still there when checked.
@@ -241,16 +255,7 @@ async fn anonymous_profile_reads_come_from_the_edge_cache_and_tokens_bypass_it()
     assert_eq!(first.body["username"], "dave");
     assert_eq!(first.headers["content-type"], "application/json");
 
-    let r = m
-        .send(
-            Method::PATCH,
-            "/v1/users/me",
-            Some(&token),
-            Some(r#"{"signature":"changed"}"#),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    let ct = r.body["consistency_token"].as_str().unwrap().to_owned();
+    let ct = sign_changed(&m, &token).await;
 
     // No syncer runs here, so drop user-service's Redis copy by hand: the
     // service itself would now answer from MySQL ("changed").
@@ -300,15 +305,7 @@ async fn anonymous_profile_reads_come_from_the_edge_cache_and_tokens_bypass_it()
     let path = format!("/v1/users/{id}");
     let first = m.send(Method::GET, &path, None, None).await;
     assert_eq!(first.body["signature"], "");
-    let r = m
-        .send(
-            Method::PATCH,
-            "/v1/users/me",
-            Some(&token),
-            Some(r#"{"signature":"changed"}"#),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    sign_changed(&m, &token).await;
     m.redis.clone().cleanup().await;
     let now = m.send(Method::GET, &path, None, None).await;
     assert_eq!(now.body["signature"], "changed");
