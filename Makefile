@@ -19,7 +19,7 @@ status:        ## what runs, with pids and ports
 	@scripts/stack.sh status
 	@scripts/mesh.sh status
 
-install:       ## install the stack's packages and the tansu broker only
+install:       ## install the stack's packages and fetch Kafka's jars only
 	scripts/stack.sh install
 
 migrate:       ## apply the schema migrations to $$DATABASE_URL (default: the local stack)
@@ -37,10 +37,10 @@ bench: bench-syncer-memory bench-syncer-throughput bench-relay  ## every benchma
 bench-syncer-memory:      ## Redis bytes per counter, buckets vs strings (needs the stack for MySQL)
 	. scripts/env.sh && cargo bench -p cache-syncer --bench syncer_memory
 
-bench-syncer-throughput:  ## syncer events/s from a pre-filled topic, durable and in-memory broker (needs the stack)
+bench-syncer-throughput:  ## syncer events/s from a pre-filled topic on the stack's Kafka, beside the apply path alone (needs the stack)
 	scripts/bench-syncer.sh
 
-bench-relay:              ## relay rows/s (memory and sqlite brokers), publish ceiling, decode-only, mariadb-binlog (needs the stack)
+bench-relay:              ## relay rows/s to the stack's Kafka, publish ceiling, decode-only, mariadb-binlog (needs the stack)
 	scripts/bench-relay.sh
 
 bench-follow-baseline:    ## the follow transaction as a stored procedure under mariadb-slap (needs the stack)

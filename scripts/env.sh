@@ -3,12 +3,20 @@
 : "${ROOT:=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
 export SLUICE_STATE=${SLUICE_STATE:-$ROOT/.state}
 export SLUICE_CACHE=${SLUICE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sluice}
-export TANSU_VERSION=0.6.0
-export SLUICE_TANSU_BIN=${SLUICE_TANSU_BIN:-$SLUICE_CACHE/tansu-$TANSU_VERSION/bin/tansu}
+# Apache Kafka from Maven Central (scripts/kafka/pom.xml), its jars cached in
+# one folder; compose/ runs the same version. Java 17+ runs it.
+export SLUICE_KAFKA_VERSION=${SLUICE_KAFKA_VERSION:-4.1.1}
+export SLUICE_KAFKA_HOME=${SLUICE_KAFKA_HOME:-$SLUICE_CACHE/kafka-$SLUICE_KAFKA_VERSION}
+# The broker's JVM heap. Kafka keeps messages in the page cache, not on the
+# heap; 1 GiB serves the local load with short G1 pauses and leaves the rest
+# of a 24 GiB machine to MariaDB, Redis, the mesh and the page cache.
+export SLUICE_KAFKA_HEAP=${SLUICE_KAFKA_HEAP:-1g}
 
 export SLUICE_MYSQL_PORT=${SLUICE_MYSQL_PORT:-3307}
 export SLUICE_REDIS_PORT=${SLUICE_REDIS_PORT:-6380}
 export SLUICE_KAFKA_PORT=${SLUICE_KAFKA_PORT:-9092}
+# The KRaft controller listener of the one combined broker+controller node.
+export SLUICE_KAFKA_CONTROLLER_PORT=${SLUICE_KAFKA_CONTROLLER_PORT:-9093}
 export SLUICE_PROMETHEUS_PORT=${SLUICE_PROMETHEUS_PORT:-9090}
 export SLUICE_DB=${SLUICE_DB:-sluice}
 
@@ -20,11 +28,12 @@ export DATABASE_URL=${DATABASE_URL:-$SLUICE_MYSQL_URL/$SLUICE_DB}
 
 # Topics of the default prefix `sluice` (DESIGN §4): one per table, plus the
 # transaction, heartbeat and dead-letter topics.
-# One partition per topic locally: tansu 0.6.0 polls its storage for every
-# partition of a fetch, every `fetch.wait.max.ms` (10 ms for the syncer), even
-# when idle. With the syncer's 13 partitions at 4 per topic, an idle tansu
-# used ~90% of a core on this 2-core machine; at 1 per topic, ~50% (measured
-# with top, sqlite storage). Per-row order only needs the key → partition
-# mapping, which any count keeps. Real Kafka (compose/) uses more.
-export SLUICE_TOPIC_PARTITIONS=${SLUICE_TOPIC_PARTITIONS:-1}
+# Partitions of each row-change topic (and of the dead-letter topic). Four,
+# like the relay's own default and compose: an idle Kafka broker costs nothing
+# per partition (it answers a fetch when data arrives), per-row order only
+# needs the key -> partition mapping, which any count keeps, and the scale-out
+# work (several syncers in one consumer group) needs more than one partition
+# to share out. The transaction and heartbeat topics keep one partition: their
+# records are ordered as a whole.
+export SLUICE_TOPIC_PARTITIONS=${SLUICE_TOPIC_PARTITIONS:-4}
 export SLUICE_TOPICS=${SLUICE_TOPICS:-"sluice.$SLUICE_DB.user sluice.$SLUICE_DB.follow sluice.$SLUICE_DB.counter sluice.transaction sluice.heartbeat sluice.dlq"}

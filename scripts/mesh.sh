@@ -30,10 +30,6 @@ done
 export RELAY_STATE_DIR=${RELAY_STATE_DIR:-$SLUICE_STATE/binlog-relay}
 export RELAY_FILTER__INCLUDE_DATABASES=${RELAY_FILTER__INCLUDE_DATABASES:-[\"$SLUICE_DB\"]}
 export SYNCER_SOURCE_DB=${SYNCER_SOURCE_DB:-$SLUICE_DB}
-# The local broker (tansu 0.6.0) loses its storage task when an idempotent
-# producer writes after a broker restart; the relay keeps order with one
-# request in flight instead (see `idempotence` in the README).
-export RELAY_IDEMPOTENCE=${RELAY_IDEMPOTENCE:-false}
 
 # name  admin-port  arguments (in start order; stopped in reverse)
 PROCESSES=(

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# sluice local stack: its own MariaDB (binlog on), Redis and Kafka-protocol broker
-# (tansu), plus a Prometheus that scrapes the sluice processes, all on
-# loopback, all under one state folder.
+# sluice local stack: its own MariaDB (binlog on), Redis and Apache Kafka broker
+# (KRaft, one combined broker+controller node), plus a Prometheus that scrapes
+# the sluice processes, all on loopback, all under one state folder.
 #
-#   scripts/stack.sh install   install what is missing (Debian packages, tansu)
+#   scripts/stack.sh install   install what is missing (Debian packages, Kafka's jars)
 #   scripts/stack.sh up        install, start everything, wait until each answers
 #   scripts/stack.sh down      stop exactly the processes `up` started (by pid)
 #   scripts/stack.sh status    show what runs, with pids and ports
 #   scripts/stack.sh check     exit 0 only when every server answers
-#   scripts/stack.sh restart-kafka   stop and start the broker (its data stays)
+#   scripts/stack.sh restart-kafka [--kill]   stop (SIGTERM, or SIGKILL with
+#                              --kill) and start the broker; its data stays
 #
 # Every step is idempotent: a second `up` is a no-op.
 set -euo pipefail
@@ -50,7 +51,6 @@ install_packages() {
     command -v cc >/dev/null || missing+=(build-essential)
     command -v pkg-config >/dev/null || missing+=(pkg-config)
     command -v curl >/dev/null || missing+=(curl)
-    command -v sqlite3 >/dev/null || missing+=(sqlite3)
     dpkg -s zlib1g-dev >/dev/null 2>&1 || missing+=(zlib1g-dev)
     if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
     # Prometheus and promtool (Debian's 2.42, ~15 s). Without its recommended
@@ -66,28 +66,37 @@ install_packages() {
     fi
 }
 
-install_tansu() {
-    if [ -x "$SLUICE_TANSU_BIN" ]; then
-        log "tansu $TANSU_VERSION: using cached binary $SLUICE_TANSU_BIN"
+# Apache Kafka's broker and tools: the runtime jars of scripts/kafka/pom.xml,
+# copied by Maven into $SLUICE_KAFKA_HOME/libs once (Maven's own download is
+# kept in $SLUICE_CACHE/m2); a folder that holds them is used as it is.
+install_kafka() {
+    local libs="$SLUICE_KAFKA_HOME/libs"
+    if [ -f "$libs/.complete" ]; then
+        log "kafka $SLUICE_KAFKA_VERSION: using cached jars in $libs"
         return
     fi
-    command -v cargo >/dev/null || die "cargo is needed to build the tansu broker"
-    log "tansu $TANSU_VERSION: no cached binary; building it from crates.io into $SLUICE_CACHE"
-    log "  (first time only, takes ~15 minutes on 2 cores; log: $SLUICE_CACHE/tansu-build.log)"
-    mkdir -p "$SLUICE_CACHE"
-    local root
-    root=$(dirname "$(dirname "$SLUICE_TANSU_BIN")")
-    if ! cargo install tansu --version "$TANSU_VERSION" --locked \
-        --features dynostore,libsql --root "$root" >"$SLUICE_CACHE/tansu-build.log" 2>&1; then
-        tail -n 30 "$SLUICE_CACHE/tansu-build.log" >&2
-        die "building tansu failed (full log: $SLUICE_CACHE/tansu-build.log)"
+    command -v java >/dev/null || apt_install --no-install-recommends openjdk-17-jre-headless
+    command -v mvn >/dev/null || apt_install --no-install-recommends maven
+    log "kafka $SLUICE_KAFKA_VERSION: fetching the broker's jars from Maven Central into $libs (first time only, ~30 s)"
+    mkdir -p "$SLUICE_KAFKA_HOME"
+    rm -rf "$libs.partial"
+    if ! mvn -B -q -f "$ROOT/scripts/kafka/pom.xml" -Dmaven.repo.local="$SLUICE_CACHE/m2" \
+        -Dkafka.version="$SLUICE_KAFKA_VERSION" dependency:copy-dependencies \
+        -DincludeScope=runtime -DoutputDirectory="$libs.partial" >"$SLUICE_KAFKA_HOME/fetch.log" 2>&1; then
+        tail -n 30 "$SLUICE_KAFKA_HOME/fetch.log" >&2
+        die "fetching Apache Kafka $SLUICE_KAFKA_VERSION with Maven failed (log: $SLUICE_KAFKA_HOME/fetch.log)"
     fi
-    log "tansu $TANSU_VERSION: built $SLUICE_TANSU_BIN"
+    [ -f "$libs.partial/kafka_2.13-$SLUICE_KAFKA_VERSION.jar" ] ||
+        die "Maven did not bring kafka_2.13-$SLUICE_KAFKA_VERSION.jar (log: $SLUICE_KAFKA_HOME/fetch.log)"
+    touch "$libs.partial/.complete"
+    rm -rf "$libs"
+    mv "$libs.partial" "$libs"
+    log "kafka $SLUICE_KAFKA_VERSION: $(find "$libs" -name '*.jar' | wc -l) jars in $libs"
 }
 
 cmd_install() {
     install_packages
-    install_tansu
+    install_kafka
 }
 
 # ---------------------------------------------------------------- helpers
@@ -184,71 +193,124 @@ start_redis() {
         redis-cli -h 127.0.0.1 -p "$SLUICE_REDIS_PORT" ping || die "redis did not answer within 30s ($RDS/redis.log)"
 }
 
-# ---------------------------------------------------------------- tansu
-TSU="$SLUICE_STATE/tansu"
-# The broker answers a metadata request (its storage task is alive: after a
-# panic in it, tansu 0.6.0 keeps its port open but answers nothing).
-tansu_answers() {
-    timeout 10 "$SLUICE_TANSU_BIN" topic list --broker "tcp://127.0.0.1:$SLUICE_KAFKA_PORT" >/dev/null 2>&1
+# ---------------------------------------------------------------- Kafka
+KFK="$SLUICE_STATE/kafka"
+# Kafka's tools are main classes in the cached jars (scripts/kafka-tool.sh).
+kafka_tool() { # class args...
+    local class=$1
+    shift
+    java -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 \
+        -Dlog4j2.configurationFile="$ROOT/scripts/kafka/tools-log4j2.properties" \
+        -cp "$SLUICE_KAFKA_HOME/libs/*" "$class" "$@"
+}
+topics_tool() { kafka_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$SLUICE_KAFKA_BROKERS" "$@"; }
+
+# One node that is both broker and controller (KRaft), on loopback only. The
+# file is written at every start from scripts/env.sh; the data stays.
+write_kafka_config() {
+    cat >"$KFK/server.properties" <<EOF
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$SLUICE_KAFKA_CONTROLLER_PORT
+listeners=PLAINTEXT://127.0.0.1:$SLUICE_KAFKA_PORT,CONTROLLER://127.0.0.1:$SLUICE_KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$SLUICE_KAFKA_PORT
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+log.dirs=$KFK/data
+# Topics are created explicitly (create_topics below, the relay, the tests).
+auto.create.topics.enable=false
+delete.topic.enable=true
+num.partitions=$SLUICE_TOPIC_PARTITIONS
+default.replication.factor=1
+# One node: every internal topic has one replica.
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=10
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=10
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+# After a kill -9, the restarted node's broker may register only once the
+# controller has let the old registration's session lapse (9 s by default):
+# 4 s makes a crash restart ~5 s shorter. Heartbeats stay well inside it.
+broker.session.timeout.ms=4000
+broker.heartbeat.interval.ms=1000
+# A group that forms is served at once (tests start members one by one).
+group.initial.rebalance.delay.ms=0
+# Sized for 2 cores.
+num.network.threads=2
+num.io.threads=4
+num.recovery.threads.per.data.dir=2
+# A week of data, at most 1 GiB per partition.
+log.retention.hours=168
+log.retention.bytes=1073741824
+log.segment.bytes=268435456
+EOF
 }
 
-start_tansu() {
-    if pid_alive "$TSU/tansu.pid"; then
-        if tansu_answers; then
-            log "kafka (tansu): already running (pid $(cat "$TSU/tansu.pid")) on 127.0.0.1:$SLUICE_KAFKA_PORT"
-            return
-        fi
-        log "kafka (tansu): running but not answering (its storage task died? see $TSU/tansu.log); restarting it"
-        stop_pid "kafka (tansu)" "$TSU/tansu.pid" tansu
+start_kafka() {
+    if pid_alive "$KFK/kafka.pid"; then
+        log "kafka: already running (pid $(cat "$KFK/kafka.pid")) on 127.0.0.1:$SLUICE_KAFKA_PORT"
+        return
     fi
-    port_taken_by_other "kafka (tansu)" "$SLUICE_KAFKA_PORT" "$TSU/tansu.pid"
-    [ -x "$SLUICE_TANSU_BIN" ] || die "tansu is not installed: run scripts/stack.sh install"
-    mkdir -p "$TSU"
-    # Durable sqlite storage: topics, messages and committed offsets survive a
-    # restart. tansu resolves the sqlite path against its working directory
-    # (it drops the leading slash), hence `cd /`.
-    # `exec` keeps the recorded pid that of tansu itself.
-    # SLUICE_KAFKA_STORAGE=memory://tansu/ runs it in memory instead (nothing
-    # survives a restart; for measuring what the storage engine costs).
-    local storage=${SLUICE_KAFKA_STORAGE:-sqlite://$TSU/tansu.db}
-    (cd / && exec setsid "$SLUICE_TANSU_BIN" broker \
-        --listener-url "tcp://127.0.0.1:$SLUICE_KAFKA_PORT" \
-        --advertised-listener-url "tcp://127.0.0.1:$SLUICE_KAFKA_PORT" \
-        --storage-engine "$storage" \
-        </dev/null >>"$TSU/tansu.log" 2>&1 4>&-) &
-    echo $! >"$TSU/tansu.pid"
-    wait_for "kafka (tansu): started on 127.0.0.1:$SLUICE_KAFKA_PORT (storage $storage)" 60 \
-        tansu_ready || { tail -n 20 "$TSU/tansu.log" >&2; die "tansu did not start within 60s (log: $TSU/tansu.log)"; }
-    [ "${storage%%:*}" = sqlite ] || return 0
-    # tansu 0.6.0 keeps record headers in a table without an index and looks
-    # them up once per fetched record (ddl/040-header.sql, sql/header_fetch.sql):
-    # a full scan per record, ~10 ms at 120k headers, in the one task that
-    # also serves every produce. Under a burst, fetches starve produces until
-    # they time out. This index makes the lookup a seek (tansu uses it at
-    # once; it survives restarts).
-    sqlite3 -cmd ".timeout 10000" "$TSU/tansu.db" \
-        "CREATE INDEX IF NOT EXISTS header_topition_offset_id ON header (topition, offset_id);" ||
-        die "cannot index tansu's header table ($TSU/tansu.db)"
+    port_taken_by_other kafka "$SLUICE_KAFKA_PORT" "$KFK/kafka.pid"
+    port_taken_by_other "kafka (controller)" "$SLUICE_KAFKA_CONTROLLER_PORT" "$KFK/kafka.pid"
+    [ -f "$SLUICE_KAFKA_HOME/libs/.complete" ] || die "Kafka is not installed: run scripts/stack.sh install"
+    mkdir -p "$KFK/data"
+    write_kafka_config
+    # Format the KRaft storage once; its cluster id is kept beside it.
+    if [ ! -f "$KFK/data/meta.properties" ]; then
+        [ -s "$KFK/cluster.id" ] || kafka_tool kafka.tools.StorageTool random-uuid >"$KFK/cluster.id" ||
+            die "kafka: could not make a cluster id"
+        kafka_tool kafka.tools.StorageTool format -t "$(cat "$KFK/cluster.id")" \
+            -c "$KFK/server.properties" >"$KFK/format.log" 2>&1 ||
+            { cat "$KFK/format.log" >&2; die "kafka: formatting the storage in $KFK/data failed"; }
+        log "kafka: formatted KRaft storage in $KFK/data (cluster $(cat "$KFK/cluster.id"))"
+    fi
+    # A start marker, so readiness is read from this start's log lines only.
+    if [ -f "$KFK/server.log" ]; then wc -l <"$KFK/server.log" >"$KFK/start.mark"; else echo 0 >"$KFK/start.mark"; fi
+    # `exec` keeps the recorded pid that of the JVM itself. G1 with a short
+    # pause goal: the relay and the syncer wait on the broker's answers.
+    (cd "$KFK" && exec setsid java -Xms"$SLUICE_KAFKA_HEAP" -Xmx"$SLUICE_KAFKA_HEAP" \
+        -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 \
+        -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true \
+        -Dlog4j2.configurationFile="$ROOT/scripts/kafka/log4j2.properties" \
+        -Dsluice.kafka.log="$KFK/server.log" \
+        -cp "$SLUICE_KAFKA_HOME/libs/*" kafka.Kafka "$KFK/server.properties" \
+        </dev/null >>"$KFK/stdout.log" 2>&1 4>&-) &
+    echo $! >"$KFK/kafka.pid"
+    wait_for "kafka: started on 127.0.0.1:$SLUICE_KAFKA_PORT (Apache Kafka $SLUICE_KAFKA_VERSION, KRaft, data $KFK/data)" 120 \
+        kafka_ready || { tail -n 20 "$KFK/server.log" "$KFK/stdout.log" >&2; die "kafka did not start within 120s (log: $KFK/server.log)"; }
 }
 
-tansu_ready() {
-    pid_alive "$TSU/tansu.pid" || { tail -n 5 "$TSU/tansu.log" >&4; die "tansu exited during start-up"; }
-    port_open "$SLUICE_KAFKA_PORT"
+# The broker listens once it has loaded its logs and joined its own quorum,
+# and says so in its log.
+kafka_ready() {
+    pid_alive "$KFK/kafka.pid" || { tail -n 5 "$KFK/stdout.log" "$KFK/server.log" >&4; die "kafka exited during start-up"; }
+    port_open "$SLUICE_KAFKA_PORT" &&
+        tail -n +"$(($(cat "$KFK/start.mark") + 1))" "$KFK/server.log" | grep -q "Kafka Server started"
 }
 
-# The broker does not auto-create topics: create the sluice ones explicitly.
+# The broker does not auto-create topics: create the sluice ones explicitly
+# (the missing ones, in parallel: each tool run is a JVM start of ~2 s).
 create_topics() {
-    local existing topic
-    existing=$("$SLUICE_TANSU_BIN" topic list --broker "tcp://127.0.0.1:$SLUICE_KAFKA_PORT" 2>/dev/null || true)
+    local existing topic parts entry pid pids=()
+    existing=$(topics_tool --list 2>"$KFK/topics.log") ||
+        { cat "$KFK/topics.log" >&2; die "kafka: could not list topics"; }
     for topic in $SLUICE_TOPICS; do
-        if grep -qF -- "\"name\":\"$topic\"" <<<"$existing"; then continue; fi
+        if grep -qxF -- "$topic" <<<"$existing"; then continue; fi
         # Transaction and heartbeat records keep their order in one partition.
-        local parts=$SLUICE_TOPIC_PARTITIONS
+        parts=$SLUICE_TOPIC_PARTITIONS
         case "$topic" in *.transaction | *.heartbeat) parts=1 ;; esac
-        "$SLUICE_TANSU_BIN" topic create "$topic" --partitions "$parts" \
-            --broker "tcp://127.0.0.1:$SLUICE_KAFKA_PORT" >>"$TSU/topics.log" 2>&1 ||
-            { tail -n 5 "$TSU/topics.log" >&2; die "could not create topic $topic"; }
-        log "kafka (tansu): created topic $topic ($parts partitions)"
+        topics_tool --create --if-not-exists --topic "$topic" --partitions "$parts" \
+            --replication-factor 1 >>"$KFK/topics.log" 2>&1 &
+        pids+=("$!:$topic:$parts")
+    done
+    for entry in "${pids[@]}"; do
+        IFS=: read -r pid topic parts <<<"$entry"
+        wait "$pid" || { tail -n 5 "$KFK/topics.log" >&2; die "could not create topic $topic"; }
+        log "kafka: created topic $topic ($parts partitions)"
     done
 }
 
@@ -315,7 +377,7 @@ stop_pid() { # name pidfile expected-comm
 
 cmd_down() {
     stop_pid prometheus "$PRM/prometheus.pid" prometheus
-    stop_pid "kafka (tansu)" "$TSU/tansu.pid" tansu
+    stop_pid kafka "$KFK/kafka.pid" java
     stop_pid redis "$RDS/redis.pid" redis-server
     stop_pid mariadb "$MDB/mariadbd.pid" mariadbd
 }
@@ -331,12 +393,12 @@ show() { # name pidfile port
 cmd_status() {
     show mariadb "$MDB/mariadbd.pid" "$SLUICE_MYSQL_PORT"
     show redis "$RDS/redis.pid" "$SLUICE_REDIS_PORT"
-    show "kafka (tansu)" "$TSU/tansu.pid" "$SLUICE_KAFKA_PORT"
+    show kafka "$KFK/kafka.pid" "$SLUICE_KAFKA_PORT"
     show prometheus "$PRM/prometheus.pid" "$SLUICE_PROMETHEUS_PORT"
 }
 
 cmd_check() {
-    pid_alive "$MDB/mariadbd.pid" && pid_alive "$RDS/redis.pid" && pid_alive "$TSU/tansu.pid" && tansu_answers &&
+    pid_alive "$MDB/mariadbd.pid" && pid_alive "$RDS/redis.pid" && pid_alive "$KFK/kafka.pid" &&
         pid_alive "$PRM/prometheus.pid" &&
         port_open "$SLUICE_MYSQL_PORT" && port_open "$SLUICE_REDIS_PORT" && port_open "$SLUICE_KAFKA_PORT" &&
         port_open "$SLUICE_PROMETHEUS_PORT"
@@ -347,7 +409,7 @@ cmd_up() {
     mkdir -p "$SLUICE_STATE"
     start_mariadb
     start_redis
-    start_tansu
+    start_kafka
     create_topics
     start_prometheus
     log "stack is up (state in $SLUICE_STATE):"
@@ -365,14 +427,21 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
     down) cmd_down ;;
     status) cmd_status ;;
     check) cmd_check ;;
-    restart-kafka)
-        stop_pid "kafka (tansu)" "$TSU/tansu.pid" tansu
-        start_tansu
+    restart-kafka) # [--kill]: SIGKILL instead of a clean shutdown
+        if [ "${2:-}" = --kill ] && pid_alive "$KFK/kafka.pid"; then
+            kill -9 "$(cat "$KFK/kafka.pid")"
+            while pid_alive "$KFK/kafka.pid"; do sleep 0.05; done
+            rm -f "$KFK/kafka.pid"
+            log "kafka: killed (SIGKILL)"
+        else
+            stop_pid kafka "$KFK/kafka.pid" java
+        fi
+        start_kafka
         ;;
     restart-redis) # comes back empty (no persistence): run `cache-syncer rebuild`
         stop_pid redis "$RDS/redis.pid" redis-server
         start_redis
         ;;
-    *) die "usage: $0 install|up|down|status|check|restart-kafka|restart-redis" ;;
+    *) die "usage: $0 install|up|down|status|check|restart-kafka [--kill]|restart-redis" ;;
     esac
 fi

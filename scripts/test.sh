@@ -17,11 +17,17 @@ scripts/mesh.sh up
 mariadb --no-defaults -h127.0.0.1 -P"$SLUICE_MYSQL_PORT" -uroot -N -e \
     "SELECT schema_name FROM information_schema.schemata WHERE schema_name LIKE 'sluice\\_t\\_%'" |
     while read -r db; do mariadb --no-defaults -h127.0.0.1 -P"$SLUICE_MYSQL_PORT" -uroot -e "DROP DATABASE \`$db\`"; done
+# Topics left behind by earlier (interrupted or failed) runs: every test's
+# topics carry its prefix `t_<suffix>.`; tests delete their own.
+scripts/kafka-tool.sh topics --delete --if-exists --topic 't_.*' >/dev/null
 cargo test --workspace "$@"
-# Durability of the broker: restarts it, so it runs alone after the suite.
-# (--workspace, like the run above, so no crate is rebuilt with other features.)
+# The tests that kill -9 and restart the shared broker, alone after the suite
+# (--workspace, like the run above, so no crate is rebuilt with other
+# features): the broker's own durability (topics, messages, committed
+# offsets), then the idempotent relay publishing 100,000 changes across it.
 # Bounded, so a broker that never comes back fails the run instead of hanging it.
 timeout 600 cargo test --workspace -- --ignored --exact kafka::broker_restart_keeps_topics_and_messages
+timeout 900 cargo test --workspace -- --ignored --exact crash::an_idempotent_relay_survives_a_broker_kill_9_mid_load --nocapture
 # The fault suite, short form: kill -9s, a broker restart and a Redis wipe +
 # rebuild under a steady write load; 0 lost writes and 0 differences.
 timeout 900 scripts/chaos.sh --short

@@ -16,7 +16,7 @@
 //!    comparison, the general one (row maps); next to `mariadb-binlog --read-from-remote-server --verbose
 //!    --base64-output=decode-rows` over the same binlog range;
 //! 2. for each broker of `BENCH_BROKERS` (`name=host:port,…`, default
-//!    `sqlite=$SLUICE_KAFKA_BROKERS`):
+//!    `kafka=$SLUICE_KAFKA_BROKERS`):
 //!    - publish ceiling: as many envelope-sized messages as the batch has
 //!      rows, from a bare idempotent rdkafka producer, all acknowledged;
 //!    - the relay over the batch range and over the mixed range
@@ -365,10 +365,7 @@ async fn main() -> anyhow::Result<()> {
     let txs: u64 = env_or("BENCH_TXS", "20000").parse()?;
     let server = env_or("SLUICE_MYSQL_URL", "mysql://root@127.0.0.1:3307");
     let port = env_or("SLUICE_MYSQL_PORT", "3307");
-    let default_brokers = format!(
-        "sqlite={}",
-        env_or("SLUICE_KAFKA_BROKERS", "127.0.0.1:9092")
-    );
+    let default_brokers = format!("kafka={}", env_or("SLUICE_KAFKA_BROKERS", "127.0.0.1:9092"));
     let brokers: Vec<(String, String)> = env_or("BENCH_BROKERS", &default_brokers)
         .split(',')
         .filter_map(|b| b.split_once('=').map(|(n, a)| (n.to_owned(), a.to_owned())))

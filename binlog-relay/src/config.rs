@@ -57,12 +57,11 @@ pub struct Settings {
     #[serde(with = "common::config::duration")]
     pub retry_backoff: Duration,
     pub snapshot: SnapshotSettings,
-    /// The idempotent producer (exactly-once per partition on retries). Off
-    /// means one request in flight per broker instead, so order still holds
-    /// and a retry may only duplicate (the syncer skips by `sluice.seq`).
-    /// For brokers with broken idempotence: tansu 0.6.0's storage task
-    /// panics when an idempotent producer writes after a broker restart
-    /// (tansu-storage lite.rs:503), so the local stack turns it off.
+    /// The idempotent producer (on by default: a retry, even across a
+    /// broker restart, writes each message once and in order). Off means
+    /// one request in flight per broker instead, so order still holds and a
+    /// retry may only duplicate (the syncer skips by `sluice.seq`); for
+    /// brokers without idempotent-producer support.
     pub idempotence: bool,
     /// Extra librdkafka producer properties (e.g. `compression.type = "zstd"`).
     pub producer: BTreeMap<String, String>,

@@ -10,9 +10,9 @@
 //! apply path alone (no Kafka) is timed on the same events for comparison.
 //!
 //! Run: `make bench-syncer-throughput` (`scripts/bench-syncer.sh`: the
-//! stack's durable broker and an in-memory tansu, each with the syncer's
-//! default consumer settings and with `BENCH_CONSUMER`), or `cargo bench -p
-//! cache-syncer --bench syncer_throughput` against `SLUICE_KAFKA_BROKERS`.
+//! stack's Kafka broker, with the syncer's default consumer settings and
+//! with `BENCH_CONSUMER`), or `cargo bench -p cache-syncer --bench
+//! syncer_throughput` against `SLUICE_KAFKA_BROKERS`.
 
 use std::time::{Duration, Instant};
 
@@ -229,6 +229,5 @@ async fn main() {
     );
     redis.cleanup().await;
     db.drop_db().await;
-    // The topic stays: tansu 0.6.0's DeleteTopics deletes every topic of the
-    // cluster (sql/topic_delete_by.sql matches the cluster, not the name).
+    kafka.delete_topics().await;
 }

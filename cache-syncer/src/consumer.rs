@@ -195,18 +195,10 @@ pub struct Syncer {
     lag_check: Option<tokio::task::JoinHandle<()>>,
     heartbeat_topic: String,
     tracker: Tracker,
-    /// Since when the group has given this member no partition.
-    unassigned_since: Option<Instant>,
 }
 
 /// How long shutdown waits for the batch being applied.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// How long a member may stay without partitions before it rejoins the
-/// group. (A join can hang after a broker restart while the coordinator
-/// still counts a killed member; with real Kafka the session timeout ends
-/// that, tansu 0.6.0 sometimes never does.)
-const REJOIN_AFTER: Duration = Duration::from_secs(30);
 
 /// The group member's librdkafka settings: ours, then the `[consumer]`
 /// table's overrides (validated not to touch the offset properties).
@@ -222,13 +214,10 @@ pub fn consumer_config(settings: &Settings) -> ClientConfig {
         .set("enable.partition.eof", "false")
         // Notice topics the relay creates after the syncer started.
         .set("topic.metadata.refresh.interval.ms", "10000")
-        // Hand over new messages within milliseconds (the freshness and
-        // read-your-writes budget), not after librdkafka's 500 ms default.
-        .set("fetch.wait.max.ms", "10")
-        // Bounded fetches, so a backlog is drained in steps that let the
-        // broker serve produces in between (tansu ignores the
-        // per-partition limit).
-        .set("fetch.max.bytes", "1048576");
+        // Kafka answers a fetch as soon as one byte is there
+        // (`fetch.min.bytes` = 1), so a long wait costs no freshness: it
+        // only bounds how often an idle member asks again.
+        .set("fetch.wait.max.ms", "500");
     for (k, v) in &settings.consumer {
         config.set(k, v);
     }
@@ -268,10 +257,8 @@ impl Syncer {
         let dlq: FutureProducer = ClientConfig::new()
             .set("bootstrap.servers", &settings.kafka.brokers)
             .set("acks", "all")
-            // Not idempotent: the DLQ's order does not matter, a duplicate
-            // dead letter is harmless, and tansu 0.6.0's storage dies when an
-            // idempotent producer writes after a broker restart.
-            .set("enable.idempotence", "false")
+            // Idempotent: a retried dead letter is written once.
+            .set("enable.idempotence", "true")
             .create()?;
         let mut conn = applier.redis.clone();
         let applied: HashMap<String, u64> = conn.hgetall(applier.keys.syncer_applied()).await?;
@@ -289,7 +276,6 @@ impl Syncer {
             status,
             last_lag_check: Instant::now(),
             lag_check: None,
-            unassigned_since: None,
             heartbeat_topic,
             tracker: Tracker::default(),
         })
@@ -798,33 +784,6 @@ impl Syncer {
         Ok(())
     }
 
-    /// Re-subscribes when the group has left this member without
-    /// partitions for [`REJOIN_AFTER`]: a fresh JoinGroup.
-    fn rejoin_when_stuck(&mut self) {
-        let assigned = self.consumer.assignment().map(|a| a.count()).unwrap_or(0);
-        if assigned > 0 {
-            self.unassigned_since = None;
-            return;
-        }
-        let since = *self.unassigned_since.get_or_insert_with(Instant::now);
-        if since.elapsed() < REJOIN_AFTER {
-            return;
-        }
-        tracing::warn!(
-            waited_s = since.elapsed().as_secs(),
-            "no partitions assigned; rejoining the consumer group"
-        );
-        let mut topics = self.settings.topics();
-        topics.push(self.heartbeat_topic.clone());
-        let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
-        self.consumer.unsubscribe();
-        if let Err(e) = self.consumer.subscribe(&refs) {
-            tracing::warn!(error = %e, "re-subscribing failed; will retry");
-        }
-        metrics::counter!(m::REJOINS_TOTAL).increment(1);
-        self.unassigned_since = Some(Instant::now());
-    }
-
     /// Every 2 s: consumer lag per assigned partition (high watermark −
     /// position), asked of the broker on a blocking thread in the background
     /// — one broker round trip per partition must not hold up the batches.
@@ -835,7 +794,6 @@ impl Syncer {
             return;
         }
         self.last_lag_check = Instant::now();
-        self.rejoin_when_stuck();
         let consumer = Arc::clone(&self.consumer);
         let status = Arc::clone(&self.status);
         self.lag_check = Some(tokio::task::spawn_blocking(move || {

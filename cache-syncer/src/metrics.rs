@@ -18,8 +18,6 @@ pub const APPLIED_SEQ: &str = "cache_syncer_applied_seq";
 pub const RETRIES: &str = "cache_syncer_apply_retries_total";
 /// Applied watermark: every change at or below this relay seq is in Redis.
 pub const WATERMARK_SEQ: &str = "cache_syncer_watermark_seq";
-/// Times the member re-joined its group after waiting without partitions.
-pub const REJOINS_TOTAL: &str = "cache_syncer_rejoins_total";
 /// Commit-to-Redis latency: from the row's own microsecond change time
 /// (`counter.updated_at`, `follow.created_at`/`deleted_at`) to the moment
 /// the batch holding it was applied.
@@ -43,10 +41,6 @@ pub fn describe() {
     describe_gauge!(APPLIED_SEQ, "highest applied sluice.seq per partition");
     describe_gauge!(WATERMARK_SEQ, "applied watermark (relay seq)");
     describe_counter!(RETRIES, "apply attempts that failed and will be retried");
-    describe_counter!(
-        REJOINS_TOTAL,
-        "group rejoins after waiting without partitions"
-    );
     describe_histogram!(
         FRESHNESS_SECONDS,
         metrics::Unit::Seconds,
@@ -57,5 +51,4 @@ pub fn describe() {
     metrics::counter!(DLQ_TOTAL).absolute(0);
     metrics::counter!(RETRIES).absolute(0);
     metrics::counter!(EVENTS_SKIPPED).absolute(0);
-    metrics::counter!(REJOINS_TOTAL).absolute(0);
 }

@@ -166,6 +166,7 @@ impl Env {
 
     pub async fn cleanup(self) {
         let _ = std::fs::remove_dir_all(&self.state_dir);
+        self.kafka.delete_topics().await;
         self.db.drop_db().await;
     }
 }
@@ -248,8 +249,9 @@ fn dechunk(body: &str) -> String {
     out
 }
 
-/// Reads `topics` (partition 0) from the beginning until `done` holds for
-/// the messages so far, or panics after the deadline.
+/// Reads `topics` (every partition) from the beginning until `done` holds
+/// for the messages so far, or panics after the deadline. Messages of one
+/// partition keep their order; partitions interleave.
 pub async fn consume_until(
     env: &Env,
     topics: &[String],
@@ -277,8 +279,16 @@ pub async fn consume_within(
         .expect("consumer");
     let mut tpl = TopicPartitionList::new();
     for t in topics {
-        tpl.add_partition_offset(t, 0, Offset::Beginning)
-            .expect("partition");
+        let partitions = consumer
+            .fetch_metadata(Some(t), Duration::from_secs(10))
+            .ok()
+            .and_then(|md| md.topics().first().map(|t| t.partitions().len()))
+            .filter(|n| *n > 0)
+            .unwrap_or(1);
+        for p in 0..partitions as i32 {
+            tpl.add_partition_offset(t, p, Offset::Beginning)
+                .expect("partition");
+        }
     }
     consumer.assign(&tpl).expect("assign");
     let mut got = Vec::new();

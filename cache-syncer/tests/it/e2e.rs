@@ -95,8 +95,7 @@ async fn kill_9_of_the_syncer_during_600_follows_then_restart_converges() {
     kill_9_during_follows(600).await;
 }
 
-/// The size (~1 minute on the local stack; it used to stall the
-/// local broker before `scripts/stack.sh` indexed tansu's header table).
+/// The size (~1 minute on the local stack).
 #[tokio::test]
 async fn kill_9_of_the_syncer_during_5000_follows_then_restart_converges() {
     kill_9_during_follows(5_000).await;

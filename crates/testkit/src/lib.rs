@@ -1,6 +1,6 @@
 //! Helpers for integration tests that talk to the real local stack
 //! (`make up` / `scripts/stack.sh up`): MariaDB on 3307, Redis on 6380 and the
-//! Kafka-protocol broker on 9092, or wherever `SLUICE_MYSQL_URL`,
+//! Apache Kafka broker on 9092, or wherever `SLUICE_MYSQL_URL`,
 //! `SLUICE_REDIS_URL` and `SLUICE_KAFKA_BROKERS` point.
 //!
 //! Every test gets its own database (migrated), topic prefix, consumer group
@@ -246,6 +246,41 @@ impl TestKafka {
         let mut cfg = ClientConfig::new();
         cfg.set("bootstrap.servers", &self.brokers);
         cfg
+    }
+
+    /// Deletes every topic of this test's prefix (`<prefix>.…`), so the
+    /// shared broker does not collect them. Tests call it at the end;
+    /// `scripts/test.sh` sweeps what failed tests left behind.
+    pub async fn delete_topics(&self) {
+        let admin: AdminClient<DefaultClientContext> =
+            self.client_config().create().expect("kafka admin client");
+        let prefix = format!("{}.", self.prefix);
+        let names: Vec<String> = admin
+            .inner()
+            .fetch_metadata(None, Duration::from_secs(10))
+            .map(|md| {
+                md.topics()
+                    .iter()
+                    .map(|t| t.name().to_owned())
+                    .filter(|n| n.starts_with(&prefix))
+                    .collect()
+            })
+            .expect("topic metadata");
+        if names.is_empty() {
+            return;
+        }
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+        let results = admin
+            .delete_topics(&refs, &opts)
+            .await
+            .expect("delete topics request");
+        for r in results {
+            match r {
+                Ok(_) | Err((_, rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
+                Err((topic, code)) => panic!("deleting topic {topic} failed: {code}"),
+            }
+        }
     }
 
     /// Creates topics (the broker does not auto-create them). Existing topics are fine.

@@ -76,6 +76,8 @@ async fn produce_consume_round_trip_resumes_from_committed_offsets() {
         payload, "m5",
         "the group must resume from its committed offset"
     );
+    drop(c);
+    k.delete_topics().await;
 }
 
 #[tokio::test]
@@ -115,8 +117,10 @@ async fn broker_lists_itself_and_the_sluice_topics() {
     }
 }
 
-/// Restarts the shared broker, so it is not part of the parallel suite:
-/// `scripts/test.sh` runs it on its own after everything else.
+/// Kills the shared broker (SIGKILL) and starts it again, so it is not part
+/// of the parallel suite: `scripts/test.sh` runs it on its own after
+/// everything else. Topics, messages and a group's committed offsets must
+/// all survive.
 #[tokio::test]
 #[ignore = "restarts the shared broker; run alone by scripts/test.sh"]
 async fn broker_restart_keeps_topics_and_messages() {
@@ -138,16 +142,23 @@ async fn broker_restart_keeps_topics_and_messages() {
             .expect("delivery acknowledged");
     }
     drop(producer);
+    // The group reads two and commits (offset 2) before the crash.
+    {
+        let c = consumer(&k);
+        c.subscribe(&[&topic]).unwrap();
+        for i in 0..2 {
+            assert_eq!(next_payload(&c).await.0, format!("d{i}"));
+        }
+    }
 
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
     let status = std::process::Command::new(format!("{root}/scripts/stack.sh"))
-        .arg("restart-kafka")
+        .args(["restart-kafka", "--kill"])
         .status()
-        .expect("run scripts/stack.sh restart-kafka");
+        .expect("run scripts/stack.sh restart-kafka --kill");
     assert!(status.success(), "broker restart failed");
 
-    // Read the partition directly (no consumer group, no commits): this
-    // test is about the broker's storage, not group coordination.
+    // Messages: read the partition directly (no group, no commits).
     let c: StreamConsumer = k
         .client_config()
         .set("group.id", format!("{}-restart", k.group))
@@ -183,4 +194,38 @@ async fn broker_restart_keeps_topics_and_messages() {
         ["d0", "d1", "d2"],
         "message lost or reordered across the broker restart"
     );
+
+    // Committed offsets: the group's position is still 2, and a new member
+    // of the group resumes there.
+    let c = consumer(&k);
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition(&topic, 0);
+    let name = topic.as_str();
+    let committed = testkit::eventually(
+        Duration::from_secs(60),
+        "the group's committed offset after the restart",
+        || {
+            let c = &c;
+            let tpl = tpl.clone();
+            async move {
+                c.committed_offsets(tpl, Duration::from_secs(5))
+                    .ok()
+                    .and_then(|t| t.find_partition(name, 0).map(|p| p.offset()))
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        committed,
+        rdkafka::Offset::Offset(2),
+        "committed offset lost across the broker restart"
+    );
+    c.subscribe(&[&topic]).unwrap();
+    assert_eq!(
+        next_payload(&c).await.0,
+        "d2",
+        "the group must resume from its committed offset after the restart"
+    );
+    drop(c);
+    k.delete_topics().await;
 }
