@@ -1,6 +1,6 @@
 # Thin targets over scripts/. `make up` and `make test` are the two commands.
 SHELL := /bin/bash
-.PHONY: up test chaos down status migrate lint fmt install bench bench-syncer-memory bench-syncer-throughput bench-relay bench-freshness bench-follow-baseline
+.PHONY: up test chaos down status migrate lint fmt install bench bench-idle bench-syncer-memory bench-syncer-throughput bench-relay bench-freshness bench-follow-baseline
 
 up:            ## install what is missing, start the stack and every sluice process
 	scripts/up.sh
@@ -45,6 +45,9 @@ bench-relay:              ## relay rows/s to the stack's Kafka, publish ceiling,
 
 bench-follow-baseline:    ## the follow transaction as a stored procedure under mariadb-slap (needs the stack)
 	scripts/bench-follow-baseline.sh
+
+bench-idle:               ## CPU of each stack and mesh process over 60 s while nothing is written (needs `make up`)
+	scripts/bench-idle.sh
 
 bench-freshness:          ## commit→Kafka, commit→Redis and the token wait at 1,000 writes/s (needs `PROFILE=release make up`)
 	scripts/bench-freshness.sh

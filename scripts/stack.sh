@@ -236,6 +236,10 @@ share.coordinator.state.topic.min.isr=1
 # 4 s makes a crash restart ~5 s shorter. Heartbeats stay well inside it.
 broker.session.timeout.ms=4000
 broker.heartbeat.interval.ms=1000
+# The controller appends a no-op record to its metadata log every 500 ms by
+# default, to show it is alive: on one idle node that is most of the
+# broker's idle CPU. Every 5 s is plenty for one node.
+metadata.max.idle.interval.ms=5000
 # A group that forms is served at once (tests start members one by one).
 group.initial.rebalance.delay.ms=0
 # Sized for 2 cores.
