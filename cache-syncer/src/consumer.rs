@@ -92,6 +92,8 @@ pub struct SyncStatus {
     pub group_id: String,
     /// `topic/partition` → progress.
     pub partitions: BTreeMap<String, PartitionStatus>,
+    /// Messages taken from Kafka (decoded), applied or not yet.
+    pub events_received: u64,
     pub events_applied: u64,
     pub events_skipped: u64,
     pub dead_lettered: u64,
@@ -189,6 +191,15 @@ pub struct Syncer {
     /// or below it are skipped, as they are applied already or will be
     /// before anything decoded later. Reset to `applied` when a batch fails.
     planned: HashMap<String, u64>,
+    /// Next offset to apply per partition (`topic/partition`): one past the
+    /// last message whose batch was applied and recorded, or the group's
+    /// committed offset for a partition this member has not applied to yet.
+    /// The watermark rests on this, never on the fetch position, which runs
+    /// ahead while the next batch is consumed during an apply.
+    applied_next: HashMap<String, i64>,
+    /// When set, each pipelined apply first takes a permit (test hook: hold
+    /// an apply while the next batch is consumed).
+    apply_gate: Option<Arc<tokio::sync::Semaphore>>,
     status: StatusHandle,
     last_lag_check: Instant,
     /// The lag check running in the background, if any.
@@ -273,6 +284,8 @@ impl Syncer {
             applier,
             planned: applied.clone(),
             applied,
+            applied_next: HashMap::new(),
+            apply_gate: None,
             status,
             last_lag_check: Instant::now(),
             lag_check: None,
@@ -309,7 +322,14 @@ impl Syncer {
             // The apply runs as its own task (on the other worker thread
             // when there is one) while this one consumes and plans.
             let (applier, status) = (self.applier.clone(), Arc::clone(&self.status));
+            let gate = self.apply_gate.clone();
             let mut apply = tokio::spawn(async move {
+                if let Some(permit) = match &gate {
+                    Some(g) => g.acquire().await.ok(),
+                    None => None,
+                } {
+                    permit.forget();
+                }
                 let res = job.run(applier, status).await;
                 (job, res)
             });
@@ -350,6 +370,15 @@ impl Syncer {
             }
         }
         self.close()
+    }
+
+    /// Test hook: every apply of [`run`](Self::run) first takes one permit
+    /// of `gate`, so a test can hold batch N's apply while batch N+1 is
+    /// consumed.
+    #[doc(hidden)]
+    pub fn with_apply_gate(mut self, gate: Arc<tokio::sync::Semaphore>) -> Self {
+        self.apply_gate = Some(gate);
+        self
     }
 
     /// Commits stored offsets synchronously (clean drain).
@@ -422,6 +451,9 @@ impl Syncer {
     }
 
     fn decode(&mut self, msg: OwnedMessage) -> Incoming {
+        if let Ok(mut st) = self.status.lock() {
+            st.events_received += 1;
+        }
         let seq = header(&msg, cdc_event::HEADER_SEQ).and_then(|s| s.parse().ok());
         let gtid = header(&msg, cdc_event::HEADER_GTID);
         let traceparent = header(&msg, common::telemetry::TRACEPARENT);
@@ -545,10 +577,45 @@ impl Syncer {
                 self.assigned_targets(offsets)
             };
             if let Some(targets) = targets {
+                self.load_committed_for(&targets).await;
                 self.tracker.push(Pending { seq, gtid, targets });
             }
         }
         self.advance_watermark().await
+    }
+
+    /// For target partitions this member has applied nothing to yet, the
+    /// next offset to apply is the group's committed offset (everything
+    /// below it was applied by an earlier run); 0 when the group has none.
+    /// Asked of the broker once per such partition.
+    async fn load_committed_for(&mut self, targets: &[(String, i32, i64)]) {
+        let missing = targets.iter().any(|(t, p, target)| {
+            *target > 0 && !self.applied_next.contains_key(&partition_key(t, *p))
+        });
+        if !missing {
+            return;
+        }
+        let consumer = Arc::clone(&self.consumer);
+        let committed =
+            tokio::task::spawn_blocking(move || consumer.committed(Duration::from_secs(5)))
+                .await
+                .ok()
+                .and_then(|r| r.ok());
+        let Some(committed) = committed else {
+            return; // asked again with the next heartbeat
+        };
+        for (t, p, _) in targets {
+            let next = committed
+                .find_partition(t, *p)
+                .and_then(|e| match e.offset() {
+                    Offset::Offset(o) => Some(o),
+                    _ => None,
+                })
+                .unwrap_or(0);
+            self.applied_next
+                .entry(partition_key(t, *p))
+                .or_insert(next);
+        }
     }
 
     /// The heartbeat's offsets for the partitions this member holds (the
@@ -575,9 +642,9 @@ impl Syncer {
     async fn drain_targets(&self) -> Option<Vec<(String, i32, i64)>> {
         let consumer = Arc::clone(&self.consumer);
         let hb = self.heartbeat_topic.clone();
+        let applied = self.applied_next.clone();
         tokio::task::spawn_blocking(move || {
             let assigned = consumer.assignment().ok()?;
-            let positions = consumer.position().ok()?;
             let committed = consumer.committed(Duration::from_secs(5)).ok()?;
             let offset_of = |tpl: &TopicPartitionList, t: &str, p: i32| {
                 tpl.find_partition(t, p).and_then(|e| match e.offset() {
@@ -591,7 +658,9 @@ impl Syncer {
                 let (_, high) = consumer
                     .fetch_watermarks(t, p, Duration::from_secs(5))
                     .ok()?;
-                let done = offset_of(&positions, t, p)
+                let done = applied
+                    .get(&partition_key(t, p))
+                    .copied()
                     .or_else(|| offset_of(&committed, t, p))
                     .unwrap_or(0);
                 out.push((t.to_owned(), p, if done >= high { 0 } else { high }));
@@ -603,21 +672,13 @@ impl Syncer {
         .flatten()
     }
 
-    /// Moves the watermark past every drained heartbeat and publishes it.
+    /// Moves the watermark past every heartbeat whose targets are applied
+    /// (recorded after their batch's apply, not merely fetched) and
+    /// publishes it.
     async fn advance_watermark(&mut self) -> Result<()> {
-        let positions = self
-            .consumer
-            .position()
-            .unwrap_or_else(|_| TopicPartitionList::new());
         let now_ms = chrono::Utc::now().timestamp_millis();
-        let position = |t: &str, p: i32| {
-            positions
-                .find_partition(t, p)
-                .and_then(|e| match e.offset() {
-                    Offset::Offset(o) => Some(o),
-                    _ => None,
-                })
-        };
+        let applied = &self.applied_next;
+        let position = |t: &str, p: i32| applied.get(&partition_key(t, p)).copied();
         let moved = self.tracker.advance(position, now_ms);
         if let Ok(mut st) = self.status.lock() {
             st.watermark_pending = self.tracker.pending();
@@ -719,6 +780,8 @@ impl Syncer {
             self.consumer
                 .store_offset(last.topic, last.partition, last.offset)?;
             let key = partition_key(last.topic, last.partition);
+            let next = self.applied_next.entry(key.clone()).or_insert(0);
+            *next = (*next).max(last.offset + 1);
             let ps = status.partitions.entry(key.clone()).or_default();
             ps.next_offset = Some(last.offset + 1);
             if let Some((seq, gtid)) = last.applied {

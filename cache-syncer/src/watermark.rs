@@ -5,13 +5,16 @@
 //! # How it is derived
 //! The relay's heartbeats carry its acknowledged position: `acked_seq` /
 //! `acked_gtid`, the last transaction boundary up to which Kafka has
-//! acknowledged every message. When the syncer reads such a heartbeat it
-//! asks the broker for the high watermark of every assigned row-change
-//! partition: every message of that transaction and earlier sits below
-//! those offsets. Once the syncer's position on every partition has reached
-//! its target — everything below it applied — the heartbeat's position
-//! becomes the watermark. Targets are kept in order, so a steady stream of
-//! heartbeats still advances the watermark.
+//! acknowledged every message, and `acked_offsets`, where those messages
+//! landed: per row-change partition, the offset after the last of them
+//! (older relays send none; the syncer then asks the broker for each
+//! assigned partition's high watermark). Once the syncer's *applied*
+//! position on every partition has reached its target — one past the last
+//! message whose batch was applied and recorded, never the fetch position,
+//! which runs ahead while the next batch is consumed during an apply — the
+//! heartbeat's position becomes the watermark. Targets are kept in order, so
+//! a steady stream of heartbeats still advances the watermark, and it never
+//! moves backwards.
 //!
 //! The watermark is stored in Redis (`<ns>:watermark`: `seq`, `gtid`,
 //! `ts_ms`), exported as a metric and shown in `/status`.
@@ -70,7 +73,8 @@ impl Tracker {
     }
 
     /// Advances past every pending heartbeat whose targets are all reached;
-    /// `position(topic, partition)` is the next offset to apply. Returns the
+    /// `position(topic, partition)` is the next offset to apply (everything
+    /// below it applied). Returns the
     /// new watermark when it moved.
     pub fn advance(
         &mut self,

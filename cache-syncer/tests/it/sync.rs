@@ -468,3 +468,115 @@ async fn both_row_forms_of_the_user_column_update_write_the_same_columns() {
         .unwrap();
     assert_eq!(users, 3, "an unknown user is not created");
 }
+
+/// Polls the syncer's status until `done` holds (deadline: 60 s); returns it.
+async fn status_when(
+    status: &cache_syncer::consumer::StatusHandle,
+    what: &str,
+    done: impl Fn(&cache_syncer::consumer::SyncStatus) -> bool,
+) -> cache_syncer::consumer::SyncStatus {
+    testkit::eventually(std::time::Duration::from_secs(60), what, || async {
+        let st = status.lock().unwrap().clone();
+        done(&st).then_some(st)
+    })
+    .await
+}
+
+/// The pipelined loop consumes batch N+1 while batch N is applied. A
+/// heartbeat in batch N that covers a change of batch N+1 must not move the
+/// watermark until N+1 is applied: the fetch position has passed the change
+/// by then, the applied position has not. Deterministic: each apply waits
+/// for a permit of the syncer's test gate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_heartbeat_never_moves_the_watermark_past_a_consumed_but_unapplied_change() {
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::FutureRecord;
+    use std::sync::Arc;
+
+    let h = Harness::new().await;
+    h.add_users(1).await;
+    let (syncer, status) = h.syncer().await;
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let syncer = syncer.with_apply_gate(Arc::clone(&gate));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(syncer.run(async {
+        let _ = stopped.await;
+    }));
+
+    // H: the relay's heartbeat saying change seq 1 landed on counter/0
+    // before offset 1, i.e. at offset 0 (the change M, produced below).
+    let counter = h.topic("counter");
+    let beat = json!({"ts_ms": 0, "pos": "mysql-bin.000001:4", "gtid": "0-1-1", "seq": 1,
+                      "acked_seq": 1, "acked_gtid": "0-1-1",
+                      "acked_offsets": [{"topic": counter, "partition": 0, "next": 1}]});
+    let hb_topic = cdc_event::topic::heartbeat_topic(&h.kafka.prefix);
+    h.send_raw(
+        &hb_topic,
+        &h.kafka.prefix.clone(),
+        Some(&serde_json::to_vec(&beat).unwrap()),
+        None,
+    )
+    .await;
+    // Batch N = {H}; its apply waits at the gate.
+    status_when(&status, "the heartbeat consumed", |s| {
+        s.events_received >= 1
+    })
+    .await;
+
+    // M: counter (1, following) = 7, seq 1, on counter/0 (offset 0).
+    let e = h.event("counter", Op::Create, None, Some(counter_row(1, 1, 7)));
+    let payload = serde_json::to_vec(&e).unwrap();
+    let delivered = h
+        .producer
+        .send(
+            FutureRecord::<str, [u8]>::to(&counter)
+                .partition(0)
+                .key(r#"{"owner_id":1,"kind":1}"#)
+                .payload(&payload)
+                .headers(OwnedHeaders::new().insert(Header {
+                    key: cdc_event::HEADER_SEQ,
+                    value: Some("1"),
+                })),
+            std::time::Duration::from_secs(10),
+        )
+        .await
+        .expect("produce");
+    assert_eq!(
+        (delivered.partition, delivered.offset),
+        (0, 0),
+        "a fresh partition"
+    );
+    // Consumed into batch N+1 while N is held.
+    status_when(&status, "the change consumed", |s| s.events_received >= 2).await;
+
+    // Batch N applies; N+1 waits at the gate.
+    gate.add_permits(1);
+    let st = status_when(&status, "batch N finished", |s| {
+        s.watermark.is_some() || s.watermark_pending > 0
+    })
+    .await;
+    assert_eq!(
+        st.watermark, None,
+        "the watermark covers a change that is consumed but not applied"
+    );
+    let keys = h.settings.redis.keys();
+    let slot = keys.counter(1, 1);
+    let mut r = h.redis.conn.clone();
+    let value: Option<i64> = r.hget(&slot.key, slot.field).await.unwrap();
+    assert_eq!(value, None, "M must still be unapplied here");
+
+    // Batch N+1 applies: now the watermark covers it.
+    gate.add_permits(1);
+    let st = status_when(&status, "the watermark at seq 1", |s| {
+        s.watermark.as_ref().map(|w| w.seq) == Some(1)
+    })
+    .await;
+    assert_eq!(st.watermark.unwrap().gtid.as_deref(), Some("0-1-1"));
+    let value: Option<i64> = r.hget(&slot.key, slot.field).await.unwrap();
+    assert_eq!(value, Some(7));
+
+    gate.add_permits(1_000);
+    let _ = stop.send(());
+    task.await.unwrap().expect("syncer stops cleanly");
+    h.kafka.delete_topics().await;
+}
