@@ -273,7 +273,8 @@ start_kafka() {
         log "kafka: formatted KRaft storage in $KFK/data (cluster $(cat "$KFK/cluster.id"))"
     fi
     # A start marker, so readiness is read from this start's log lines only.
-    if [ -f "$KFK/server.log" ]; then wc -l <"$KFK/server.log" >"$KFK/start.mark"; else echo 0 >"$KFK/start.mark"; fi
+    # The log's size now: readiness is read from what this start appends.
+    stat -c %s "$KFK/server.log" 2>/dev/null >"$KFK/start.mark" || echo 0 >"$KFK/start.mark"
     # `exec` keeps the recorded pid that of the JVM itself. G1 with a short
     # pause goal: the relay and the syncer wait on the broker's answers.
     (cd "$KFK" && exec setsid java -Xms"$SLUICE_KAFKA_HEAP" -Xmx"$SLUICE_KAFKA_HEAP" \
@@ -289,11 +290,17 @@ start_kafka() {
 }
 
 # The broker listens once it has loaded its logs and joined its own quorum,
-# and says so in its log.
+# and says so in its log (in the part this start wrote: from the size it had,
+# or from the top when the log was rolled meanwhile). Not `tail | grep -q`:
+# under pipefail, tail's SIGPIPE after an early match would fail the check.
 kafka_ready() {
     pid_alive "$KFK/kafka.pid" || { tail -n 5 "$KFK/stdout.log" "$KFK/server.log" >&4; die "kafka exited during start-up"; }
-    port_open "$SLUICE_KAFKA_PORT" &&
-        tail -n +"$(($(cat "$KFK/start.mark") + 1))" "$KFK/server.log" | grep -q "Kafka Server started"
+    port_open "$SLUICE_KAFKA_PORT" || return 1
+    local mark size
+    mark=$(cat "$KFK/start.mark")
+    size=$(stat -c %s "$KFK/server.log" 2>/dev/null || echo 0)
+    [ "$size" -ge "$mark" ] || mark=0
+    grep -q "Kafka Server started" < <(tail -c +"$((mark + 1))" "$KFK/server.log")
 }
 
 # The broker does not auto-create topics: create the sluice ones explicitly
