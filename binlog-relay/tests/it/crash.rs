@@ -56,6 +56,20 @@ fn spawn_relay_with(env: &Env, port: u16, extra: &[(&str, String)]) -> Child {
         .expect("spawn binlog-relay")
 }
 
+/// A relay process (with `extra` settings) once its `/readyz` answers 200.
+async fn spawn_ready_relay(env: &Env, extra: &[(&str, String)]) -> KillOnDrop {
+    let port = free_port();
+    let child = KillOnDrop(spawn_relay_with(env, port, extra));
+    testkit::eventually(DEADLINE, "the relay process to be ready", || async move {
+        crate::helpers::http_get(port, "/readyz")
+            .await
+            .filter(|(code, _)| *code == 200)
+            .map(|_| ())
+    })
+    .await;
+    child
+}
+
 /// Kills the child relay when the test ends, even when it fails.
 struct KillOnDrop(Child);
 
@@ -101,16 +115,8 @@ async fn kill_9_during_writes(batches: i64) {
     env.create_topics(&["counter"]).await;
     let topic = env.topic("counter");
 
-    let port = free_port();
-    let mut child = KillOnDrop(spawn_relay(&env, port));
     // Ready = streaming from the end of the binlog: every write below is seen.
-    testkit::eventually(DEADLINE, "the relay process to be ready", || async move {
-        crate::helpers::http_get(port, "/readyz")
-            .await
-            .filter(|(code, _)| *code == 200)
-            .map(|_| ())
-    })
-    .await;
+    let mut child = spawn_ready_relay(&env, &[]).await;
     let pool = env.db.pool.clone();
     let writer = tokio::spawn(async move {
         for batch in 0..batches {
@@ -333,15 +339,7 @@ async fn an_idempotent_relay_survives_a_broker_kill_9_mid_load() {
         ("RELAY_IDEMPOTENCE", "true".to_owned()),
         ("RELAY_TOPIC_PARTITIONS", "4".to_owned()),
     ];
-    let port = free_port();
-    let relay = KillOnDrop(spawn_relay_with(&env, port, &relay_env));
-    testkit::eventually(DEADLINE, "the relay process to be ready", || async move {
-        crate::helpers::http_get(port, "/readyz")
-            .await
-            .filter(|(code, _)| *code == 200)
-            .map(|_| ())
-    })
-    .await;
+    let relay = spawn_ready_relay(&env, &relay_env).await;
 
     // Round r sets every counter to r, ROWS_PER_TX rows per transaction.
     let pool = env.db.pool.clone();
