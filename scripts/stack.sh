@@ -196,14 +196,8 @@ start_redis() {
 # ---------------------------------------------------------------- Kafka
 KFK="$SLUICE_STATE/kafka"
 # Kafka's tools are main classes in the cached jars (scripts/kafka-tool.sh).
-kafka_tool() { # class args...
-    local class=$1
-    shift
-    java -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 \
-        -Dlog4j2.configurationFile="$ROOT/scripts/kafka/tools-log4j2.properties" \
-        -cp "$SLUICE_KAFKA_HOME/libs/*" "$class" "$@"
-}
-topics_tool() { kafka_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$SLUICE_KAFKA_BROKERS" "$@"; }
+kafka_tool() { "$ROOT/scripts/kafka-tool.sh" class "$@"; }
+topics_tool() { "$ROOT/scripts/kafka-tool.sh" topics "$@"; }
 
 # One node that is both broker and controller (KRaft), on loopback only. The
 # file is written at every start from scripts/env.sh; the data stays.

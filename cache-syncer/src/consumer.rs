@@ -235,6 +235,16 @@ pub fn consumer_config(settings: &Settings) -> ClientConfig {
     config
 }
 
+/// The offset `tpl` holds for `topic`/`partition`, when it is a real one
+/// (not unset, beginning, end, …).
+fn offset_in(tpl: &TopicPartitionList, topic: &str, partition: i32) -> Option<i64> {
+    tpl.find_partition(topic, partition)
+        .and_then(|e| match e.offset() {
+            Offset::Offset(o) => Some(o),
+            _ => None,
+        })
+}
+
 /// `topic/partition`, the key of per-partition progress.
 pub fn partition_key(topic: &str, partition: i32) -> String {
     format!("{topic}/{partition}")
@@ -324,10 +334,9 @@ impl Syncer {
             let (applier, status) = (self.applier.clone(), Arc::clone(&self.status));
             let gate = self.apply_gate.clone();
             let mut apply = tokio::spawn(async move {
-                if let Some(permit) = match &gate {
-                    Some(g) => g.acquire().await.ok(),
-                    None => None,
-                } {
+                if let Some(g) = &gate
+                    && let Ok(permit) = g.acquire().await
+                {
                     permit.forget();
                 }
                 let res = job.run(applier, status).await;
@@ -605,13 +614,7 @@ impl Syncer {
             return; // asked again with the next heartbeat
         };
         for (t, p, _) in targets {
-            let next = committed
-                .find_partition(t, *p)
-                .and_then(|e| match e.offset() {
-                    Offset::Offset(o) => Some(o),
-                    _ => None,
-                })
-                .unwrap_or(0);
+            let next = offset_in(&committed, t, *p).unwrap_or(0);
             self.applied_next
                 .entry(partition_key(t, *p))
                 .or_insert(next);
@@ -646,12 +649,6 @@ impl Syncer {
         tokio::task::spawn_blocking(move || {
             let assigned = consumer.assignment().ok()?;
             let committed = consumer.committed(Duration::from_secs(5)).ok()?;
-            let offset_of = |tpl: &TopicPartitionList, t: &str, p: i32| {
-                tpl.find_partition(t, p).and_then(|e| match e.offset() {
-                    Offset::Offset(o) => Some(o),
-                    _ => None,
-                })
-            };
             let mut out = Vec::new();
             for el in assigned.elements().iter().filter(|e| e.topic() != hb) {
                 let (t, p) = (el.topic(), el.partition());
@@ -661,7 +658,7 @@ impl Syncer {
                 let done = applied
                     .get(&partition_key(t, p))
                     .copied()
-                    .or_else(|| offset_of(&committed, t, p))
+                    .or_else(|| offset_in(&committed, t, p))
                     .unwrap_or(0);
                 out.push((t.to_owned(), p, if done >= high { 0 } else { high }));
             }
@@ -873,12 +870,7 @@ impl Syncer {
                 else {
                     continue;
                 };
-                let pos = positions
-                    .find_partition(el.topic(), el.partition())
-                    .and_then(|p| match p.offset() {
-                        Offset::Offset(o) => Some(o),
-                        _ => None,
-                    });
+                let pos = offset_in(&positions, el.topic(), el.partition());
                 let lag = pos.map(|p| (high - p).max(0)).unwrap_or(high);
                 out.push((el.topic().to_owned(), el.partition(), lag));
             }

@@ -149,6 +149,14 @@ impl Harness {
             .expect("produce");
     }
 
+    /// Produces a relay heartbeat (`beat`, its JSON) to the heartbeat topic.
+    pub async fn send_heartbeat(&self, beat: &Value) {
+        let topic = cdc_event::topic::heartbeat_topic(&self.kafka.prefix);
+        let payload = serde_json::to_vec(beat).unwrap();
+        self.send_raw(&topic, &self.kafka.prefix, Some(&payload), None)
+            .await;
+    }
+
     /// Steps the syncer until `n` messages were handled.
     pub async fn drain(&self, syncer: &mut Syncer, n: usize) {
         let mut seen = 0;

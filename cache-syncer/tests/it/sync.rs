@@ -288,14 +288,7 @@ async fn watermark_follows_relay_heartbeats_once_partitions_are_drained() {
     }
     let beat = json!({"ts_ms": 0, "pos": "mysql-bin.000001:4", "gtid": "0-1-3", "seq": last,
                       "acked_seq": last, "acked_gtid": "0-1-3"});
-    let topic = cdc_event::topic::heartbeat_topic(&h.kafka.prefix);
-    h.send_raw(
-        &topic,
-        &h.kafka.prefix.clone(),
-        Some(&serde_json::to_vec(&beat).unwrap()),
-        None,
-    )
-    .await;
+    h.send_heartbeat(&beat).await;
     h.drain(&mut syncer, 4).await;
     // Drained partitions turn the heartbeat into the watermark (poll, no sleep).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
@@ -509,14 +502,7 @@ async fn a_heartbeat_never_moves_the_watermark_past_a_consumed_but_unapplied_cha
     let beat = json!({"ts_ms": 0, "pos": "mysql-bin.000001:4", "gtid": "0-1-1", "seq": 1,
                       "acked_seq": 1, "acked_gtid": "0-1-1",
                       "acked_offsets": [{"topic": counter, "partition": 0, "next": 1}]});
-    let hb_topic = cdc_event::topic::heartbeat_topic(&h.kafka.prefix);
-    h.send_raw(
-        &hb_topic,
-        &h.kafka.prefix.clone(),
-        Some(&serde_json::to_vec(&beat).unwrap()),
-        None,
-    )
-    .await;
+    h.send_heartbeat(&beat).await;
     // Batch N = {H}; its apply waits at the gate.
     status_when(&status, "the heartbeat consumed", |s| {
         s.events_received >= 1

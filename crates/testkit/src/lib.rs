@@ -252,8 +252,7 @@ impl TestKafka {
     /// shared broker does not collect them. Tests call it at the end;
     /// `scripts/test.sh` sweeps what failed tests left behind.
     pub async fn delete_topics(&self) {
-        let admin: AdminClient<DefaultClientContext> =
-            self.client_config().create().expect("kafka admin client");
+        let admin = self.admin();
         let prefix = format!("{}.", self.prefix);
         let names: Vec<String> = admin
             .inner()
@@ -270,37 +269,56 @@ impl TestKafka {
             return;
         }
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-        let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
         let results = admin
-            .delete_topics(&refs, &opts)
+            .delete_topics(&refs, &admin_options())
             .await
             .expect("delete topics request");
-        for r in results {
-            match r {
-                Ok(_) | Err((_, rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
-                Err((topic, code)) => panic!("deleting topic {topic} failed: {code}"),
-            }
-        }
+        check_topic_results(
+            "deleting",
+            results,
+            rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition,
+        );
+    }
+
+    fn admin(&self) -> AdminClient<DefaultClientContext> {
+        self.client_config().create().expect("kafka admin client")
     }
 
     /// Creates topics (the broker does not auto-create them). Existing topics are fine.
     pub async fn create_topics(&self, names: &[&str], partitions: i32) {
-        let admin: AdminClient<DefaultClientContext> =
-            self.client_config().create().expect("kafka admin client");
         let topics: Vec<NewTopic<'_>> = names
             .iter()
             .map(|n| NewTopic::new(n, partitions, TopicReplication::Fixed(1)))
             .collect();
-        let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-        let results = admin
-            .create_topics(topics.iter(), &opts)
+        let results = self
+            .admin()
+            .create_topics(topics.iter(), &admin_options())
             .await
             .expect("create topics request");
-        for r in results {
-            match r {
-                Ok(_) | Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                Err((topic, code)) => panic!("creating topic {topic} failed: {code}"),
-            }
+        check_topic_results(
+            "creating",
+            results,
+            rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists,
+        );
+    }
+}
+
+fn admin_options() -> AdminOptions {
+    AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)))
+}
+
+/// Panics on a failed topic operation, except for `fine` (the topic was
+/// already there, or already gone).
+fn check_topic_results(
+    what: &str,
+    results: Vec<rdkafka::admin::TopicResult>,
+    fine: rdkafka::types::RDKafkaErrorCode,
+) {
+    for r in results {
+        match r {
+            Ok(_) => {}
+            Err((_, code)) if code == fine => {}
+            Err((topic, code)) => panic!("{what} topic {topic} failed: {code}"),
         }
     }
 }
