@@ -28,6 +28,7 @@ cargo test --workspace "$@"
 # Bounded, so a broker that never comes back fails the run instead of hanging it.
 timeout 600 cargo test --workspace -- --ignored --exact kafka::broker_restart_keeps_topics_and_messages
 timeout 900 cargo test --workspace -- --ignored --exact crash::an_idempotent_relay_survives_a_broker_kill_9_mid_load --nocapture
+timeout 300 cargo test --workspace -- --ignored --exact stream::an_event_the_relay_cannot_read_stops_it_with_the_events_name
 # The fault suite, short form: kill -9s, a broker restart and a Redis wipe +
 # rebuild under a steady write load; 0 lost writes and 0 differences.
 timeout 900 scripts/chaos.sh --short

@@ -28,8 +28,12 @@ pub struct Checkpoint {
     pub pos: u64,
     /// GTID position (MariaDB `domain-server-seq` per domain) at that point, if known.
     pub gtid: Option<String>,
-    /// Change sequence number of the last change before this point.
+    /// `sluice.seq` of the last change before this point (see `seqno`).
     pub seq: u64,
+    /// How many changes were published under this state folder up to this
+    /// point: a statistic for operators and tests, not a position.
+    #[serde(default)]
+    pub changes: u64,
     /// When the checkpoint was written (ms since the epoch).
     pub saved_at_ms: i64,
     /// Progress of an unfinished snapshot, when one is running.
@@ -155,6 +159,7 @@ mod tests {
             pos: 1234,
             gtid: Some("0-1-9".into()),
             seq: 17,
+            changes: 17,
             saved_at_ms: 1,
             snapshot: None,
         };

@@ -29,6 +29,9 @@ pub enum Error {
     Sql(#[from] sqlx::Error),
     #[error("binlog stream: {0}")]
     Stream(String),
+    /// An event the relay must not pass over and cannot read.
+    #[error("{0}")]
+    Event(String),
     #[error("decode {table}: {reason}")]
     Decode { table: String, reason: String },
     /// The row event does not fit the known table schema.
@@ -71,6 +74,7 @@ impl Error {
             Error::Config(_)
             | Error::Position(_)
             | Error::Preflight(_)
+            | Error::Event(_)
             | Error::Decode { .. }
             | Error::SchemaMismatch { .. }
             | Error::Checkpoint { .. }
@@ -88,6 +92,7 @@ impl Error {
             Error::Preflight(_) => "preflight",
             Error::Mysql(_) | Error::Sql(_) => "mysql",
             Error::Stream(_) => "stream",
+            Error::Event(_) => "event",
             Error::Decode { .. } => "decode",
             Error::SchemaMismatch { .. } => "schema",
             Error::Kafka(_) | Error::Delivery(_) => "kafka",

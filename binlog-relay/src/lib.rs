@@ -8,6 +8,8 @@
 //! - [`preflight`]: server checks before replicating.
 //! - [`source`]: the binlog connection and the MariaDB GTID layer.
 //! - [`schema`]: column names and types per table map, mismatch diffs.
+//! - [`events`]: every binlog event type: read, carries no rows, or refused.
+//! - [`seqno`]: `sluice.seq` derived from the binlog position.
 //! - [`decode`]: pure rows-event → typed row → envelope conversion.
 //! - [`fastrow`]: rows-event bytes → row JSON text without row maps (debezium).
 //! - [`format`]: the message value/key per output format (debezium, canal, maxwell).
@@ -21,12 +23,14 @@
 //!
 //! Invariant: a checkpoint is saved only after every message before it was
 //! acknowledged, so no committed change is ever lost; duplicates are possible
-//! after a crash and carry the same `sluice.seq` as the first time.
+//! after a crash and carry the same `sluice.seq` as the first time (it is
+//! derived from the binlog position, see [`seqno`]).
 
 pub mod checkpoint;
 pub mod config;
 pub mod decode;
 pub mod error;
+pub mod events;
 pub mod fastrow;
 pub mod format;
 pub mod metrics;
@@ -34,6 +38,7 @@ pub mod position;
 pub mod preflight;
 pub mod relay;
 pub mod schema;
+pub mod seqno;
 pub mod sink;
 pub mod snapshot;
 pub mod source;

@@ -5,7 +5,9 @@
 //! Required: `log_bin=ON`, `binlog_format=ROW`, `binlog_row_image=FULL`, the
 //! `REPLICATION SLAVE` grant (plus `BINLOG MONITOR` on MariaDB or
 //! `REPLICATION CLIENT` on MySQL for `SHOW BINARY LOGS`), and a relay
-//! `server_id` different from the source's. Recommended (warning only):
+//! `server_id` different from the source's, and on MariaDB
+//! `log_bin_compress=OFF` (its compressed events are not read; MySQL 8's
+//! compressed transaction payloads are). Recommended (warning only):
 //! `binlog_row_metadata=FULL`, without which column names come from
 //! `information_schema`.
 
@@ -72,6 +74,13 @@ pub fn check(facts: &ServerFacts, relay_server_id: u32) -> Report {
             other.unwrap_or("unknown")
         )),
     }
+    // MariaDB's compressed events are refused by the stream (see `events`);
+    // MySQL's compressed transaction payloads are read.
+    if let Some("ON" | "1") = var("log_bin_compress").as_deref() {
+        r.errors.push(
+            "log_bin_compress is ON: the relay does not read MariaDB's compressed binlog events; SET GLOBAL log_bin_compress=OFF".into(),
+        );
+    }
     if let Some(id) = facts.vars.get("server_id")
         && id.trim() == relay_server_id.to_string()
     {
@@ -100,7 +109,7 @@ pub fn check(facts: &ServerFacts, relay_server_id: u32) -> Report {
 pub async fn gather(pool: &MySqlPool) -> Result<ServerFacts> {
     let rows: Vec<(String, String)> = sqlx::query_as(
         "SELECT CAST(VARIABLE_NAME AS CHAR), CAST(VARIABLE_VALUE AS CHAR) FROM information_schema.GLOBAL_VARIABLES \
-         WHERE VARIABLE_NAME IN ('LOG_BIN','BINLOG_FORMAT','BINLOG_ROW_IMAGE','BINLOG_ROW_METADATA','SERVER_ID','VERSION')",
+         WHERE VARIABLE_NAME IN ('LOG_BIN','BINLOG_FORMAT','BINLOG_ROW_IMAGE','BINLOG_ROW_METADATA','SERVER_ID','VERSION','LOG_BIN_COMPRESS')",
     )
     .fetch_all(pool)
     .await
@@ -204,6 +213,17 @@ mod tests {
         let r = check(&f, 1001);
         assert!(r.errors.is_empty());
         assert_eq!(r.warnings.len(), 1);
+    }
+
+    #[test]
+    fn mariadb_binlog_compression_is_refused() {
+        let mut f = good();
+        f.vars.insert("log_bin_compress".into(), "ON".into());
+        let r = check(&f, 1001);
+        assert_eq!(r.errors.len(), 1, "{r:?}");
+        assert!(r.errors[0].contains("log_bin_compress"), "{r:?}");
+        f.vars.insert("log_bin_compress".into(), "OFF".into());
+        assert!(check(&f, 1001).errors.is_empty());
     }
 
     #[test]

@@ -38,11 +38,13 @@ use crate::checkpoint::{Checkpoint, CheckpointStore, SnapshotProgress};
 use crate::config::{Settings, SnapshotMode};
 use crate::decode::{self, ChangeMeta};
 use crate::error::{Error, Result};
+use crate::events;
 use crate::fastrow;
 use crate::format::{self, Format};
 use crate::metrics as m;
 use crate::position::{FilePos, GtidPos, GtidSet, StartFrom, StopAt};
 use crate::schema::SchemaTracker;
+use crate::seqno;
 use crate::sink::{AckItem, AckState, Acker, MessageHeaders, Sink};
 use crate::snapshot;
 use crate::source::{self, Flavor, SourceOptions, StreamStart};
@@ -120,6 +122,8 @@ struct Resume {
     /// MySQL: the GTID set at `start`, as far as known (see `Stream::mysql`).
     mysql: GtidSet,
     seq: u64,
+    /// Changes published under this state folder so far (a statistic).
+    changes: u64,
     /// A snapshot to run (or finish) before streaming from `start`.
     snapshot: Option<SnapshotProgress>,
 }
@@ -136,6 +140,7 @@ impl Resume {
                     .unwrap_or_default(),
                 mysql: mysql_set(sp.start_gtid.as_deref()),
                 seq: cp.seq,
+                changes: cp.changes,
                 snapshot: Some(sp.clone()),
             },
             None => Resume {
@@ -143,6 +148,7 @@ impl Resume {
                 gtid: cp.gtid_pos().unwrap_or_default(),
                 mysql: mysql_set(cp.gtid.as_deref()),
                 seq: cp.seq,
+                changes: cp.changes,
                 snapshot: None,
             },
         }
@@ -188,6 +194,8 @@ struct Tx {
     /// `file:pos` where the transaction starts.
     begin_pos: String,
     gtid: Option<String>,
+    /// Where its rows' `sluice.seq` numbers come from.
+    base: seqno::Base,
     /// Inside BEGIN … COMMIT (as opposed to a single-statement group).
     in_begin: bool,
     total: u64,
@@ -219,8 +227,20 @@ struct Held {
     gtid: Option<String>,
     pos: String,
     seq: u64,
+    replay: bool,
     changed_at_us: Option<i64>,
     traceparent: Option<String>,
+}
+
+/// The `sluice.seq` of every row of a snapshot: its start point's number
+/// (see [`seqno`]), not below the changes before it, below those after.
+fn snapshot_seq(flavor: Flavor, p: &SnapshotProgress) -> u64 {
+    match p.start_gtid.as_deref().and_then(seqno::snapshot_gtid_seq) {
+        Some(n) => seqno::of_gtid(n, seqno::SNAPSHOT_ROW),
+        // MariaDB numbers by GTID even before its first transaction.
+        None if flavor == Flavor::MariaDb => seqno::of_gtid(0, seqno::SNAPSHOT_ROW),
+        None => seqno::of_position(&p.start_file, p.start_pos, seqno::SNAPSHOT_ROW),
+    }
 }
 
 /// A checkpoint's GTID text read as a MySQL set (empty for MariaDB text).
@@ -251,6 +271,10 @@ pub struct Relay {
     store: CheckpointStore,
     opts: RunOptions,
     resume: Resume,
+    /// An operator's replay (`--from` other than `latest`): the server's
+    /// end of binlog when it started. Changes before it are marked
+    /// `sluice.replay` so the cache-syncer applies them again.
+    replay_until: Option<FilePos>,
     shared: Shared,
     ready: common::admin::Readiness,
 }
@@ -310,6 +334,7 @@ impl Relay {
                 }
             }
         };
+        resume.changes = saved.as_ref().map_or(0, |c| c.changes);
         if !opts.snapshot.is_empty() {
             if resume.snapshot.is_some() {
                 return Err(Error::Snapshot(
@@ -318,7 +343,12 @@ impl Relay {
             }
             resume = resume.with_snapshot(opts.snapshot.clone())?;
         }
-        tracing::info!(start = ?resume.start, seq = resume.seq, "relay start point");
+        let replay_until = match &opts.from {
+            None | Some(StartFrom::Latest) => None,
+            Some(_) if opts.dry_run => None,
+            Some(_) => Some(source::current_position(&pool).await?),
+        };
+        tracing::info!(start = ?resume.start, replay_until = ?replay_until, "relay start point");
         Ok(Self {
             settings,
             url,
@@ -327,9 +357,17 @@ impl Relay {
             store,
             opts,
             resume,
+            replay_until,
             shared,
             ready,
         })
+    }
+
+    /// Whether the change at `file:pos` is part of an operator's replay.
+    fn is_replay(&self, file: &str, pos: u64) -> bool {
+        self.replay_until
+            .as_ref()
+            .is_some_and(|until| FilePos::new(file, pos) < *until)
     }
 
     /// Streams until `stop` turns true, `--until` is reached or a definite error.
@@ -417,6 +455,8 @@ struct Stream<'a> {
     /// writes needs (one primary's GTIDs only grow) but not a resume point.
     mysql: GtidSet,
     seq: u64,
+    /// Changes published under this state folder (see `Checkpoint::changes`).
+    changes: u64,
     tx: Option<Tx>,
     counters: HashMap<(String, Op), Counter>,
     transactions: Counter,
@@ -424,6 +464,8 @@ struct Stream<'a> {
     beat_acked_seq: Option<u64>,
     /// Maxwell format: the last row read, not sent yet.
     held: Option<Held>,
+    /// Where the events of a MySQL compressed transaction stand.
+    payloads: events::Payloads,
 }
 
 impl<'a> Stream<'a> {
@@ -446,11 +488,13 @@ impl<'a> Stream<'a> {
             gtid: relay.resume.gtid.clone(),
             mysql: relay.resume.mysql.clone(),
             seq: relay.resume.seq,
+            changes: relay.resume.changes,
             tx: None,
             counters: HashMap::new(),
             transactions: metrics::counter!(m::TRANSACTIONS_TOTAL),
             beat_acked_seq: None,
             held: None,
+            payloads: events::Payloads::default(),
         }
     }
 
@@ -556,6 +600,7 @@ impl<'a> Stream<'a> {
                 snapshot::estimate_rows(&self.relay.pool, &table).await,
             );
             let pos_text = format!("{}:{}", progress.start_file, progress.start_pos);
+            let snapshot_seq = snapshot_seq(self.relay.flavor, &progress);
             loop {
                 if *stop.borrow() {
                     bar.abandon();
@@ -573,7 +618,8 @@ impl<'a> Stream<'a> {
                         || snapshot::all_empty(&self.relay.pool, &progress.pending[1..]).await?);
                 let now_ms = chrono::Utc::now().timestamp_millis();
                 for (i, (change, key)) in chunk.rows.into_iter().enumerate() {
-                    self.seq += 1;
+                    self.seq = snapshot_seq;
+                    self.changes += 1;
                     let last = final_chunk && i + 1 == n;
                     let key = match fmt {
                         Format::Maxwell => change
@@ -593,6 +639,7 @@ impl<'a> Stream<'a> {
                         gtid: progress.start_gtid.as_deref(),
                         pos: &pos_text,
                         seq: self.seq,
+                        replay: false,
                         changed_at_us: None,
                         traceparent: None,
                     };
@@ -613,6 +660,7 @@ impl<'a> Stream<'a> {
                     pos: progress.start_pos,
                     gtid: progress.start_gtid.clone(),
                     seq: self.seq,
+                    changes: self.changes,
                     saved_at_ms: 0,
                     snapshot: (!progress.pending.is_empty()).then(|| progress.clone()),
                 };
@@ -694,6 +742,7 @@ impl<'a> Stream<'a> {
                 gtid: None,
                 pos: &pos,
                 seq: self.seq,
+                replay: false,
                 changed_at_us: None,
                 traceparent: None,
             },
@@ -736,7 +785,14 @@ impl<'a> Stream<'a> {
         }
     }
 
-    fn begin(&mut self, id: String, gtid: Option<String>, in_begin: bool, start: u64) {
+    fn begin(
+        &mut self,
+        id: String,
+        gtid: Option<String>,
+        base: seqno::Base,
+        in_begin: bool,
+        start: u64,
+    ) {
         let begin_pos = format!("{}:{start}", self.file);
         let span = tracing::info_span!(
             target: common::telemetry::SPANS,
@@ -753,6 +809,7 @@ impl<'a> Stream<'a> {
             id,
             begin_pos,
             gtid,
+            base,
             in_begin,
             total: 0,
             per_table: Vec::new(),
@@ -773,9 +830,27 @@ impl<'a> Stream<'a> {
     async fn handle(&mut self, stream: &BinlogStream, ev: &Event) -> Result<Flow> {
         let header = ev.header();
         let ty = header.event_type_raw();
-        let start = source::event_start(ev);
-        let end = u64::from(header.log_pos());
+        let mut start = source::event_start(ev);
+        let mut end = u64::from(header.log_pos());
         let ts_ms = i64::from(header.timestamp()) * 1000;
+        let kind = events::kind(ty);
+        if let Some(text) = kind.refusal(&format!("{}:{start}", self.file)) {
+            let excluded = events::is_compressed_rows(ty)
+                && events::rows_table_id(ev.data())
+                    .and_then(|id| stream.get_tme(id))
+                    .is_some_and(|tme| {
+                        let filter = &self.relay.settings.filter;
+                        !filter.allows(&tme.database_name(), &tme.table_name())
+                    });
+            if !excluded {
+                return Err(Error::Event(text));
+            }
+            return Ok(Flow::Continue);
+        }
+        (start, end) = self
+            .payloads
+            .place(ty, start, end)
+            .map_err(|e| Error::Event(format!("{e} (binlog file {})", self.file)))?;
         match ty {
             source::MARIADB_GTID => {
                 let g = source::parse_mariadb_gtid(header.server_id(), ev.data())
@@ -785,7 +860,8 @@ impl<'a> Stream<'a> {
                 }
                 self.relay.shared.update(|s| s.last_event_ts_ms = ts_ms);
                 let id = g.gtid.to_string();
-                self.begin(id.clone(), Some(id), !g.standalone, start);
+                let base = seqno::Base::Gtid(g.gtid.seq);
+                self.begin(id.clone(), Some(id), base, !g.standalone, start);
                 return Ok(Flow::Continue);
             }
             source::MARIADB_GTID_LIST => {
@@ -823,7 +899,8 @@ impl<'a> Stream<'a> {
                     return Ok(Flow::Stop);
                 }
                 self.relay.shared.update(|s| s.last_event_ts_ms = ts_ms);
-                self.begin(gtid.clone(), Some(gtid), false, start);
+                let base = seqno::Base::Gtid(g.gno());
+                self.begin(gtid.clone(), Some(gtid), base, false, start);
             }
             EventData::QueryEvent(q) => {
                 let sql = q.query();
@@ -835,7 +912,8 @@ impl<'a> Stream<'a> {
                             if self.until_reached(&FilePos::new(self.file.clone(), start), None) {
                                 return Ok(Flow::Stop);
                             }
-                            self.begin(format!("{}:{start}", self.file), None, true, start);
+                            let id = format!("{}:{start}", self.file);
+                            self.begin(id, None, seqno::Base::Position, true, start);
                         }
                     }
                 } else if head.starts_with("COMMIT") {
@@ -873,7 +951,11 @@ impl<'a> Stream<'a> {
                     }
                 }
             }
-            EventData::HeartbeatEvent => {}
+            // MySQL 8 compressed transaction: the binlog client decompresses
+            // it and hands over its events next (see `events`).
+            EventData::TransactionPayloadEvent(_) => {}
+            // Every other type either carries no rows (see `events::kind`)
+            // or is refused above.
             _ => {}
         }
         Ok(Flow::Continue)
@@ -921,11 +1003,13 @@ impl<'a> Stream<'a> {
             sink.ensure_topic(&topic, None).await?;
         }
         if self.tx.is_none() {
-            self.begin(format!("{}:{start}", self.file), None, true, start);
+            let id = format!("{}:{start}", self.file);
+            self.begin(id, None, seqno::Base::Position, true, start);
         }
         self.publish_begin(ts_ms).await?;
         let full = info.full_name();
         let pos_text = format!("{}:{start}", self.file);
+        let replay = self.relay.is_replay(&self.file, start);
         let counter = self
             .counters
             .entry((full.clone(), op))
@@ -935,11 +1019,12 @@ impl<'a> Stream<'a> {
             .clone();
         let now_ms = chrono::Utc::now().timestamp_millis();
         for row in 0..count {
-            self.seq += 1;
             let (tx_id, gtid, total, coll, traceparent) = {
                 let Some(tx) = self.tx.as_mut() else { break };
                 let traceparent = tx.traceparent().map(str::to_owned);
                 tx.total += 1;
+                self.seq = tx.base.number(&self.file, start, tx.total, row as u64 + 1);
+                self.changes += 1;
                 let coll = match tx.per_table.iter_mut().find(|(t, _)| *t == full) {
                     Some((_, n)) => {
                         *n += 1;
@@ -1006,6 +1091,7 @@ impl<'a> Stream<'a> {
                     gtid,
                     pos: pos_text.clone(),
                     seq: self.seq,
+                    replay,
                     changed_at_us,
                     traceparent,
                 };
@@ -1019,6 +1105,7 @@ impl<'a> Stream<'a> {
                 gtid: gtid.as_deref(),
                 pos: &pos_text,
                 seq: self.seq,
+                replay,
                 changed_at_us,
                 traceparent: traceparent.as_deref(),
             };
@@ -1045,6 +1132,7 @@ impl<'a> Stream<'a> {
             gtid: held.gtid.as_deref(),
             pos: &held.pos,
             seq: held.seq,
+            replay: held.replay,
             changed_at_us: held.changed_at_us,
             traceparent: held.traceparent.as_deref(),
         };
@@ -1095,6 +1183,7 @@ impl<'a> Stream<'a> {
                 gtid,
                 pos,
                 seq: self.seq,
+                replay: false,
                 changed_at_us: None,
                 traceparent: None,
             },
@@ -1104,6 +1193,8 @@ impl<'a> Stream<'a> {
 
     /// Ends the current transaction at `end`; `Flow::Stop` once `--until` is covered.
     async fn commit(&mut self, end: u64, ts_ms: i64) -> Result<Flow> {
+        // A compressed transaction ends where its payload event ends.
+        let end = self.payloads.commit_end(end);
         // Maxwell: the held row is the transaction's last (unless it belongs
         // to an earlier transaction that never ended in the stream).
         if let Some(held) = self.held.take() {
@@ -1153,6 +1244,7 @@ impl<'a> Stream<'a> {
             pos: end,
             gtid: gtid_text.clone(),
             seq: self.seq,
+            changes: self.changes,
             saved_at_ms: 0,
             snapshot: None,
         };
@@ -1213,6 +1305,7 @@ async fn resolve_from(
         gtid,
         mysql,
         seq,
+        changes: 0,
         snapshot: None,
     };
     match from {

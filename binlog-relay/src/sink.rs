@@ -34,6 +34,8 @@ pub struct MessageHeaders<'a> {
     /// `file:pos`.
     pub pos: &'a str,
     pub seq: u64,
+    /// Part of an operator's replay (`sluice.replay: 1`).
+    pub replay: bool,
     /// Not a header: when the change was made (µs since the epoch, from the
     /// row image), for the commit-to-acknowledgement histogram.
     pub changed_at_us: Option<i64>,
@@ -55,6 +57,12 @@ impl MessageHeaders<'_> {
             h = h.insert(Header {
                 key: common::telemetry::TRACEPARENT,
                 value: Some(tp),
+            });
+        }
+        if self.replay {
+            h = h.insert(Header {
+                key: cdc_event::HEADER_REPLAY,
+                value: Some("1"),
             });
         }
         h.insert(Header {

@@ -33,8 +33,9 @@ pub struct Settings {
     pub list_cap: usize,
     /// Most messages applied in one Redis pipeline / MySQL batch.
     pub batch_max: usize,
-    /// Apply events whose `sluice.seq` is not above the partition's applied
-    /// seq (an operator's deliberate replay). Off: such events are skipped.
+    /// Apply events whose `sluice.seq` is below the partition's applied seq
+    /// (a deliberate re-application). Off: such events are skipped, unless
+    /// the relay marked them as an operator's replay (`sluice.replay`).
     pub reapply: bool,
     /// Send undecodable or impossible events to `<prefix>.dlq` and go on.
     /// Off: stop on them.

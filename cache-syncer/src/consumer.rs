@@ -5,9 +5,11 @@
 //! effects are applied to Redis and MySQL; librdkafka commits stored offsets
 //! in the background and once more, synchronously, on shutdown. A crash
 //! redelivers at most the uncommitted tail, which is harmless: effects are
-//! absolute values, and events whose `sluice.seq` is not above the
-//! partition's applied seq (recorded in Redis once the batch's effects are
-//! in) are skipped unless `reapply` is set.
+//! absolute values, and events whose `sluice.seq` is below the partition's
+//! applied seq (recorded in Redis once the batch's effects are in) are
+//! skipped, unless `reapply` is set or the relay marked them as part of an
+//! operator's replay (`sluice.replay`). `sluice.seq` is derived from the
+//! binlog position, so a relay that lost its state numbers changes as before.
 //!
 //! # Order and parallelism
 //! A batch holds the messages of every assigned partition that are ready,
@@ -15,13 +17,18 @@
 //! partitions advance together; scale-out is more processes in the group.
 //! The running loop overlaps the two stages: while one batch is applied (in
 //! its own task), the next is consumed and planned. Batches still apply one
-//! at a time, in order; an event at or below a seq already taken into a
-//! batch is skipped, so a replayed older change cannot overtake a newer one.
+//! at a time, in order; an event below a seq already taken into a batch is
+//! skipped, so a replayed older change cannot overtake a newer one.
 //!
 //! # Errors
 //! A message that cannot be planned goes to `<prefix>.dlq` with the reason
-//! and the stream goes on. Redis or MySQL being down is transient: the batch
-//! is retried with backoff and nothing is committed meanwhile.
+//! and the stream goes on. Redis or MySQL being down (or a lock timeout) is
+//! transient: the batch is retried with backoff and nothing is committed
+//! meanwhile. A definite apply error (a Redis key of the wrong type, a value
+//! a column cannot hold) is retried a few times, then the batch's events are
+//! applied one at a time and the ones that still fail go to `<prefix>.dlq`
+//! with the error (`apply: …`), so the stream never stalls on one change;
+//! `verify` then shows the difference.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -145,35 +152,79 @@ enum Action {
 /// next batch can be consumed meanwhile).
 struct ApplyJob {
     effects: Vec<Effect>,
+    /// Each applied event's place in the batch and its slice of `effects`.
+    events: Vec<(usize, std::ops::Range<usize>)>,
     progress: Progress,
     /// Trace spans covering the apply (empty unless tracing).
     spans: Vec<tracing::Span>,
+    /// Events that failed definitively on their own (batch index, error):
+    /// dead-lettered before the batch's offsets are stored.
+    rejected: Vec<(usize, String)>,
 }
 
+/// Attempts of a batch (and then of each of its events) that failed with a
+/// definite error before giving up on it.
+const DEFINITE_ATTEMPTS: u32 = 3;
+
 impl ApplyJob {
-    /// Applies the batch, retrying transient failures (Redis or MySQL down)
-    /// with backoff; nothing is recorded or committed meanwhile.
-    async fn run(&self, applier: Applier, status: StatusHandle) -> Result<()> {
+    /// Applies the batch. Transient failures (Redis or MySQL down, a lock
+    /// timeout) are retried with backoff for as long as they last; nothing
+    /// is recorded or committed meanwhile. A definite failure (a key of the
+    /// wrong type, a value a column cannot hold) is retried
+    /// [`DEFINITE_ATTEMPTS`] times; then the events are applied one by one
+    /// (in order; effects are absolute, so applying the others again is
+    /// harmless) and those that still fail are left in `rejected` for the
+    /// dead-letter topic, so one bad change never stalls the stream.
+    async fn run(&mut self, applier: Applier, status: StatusHandle) -> Result<()> {
         let started = Instant::now();
-        let mut pause = Duration::from_millis(50);
-        loop {
-            match applier.apply(&self.effects, &self.progress).await {
-                Ok(()) => {
-                    status.lock().map(|mut s| s.retrying = None).ok();
-                    metrics::histogram!(m::APPLY_SECONDS).record(started.elapsed().as_secs_f64());
-                    return Ok(());
+        if let Err(e) = apply_with_retries(&applier, &status, &self.effects, &self.progress).await {
+            tracing::warn!(error = %e, events = self.events.len(), "a batch cannot be applied; applying its events one at a time");
+            let none = Progress::new();
+            for (at, range) in &self.events {
+                let effects = &self.effects[range.clone()];
+                if let Err(e) = apply_with_retries(&applier, &status, effects, &none).await {
+                    tracing::error!(error = %e, "an event cannot be applied; dead-lettering it");
+                    self.rejected.push((*at, e.to_string()));
                 }
-                Err(e) if e.is_transient() => {
-                    metrics::counter!(m::RETRIES).increment(1);
-                    tracing::warn!(error = %e, retry_in = ?pause, "apply failed; retrying without committing");
-                    status
-                        .lock()
-                        .map(|mut s| s.retrying = Some(e.to_string()))
-                        .ok();
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_secs(5));
+            }
+            apply_with_retries(&applier, &status, &[], &self.progress).await?;
+        }
+        metrics::histogram!(m::APPLY_SECONDS).record(started.elapsed().as_secs_f64());
+        Ok(())
+    }
+}
+
+/// One apply, retried: transient errors as long as they last, definite ones
+/// up to [`DEFINITE_ATTEMPTS`] times (then the error is returned).
+async fn apply_with_retries(
+    applier: &Applier,
+    status: &StatusHandle,
+    effects: &[Effect],
+    progress: &Progress,
+) -> Result<()> {
+    let mut pause = Duration::from_millis(50);
+    let mut definite = 0;
+    loop {
+        match applier.apply(effects, progress).await {
+            Ok(()) => {
+                status.lock().map(|mut s| s.retrying = None).ok();
+                return Ok(());
+            }
+            Err(e) => {
+                if !e.is_transient() {
+                    definite += 1;
+                    if definite >= DEFINITE_ATTEMPTS {
+                        return Err(e);
+                    }
                 }
-                Err(e) => return Err(e),
+                metrics::counter!(m::RETRIES).increment(1);
+                tracing::warn!(error = %e, retry_in = ?pause, "apply failed; retrying without committing");
+                status
+                    .lock()
+                    .map(|mut s| s.retrying = Some(e.to_string()))
+                    .ok();
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(5));
             }
         }
     }
@@ -334,6 +385,7 @@ impl Syncer {
             let (applier, status) = (self.applier.clone(), Arc::clone(&self.status));
             let gate = self.apply_gate.clone();
             let mut apply = tokio::spawn(async move {
+                let mut job = job;
                 if let Some(g) = &gate
                     && let Ok(permit) = g.acquire().await
                 {
@@ -464,6 +516,7 @@ impl Syncer {
             st.events_received += 1;
         }
         let seq = header(&msg, cdc_event::HEADER_SEQ).and_then(|s| s.parse().ok());
+        let replay = header(&msg, cdc_event::HEADER_REPLAY).is_some_and(|r| r == "1");
         let gtid = header(&msg, cdc_event::HEADER_GTID);
         let traceparent = header(&msg, common::telemetry::TRACEPARENT);
         let action = match msg.payload() {
@@ -484,8 +537,13 @@ impl Syncer {
                 Ok(event) => {
                     let key = partition_key(msg.topic(), msg.partition());
                     let done = self.planned.get(&key).copied();
-                    if !self.settings.reapply && matches!((seq, done), (Some(s), Some(d)) if s <= d)
-                    {
+                    // Below what this partition applied or planned: an old
+                    // change seen again (redelivery, a relay's duplicate or
+                    // replay), skipped unless an operator replays on purpose.
+                    // An equal number is applied again (harmless: effects are
+                    // absolute), since rows past a field's saturation share one.
+                    let older = matches!((seq, done), (Some(s), Some(d)) if s < d);
+                    if older && !self.settings.reapply && !replay {
                         Action::Skip
                     } else {
                         if let Some(s) = seq {
@@ -515,7 +573,7 @@ impl Syncer {
     }
 
     async fn handle(&mut self, batch: Vec<Incoming>) -> Result<()> {
-        let job = self.prepare(&batch).await?;
+        let mut job = self.prepare(&batch).await?;
         if let Err(e) = job
             .run(self.applier.clone(), Arc::clone(&self.status))
             .await
@@ -530,11 +588,14 @@ impl Syncer {
     /// the partitions' new applied seqs.
     async fn prepare(&self, batch: &[Incoming]) -> Result<ApplyJob> {
         let mut effects = Vec::new();
+        let mut events = Vec::new();
         let mut progress = Progress::new();
-        for inc in batch {
+        for (at, inc) in batch.iter().enumerate() {
             match &inc.action {
                 Action::Apply { effects: e, .. } => {
+                    let from = effects.len();
                     effects.extend(e.iter().cloned());
+                    events.push((at, from..effects.len()));
                     if let Some(seq) = inc.seq {
                         let key = partition_key(inc.msg.topic(), inc.msg.partition());
                         let entry = progress.entry(key).or_insert(seq);
@@ -547,8 +608,10 @@ impl Syncer {
         }
         Ok(ApplyJob {
             effects,
+            events,
             progress,
             spans: apply_spans(batch),
+            rejected: Vec::new(),
         })
     }
 
@@ -557,6 +620,13 @@ impl Syncer {
     async fn finish(&mut self, batch: &[Incoming], job: ApplyJob) -> Result<()> {
         let applied_at = now_us();
         drop(job.spans);
+        // Changes that cannot be applied: to the dead-letter topic, before
+        // the offsets past them are stored.
+        for (at, reason) in &job.rejected {
+            self.dead_letter(&batch[*at].msg, &format!("apply: {reason}"))
+                .await?;
+        }
+        let rejected: Vec<usize> = job.rejected.iter().map(|(at, _)| *at).collect();
         // One counter update per kind and batch, not per effect.
         let mut by_kind: Vec<(&'static str, u64)> = Vec::new();
         for e in &job.effects {
@@ -568,7 +638,7 @@ impl Syncer {
         for (kind, n) in by_kind {
             metrics::counter!(m::EFFECTS, "kind" => kind).increment(n);
         }
-        self.record(batch, applied_at)?;
+        self.record(batch, &rejected, applied_at)?;
         let beat = batch.iter().rev().find_map(|inc| match &inc.action {
             Action::Heartbeat {
                 acked_seq: Some(seq),
@@ -698,7 +768,7 @@ impl Syncer {
     }
 
     /// Stores offsets and updates progress after a successful apply.
-    fn record(&mut self, batch: &[Incoming], applied_at: i64) -> Result<()> {
+    fn record(&mut self, batch: &[Incoming], rejected: &[usize], applied_at: i64) -> Result<()> {
         // Per partition: the last offset, the highest applied seq and the
         // GTID of the last applied event that had one. One offset store, status entry and gauge
         // per partition, one counter per table and op, instead of per message.
@@ -712,7 +782,7 @@ impl Syncer {
         let mut applied_by: Vec<(&str, &'static str, u64)> = Vec::new();
         let (mut applied_n, mut skipped_n, mut dead_n) = (0u64, 0u64, 0u64);
         let fresh = metrics::histogram!(m::FRESHNESS_SECONDS);
-        for inc in batch {
+        for (i, inc) in batch.iter().enumerate() {
             let (topic, partition) = (inc.msg.topic(), inc.msg.partition());
             let at = match parts
                 .iter()
@@ -731,6 +801,10 @@ impl Syncer {
             };
             let last = &mut parts[at];
             last.offset = last.offset.max(inc.msg.offset());
+            if rejected.contains(&i) {
+                dead_n += 1;
+                continue;
+            }
             match &inc.action {
                 Action::Apply {
                     table,

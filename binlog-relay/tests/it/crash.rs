@@ -137,7 +137,7 @@ async fn kill_9_during_writes(batches: i64) {
     // Kill -9 once the relay has checkpointed part of the stream.
     testkit::eventually(DEADLINE, "a checkpoint past the first changes", || async {
         checkpoint_text(&env)
-            .filter(|t| !t.contains("\"seq\": 0"))
+            .filter(|t| !t.contains("\"changes\": 0"))
             .map(|_| ())
     })
     .await;
@@ -148,7 +148,7 @@ async fn kill_9_during_writes(batches: i64) {
     let child = KillOnDrop(spawn_relay(&env, free_port()));
     // The local broker stalls when a partition is read while a burst is
     // written to it, so read only once the relay acknowledged everything.
-    wait_for_checkpoint(&env, |cp| cp["seq"].as_u64() >= Some(rows)).await;
+    wait_for_checkpoint(&env, |cp| cp["changes"].as_u64() >= Some(rows)).await;
     let msgs = consume_within(&env, std::slice::from_ref(&topic), LONG, "every row", |m| {
         ids(m, "owner_id").len() as u64 >= rows
     })
@@ -238,7 +238,7 @@ async fn interrupted_snapshot(rows: i64, chunk: u64) {
     let child = KillOnDrop(spawn_relay_with(&env, free_port(), &snapshot_env));
     wait_for_checkpoint(&env, |cp| {
         cp.get("snapshot").is_none_or(serde_json::Value::is_null)
-            && cp["seq"].as_u64() >= Some(rows as u64 + 2)
+            && cp["changes"].as_u64() >= Some(rows as u64 + 2)
     })
     .await;
     let topic = env.topic("snap");
@@ -360,15 +360,17 @@ async fn an_idempotent_relay_survives_a_broker_kill_9_mid_load() {
     });
 
     // Kill the broker once a tenth of the load is acknowledged.
-    let seq_of = |cp: &serde_json::Value| cp["seq"].as_u64().unwrap_or(0);
-    let saved_before_kill = testkit::eventually(LONG, "a tenth of the load acknowledged", || {
-        let env = &env;
-        async move {
-            let cp: serde_json::Value = serde_json::from_str(&checkpoint_text(env)?).ok()?;
-            (seq_of(&cp) >= total / 10).then(|| seq_of(&cp))
-        }
-    })
-    .await;
+    let changes_of = |cp: &serde_json::Value| cp["changes"].as_u64().unwrap_or(0);
+    let (changes_before_kill, saved_before_kill) =
+        testkit::eventually(LONG, "a tenth of the load acknowledged", || {
+            let env = &env;
+            async move {
+                let cp: serde_json::Value = serde_json::from_str(&checkpoint_text(env)?).ok()?;
+                (changes_of(&cp) >= total / 10)
+                    .then(|| (changes_of(&cp), cp["seq"].as_u64().unwrap_or(0)))
+            }
+        })
+        .await;
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
     let status = Command::new(format!("{root}/scripts/stack.sh"))
         .args(["restart-kafka", "--kill"])
@@ -376,12 +378,12 @@ async fn an_idempotent_relay_survives_a_broker_kill_9_mid_load() {
         .expect("run scripts/stack.sh restart-kafka --kill");
     assert!(status.success(), "broker restart failed");
     assert!(
-        saved_before_kill < total,
+        changes_before_kill < total,
         "the relay had published everything before the broker died; nothing was tested"
     );
     writer.await.expect("writer");
 
-    wait_for_checkpoint(&env, |cp| seq_of(cp) >= total).await;
+    wait_for_checkpoint(&env, |cp| changes_of(cp) >= total).await;
     let msgs = consume_within(
         &env,
         std::slice::from_ref(&topic),
@@ -432,7 +434,7 @@ async fn an_idempotent_relay_survives_a_broker_kill_9_mid_load() {
         &outside[..outside.len().min(5)]
     );
     eprintln!(
-        "broker kill -9 at checkpoint seq {saved_before_kill} of {total}: {} messages read, {} duplicates",
+        "broker kill -9 at checkpoint {changes_before_kill} of {total} changes: {} messages read, {} duplicates",
         msgs.len(),
         duplicates.len()
     );

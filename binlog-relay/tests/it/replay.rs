@@ -45,7 +45,7 @@ async fn a_restart_resumes_from_the_checkpoint_and_loses_nothing() {
     relay.stop().await.expect("clean stop");
     let saved =
         std::fs::read_to_string(env.state_dir.join("checkpoint.json")).expect("checkpoint written");
-    assert!(saved.contains("\"seq\": 30"), "{saved}");
+    assert!(saved.contains("\"changes\": 30"), "{saved}");
 
     // Written while the relay is down.
     insert_counters(&env, 30..60).await;

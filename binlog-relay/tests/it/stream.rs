@@ -257,3 +257,62 @@ async fn a_column_added_mid_stream_appears_in_later_events() {
     relay.stop().await.expect("clean stop");
     env.cleanup().await;
 }
+
+/// The server-wide `log_bin_compress` switch, turned back off on drop.
+struct CompressedBinlog(sqlx::MySqlPool);
+
+impl CompressedBinlog {
+    async fn on(pool: &sqlx::MySqlPool) -> Self {
+        sqlx::query("SET GLOBAL log_bin_compress_min_len = 10")
+            .execute(pool)
+            .await
+            .expect("set log_bin_compress_min_len");
+        sqlx::query("SET GLOBAL log_bin_compress = ON")
+            .execute(pool)
+            .await
+            .expect("set log_bin_compress");
+        Self(pool.clone())
+    }
+
+    async fn off(self) {
+        sqlx::query("SET GLOBAL log_bin_compress = OFF")
+            .execute(&self.0)
+            .await
+            .expect("reset log_bin_compress");
+    }
+}
+
+#[tokio::test]
+#[ignore = "turns MariaDB's log_bin_compress on for the whole server; run alone by scripts/test.sh"]
+async fn an_event_the_relay_cannot_read_stops_it_with_the_events_name() {
+    let env = Env::new().await;
+    env.create_topics(&["counter"]).await;
+    let relay = env.start(RunOptions::default()).await;
+    // Preflight passed; now the server starts writing compressed row events.
+    let compressed = CompressedBinlog::on(&env.db.pool).await;
+    env.exec(
+        "INSERT INTO counter (owner_id, kind, value, updated_at) VALUES \
+         (1, 1, 1, NOW(6)), (2, 1, 2, NOW(6)), (3, 1, 3, NOW(6)), (4, 1, 4, NOW(6))",
+    )
+    .await;
+    // Off again at once: other relays on this server (the mesh's) pass over
+    // compressed events of tables they do not include, but nothing else
+    // should be written compressed meanwhile.
+    compressed.off().await;
+    let ended = tokio::time::timeout(crate::helpers::DEADLINE, relay.handle).await;
+    let result = ended
+        .expect("the relay stops instead of skipping the event")
+        .expect("relay task");
+    let err = result.expect_err("the relay must not go on past an event it cannot read");
+    let text = err.to_string();
+    assert!(
+        text.contains("ROWS_COMPRESSED_EVENT") && text.contains("log_bin_compress"),
+        "{text}"
+    );
+    assert!(
+        !err.is_transient(),
+        "retrying cannot read it either: {text}"
+    );
+    eprintln!("the relay stopped with: {text}");
+    env.cleanup().await;
+}

@@ -3,12 +3,16 @@
 //! counter columns must converge to MySQL (`verify` reports no difference).
 
 use std::process::{Child, Command};
+use std::sync::Arc;
 use std::time::Duration;
 
 use proto::relation::v1::FollowRequest;
 use redis::AsyncCommands;
 
-use crate::harness::{Harness, converged, start_pipeline, start_relation_service, start_relay};
+use crate::harness::{
+    CONVERGE, Harness, converged, relay_state_dir, start_pipeline, start_relation_service,
+    start_relay, start_relay_with,
+};
 
 #[tokio::test]
 async fn follows_and_unfollows_through_the_relation_service_converge_in_redis_and_mysql() {
@@ -152,4 +156,168 @@ async fn kill_9_during_follows(n: u64) {
     assert_eq!(active as usize, total);
     converged(&h).await;
     drop(syncer);
+}
+
+/// Follows and unfollows on users `1..=users` from 4 clients until `stop`;
+/// counts the calls made.
+fn follow_traffic(
+    client: &proto::relation::v1::relation_service_client::RelationServiceClient<
+        tonic::transport::Channel,
+    >,
+    users: u64,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    done: std::sync::Arc<std::sync::atomic::AtomicU64>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    use std::sync::atomic::Ordering::Relaxed;
+    (0..4u64)
+        .map(|k| {
+            let mut c = client.clone();
+            let (stop, done) = (stop.clone(), done.clone());
+            tokio::spawn(async move {
+                let mut i = k;
+                while !stop.load(Relaxed) {
+                    let from = 1 + i % users;
+                    let to = 1 + (i * 7 + 3) % users;
+                    i += 4;
+                    if from == to {
+                        continue;
+                    }
+                    let req = FollowRequest {
+                        from_id: from,
+                        to_id: to,
+                    };
+                    // Every third call undoes an earlier follow: counts go
+                    // down as well as up. Refusals (already following) are fine.
+                    let _ = if i % 3 == 0 {
+                        c.unfollow(req).await
+                    } else {
+                        c.follow(req).await
+                    };
+                    done.fetch_add(1, Relaxed);
+                }
+            })
+        })
+        .collect()
+}
+
+async fn wait_for_calls(done: &std::sync::atomic::AtomicU64, n: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while done.load(std::sync::atomic::Ordering::Relaxed) < n {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "follow traffic too slow"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn stop_relay(
+    relay: (
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<binlog_relay::Result<()>>,
+    ),
+) {
+    let _ = relay.0.send(());
+    tokio::time::timeout(Duration::from_secs(60), relay.1)
+        .await
+        .expect("relay stops in time")
+        .expect("relay task")
+        .expect("relay stops cleanly");
+}
+
+#[tokio::test]
+async fn a_relay_that_lost_its_state_goes_on_from_latest_and_a_replay_converges() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+    let h = Harness::new().await;
+    let users = 40u64;
+    h.add_users(users + 2).await;
+    let relay = start_relay_with(&h, binlog_relay::RunOptions::default()).await;
+    let client = start_relation_service(&h).await;
+    let syncer = cache_syncer::startup::Application::build(h.settings.clone())
+        .await
+        .expect("syncer builds");
+    tokio::spawn(syncer.run_until_stopped(std::future::pending()));
+
+    let (stop, done) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicU64::new(0)),
+    );
+    let traffic = follow_traffic(&client, users, stop.clone(), done.clone());
+    wait_for_calls(&done, 150).await;
+    let logs = binlog_relay::source::binary_logs(&h.db.pool)
+        .await
+        .expect("binary logs");
+    let (file, size) = logs.last().expect("a binlog file").clone();
+    let before_loss = binlog_relay::position::FilePos::new(file, size);
+    wait_for_calls(&done, done.load(Relaxed) + 50).await;
+
+    // The relay stops and its state folder is lost; follows go on.
+    stop_relay(relay).await;
+    std::fs::remove_dir_all(relay_state_dir(&h)).expect("delete the relay's state");
+    wait_for_calls(&done, done.load(Relaxed) + 100).await;
+
+    // A new relay without state starts at the end of the binlog (the
+    // changes made while none ran are not read: that is what `latest` means).
+    let from_latest = binlog_relay::RunOptions {
+        from: Some(binlog_relay::position::StartFrom::Latest),
+        ..Default::default()
+    };
+    let relay = start_relay_with(&h, from_latest).await;
+    wait_for_calls(&done, done.load(Relaxed) + 100).await;
+    // A change made now reaches Redis: the new relay's numbers carry on
+    // from the binlog, not from zero (which the syncer would skip as old).
+    let (probe_from, probe_to) = (users + 1, users + 2);
+    client
+        .clone()
+        .follow(FollowRequest {
+            from_id: probe_from,
+            to_id: probe_to,
+        })
+        .await
+        .expect("follow");
+    let keys = h.settings.redis.keys();
+    let mut r = h.redis.conn.clone();
+    let deadline = std::time::Instant::now() + CONVERGE;
+    loop {
+        let followers: Vec<u64> = r.zrange(keys.followers(probe_to), 0, -1).await.unwrap();
+        if followers == [probe_from] {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a follow made after the relay restarted without its state never reached Redis"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Once more without state, replaying from before the loss: the changes
+    // the gap missed are applied, and everything ends where MySQL is.
+    stop_relay(relay).await;
+    std::fs::remove_dir_all(relay_state_dir(&h)).expect("delete the relay's state");
+    let replay = binlog_relay::RunOptions {
+        from: Some(binlog_relay::position::StartFrom::FilePos(before_loss)),
+        ..Default::default()
+    };
+    let relay = start_relay_with(&h, replay).await;
+    wait_for_calls(&done, done.load(Relaxed) + 100).await;
+    stop.store(true, Relaxed);
+    for t in traffic {
+        t.await.unwrap();
+    }
+    converged(&h).await;
+    // The API's view: the follower counts the relation-service reports match
+    // MySQL's rows for every user.
+    for uid in 1..=users + 2 {
+        let rows: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM follow WHERE to_id = ? AND deleted_at IS NULL",
+        )
+        .bind(uid)
+        .fetch_one(&h.db.pool)
+        .await
+        .unwrap();
+        let slot = keys.counter(2, uid);
+        let cached: Option<i64> = r.hget(&slot.key, slot.field).await.unwrap();
+        assert_eq!(cached.unwrap_or(0), rows, "user {uid}'s follower count");
+    }
+    stop_relay(relay).await;
 }

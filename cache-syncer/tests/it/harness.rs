@@ -128,8 +128,33 @@ impl Harness {
         seq
     }
 
+    /// Produces `event` with `seq`, marked as part of an operator's replay.
+    pub async fn send_replayed(&self, key: &str, event: &ChangeEvent, seq: u64) {
+        let payload = serde_json::to_vec(event).unwrap();
+        let topic = self.topic(&event.source.table);
+        self.send_with(&topic, key, Some(&payload), Some(seq), true)
+            .await;
+    }
+
     pub async fn send_raw(&self, topic: &str, key: &str, payload: Option<&[u8]>, seq: Option<u64>) {
+        self.send_with(topic, key, payload, seq, false).await;
+    }
+
+    async fn send_with(
+        &self,
+        topic: &str,
+        key: &str,
+        payload: Option<&[u8]>,
+        seq: Option<u64>,
+        replay: bool,
+    ) {
         let mut headers = OwnedHeaders::new();
+        if replay {
+            headers = headers.insert(Header {
+                key: cdc_event::HEADER_REPLAY,
+                value: Some("1"),
+            });
+        }
         let seq_s = seq.map(|s| s.to_string());
         if let Some(s) = &seq_s {
             headers = headers.insert(Header {
@@ -229,10 +254,29 @@ pub const CONVERGE: Duration = Duration::from_secs(240);
 
 /// The relay over the harness' database and topic prefix, in-process.
 pub async fn start_relay(h: &Harness) -> tokio::sync::oneshot::Sender<()> {
+    start_relay_with(h, binlog_relay::RunOptions::default())
+        .await
+        .0
+}
+
+/// The state folder of the harness' relay.
+pub fn relay_state_dir(h: &Harness) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("syncer-e2e-{}", h.kafka.prefix))
+}
+
+/// [`start_relay`] with run options; also returns the relay's task. Once
+/// this returns, the start point is pinned (`latest` included).
+pub async fn start_relay_with(
+    h: &Harness,
+    opts: binlog_relay::RunOptions,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<binlog_relay::Result<()>>,
+) {
     let mut s = binlog_relay::Settings {
         dev: true,
         server_id: 200_000 + rand::random::<u32>() % 1_000_000_000,
-        state_dir: std::env::temp_dir().join(format!("syncer-e2e-{}", h.kafka.prefix)),
+        state_dir: relay_state_dir(h),
         heartbeat_interval: Duration::from_millis(300),
         checkpoint_interval: Duration::from_millis(50),
         ..binlog_relay::Settings::default()
@@ -241,14 +285,14 @@ pub async fn start_relay(h: &Harness) -> tokio::sync::oneshot::Sender<()> {
     s.kafka = h.settings.kafka.clone();
     s.admin.addr = "127.0.0.1:0".parse().unwrap();
     s.filter.include_databases = vec![h.db.name.clone()];
-    let app = binlog_relay::Application::build(s, binlog_relay::RunOptions::default())
+    let app = binlog_relay::Application::build(s, opts)
         .await
         .expect("relay builds");
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(app.run_until_stopped(async move {
+    let task = tokio::spawn(app.run_until_stopped(async move {
         let _ = rx.await;
     }));
-    tx
+    (tx, task)
 }
 
 /// The relation-service over the harness' database, in-process; its port.

@@ -135,9 +135,10 @@ async fn duplicated_and_redelivered_messages_leave_redis_unchanged() {
     h.drain(&mut syncer, 2).await;
     let before = h.redis_state().await;
 
-    // The same events again (a relay replay carries the same seq).
-    h.send(r#"{"id":1}"#, &e, Some(s1)).await;
-    h.send(r#"{"owner_id":2,"kind":2}"#, &c, Some(s2)).await;
+    // Copies of older changes again (a relay's duplicate or replay carries
+    // the number the change had the first time, below what was applied).
+    h.send(r#"{"id":1}"#, &e, Some(s1 - 1)).await;
+    h.send(r#"{"owner_id":2,"kind":2}"#, &c, Some(s2 - 1)).await;
     h.drain(&mut syncer, 2).await;
     assert_eq!(
         status.lock().unwrap().events_skipped,
@@ -241,31 +242,11 @@ async fn a_poison_message_lands_in_the_dlq_and_the_stream_goes_on() {
     );
     assert_eq!(status.lock().unwrap().dead_lettered, 2);
 
-    use rdkafka::Message;
-    use rdkafka::consumer::{Consumer, StreamConsumer};
-    use rdkafka::message::Headers;
-    let c: StreamConsumer = h
-        .kafka
-        .client_config()
-        .set("group.id", format!("{}-dlq", h.kafka.group))
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .unwrap();
-    c.subscribe(&[&cdc_event::topic::dlq_topic(&h.kafka.prefix)])
-        .unwrap();
-    let mut reasons = Vec::new();
-    while reasons.len() < 2 {
-        let m = tokio::time::timeout(std::time::Duration::from_secs(30), c.recv())
-            .await
-            .expect("dlq message")
-            .unwrap();
-        let reason = m
-            .headers()
-            .and_then(|hs| hs.iter().find(|x| x.key == cdc_event::HEADER_DLQ_REASON))
-            .and_then(|x| x.value.map(|v| String::from_utf8_lossy(v).into_owned()))
-            .expect("reason header");
-        reasons.push(reason);
-    }
+    let mut reasons: Vec<String> = dead_letters(&h, 2)
+        .await
+        .into_iter()
+        .map(|(_, r)| r)
+        .collect();
     reasons.sort();
     assert!(reasons[0].contains("invalid envelope"), "{reasons:?}");
     assert!(reasons[1].contains("owner_id"), "{reasons:?}");
@@ -565,4 +546,127 @@ async fn a_heartbeat_never_moves_the_watermark_past_a_consumed_but_unapplied_cha
     let _ = stop.send(());
     task.await.unwrap().expect("syncer stops cleanly");
     h.kafka.delete_topics().await;
+}
+
+/// The first `n` messages of the dead-letter topic: (key, reason).
+async fn dead_letters(h: &Harness, n: usize) -> Vec<(String, String)> {
+    use rdkafka::Message;
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    use rdkafka::message::Headers;
+    let c: StreamConsumer = h
+        .kafka
+        .client_config()
+        .set("group.id", format!("{}-dlq", h.kafka.group))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    c.subscribe(&[&cdc_event::topic::dlq_topic(&h.kafka.prefix)])
+        .unwrap();
+    let mut out = Vec::new();
+    while out.len() < n {
+        let m = tokio::time::timeout(std::time::Duration::from_secs(30), c.recv())
+            .await
+            .expect("dlq message")
+            .unwrap();
+        let reason = m
+            .headers()
+            .and_then(|hs| hs.iter().find(|x| x.key == cdc_event::HEADER_DLQ_REASON))
+            .and_then(|x| x.value.map(|v| String::from_utf8_lossy(v).into_owned()))
+            .expect("reason header");
+        let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
+        out.push((key, reason));
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_change_redis_cannot_take_goes_to_the_dlq_while_other_follows_converge() {
+    let mut h = Harness::new().await;
+    h.add_users(4).await;
+    let keys = h.settings.redis.keys();
+    let mut r = h.redis.conn.clone();
+    // A string where user 1's following list (a ZSET) belongs: every write
+    // to it fails with WRONGTYPE, however often it is retried.
+    let _: () = r.set(keys.following(1), "not a zset").await.unwrap();
+    let (mut syncer, status) = h.syncer().await;
+
+    let bad = h.event(
+        "follow",
+        Op::Create,
+        None,
+        Some(follow_row(1, 1, 2, T1, None)),
+    );
+    h.send(r#"{"id":1}"#, &bad, None).await;
+    let good = h.event(
+        "follow",
+        Op::Create,
+        None,
+        Some(follow_row(2, 3, 4, T1, None)),
+    );
+    h.send(r#"{"id":2}"#, &good, None).await;
+    let count = h.event("counter", Op::Create, None, Some(counter_row(4, 2, 1)));
+    h.send(r#"{"owner_id":4,"kind":2}"#, &count, None).await;
+    let started = std::time::Instant::now();
+    h.drain(&mut syncer, 3).await;
+    let took = started.elapsed();
+    assert!(
+        took < std::time::Duration::from_secs(30),
+        "the bad change held the stream for {took:?}"
+    );
+
+    let st = status.lock().unwrap().clone();
+    assert_eq!((st.dead_lettered, st.events_applied), (1, 2), "{st:?}");
+    assert_eq!(st.retrying, None, "nothing is left retrying");
+    let followers: Vec<u64> = r.zrange(keys.followers(4), 0, -1).await.unwrap();
+    assert_eq!(followers, [3], "the other user's follow is in");
+    let slot = keys.counter(2, 4);
+    let n: Option<i64> = r.hget(&slot.key, slot.field).await.unwrap();
+    assert_eq!(n, Some(1));
+
+    let dead = dead_letters(&h, 1).await;
+    assert_eq!(dead[0].0, r#"{"id":1}"#);
+    assert!(
+        dead[0].1.starts_with("apply:") && dead[0].1.contains("WRONGTYPE"),
+        "{dead:?}"
+    );
+
+    // The stream goes on past it.
+    let later = h.event(
+        "follow",
+        Op::Create,
+        None,
+        Some(follow_row(3, 2, 4, T2, None)),
+    );
+    h.send(r#"{"id":3}"#, &later, None).await;
+    h.drain(&mut syncer, 1).await;
+    let mut followers: Vec<u64> = r.zrange(keys.followers(4), 0, -1).await.unwrap();
+    followers.sort();
+    assert_eq!(followers, [2, 3]);
+}
+
+#[tokio::test]
+async fn a_change_marked_as_an_operators_replay_is_applied_again() {
+    let mut h = Harness::new().await;
+    h.add_users(2).await;
+    let (mut syncer, status) = h.syncer().await;
+    let key = r#"{"owner_id":2,"kind":2}"#;
+    let one = h.event("counter", Op::Create, None, Some(counter_row(2, 2, 1)));
+    let two = h.event("counter", Op::Create, None, Some(counter_row(2, 2, 2)));
+    let s1 = h.send(key, &one, None).await;
+    let s2 = h.send(key, &two, None).await;
+    h.drain(&mut syncer, 2).await;
+
+    // An operator replays from before both: the relay marks the changes,
+    // and the syncer applies them in order although their numbers are old.
+    h.send_replayed(key, &one, s1).await;
+    h.drain(&mut syncer, 1).await;
+    let slot = h.settings.redis.keys().counter(2, 2);
+    let mut r = h.redis.conn.clone();
+    let n: Option<i64> = r.hget(&slot.key, slot.field).await.unwrap();
+    assert_eq!(n, Some(1), "the replayed change is applied");
+    h.send_replayed(key, &two, s2).await;
+    h.drain(&mut syncer, 1).await;
+    let n: Option<i64> = r.hget(&slot.key, slot.field).await.unwrap();
+    assert_eq!(n, Some(2), "the replay ends where the source is");
+    assert_eq!(status.lock().unwrap().events_skipped, 0);
 }

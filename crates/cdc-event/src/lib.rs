@@ -25,9 +25,14 @@ pub use gtid::Gtid;
 pub const HEADER_GTID: &str = "sluice.gtid";
 /// Kafka header carrying the binlog position `file:pos` of the event.
 pub const HEADER_POS: &str = "sluice.pos";
-/// Kafka header carrying the relay's monotonically increasing change sequence.
+/// Kafka header carrying the change's number, derived from its binlog
+/// position: the same from any relay, restart or replay, and growing in
+/// commit order for one source.
 pub const HEADER_SEQ: &str = "sluice.seq";
-/// W3C trace context header.
+/// Header marking a change re-published by an operator's replay (`1`): the
+/// cache-syncer applies it even when its seq is below what it applied.
+pub const HEADER_REPLAY: &str = "sluice.replay";
+/// Header name of the W3C trace context.
 pub const HEADER_TRACEPARENT: &str = "traceparent";
 /// Header on dead-letter messages naming why the message was rejected.
 pub const HEADER_DLQ_REASON: &str = "sluice.dlq.reason";
