@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use cache_syncer::apply::Progress;
 use cache_syncer::config::Settings;
 use cache_syncer::consumer::{StatusHandle, SyncStatus, Syncer};
-use cache_syncer::plan::{Effect, plan};
+use cache_syncer::plan::{Change, Effect, plan};
 use cdc_event::{ChangeEvent, Op, Snapshot, Source};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Header, Message, OwnedHeaders};
@@ -198,8 +198,8 @@ async fn main() {
     let mut planned = usize::from(first.payload().is_some());
     for _ in 1..events {
         let m = consumer.recv().await.unwrap().detach();
-        let event = ChangeEvent::from_slice(m.payload().unwrap()).unwrap();
-        planned += plan(&event).unwrap().effects.len();
+        let change = Change::parse(m.payload().unwrap()).unwrap();
+        planned += change.plan().unwrap().effects.len();
     }
     let consume_only_secs = consume_only.elapsed().as_secs_f64();
     assert!(planned >= events as usize);

@@ -31,10 +31,10 @@
 //! `verify` then shows the difference.
 
 use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use cdc_event::ChangeEvent;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -131,7 +131,7 @@ enum Action {
     /// Apply these effects (table and op for metrics, change time for freshness).
     Apply {
         effects: Vec<Effect>,
-        table: String,
+        table: &'static str,
         op: &'static str,
         changed_at_us: Option<i64>,
     },
@@ -257,6 +257,8 @@ pub struct Syncer {
     lag_check: Option<tokio::task::JoinHandle<()>>,
     heartbeat_topic: String,
     tracker: Tracker,
+    /// Reused for the `topic/partition` key of each message decoded.
+    key_buf: String,
 }
 
 /// How long shutdown waits for the batch being applied.
@@ -301,13 +303,25 @@ pub fn partition_key(topic: &str, partition: i32) -> String {
     format!("{topic}/{partition}")
 }
 
-fn header(msg: &OwnedMessage, name: &str) -> Option<String> {
-    let headers = msg.headers()?;
-    headers
+/// The metric label of a source table (the syncer consumes these three).
+fn table_label(table: &str) -> &'static str {
+    match table {
+        "counter" => "counter",
+        "follow" => "follow",
+        "user" => "user",
+        _ => "other",
+    }
+}
+
+fn header_bytes<'m>(msg: &'m OwnedMessage, name: &str) -> Option<&'m [u8]> {
+    msg.headers()?
         .iter()
         .find(|h| h.key == name)
         .and_then(|h| h.value)
-        .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+fn header(msg: &OwnedMessage, name: &str) -> Option<String> {
+    header_bytes(msg, name).map(|v| String::from_utf8_lossy(v).into_owned())
 }
 
 fn now_us() -> i64 {
@@ -352,6 +366,7 @@ impl Syncer {
             lag_check: None,
             heartbeat_topic,
             tracker: Tracker::default(),
+            key_buf: String::new(),
         })
     }
 
@@ -515,8 +530,9 @@ impl Syncer {
         if let Ok(mut st) = self.status.lock() {
             st.events_received += 1;
         }
-        let seq = header(&msg, cdc_event::HEADER_SEQ).and_then(|s| s.parse().ok());
-        let replay = header(&msg, cdc_event::HEADER_REPLAY).is_some_and(|r| r == "1");
+        let seq = header_bytes(&msg, cdc_event::HEADER_SEQ)
+            .and_then(|s| std::str::from_utf8(s).ok()?.parse().ok());
+        let replay = header_bytes(&msg, cdc_event::HEADER_REPLAY) == Some(b"1");
         let gtid = header(&msg, cdc_event::HEADER_GTID);
         let traceparent = header(&msg, common::telemetry::TRACEPARENT);
         let action = match msg.payload() {
@@ -532,11 +548,14 @@ impl Syncer {
                     Err(_) => Action::Skip,
                 }
             }
-            Some(bytes) => match ChangeEvent::from_slice(bytes) {
+            Some(bytes) => match plan::Change::parse(bytes) {
                 Err(e) => Action::Poison(format!("invalid envelope: {e}")),
-                Ok(event) => {
-                    let key = partition_key(msg.topic(), msg.partition());
-                    let done = self.planned.get(&key).copied();
+                Ok(change) => {
+                    // The partition's key, written into a reused buffer: no
+                    // allocation per message.
+                    self.key_buf.clear();
+                    let _ = write!(self.key_buf, "{}/{}", msg.topic(), msg.partition());
+                    let done = self.planned.get(self.key_buf.as_str()).copied();
                     // Below what this partition applied or planned: an old
                     // change seen again (redelivery, a relay's duplicate or
                     // replay), skipped unless an operator replays on purpose.
@@ -547,14 +566,18 @@ impl Syncer {
                         Action::Skip
                     } else {
                         if let Some(s) = seq {
-                            let cur = self.planned.entry(key).or_insert(s);
-                            *cur = (*cur).max(s);
+                            match self.planned.get_mut(self.key_buf.as_str()) {
+                                Some(cur) => *cur = (*cur).max(s),
+                                None => {
+                                    self.planned.insert(self.key_buf.clone(), s);
+                                }
+                            }
                         }
-                        match plan::plan(&event) {
+                        match change.plan() {
                             Ok(p) => Action::Apply {
                                 effects: p.effects,
-                                table: event.source.table.clone(),
-                                op: event.op.code(),
+                                table: table_label(change.table()),
+                                op: change.op.code(),
                                 changed_at_us: p.changed_at_us,
                             },
                             Err(e) => Action::Poison(e.to_string()),

@@ -4,7 +4,7 @@
 //!
 //! # Layout
 //! - [`config`]: settings (`SYNCER_…` env).
-//! - [`plan`]: pure `plan(&ChangeEvent) -> Plan` per table.
+//! - [`plan`]: pure planning per table: `Change::parse(bytes)?.plan()` (borrowed, typed rows).
 //! - [`apply`]: idempotent application of effects to Redis and MySQL.
 //! - [`consumer`]: the consumer-group loop (at-least-once, DLQ, seq skip, lag).
 //! - [`watermark`]: the applied watermark (read-your-writes basis).
