@@ -104,6 +104,18 @@ impl Error {
     }
 }
 
+/// A binlog stream error: a refused position (1236) is a bad start point,
+/// anything else a MySQL error.
+pub(crate) fn stream_error(e: mysql_async::Error) -> Error {
+    match &e {
+        mysql_async::Error::Server(s) if s.code == 1236 => Error::BadStart(format!(
+            "the server refused the binlog position: {}",
+            s.message
+        )),
+        _ => Error::Mysql(e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,7 +16,10 @@
 //! - [`sink`]: the idempotent producer and the acknowledgement tracker.
 //! - [`snapshot`]: chunked, resumable table copies (`op: "r"`).
 //! - [`checkpoint`]: the atomically written resume point.
-//! - [`relay`]: wiring, transactions, heartbeats, reconnects, lag.
+//! - [`start`]: where a run starts (checkpoint or a resolved `--from`).
+//! - [`status`]: the `/status` document and the lag probe.
+//! - [`txn`]: the pure transaction assembler (boundaries, row coordinates, marks).
+//! - [`relay`]: wiring: the reconnect loop, event dispatch, outputs, heartbeats.
 //! - [`topics`]: `binlog-relay topics create`.
 //! - [`startup`]: `Application` (admin server + relay).
 //! - [`metrics`]: metric names.
@@ -42,8 +45,11 @@ pub mod seqno;
 pub mod sink;
 pub mod snapshot;
 pub mod source;
+pub mod start;
 pub mod startup;
+pub mod status;
 pub mod topics;
+pub mod txn;
 
 pub use config::Settings;
 pub use error::{Error, Result};

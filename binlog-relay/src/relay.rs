@@ -1,5 +1,7 @@
-//! Wiring: binlog source → decode → sink, with transaction bookkeeping,
-//! heartbeats, checkpoints and reconnects.
+//! Wiring: binlog source → decode → sink. The reconnect loop, the event
+//! dispatch, the outputs (Kafka or dry-run printing), heartbeats and the
+//! snapshot's emitting; the transaction bookkeeping is [`crate::txn`]'s and
+//! where a run starts is [`crate::start`]'s.
 //!
 //! # Resumption
 //! A run starts at `--from` when given, else at the saved checkpoint, else at
@@ -8,46 +10,40 @@
 //! all of them are acknowledged (see `sink`). After a transient error the
 //! relay waits `retry_backoff`, reconnects and resumes from the last saved
 //! checkpoint; the transactions in flight are emitted again (at-least-once,
-//! with the same `sluice.seq` numbers, since sequence numbers are saved with
-//! the checkpoint).
-//!
-//! # Transactions
-//! A transaction starts at a MariaDB GTID event, a MySQL GTID event or a
-//! `BEGIN` query, and ends at XID, `COMMIT`, or right after a statement that
-//! is its own transaction (DDL). BEGIN is published lazily, before the first
-//! relayed row change, so filtered-out transactions produce no metadata.
+//! with the same `sluice.seq` numbers, which are derived from the binlog
+//! position; see `seqno`).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cdc_event::envelope::{
-    DataCollection, Heartbeat, PartitionOffset, TransactionRecord, TxStatus,
-};
-use cdc_event::{Gtid, Op, Snapshot, TransactionRef, topic};
+use cdc_event::envelope::{Heartbeat, PartitionOffset};
+use cdc_event::{Op, Snapshot, TransactionRef, topic};
 use futures::StreamExt;
 use metrics::Counter;
 use mysql_async::BinlogStream;
 use mysql_async::binlog::events::{Event, EventData, RowsEventData};
 use secrecy::SecretString;
-use serde::Serialize;
 use sqlx::MySqlPool;
 use tokio::sync::watch;
 
 use crate::checkpoint::{Checkpoint, CheckpointStore, SnapshotProgress};
 use crate::config::{Settings, SnapshotMode};
 use crate::decode::{self, ChangeMeta};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, stream_error};
 use crate::events;
 use crate::fastrow;
 use crate::format::{self, Format};
 use crate::metrics as m;
-use crate::position::{FilePos, GtidPos, GtidSet, StartFrom, StopAt};
+use crate::position::{FilePos, StartFrom, StopAt};
 use crate::schema::SchemaTracker;
 use crate::seqno;
-use crate::sink::{AckItem, AckState, Acker, MessageHeaders, Sink};
+use crate::sink::{AckItem, Acker, MessageHeaders, Sink};
 use crate::snapshot;
 use crate::source::{self, Flavor, SourceOptions, StreamStart};
+use crate::start::{Resume, resolve_from, uuid_text};
+use crate::status::Shared;
+use crate::txn::{Assembler, RowPlace, TxMessage};
 
 /// Per-run choices from the command line.
 #[derive(Debug, Clone, Default)]
@@ -62,119 +58,6 @@ pub struct RunOptions {
     pub snapshot: Vec<String>,
 }
 
-/// The live document behind `/status`.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct StatusDoc {
-    /// `starting`, `streaming`, `reconnecting`, `stopped` or `failed`.
-    pub state: String,
-    /// Read position: the end of the last transaction read.
-    pub position: Option<String>,
-    pub gtid: Option<String>,
-    /// The server's end of binlog at the last lag probe.
-    pub server_position: Option<String>,
-    pub lag_bytes: u64,
-    pub lag_seconds: f64,
-    /// Commit time of the last event read (ms).
-    pub last_event_ts_ms: i64,
-    /// Last change sequence number emitted.
-    pub seq: u64,
-    pub transactions: u64,
-    pub last_error: Option<String>,
-}
-
-/// Shared state between the relay, the lag probe and the admin server.
-#[derive(Debug, Clone, Default)]
-pub struct Shared {
-    pub status: Arc<Mutex<StatusDoc>>,
-    pub acks: Arc<Mutex<AckState>>,
-}
-
-impl Shared {
-    pub fn update(&self, f: impl FnOnce(&mut StatusDoc)) {
-        if let Ok(mut s) = self.status.lock() {
-            f(&mut s);
-        }
-    }
-
-    /// The `/status` JSON.
-    pub fn document(&self) -> serde_json::Value {
-        let status = self.status.lock().map(|s| s.clone()).unwrap_or_default();
-        let acks = self.acks.lock().map(|a| a.clone()).unwrap_or_default();
-        let mut v = serde_json::to_value(status).unwrap_or_default();
-        if let Some(obj) = v.as_object_mut() {
-            obj.insert(
-                "checkpoint".into(),
-                acks.saved
-                    .map(|c| serde_json::to_value(c).unwrap_or_default())
-                    .unwrap_or_default(),
-            );
-            obj.insert("acked_messages".into(), acks.acked.into());
-        }
-        v
-    }
-}
-
-/// Where the current stream resumes and with which counters.
-#[derive(Debug, Clone)]
-struct Resume {
-    start: StreamStart,
-    gtid: GtidPos,
-    /// MySQL: the GTID set at `start`, as far as known (see `Stream::mysql`).
-    mysql: GtidSet,
-    seq: u64,
-    /// Changes published under this state folder so far (a statistic).
-    changes: u64,
-    /// A snapshot to run (or finish) before streaming from `start`.
-    snapshot: Option<SnapshotProgress>,
-}
-
-impl Resume {
-    fn from_checkpoint(cp: &Checkpoint) -> Self {
-        match &cp.snapshot {
-            Some(sp) => Resume {
-                start: StreamStart::FilePos(FilePos::new(sp.start_file.clone(), sp.start_pos)),
-                gtid: sp
-                    .start_gtid
-                    .as_deref()
-                    .and_then(|g| g.parse().ok())
-                    .unwrap_or_default(),
-                mysql: mysql_set(sp.start_gtid.as_deref()),
-                seq: cp.seq,
-                changes: cp.changes,
-                snapshot: Some(sp.clone()),
-            },
-            None => Resume {
-                start: StreamStart::FilePos(cp.file_pos()),
-                gtid: cp.gtid_pos().unwrap_or_default(),
-                mysql: mysql_set(cp.gtid.as_deref()),
-                seq: cp.seq,
-                changes: cp.changes,
-                snapshot: None,
-            },
-        }
-    }
-
-    /// Plans a snapshot of `tables` that hands over to the stream at this start.
-    fn with_snapshot(mut self, tables: Vec<String>) -> Result<Self> {
-        if tables.is_empty() {
-            return Ok(self);
-        }
-        let StreamStart::FilePos(p) = &self.start else {
-            return Err(Error::BadStart(
-                "a snapshot needs a file:pos start, not a GTID".into(),
-            ));
-        };
-        self.snapshot = Some(SnapshotProgress {
-            start_file: p.file.clone(),
-            start_pos: p.pos,
-            start_gtid: gtid_text(&self.gtid, &self.mysql),
-            pending: tables,
-            last_key: None,
-        });
-        Ok(self)
-    }
-}
-
 /// How a stream ended without error.
 enum Flow {
     Continue,
@@ -185,36 +68,6 @@ enum Flow {
 enum Output {
     Kafka(Sink),
     DryRun,
-}
-
-/// The transaction being read.
-#[derive(Debug)]
-struct Tx {
-    id: String,
-    /// `file:pos` where the transaction starts.
-    begin_pos: String,
-    gtid: Option<String>,
-    /// Where its rows' `sluice.seq` numbers come from.
-    base: seqno::Base,
-    /// Inside BEGIN … COMMIT (as opposed to a single-statement group).
-    in_begin: bool,
-    total: u64,
-    per_table: Vec<(String, u64)>,
-    begun: bool,
-    /// The transaction's span (exported only with tracing on); its context
-    /// travels in every message's `traceparent` header.
-    span: tracing::Span,
-    /// `traceparent` of `span`, computed once, at the first row.
-    traceparent: Option<Option<String>>,
-}
-
-impl Tx {
-    fn traceparent(&mut self) -> Option<&str> {
-        let span = &self.span;
-        self.traceparent
-            .get_or_insert_with(|| common::telemetry::traceparent_of(span))
-            .as_deref()
-    }
 }
 
 /// A Maxwell row held back until it is known whether it is its
@@ -240,25 +93,6 @@ fn snapshot_seq(flavor: Flavor, p: &SnapshotProgress) -> u64 {
         // MariaDB numbers by GTID even before its first transaction.
         None if flavor == Flavor::MariaDb => seqno::of_gtid(0, seqno::SNAPSHOT_ROW),
         None => seqno::of_position(&p.start_file, p.start_pos, seqno::SNAPSHOT_ROW),
-    }
-}
-
-/// A checkpoint's GTID text read as a MySQL set (empty for MariaDB text).
-fn mysql_set(text: Option<&str>) -> GtidSet {
-    text.filter(|t| t.contains(':'))
-        .and_then(|t| t.parse().ok())
-        .unwrap_or_default()
-}
-
-/// The GTID text of a checkpoint or heartbeat: the MariaDB position, else
-/// the MySQL set, else none.
-fn gtid_text(mariadb: &GtidPos, mysql: &GtidSet) -> Option<String> {
-    if !mariadb.is_empty() {
-        Some(mariadb.to_string())
-    } else if !mysql.is_empty() {
-        Some(mysql.to_string())
-    } else {
-        None
     }
 }
 
@@ -445,27 +279,20 @@ struct Stream<'a> {
     output: &'a mut Output,
     schema: &'a mut SchemaTracker,
     acker: Acker,
-    file: String,
-    gtid: GtidPos,
-    /// MySQL: GTIDs read. Exact (the server's whole executed set at this
-    /// point, or a subset lacking only older transactions) when the run
-    /// started from a set (`--from gtid:…`, a checkpoint holding one,
-    /// `latest`) or at a binlog file's start (its Previous_gtids event);
-    /// otherwise the GTIDs read since the start, which is what read-your-
-    /// writes needs (one primary's GTIDs only grow) but not a resume point.
-    mysql: GtidSet,
-    seq: u64,
-    /// Changes published under this state folder (see `Checkpoint::changes`).
-    changes: u64,
-    tx: Option<Tx>,
+    /// Position, GTIDs and the open transaction. On MySQL its GTID set is
+    /// exact (the server's whole executed set at this point, or a subset
+    /// lacking only older transactions) when the run started from a set
+    /// (`--from gtid:…`, a checkpoint holding one, `latest`) or at a binlog
+    /// file's start (its Previous_gtids event); otherwise it holds the
+    /// GTIDs read since the start, which is what read-your-writes needs (one
+    /// primary's GTIDs only grow) but not a resume point.
+    asm: Assembler,
     counters: HashMap<(String, Op), Counter>,
     transactions: Counter,
     /// `acked_seq` of the last heartbeat sent.
     beat_acked_seq: Option<u64>,
     /// Maxwell format: the last row read, not sent yet.
     held: Option<Held>,
-    /// Where the events of a MySQL compressed transaction stand.
-    payloads: events::Payloads,
 }
 
 impl<'a> Stream<'a> {
@@ -484,17 +311,18 @@ impl<'a> Stream<'a> {
             output,
             schema,
             acker,
-            file,
-            gtid: relay.resume.gtid.clone(),
-            mysql: relay.resume.mysql.clone(),
-            seq: relay.resume.seq,
-            changes: relay.resume.changes,
-            tx: None,
+            asm: Assembler::new(
+                file,
+                relay.resume.gtid.clone(),
+                relay.resume.mysql.clone(),
+                relay.resume.seq,
+                relay.resume.changes,
+                relay.opts.until.clone(),
+            ),
             counters: HashMap::new(),
             transactions: metrics::counter!(m::TRANSACTIONS_TOTAL),
             beat_acked_seq: None,
             held: None,
-            payloads: events::Payloads::default(),
         }
     }
 
@@ -618,8 +446,7 @@ impl<'a> Stream<'a> {
                         || snapshot::all_empty(&self.relay.pool, &progress.pending[1..]).await?);
                 let now_ms = chrono::Utc::now().timestamp_millis();
                 for (i, (change, key)) in chunk.rows.into_iter().enumerate() {
-                    self.seq = snapshot_seq;
-                    self.changes += 1;
+                    self.asm.snapshot_row(snapshot_seq);
                     let last = final_chunk && i + 1 == n;
                     let key = match fmt {
                         Format::Maxwell => change
@@ -632,13 +459,13 @@ impl<'a> Stream<'a> {
                         &reader.info,
                         change,
                         snapshot::meta(&prefix, server_id, &progress, last, now_ms),
-                        self.seq,
+                        self.asm.seq,
                     )
                     .map_err(|e| Error::Stream(e.to_string()))?;
                     let headers = MessageHeaders {
                         gtid: progress.start_gtid.as_deref(),
                         pos: &pos_text,
-                        seq: self.seq,
+                        seq: self.asm.seq,
                         replay: false,
                         changed_at_us: None,
                         traceparent: None,
@@ -659,8 +486,8 @@ impl<'a> Stream<'a> {
                     file: progress.start_file.clone(),
                     pos: progress.start_pos,
                     gtid: progress.start_gtid.clone(),
-                    seq: self.seq,
-                    changes: self.changes,
+                    seq: self.asm.seq,
+                    changes: self.asm.changes,
                     saved_at_ms: 0,
                     snapshot: (!progress.pending.is_empty()).then(|| progress.clone()),
                 };
@@ -725,8 +552,8 @@ impl<'a> Stream<'a> {
         let hb = Heartbeat {
             ts_ms: chrono::Utc::now().timestamp_millis(),
             pos: pos.clone(),
-            gtid: gtid_text(&self.gtid, &self.mysql),
-            seq: self.seq,
+            gtid: self.asm.gtid_text(),
+            seq: self.asm.seq,
             acked_seq: acked.as_ref().map(|c| c.seq),
             acked_gtid: acked.and_then(|c| c.gtid),
             acked_offsets,
@@ -741,7 +568,7 @@ impl<'a> Stream<'a> {
             &MessageHeaders {
                 gtid: None,
                 pos: &pos,
-                seq: self.seq,
+                seq: self.asm.seq,
                 replay: false,
                 changed_at_us: None,
                 traceparent: None,
@@ -785,48 +612,6 @@ impl<'a> Stream<'a> {
         }
     }
 
-    fn begin(
-        &mut self,
-        id: String,
-        gtid: Option<String>,
-        base: seqno::Base,
-        in_begin: bool,
-        start: u64,
-    ) {
-        let begin_pos = format!("{}:{start}", self.file);
-        let span = tracing::info_span!(
-            target: common::telemetry::SPANS,
-            parent: None,
-            "relay.transaction",
-            otel.name = "binlog transaction",
-            otel.kind = "producer",
-            messaging.system = "kafka",
-            sluice.tx = %id,
-            sluice.pos = %begin_pos,
-            sluice.rows = tracing::field::Empty,
-        );
-        self.tx = Some(Tx {
-            id,
-            begin_pos,
-            gtid,
-            base,
-            in_begin,
-            total: 0,
-            per_table: Vec::new(),
-            begun: false,
-            span,
-            traceparent: None,
-        });
-    }
-
-    fn until_reached(&self, at: &FilePos, gtid: Option<&Gtid>) -> bool {
-        self.relay
-            .opts
-            .until
-            .as_ref()
-            .is_some_and(|u| u.reached(at, gtid))
-    }
-
     async fn handle(&mut self, stream: &BinlogStream, ev: &Event) -> Result<Flow> {
         let header = ev.header();
         let ty = header.event_type_raw();
@@ -834,7 +619,7 @@ impl<'a> Stream<'a> {
         let mut end = u64::from(header.log_pos());
         let ts_ms = i64::from(header.timestamp()) * 1000;
         let kind = events::kind(ty);
-        if let Some(text) = kind.refusal(&format!("{}:{start}", self.file)) {
+        if let Some(text) = kind.refusal(&format!("{}:{start}", self.asm.file)) {
             let excluded = events::is_compressed_rows(ty)
                 && events::rows_table_id(ev.data())
                     .and_then(|id| stream.get_tme(id))
@@ -847,28 +632,26 @@ impl<'a> Stream<'a> {
             }
             return Ok(Flow::Continue);
         }
-        (start, end) = self
-            .payloads
-            .place(ty, start, end)
-            .map_err(|e| Error::Event(format!("{e} (binlog file {})", self.file)))?;
+        (start, end) = self.asm.place(ty, start, end).map_err(Error::Event)?;
         match ty {
             source::MARIADB_GTID => {
                 let g = source::parse_mariadb_gtid(header.server_id(), ev.data())
                     .ok_or_else(|| Error::Stream("malformed MariaDB GTID event".into()))?;
-                if self.until_reached(&FilePos::new(self.file.clone(), start), Some(&g.gtid)) {
+                if self.asm.until_reached(&self.asm.at(start), Some(&g.gtid)) {
                     return Ok(Flow::Stop);
                 }
                 self.relay.shared.update(|s| s.last_event_ts_ms = ts_ms);
                 let id = g.gtid.to_string();
                 let base = seqno::Base::Gtid(g.gtid.seq);
-                self.begin(id.clone(), Some(id), base, !g.standalone, start);
+                self.asm
+                    .begin(id.clone(), Some(id), base, !g.standalone, start);
                 return Ok(Flow::Continue);
             }
             source::MARIADB_GTID_LIST => {
                 if let Some(list) = source::parse_mariadb_gtid_list(ev.data()) {
                     for g in list.iter() {
-                        if !self.gtid.covers(g) {
-                            self.gtid.advance(*g);
+                        if !self.asm.gtid.covers(g) {
+                            self.asm.gtid.advance(*g);
                         }
                     }
                 }
@@ -882,40 +665,36 @@ impl<'a> Stream<'a> {
             Err(e) => {
                 return Err(Error::Stream(format!(
                     "unreadable event at {}:{start}: {e}",
-                    self.file
+                    self.asm.file
                 )));
             }
         };
         match data {
             EventData::RotateEvent(r) => {
-                self.file = source::rotate_file_name(r.name_raw());
-                if self.until_reached(&FilePos::new(self.file.clone(), r.position()), None) {
+                self.asm.file = source::rotate_file_name(r.name_raw());
+                if self.asm.until_reached(&self.asm.at(r.position()), None) {
                     return Ok(Flow::Stop);
                 }
             }
             EventData::GtidEvent(g) => {
                 let gtid = format!("{}:{}", uuid_text(&g.sid()), g.gno());
-                if self.until_reached(&FilePos::new(self.file.clone(), start), None) {
+                if self.asm.until_reached(&self.asm.at(start), None) {
                     return Ok(Flow::Stop);
                 }
                 self.relay.shared.update(|s| s.last_event_ts_ms = ts_ms);
                 let base = seqno::Base::Gtid(g.gno());
-                self.begin(gtid.clone(), Some(gtid), base, false, start);
+                self.asm.begin(gtid.clone(), Some(gtid), base, false, start);
             }
             EventData::QueryEvent(q) => {
                 let sql = q.query();
                 let head = sql.trim_start().get(..6).unwrap_or("").to_ascii_uppercase();
                 if head.starts_with("BEGIN") {
-                    match &mut self.tx {
-                        Some(tx) => tx.in_begin = true,
-                        None => {
-                            if self.until_reached(&FilePos::new(self.file.clone(), start), None) {
-                                return Ok(Flow::Stop);
-                            }
-                            let id = format!("{}:{start}", self.file);
-                            self.begin(id, None, seqno::Base::Position, true, start);
-                        }
+                    if !self.asm.in_transaction()
+                        && self.asm.until_reached(&self.asm.at(start), None)
+                    {
+                        return Ok(Flow::Stop);
                     }
+                    self.asm.begin_query(start);
                 } else if head.starts_with("COMMIT") {
                     if let Flow::Stop = self.commit(end, ts_ms).await? {
                         return Ok(Flow::Stop);
@@ -927,8 +706,9 @@ impl<'a> Stream<'a> {
                     // DDL or another self-contained statement: schemas may have changed.
                     let db = q.schema().into_owned();
                     self.schema.invalidate(&db, None);
-                    let in_begin = self.tx.as_ref().is_some_and(|t| t.in_begin);
-                    if !in_begin && let Flow::Stop = self.commit(end, ts_ms).await? {
+                    if !self.asm.in_begin()
+                        && let Flow::Stop = self.commit(end, ts_ms).await?
+                    {
                         return Ok(Flow::Stop);
                     }
                 }
@@ -940,13 +720,13 @@ impl<'a> Stream<'a> {
             }
             EventData::RowsEvent(rows) => self.rows(stream, &rows, start, ts_ms).await?,
             // MySQL, at a file's start: every GTID before this file.
-            EventData::PreviousGtidsEvent(p) if self.mysql.is_empty() => {
+            EventData::PreviousGtidsEvent(p) if self.asm.mysql.is_empty() => {
                 for sid in p.sids() {
                     let uuid = uuid_text(&sid.uuid());
                     for iv in sid.intervals() {
                         // Interval ends are exclusive on the wire.
                         if iv.end() > iv.start() {
-                            self.mysql.add_interval(&uuid, iv.start(), iv.end() - 1);
+                            self.asm.mysql.add_interval(&uuid, iv.start(), iv.end() - 1);
                         }
                     }
                 }
@@ -971,7 +751,7 @@ impl<'a> Stream<'a> {
         let tme = stream.get_tme(rows.table_id()).ok_or_else(|| {
             Error::Stream(format!(
                 "rows event at {}:{start} without its table map",
-                self.file
+                self.asm.file
             ))
         })?;
         let db = tme.database_name();
@@ -1002,14 +782,11 @@ impl<'a> Stream<'a> {
         if let Output::Kafka(sink) = self.output {
             sink.ensure_topic(&topic, None).await?;
         }
-        if self.tx.is_none() {
-            let id = format!("{}:{start}", self.file);
-            self.begin(id, None, seqno::Base::Position, true, start);
-        }
+        self.asm.ensure_transaction(start);
         self.publish_begin(ts_ms).await?;
         let full = info.full_name();
-        let pos_text = format!("{}:{start}", self.file);
-        let replay = self.relay.is_replay(&self.file, start);
+        let pos_text = format!("{}:{start}", self.asm.file);
+        let replay = self.relay.is_replay(&self.asm.file, start);
         let counter = self
             .counters
             .entry((full.clone(), op))
@@ -1019,31 +796,24 @@ impl<'a> Stream<'a> {
             .clone();
         let now_ms = chrono::Utc::now().timestamp_millis();
         for row in 0..count {
-            let (tx_id, gtid, total, coll, traceparent) = {
-                let Some(tx) = self.tx.as_mut() else { break };
-                let traceparent = tx.traceparent().map(str::to_owned);
-                tx.total += 1;
-                self.seq = tx.base.number(&self.file, start, tx.total, row as u64 + 1);
-                self.changes += 1;
-                let coll = match tx.per_table.iter_mut().find(|(t, _)| *t == full) {
-                    Some((_, n)) => {
-                        *n += 1;
-                        *n
-                    }
-                    None => {
-                        tx.per_table.push((full.clone(), 1));
-                        1
-                    }
-                };
-                (tx.id.clone(), tx.gtid.clone(), tx.total, coll, traceparent)
+            let Some(place) = self.asm.row(&full, start, row as u64 + 1) else {
+                break;
             };
+            let RowPlace {
+                tx_id,
+                gtid,
+                total_order: total,
+                collection_order: coll,
+                seq,
+                traceparent,
+            } = place;
             let is_delete = op == Op::Delete;
             let held_tx = (fmt == Format::Maxwell).then(|| tx_id.clone());
             let meta = ChangeMeta {
                 name: &prefix,
                 server_id: self.relay.settings.server_id,
                 gtid: gtid.as_deref(),
-                file: &self.file,
+                file: &self.asm.file,
                 pos: start,
                 ts_ms,
                 row: u32::try_from(row).unwrap_or(u32::MAX),
@@ -1067,7 +837,10 @@ impl<'a> Stream<'a> {
                 }
                 None => {
                     let change = slow.next().ok_or_else(|| {
-                        Error::Stream(format!("rows event at {}:{start} lost a row", self.file))
+                        Error::Stream(format!(
+                            "rows event at {}:{start} lost a row",
+                            self.asm.file
+                        ))
                     })?;
                     let key = change.image().and_then(|img| format::key(fmt, &info, img));
                     let changed_at_us = change
@@ -1075,7 +848,7 @@ impl<'a> Stream<'a> {
                         .as_ref()
                         .or(change.before.as_ref())
                         .and_then(cdc_event::time::change_time_us);
-                    let payload = format::encode(fmt, &info, change, meta, self.seq)
+                    let payload = format::encode(fmt, &info, change, meta, seq)
                         .map_err(|e| Error::Stream(e.to_string()))?;
                     (key, changed_at_us, payload)
                 }
@@ -1090,7 +863,7 @@ impl<'a> Stream<'a> {
                     payload,
                     gtid,
                     pos: pos_text.clone(),
-                    seq: self.seq,
+                    seq,
                     replay,
                     changed_at_us,
                     traceparent,
@@ -1104,7 +877,7 @@ impl<'a> Stream<'a> {
             let headers = MessageHeaders {
                 gtid: gtid.as_deref(),
                 pos: &pos_text,
-                seq: self.seq,
+                seq,
                 replay,
                 changed_at_us,
                 traceparent: traceparent.as_deref(),
@@ -1146,43 +919,23 @@ impl<'a> Stream<'a> {
     }
 
     async fn publish_begin(&mut self, ts_ms: i64) -> Result<()> {
-        let Some(tx) = self.tx.as_mut() else {
-            return Ok(());
-        };
-        if tx.begun {
-            return Ok(());
+        match self.asm.begin_record(ts_ms) {
+            Some(msg) => self.publish_tx(&msg).await,
+            None => Ok(()),
         }
-        tx.begun = true;
-        let rec = TransactionRecord {
-            status: TxStatus::Begin,
-            id: tx.id.clone(),
-            event_count: None,
-            data_collections: None,
-            ts_ms,
-        };
-        let gtid = tx.gtid.clone();
-        let id = tx.id.clone();
-        let pos = tx.begin_pos.clone();
-        self.publish_tx(&rec, &id, gtid.as_deref(), &pos).await
     }
 
-    async fn publish_tx(
-        &mut self,
-        rec: &TransactionRecord,
-        id: &str,
-        gtid: Option<&str>,
-        pos: &str,
-    ) -> Result<()> {
-        let payload = serde_json::to_vec(rec).map_err(|e| Error::Stream(e.to_string()))?;
+    async fn publish_tx(&mut self, msg: &TxMessage) -> Result<()> {
+        let payload = serde_json::to_vec(&msg.record).map_err(|e| Error::Stream(e.to_string()))?;
         let topic = topic::transaction_topic(self.prefix());
         self.emit(
             &topic,
-            Some(id),
+            Some(&msg.id),
             Some(&payload),
             &MessageHeaders {
-                gtid,
-                pos,
-                seq: self.seq,
+                gtid: msg.gtid.as_deref(),
+                pos: &msg.pos,
+                seq: self.asm.seq,
                 replay: false,
                 changed_at_us: None,
                 traceparent: None,
@@ -1193,63 +946,24 @@ impl<'a> Stream<'a> {
 
     /// Ends the current transaction at `end`; `Flow::Stop` once `--until` is covered.
     async fn commit(&mut self, end: u64, ts_ms: i64) -> Result<Flow> {
-        // A compressed transaction ends where its payload event ends.
-        let end = self.payloads.commit_end(end);
         // Maxwell: the held row is the transaction's last (unless it belongs
         // to an earlier transaction that never ended in the stream).
         if let Some(held) = self.held.take() {
-            let last = self.tx.as_ref().is_some_and(|t| t.id == held.tx_id);
+            let last = self.asm.tx_id() == Some(held.tx_id.as_str());
             self.emit_held(held, last).await?;
         }
-        let tx = self.tx.take();
-        if let Some(tx) = &tx {
-            tx.span.record("sluice.rows", tx.total);
-            if tx.begun {
-                let rec = TransactionRecord {
-                    status: TxStatus::End,
-                    id: tx.id.clone(),
-                    event_count: Some(tx.total),
-                    data_collections: Some(
-                        tx.per_table
-                            .iter()
-                            .map(|(t, n)| DataCollection {
-                                data_collection: t.clone(),
-                                event_count: *n,
-                            })
-                            .collect(),
-                    ),
-                    ts_ms,
-                };
-                self.publish_tx(&rec, &tx.id, tx.gtid.as_deref(), &tx.begin_pos)
-                    .await?;
-            }
-            if let Some(g) = tx.gtid.as_deref() {
-                if let Ok(g) = g.parse::<Gtid>() {
-                    self.gtid.advance(g);
-                } else if let Some((uuid, n)) = g.split_once(':')
-                    && let Ok(n) = n.parse::<u64>()
-                {
-                    self.mysql.add(uuid, n);
-                }
-            }
+        let done = self.asm.commit(end, ts_ms);
+        if let Some(msg) = &done.end {
+            self.publish_tx(msg).await?;
+        }
+        if done.closed {
             self.transactions.increment(1);
         }
-        if end == 0 {
-            // MariaDB 11.4+ may omit in-transaction offsets; only real boundaries are checkpointed.
+        let Some(cp) = done.mark else {
             return Ok(Flow::Continue);
-        }
-        let gtid_text = gtid_text(&self.gtid, &self.mysql);
-        let cp = Checkpoint {
-            file: self.file.clone(),
-            pos: end,
-            gtid: gtid_text.clone(),
-            seq: self.seq,
-            changes: self.changes,
-            saved_at_ms: 0,
-            snapshot: None,
         };
-        let position = format!("{}:{end}", self.file);
-        let seq = self.seq;
+        let (position, gtid_text, seq) =
+            (format!("{}:{}", cp.file, cp.pos), cp.gtid.clone(), cp.seq);
         self.relay.shared.update(|s| {
             s.position = Some(position);
             s.gtid = gtid_text;
@@ -1260,217 +974,10 @@ impl<'a> Stream<'a> {
         if let Output::Kafka(_) = self.output {
             self.acker.push(AckItem::Mark(cp)).await?;
         }
-        let done = match &self.relay.opts.until {
-            Some(StopAt::FilePos(stop)) => FilePos::new(self.file.clone(), end) >= *stop,
-            Some(StopAt::Gtid(stop)) => self.gtid.covers_all(stop),
-            None => false,
-        };
-        Ok(if done { Flow::Stop } else { Flow::Continue })
-    }
-}
-
-fn stream_error(e: mysql_async::Error) -> Error {
-    match &e {
-        mysql_async::Error::Server(s) if s.code == 1236 => Error::BadStart(format!(
-            "the server refused the binlog position: {}",
-            s.message
-        )),
-        _ => Error::Mysql(e),
-    }
-}
-
-fn uuid_text(sid: &[u8; 16]) -> String {
-    let hex: String = sid.iter().map(|b| format!("{b:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
-}
-
-/// Turns a `--from` into a concrete stream start.
-async fn resolve_from(
-    pool: &MySqlPool,
-    url: &SecretString,
-    flavor: Flavor,
-    server_id: u32,
-    from: &StartFrom,
-    seq: u64,
-) -> Result<Resume> {
-    let resume = |start, gtid, mysql| Resume {
-        start,
-        gtid,
-        mysql,
-        seq,
-        changes: 0,
-        snapshot: None,
-    };
-    match from {
-        StartFrom::Earliest => {
-            let logs = source::binary_logs(pool).await?;
-            let (first, _) = logs
-                .first()
-                .ok_or_else(|| Error::BadStart("the server has no binary logs".into()))?;
-            Ok(resume(
-                StreamStart::FilePos(FilePos::new(first.clone(), 4)),
-                GtidPos::default(),
-                GtidSet::default(),
-            ))
-        }
-        StartFrom::Latest => {
-            // MySQL: the executed set is read before the position, so it can
-            // only lack transactions before the position (a resume from it
-            // repeats them), never claim one after it.
-            let mysql = match flavor {
-                Flavor::MySql => sqlx::query_scalar::<_, String>("SELECT @@global.gtid_executed")
-                    .fetch_one(pool)
-                    .await
-                    .ok()
-                    .and_then(|t| t.parse::<GtidSet>().ok())
-                    .unwrap_or_default(),
-                Flavor::MariaDb => GtidSet::default(),
-            };
-            let pos = source::current_position(pool).await?;
-            let gtid = source::current_gtid(pool, flavor)
-                .await?
-                .unwrap_or_default();
-            Ok(resume(StreamStart::FilePos(pos), gtid, mysql))
-        }
-        StartFrom::FilePos(p) => {
-            source::validate_file_pos(pool, p).await?;
-            Ok(resume(
-                StreamStart::FilePos(p.clone()),
-                GtidPos::default(),
-                GtidSet::default(),
-            ))
-        }
-        StartFrom::Gtid(g) => {
-            if flavor != Flavor::MariaDb {
-                return Err(Error::BadStart(
-                    "gtid: start positions need MariaDB; use file:pos on MySQL".into(),
-                ));
-            }
-            Ok(resume(
-                StreamStart::Gtid(g.clone()),
-                g.clone(),
-                GtidSet::default(),
-            ))
-        }
-        StartFrom::MysqlGtid(set) => {
-            if flavor != Flavor::MySql {
-                return Err(Error::BadStart(
-                    "a MySQL GTID set (uuid:n-m) needs a MySQL server; MariaDB takes gtid:domain-server-seq"
-                        .into(),
-                ));
-            }
-            Ok(resume(
-                StreamStart::MysqlGtid(set.clone()),
-                GtidPos::default(),
-                set.clone(),
-            ))
-        }
-        StartFrom::Time(t) => {
-            let pos = find_time(pool, url, flavor, server_id, t.timestamp()).await?;
-            Ok(resume(
-                StreamStart::FilePos(pos),
-                GtidPos::default(),
-                GtidSet::default(),
-            ))
-        }
-    }
-}
-
-/// The start of the first transaction committed at or after `epoch_secs`,
-/// or the current end of binlog when there is none.
-async fn find_time(
-    pool: &MySqlPool,
-    url: &SecretString,
-    flavor: Flavor,
-    server_id: u32,
-    epoch_secs: i64,
-) -> Result<FilePos> {
-    let logs = source::binary_logs(pool).await?;
-    let (first, _) = logs
-        .first()
-        .ok_or_else(|| Error::BadStart("the server has no binary logs".into()))?;
-    let opts = SourceOptions {
-        url: url.clone(),
-        server_id,
-        flavor,
-        heartbeat: Duration::from_secs(5),
-        non_blocking: true,
-    };
-    let mut stream =
-        source::open(&opts, &StreamStart::FilePos(FilePos::new(first.clone(), 4))).await?;
-    let mut file = first.clone();
-    while let Some(ev) = stream.next().await {
-        let ev = ev.map_err(stream_error)?;
-        let h = ev.header();
-        let starts_tx = match h.event_type_raw() {
-            source::MARIADB_GTID => true,
-            _ => match ev.read_data() {
-                Ok(Some(EventData::RotateEvent(r))) => {
-                    file = source::rotate_file_name(r.name_raw());
-                    false
-                }
-                Ok(Some(EventData::GtidEvent(_))) => true,
-                Ok(Some(EventData::QueryEvent(q))) => q
-                    .query()
-                    .trim_start()
-                    .to_ascii_uppercase()
-                    .starts_with("BEGIN"),
-                _ => false,
-            },
-        };
-        if starts_tx && h.timestamp() != 0 && i64::from(h.timestamp()) >= epoch_secs {
-            return Ok(FilePos::new(file, source::event_start(&ev)));
-        }
-    }
-    source::current_position(pool).await
-}
-
-/// Periodically compares the read position with the server's end of binlog.
-pub async fn probe_lag(pool: MySqlPool, shared: Shared, mut stop: watch::Receiver<bool>) {
-    let bytes_gauge = metrics::gauge!(m::POSITION_LAG_BYTES);
-    let secs_gauge = metrics::gauge!(m::TIME_LAG_SECONDS);
-    // The series exist from the start (a fresh relay streaming from a GTID
-    // knows its file:pos only after the first rotate or event).
-    bytes_gauge.set(0.0);
-    secs_gauge.set(0.0);
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.changed() => if *stop.borrow() { return },
-        }
-        let Ok(logs) = source::binary_logs(&pool).await else {
-            continue;
-        };
-        let (position, last_ts) = match shared.status.lock() {
-            Ok(s) => (s.position.clone(), s.last_event_ts_ms),
-            Err(_) => continue,
-        };
-        let Some(pos) = position.and_then(|p| p.parse::<FilePos>().ok()) else {
-            continue;
-        };
-        let behind = source::bytes_behind(&logs, &pos);
-        // Caught up means no lag, however old the last event is: heartbeats
-        // from the server keep this honest while the source is idle.
-        let secs = if behind == 0 || last_ts == 0 {
-            0.0
+        Ok(if done.done {
+            Flow::Stop
         } else {
-            ((chrono::Utc::now().timestamp_millis() - last_ts).max(0) as f64) / 1000.0
-        };
-        bytes_gauge.set(behind as f64);
-        secs_gauge.set(secs);
-        let server = logs.last().map(|(f, s)| format!("{f}:{s}"));
-        shared.update(|s| {
-            s.lag_bytes = behind;
-            s.lag_seconds = secs;
-            s.server_position = server;
-        });
+            Flow::Continue
+        })
     }
 }

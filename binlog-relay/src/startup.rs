@@ -11,8 +11,9 @@ use tokio::sync::watch;
 use crate::config::Settings;
 use crate::error::{Error, Result};
 use crate::preflight;
-use crate::relay::{Relay, RunOptions, Shared, probe_lag};
+use crate::relay::{Relay, RunOptions};
 use crate::source::Flavor;
+use crate::status::{Shared, probe_lag};
 
 /// A built relay with its admin server, ready to run.
 pub struct Application {
