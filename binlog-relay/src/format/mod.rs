@@ -17,94 +17,36 @@
 //! followed by a tombstone when `tombstones` is on. Key: the primary key as
 //! JSON (`{"owner_id":7,"kind":2}`).
 //!
-//! # `canal`
-//! The "flat message" JSON that canal 1.1.x writes to Kafka/RocketMQ when its
-//! MQ connector runs with `flatMessage = true` (layout of
-//! `com.alibaba.otter.canal.protocol.FlatMessage` in github.com/alibaba/canal,
-//! fields in alphabetical order as canal's serializer writes them):
 //!
-//! | field | here |
-//! |---|---|
-//! | `data` | one-element array: the row (after image; before image for a delete), every value as a string, NULL as `null` |
-//! | `database`, `table` | the source table |
-//! | `es` | commit time from the binlog event header, ms (snapshot rows: read time) |
-//! | `id` | the relay's change sequence number (`sluice.seq`) |
-//! | `isDdl` | `false` (the relay publishes no DDL messages) |
-//! | `mysqlType` | column → MySQL type text (`"bigint unsigned"`, `"varchar"`, `"enum('a','b')"`) |
-//! | `old` | updates: one-element array holding the old values of the changed columns only; otherwise `null` |
-//! | `pkNames` | primary-key column names, `null` without a primary key |
-//! | `sql` | `""` |
-//! | `sqlType` | column → `java.sql.Types` code (below) |
-//! | `ts` | production time, ms |
-//! | `type` | `INSERT` / `UPDATE` / `DELETE`; snapshot rows are `INSERT` |
-//!
-//! canal batches all rows of one binlog event into a message; sluice keeps
-//! one message per row (so per-row keys, partitions and `sluice.seq` still
-//! hold), hence the one-element arrays. Key: sluice's primary-key JSON.
-//!
-//! `sqlType` codes per column type: TINYINT -6, SMALLINT 5, MEDIUMINT and INT
-//! 4, BIGINT -5, FLOAT 7, DOUBLE 8, DECIMAL 3, DATE 91, TIME 92, DATETIME and
-//! TIMESTAMP 93, YEAR 12, CHAR 1, VARCHAR 12, TEXT 2005, BLOB 2004, BINARY -2,
-//! VARBINARY -3, BIT -7, ENUM and SET 4, JSON 12, GEOMETRY -2, anything else
-//! 1111 (OTHER). The code depends on the column only: canal itself switches an
-//! UNSIGNED column to the next wider code when a value exceeds the signed range,
-//! sluice does not.
-//!
-//! `mysqlType` is as precise as the relay's [`ColumnInfo`] allows: the binlog
-//! table map gives the type, signedness, binary-or-text and ENUM/SET labels,
-//! but not declared lengths or precision, so it is `"varchar"` where canal
-//! shows `"varchar(64)"`, and TEXT/BLOB sizes are not told apart. Snapshot
-//! rows are described from `information_schema` data types, which carry no
-//! signedness, and read CHAR/BINARY/ENUM/SET as VARCHAR (see
-//! [`crate::snapshot`]), so their `mysqlType`/`sqlType` are coarser still.
-//!
-//! # `maxwell`
-//! The row JSON of Maxwell's daemon (github.com/zendesk/maxwell, `RowMap`'s
-//! JSON output, described in its docs under "Data Format"), with the optional
-//! commit info, binlog position, GTID, server id and primary key included, in
-//! Maxwell's field order:
-//!
-//! | field | here |
-//! |---|---|
-//! | `database`, `table` | the source table |
-//! | `type` | `insert` / `update` / `delete`; snapshot rows `bootstrap-insert` |
-//! | `ts` | commit time from the binlog event header, seconds (snapshot rows: read time) |
-//! | `xid` | number of the transaction: the GTID's sequence number (`0-1-42` → 42, `uuid:42` → 42); without a GTID, binlog file number × 2³² + the transaction's start offset. Absent on snapshot rows |
-//! | `commit` | `true` on the last row of its transaction, absent otherwise (and on snapshot rows) |
-//! | `position` | `file:pos` of the rows event (as `sluice.pos`) |
-//! | `gtid` | when known |
-//! | `server_id` | the same number as the envelope's `source.server_id` (the relay's `server_id` setting; Maxwell gives the source server's id here) |
-//! | `primary_key` | object of the primary-key columns (absent without a primary key) |
-//! | `data` | the row, typed as in the envelope (before image for a delete) |
-//! | `old` | updates: old values of the changed columns only; absent when none changed |
-//!
-//! The relay only learns that a row was its transaction's last when the
-//! transaction ends (XID / COMMIT), after the row was decoded. In this format
-//! it therefore holds each streamed row back until the next row or the end of
-//! the transaction is read, and marks it with [`Payload::mark_commit`] in the
-//! latter case; the delay is one binlog event. A row whose transaction never
-//! ends in the stream (the relay stops first) is not sent; it is not
-//! checkpointed either, so it is sent after the restart. Maxwell's
-//! bootstrap-start / bootstrap-complete records are not produced.
-//!
-//! Key: Maxwell's hash key, `{"database":"sluice","table":"counter",
-//! "pk.owner_id":7,"pk.kind":2}`; no key for a table without a primary key
-//! (so the row lands on any partition, as Maxwell's random key would).
+//! Each format has its module: [`debezium`] (the fast envelope writer; the
+//! general path's envelope is [`crate::decode::envelope`]), [`canal`] and
+//! [`maxwell`]; the value-writing helpers they share are here.
 //!
 //! Neither canal nor Maxwell emits tombstones; `tombstones` is ignored for them.
 
 use std::fmt::{self, Display};
 use std::str::FromStr;
 
-use cdc_event::{Op, Row, Snapshot};
-use mysql_async::consts::ColumnType;
+use cdc_event::{Op, Row};
 use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
 use crate::decode::{self, ChangeMeta, RowChange};
-use crate::fastrow;
-use crate::schema::{ColumnInfo, TableInfo};
+use crate::schema::TableInfo;
+
+/// A first guess at the message size, so most rows need one allocation.
+const PAYLOAD_CAPACITY: usize = 512;
+
+mod canal;
+mod debezium;
+mod maxwell;
+
+use canal::canal;
+pub use canal::{MysqlType, sql_type};
+pub use debezium::debezium_fast;
+pub use maxwell::xid;
+use maxwell::{maxwell, maxwell_key};
 
 /// The value format of row-change messages (`format` / `RELAY_FORMAT` /
 /// `binlog-relay run --format`).
@@ -224,105 +166,25 @@ pub fn encode(
     }
 }
 
-/// The Debezium envelope of one fast-decoded row change: the same JSON as
-/// [`encode`] with [`Format::Debezium`] writes for the general path's
-/// [`RowChange`] of the same row (checked by the tests and by
-/// `tests/it/fast.rs` against a real binlog), built without row maps.
-pub fn debezium_fast(
-    info: &TableInfo,
-    op: Op,
-    before: Option<fastrow::Image<'_>>,
-    after: Option<fastrow::Image<'_>>,
-    meta: &ChangeMeta<'_>,
-) -> Payload {
-    fn num(out: &mut Vec<u8>, n: impl itoa::Integer) {
-        out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
-    }
-    fn opt_str(out: &mut Vec<u8>, s: Option<&str>) {
-        match s {
-            Some(s) => fastrow::write_str(out, s),
-            None => out.extend_from_slice(b"null"),
-        }
-    }
-    let mut out = Vec::with_capacity(512);
-    out.extend_from_slice(b"{\"before\":");
-    match before {
-        Some(img) => img.write(info, &mut out),
-        None => out.extend_from_slice(b"null"),
-    }
-    out.extend_from_slice(b",\"after\":");
-    match after {
-        Some(img) => img.write(info, &mut out),
-        None => out.extend_from_slice(b"null"),
-    }
-    out.extend_from_slice(b",\"source\":{\"version\":");
-    fastrow::write_str(&mut out, env!("CARGO_PKG_VERSION"));
-    out.extend_from_slice(b",\"connector\":\"sluice\",\"name\":");
-    fastrow::write_str(&mut out, meta.name);
-    out.extend_from_slice(b",\"ts_ms\":");
-    num(&mut out, meta.ts_ms);
-    out.extend_from_slice(b",\"db\":");
-    fastrow::write_str(&mut out, &info.db);
-    out.extend_from_slice(b",\"table\":");
-    fastrow::write_str(&mut out, &info.table);
-    out.extend_from_slice(b",\"server_id\":");
-    num(&mut out, meta.server_id);
-    out.extend_from_slice(b",\"gtid\":");
-    opt_str(&mut out, meta.gtid);
-    out.extend_from_slice(b",\"file\":");
-    fastrow::write_str(&mut out, meta.file);
-    out.extend_from_slice(b",\"pos\":");
-    num(&mut out, meta.pos);
-    out.extend_from_slice(b",\"row\":");
-    num(&mut out, meta.row);
-    out.extend_from_slice(match meta.snapshot {
-        Snapshot::False => b",\"snapshot\":\"false\",\"thread\":".as_slice(),
-        Snapshot::True => b",\"snapshot\":\"true\",\"thread\":",
-        Snapshot::Last => b",\"snapshot\":\"last\",\"thread\":",
-    });
-    match meta.thread {
-        Some(t) => num(&mut out, t),
-        None => out.extend_from_slice(b"null"),
-    }
-    out.extend_from_slice(b"},\"op\":\"");
-    out.extend_from_slice(op.code().as_bytes());
-    out.extend_from_slice(b"\",\"ts_ms\":");
-    num(&mut out, meta.now_ms);
-    out.extend_from_slice(b",\"transaction\":");
-    match &meta.transaction {
-        Some(t) => {
-            out.extend_from_slice(b"{\"id\":");
-            fastrow::write_str(&mut out, &t.id);
-            out.extend_from_slice(b",\"total_order\":");
-            num(&mut out, t.total_order);
-            out.extend_from_slice(b",\"data_collection_order\":");
-            num(&mut out, t.data_collection_order);
-            out.push(b'}');
-        }
-        None => out.extend_from_slice(b"null"),
-    }
-    out.push(b'}');
-    Payload {
-        bytes: out,
-        commit_at: None,
-    }
-}
-
 /// Writes a top-level JSON object field by field (so a byte offset between
 /// two fields can be recorded).
-struct Obj<'b> {
+pub(super) struct Obj<'b> {
     buf: &'b mut Vec<u8>,
     first: bool,
 }
 
 impl<'b> Obj<'b> {
-    fn new(buf: &'b mut Vec<u8>) -> Self {
+    pub(super) fn new(buf: &'b mut Vec<u8>) -> Self {
         buf.push(b'{');
         Self { buf, first: true }
     }
 
     /// `name` must not need JSON escaping (the fixed field names do not).
-    fn field<T: Serialize + ?Sized>(&mut self, name: &str, value: &T) -> serde_json::Result<()> {
+    pub(super) fn field<T: Serialize + ?Sized>(
+        &mut self,
+        name: &str,
+        value: &T,
+    ) -> serde_json::Result<()> {
         if !self.first {
             self.buf.push(b',');
         }
@@ -333,13 +195,13 @@ impl<'b> Obj<'b> {
         serde_json::to_writer(&mut *self.buf, value)
     }
 
-    fn end(self) {
+    pub(super) fn end(self) {
         self.buf.push(b'}');
     }
 }
 
 /// Serializes through `Display` (no intermediate `String`).
-struct Text<T>(T);
+pub(super) struct Text<T>(T);
 
 impl<T: Display> Serialize for Text<T> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -348,7 +210,7 @@ impl<T: Display> Serialize for Text<T> {
 }
 
 /// A value as canal writes it: a string, or `null`.
-struct AsString<'a>(&'a Value);
+pub(super) struct AsString<'a>(&'a Value);
 
 impl Serialize for AsString<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -364,7 +226,7 @@ impl Serialize for AsString<'_> {
 }
 
 /// A row with every value as a string (canal's `data`).
-struct StringRow<'a>(&'a Row);
+pub(super) struct StringRow<'a>(&'a Row);
 
 impl Serialize for StringRow<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -377,7 +239,7 @@ impl Serialize for StringRow<'_> {
 }
 
 /// A one-element JSON array.
-struct One<T>(T);
+pub(super) struct One<T>(T);
 
 impl<T: Serialize> Serialize for One<T> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -388,12 +250,12 @@ impl<T: Serialize> Serialize for One<T> {
 }
 
 /// Whether any column differs between the two images.
-fn any_changed(before: &Row, after: &Row) -> bool {
+pub(super) fn any_changed(before: &Row, after: &Row) -> bool {
     before.iter().any(|(k, v)| after.get(k) != Some(v))
 }
 
 /// The before values of the columns whose value changed; as strings for canal.
-struct ChangedColumns<'a> {
+pub(super) struct ChangedColumns<'a> {
     before: &'a Row,
     after: &'a Row,
     as_strings: bool,
@@ -417,365 +279,19 @@ impl Serialize for ChangedColumns<'_> {
 }
 
 /// The old images of an update with at least one changed column.
-fn update_images(change: &RowChange) -> Option<(&Row, &Row)> {
+pub(super) fn update_images(change: &RowChange) -> Option<(&Row, &Row)> {
     match (change.op, &change.before, &change.after) {
         (Op::Update, Some(b), Some(a)) if any_changed(b, a) => Some((b, a)),
         _ => None,
     }
 }
 
-/// Names of the primary-key columns, in key order.
-struct PkNames<'a>(&'a TableInfo);
-
-impl Serialize for PkNames<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let info = self.0;
-        s.collect_seq(
-            info.pk
-                .iter()
-                .filter_map(|&i| info.columns.get(i))
-                .map(|c| c.name.as_str()),
-        )
-    }
-}
-
-/// canal's `mysqlType` map.
-struct MysqlTypes<'a>(&'a TableInfo);
-
-impl Serialize for MysqlTypes<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_map(
-            self.0
-                .columns
-                .iter()
-                .map(|c| (c.name.as_str(), Text(MysqlType(c)))),
-        )
-    }
-}
-
-/// canal's `sqlType` map.
-struct SqlTypes<'a>(&'a TableInfo);
-
-impl Serialize for SqlTypes<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_map(
-            self.0
-                .columns
-                .iter()
-                .map(|c| (c.name.as_str(), sql_type(c))),
-        )
-    }
-}
-
-/// The MySQL type text of a column, as far as [`ColumnInfo`] tells it.
-pub struct MysqlType<'a>(pub &'a ColumnInfo);
-
-impl Display for MysqlType<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        use ColumnType::*;
-        let c = self.0;
-        let labels = |f: &mut fmt::Formatter<'_>, name: &str, labels: &[String]| {
-            f.write_str(name)?;
-            f.write_str("(")?;
-            for (i, l) in labels.iter().enumerate() {
-                if i > 0 {
-                    f.write_str(",")?;
-                }
-                f.write_str("'")?;
-                for (j, part) in l.split('\'').enumerate() {
-                    if j > 0 {
-                        f.write_str("''")?;
-                    }
-                    f.write_str(part)?;
-                }
-                f.write_str("'")?;
-            }
-            f.write_str(")")
-        };
-        match c.col_type {
-            MYSQL_TYPE_ENUM if !c.enum_labels.is_empty() => {
-                return labels(f, "enum", &c.enum_labels);
-            }
-            MYSQL_TYPE_SET if !c.set_labels.is_empty() => {
-                return labels(f, "set", &c.set_labels);
-            }
-            _ => {}
-        }
-        let binary = c.is_binary();
-        let name = match c.col_type {
-            MYSQL_TYPE_TINY => "tinyint",
-            MYSQL_TYPE_SHORT => "smallint",
-            MYSQL_TYPE_INT24 => "mediumint",
-            MYSQL_TYPE_LONG => "int",
-            MYSQL_TYPE_LONGLONG => "bigint",
-            MYSQL_TYPE_FLOAT => "float",
-            MYSQL_TYPE_DOUBLE => "double",
-            MYSQL_TYPE_DECIMAL | MYSQL_TYPE_NEWDECIMAL => "decimal",
-            MYSQL_TYPE_DATE | MYSQL_TYPE_NEWDATE => "date",
-            MYSQL_TYPE_TIME | MYSQL_TYPE_TIME2 => "time",
-            MYSQL_TYPE_DATETIME | MYSQL_TYPE_DATETIME2 => "datetime",
-            MYSQL_TYPE_TIMESTAMP | MYSQL_TYPE_TIMESTAMP2 => "timestamp",
-            MYSQL_TYPE_YEAR => "year",
-            MYSQL_TYPE_BIT => "bit",
-            MYSQL_TYPE_ENUM => "enum",
-            MYSQL_TYPE_SET => "set",
-            MYSQL_TYPE_JSON => "json",
-            MYSQL_TYPE_GEOMETRY => "geometry",
-            MYSQL_TYPE_STRING if binary => "binary",
-            MYSQL_TYPE_STRING => "char",
-            MYSQL_TYPE_VARCHAR | MYSQL_TYPE_VAR_STRING if binary => "varbinary",
-            MYSQL_TYPE_VARCHAR | MYSQL_TYPE_VAR_STRING => "varchar",
-            MYSQL_TYPE_BLOB
-            | MYSQL_TYPE_TINY_BLOB
-            | MYSQL_TYPE_MEDIUM_BLOB
-            | MYSQL_TYPE_LONG_BLOB
-                if c.json =>
-            {
-                "json"
-            }
-            MYSQL_TYPE_BLOB
-            | MYSQL_TYPE_TINY_BLOB
-            | MYSQL_TYPE_MEDIUM_BLOB
-            | MYSQL_TYPE_LONG_BLOB
-                if binary =>
-            {
-                "blob"
-            }
-            MYSQL_TYPE_BLOB
-            | MYSQL_TYPE_TINY_BLOB
-            | MYSQL_TYPE_MEDIUM_BLOB
-            | MYSQL_TYPE_LONG_BLOB => "text",
-            _ => "unknown",
-        };
-        f.write_str(name)?;
-        if c.unsigned {
-            f.write_str(" unsigned")?;
-        }
-        Ok(())
-    }
-}
-
-/// The `java.sql.Types` code canal gives a column.
-pub fn sql_type(c: &ColumnInfo) -> i32 {
-    use ColumnType::*;
-    let binary = c.is_binary();
-    match c.col_type {
-        MYSQL_TYPE_TINY => -6,
-        MYSQL_TYPE_SHORT => 5,
-        MYSQL_TYPE_INT24 | MYSQL_TYPE_LONG => 4,
-        MYSQL_TYPE_LONGLONG => -5,
-        MYSQL_TYPE_FLOAT => 7,
-        MYSQL_TYPE_DOUBLE => 8,
-        MYSQL_TYPE_DECIMAL | MYSQL_TYPE_NEWDECIMAL => 3,
-        MYSQL_TYPE_DATE | MYSQL_TYPE_NEWDATE => 91,
-        MYSQL_TYPE_TIME | MYSQL_TYPE_TIME2 => 92,
-        MYSQL_TYPE_DATETIME
-        | MYSQL_TYPE_DATETIME2
-        | MYSQL_TYPE_TIMESTAMP
-        | MYSQL_TYPE_TIMESTAMP2 => 93,
-        MYSQL_TYPE_YEAR => 12,
-        MYSQL_TYPE_BIT => -7,
-        MYSQL_TYPE_ENUM | MYSQL_TYPE_SET => 4,
-        MYSQL_TYPE_JSON => 12,
-        MYSQL_TYPE_GEOMETRY => -2,
-        MYSQL_TYPE_STRING if binary => -2,
-        MYSQL_TYPE_STRING => 1,
-        MYSQL_TYPE_VARCHAR | MYSQL_TYPE_VAR_STRING if binary => -3,
-        MYSQL_TYPE_VARCHAR | MYSQL_TYPE_VAR_STRING => 12,
-        MYSQL_TYPE_BLOB | MYSQL_TYPE_TINY_BLOB | MYSQL_TYPE_MEDIUM_BLOB | MYSQL_TYPE_LONG_BLOB
-            if c.json =>
-        {
-            12
-        }
-        MYSQL_TYPE_BLOB | MYSQL_TYPE_TINY_BLOB | MYSQL_TYPE_MEDIUM_BLOB | MYSQL_TYPE_LONG_BLOB
-            if binary =>
-        {
-            2004
-        }
-        MYSQL_TYPE_BLOB | MYSQL_TYPE_TINY_BLOB | MYSQL_TYPE_MEDIUM_BLOB | MYSQL_TYPE_LONG_BLOB => {
-            2005
-        }
-        _ => 1111,
-    }
-}
-
-/// A first guess at the message size, so most rows need one allocation.
-const PAYLOAD_CAPACITY: usize = 512;
-
-fn canal(
-    info: &TableInfo,
-    change: &RowChange,
-    meta: &ChangeMeta<'_>,
-    seq: u64,
-) -> serde_json::Result<Payload> {
-    let mut bytes = Vec::with_capacity(PAYLOAD_CAPACITY);
-    let mut o = Obj::new(&mut bytes);
-    match change.image() {
-        Some(row) => o.field("data", &One(StringRow(row)))?,
-        None => o.field("data", &())?,
-    }
-    o.field("database", &info.db)?;
-    o.field("es", &meta.ts_ms)?;
-    o.field("id", &seq)?;
-    o.field("isDdl", &false)?;
-    o.field("mysqlType", &MysqlTypes(info))?;
-    match update_images(change) {
-        Some((before, after)) => o.field(
-            "old",
-            &One(ChangedColumns {
-                before,
-                after,
-                as_strings: true,
-            }),
-        )?,
-        None => o.field("old", &())?,
-    }
-    if info.pk.is_empty() {
-        o.field("pkNames", &())?;
-    } else {
-        o.field("pkNames", &PkNames(info))?;
-    }
-    o.field("sql", "")?;
-    o.field("sqlType", &SqlTypes(info))?;
-    o.field("table", &info.table)?;
-    o.field("ts", &meta.now_ms)?;
-    o.field(
-        "type",
-        match change.op {
-            Op::Create | Op::Read => "INSERT",
-            Op::Update => "UPDATE",
-            Op::Delete => "DELETE",
-            // Not produced from rows events; named for completeness.
-            Op::Truncate => "TRUNCATE",
-        },
-    )?;
-    o.end();
-    Ok(Payload {
-        bytes,
-        commit_at: None,
-    })
-}
-
-/// Maxwell's transaction number (see the module docs); `None` outside a transaction.
-pub fn xid(meta: &ChangeMeta<'_>) -> Option<u64> {
-    let tx = meta.transaction.as_ref()?;
-    if let Some(g) = meta.gtid {
-        if let Ok(g) = g.parse::<cdc_event::Gtid>() {
-            return Some(g.seq);
-        }
-        // MySQL: `uuid:n`.
-        return g.rsplit_once(':').and_then(|(_, n)| n.parse().ok());
-    }
-    // No GTID: the id is `file:pos` of the transaction's start.
-    let (file, pos) = tx.id.rsplit_once(':')?;
-    let pos: u32 = pos.parse().ok()?;
-    let number: u32 = file.rsplit_once('.')?.1.parse().ok()?;
-    Some((u64::from(number) << 32) | u64::from(pos))
-}
-
-/// The primary-key columns of `image` as an object.
-struct PkObject<'a> {
-    info: &'a TableInfo,
-    image: &'a Row,
-}
-
-impl Serialize for PkObject<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(Some(self.info.pk.len()))?;
-        for c in self
-            .info
-            .pk
-            .iter()
-            .filter_map(|&i| self.info.columns.get(i))
-        {
-            m.serialize_entry(&c.name, self.image.get(&c.name).unwrap_or(&Value::Null))?;
-        }
-        m.end()
-    }
-}
-
-fn maxwell(
-    info: &TableInfo,
-    change: &RowChange,
-    meta: &ChangeMeta<'_>,
-) -> serde_json::Result<Payload> {
-    let mut bytes = Vec::with_capacity(PAYLOAD_CAPACITY);
-    let mut o = Obj::new(&mut bytes);
-    o.field("database", &info.db)?;
-    o.field("table", &info.table)?;
-    o.field(
-        "type",
-        match change.op {
-            Op::Create => "insert",
-            Op::Update => "update",
-            Op::Delete => "delete",
-            Op::Read => "bootstrap-insert",
-            // Not produced from rows events; named for completeness.
-            Op::Truncate => "truncate",
-        },
-    )?;
-    o.field("ts", &meta.ts_ms.div_euclid(1000))?;
-    let mut commit_at = None;
-    if let Some(xid) = xid(meta) {
-        o.field("xid", &xid)?;
-        commit_at = Some(o.buf.len());
-    }
-    o.field(
-        "position",
-        &Text(format_args!("{}:{}", meta.file, meta.pos)),
-    )?;
-    if let Some(g) = meta.gtid {
-        o.field("gtid", g)?;
-    }
-    o.field("server_id", &meta.server_id)?;
-    let image = change.image();
-    if let Some(image) = image
-        && !info.pk.is_empty()
-    {
-        o.field("primary_key", &PkObject { info, image })?;
-    }
-    match image {
-        Some(row) => o.field("data", row)?,
-        None => o.field("data", &())?,
-    }
-    if let Some((before, after)) = update_images(change) {
-        o.field(
-            "old",
-            &ChangedColumns {
-                before,
-                after,
-                as_strings: false,
-            },
-        )?;
-    }
-    o.end();
-    Ok(Payload { bytes, commit_at })
-}
-
-/// Maxwell's message key: `{"database":…,"table":…,"pk.<col>":<value>,…}`.
-fn maxwell_key(info: &TableInfo, image: &Row) -> Option<String> {
-    if info.pk.is_empty() {
-        return None;
-    }
-    let mut buf = Vec::with_capacity(64);
-    buf.extend_from_slice(b"{\"database\":");
-    serde_json::to_writer(&mut buf, &info.db).ok()?;
-    buf.extend_from_slice(b",\"table\":");
-    serde_json::to_writer(&mut buf, &info.table).ok()?;
-    for c in info.pk.iter().filter_map(|&i| info.columns.get(i)) {
-        buf.push(b',');
-        serde_json::to_writer(&mut buf, &Text(format_args!("pk.{}", c.name))).ok()?;
-        buf.push(b':');
-        serde_json::to_writer(&mut buf, image.get(&c.name).unwrap_or(&Value::Null)).ok()?;
-    }
-    buf.push(b'}');
-    String::from_utf8(buf).ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::schema::ColumnInfo;
     use cdc_event::{Snapshot, TransactionRef};
+    use mysql_async::consts::ColumnType;
     use serde_json::json;
 
     fn col(name: &str, col_type: ColumnType, unsigned: bool) -> ColumnInfo {
