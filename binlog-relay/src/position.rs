@@ -10,7 +10,6 @@
 //! GTID's sequence number is not above the domain's.
 
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
@@ -95,203 +94,31 @@ impl FromStr for FilePos {
     }
 }
 
-/// A MariaDB GTID position: the last GTID per replication domain.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub struct GtidPos {
-    domains: BTreeMap<u32, Gtid>,
-}
+pub use cdc_event::gtid::{GtidPos, GtidSet};
 
-impl GtidPos {
-    pub fn is_empty(&self) -> bool {
-        self.domains.is_empty()
-    }
-
-    /// Records `gtid` as the latest of its domain.
-    pub fn advance(&mut self, gtid: Gtid) {
-        self.domains.insert(gtid.domain, gtid);
-    }
-
-    /// Whether `gtid` is at or before this position in its domain.
-    pub fn covers(&self, gtid: &Gtid) -> bool {
-        self.domains
-            .get(&gtid.domain)
-            .is_some_and(|g| g.seq >= gtid.seq)
-    }
-
-    /// Whether every domain of `other` is covered.
-    pub fn covers_all(&self, other: &GtidPos) -> bool {
-        other.domains.values().all(|g| self.covers(g))
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = &Gtid> {
-        self.domains.values()
-    }
-}
-
-impl FromIterator<Gtid> for GtidPos {
-    fn from_iter<I: IntoIterator<Item = Gtid>>(iter: I) -> Self {
-        let mut pos = GtidPos::default();
-        for g in iter {
-            pos.advance(g);
+impl From<cdc_event::gtid::GtidTextError> for PositionParseError {
+    fn from(e: cdc_event::gtid::GtidTextError) -> Self {
+        PositionParseError {
+            input: e.input,
+            reason: e.reason,
         }
-        pos
     }
 }
 
-impl fmt::Display for GtidPos {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut first = true;
-        for g in self.domains.values() {
-            if !first {
-                f.write_str(",")?;
-            }
-            first = false;
-            write!(f, "{g}")?;
-        }
-        Ok(())
-    }
-}
-
-impl FromStr for GtidPos {
-    type Err = PositionParseError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let mut pos = GtidPos::default();
-        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let g: Gtid = part
-                .parse()
-                .map_err(|_| bad(s, "expected domain-server-seq[,...], e.g. 0-1-42"))?;
-            if pos.domains.contains_key(&g.domain) {
-                return Err(bad(s, "a domain appears twice"));
-            }
-            pos.advance(g);
-        }
-        Ok(pos)
-    }
-}
-
-/// A MySQL GTID set: per source UUID, sorted disjoint intervals of
-/// transaction numbers (inclusive), printed as MySQL does
-/// (`uuid:1-42:50,uuid2:1-7`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct GtidSet {
-    sids: BTreeMap<String, Vec<(u64, u64)>>,
-}
-
-impl GtidSet {
-    pub fn is_empty(&self) -> bool {
-        self.sids.is_empty()
-    }
-
-    /// Adds transaction `gno` of `uuid` (a no-op when already in the set).
-    pub fn add(&mut self, uuid: &str, gno: u64) {
-        self.add_interval(uuid, gno, gno);
-    }
-
-    /// Adds transactions `start..=end` of `uuid`.
-    pub fn add_interval(&mut self, uuid: &str, start: u64, end: u64) {
-        let ivs = self.sids.entry(uuid.to_ascii_lowercase()).or_default();
-        ivs.push((start, end));
-        ivs.sort_unstable();
-        let mut merged: Vec<(u64, u64)> = Vec::with_capacity(ivs.len());
-        for &(a, b) in ivs.iter() {
-            match merged.last_mut() {
-                Some(last) if a <= last.1.saturating_add(1) => last.1 = last.1.max(b),
-                _ => merged.push((a, b)),
-            }
-        }
-        *ivs = merged;
-    }
-
-    /// Whether `gno` of `uuid` is in the set.
-    pub fn contains(&self, uuid: &str, gno: u64) -> bool {
-        self.sids
-            .get(&uuid.to_ascii_lowercase())
-            .is_some_and(|ivs| ivs.iter().any(|&(a, b)| a <= gno && gno <= b))
-    }
-
-    /// The set as `COM_BINLOG_DUMP_GTID` wants it (interval ends exclusive).
-    pub fn sids(&self) -> Vec<mysql_async::Sid<'static>> {
-        self.sids
-            .iter()
-            .filter_map(|(uuid, ivs)| {
-                let bytes = uuid_bytes(uuid)?;
-                Some(
-                    ivs.iter()
-                        .fold(mysql_async::Sid::new(bytes), |sid, &(a, b)| {
-                            sid.with_interval(mysql_async::GnoInterval::new(a, b + 1))
-                        }),
-                )
-            })
-            .collect()
-    }
-}
-
-/// `3e11fa47-71ca-11e1-9e33-c80aa9429562` → its 16 bytes.
-fn uuid_bytes(uuid: &str) -> Option<[u8; 16]> {
-    let hex: Vec<u8> = uuid.bytes().filter(|b| *b != b'-').collect();
-    if hex.len() != 32 || uuid.len() != 36 {
-        return None;
-    }
-    let mut out = [0u8; 16];
-    for (i, pair) in hex.chunks(2).enumerate() {
-        let text = std::str::from_utf8(pair).ok()?;
-        out[i] = u8::from_str_radix(text, 16).ok()?;
-    }
-    Some(out)
-}
-
-impl fmt::Display for GtidSet {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, (uuid, ivs)) in self.sids.iter().enumerate() {
-            if i > 0 {
-                f.write_str(",")?;
-            }
-            f.write_str(uuid)?;
-            for &(a, b) in ivs {
-                if a == b {
-                    write!(f, ":{a}")?;
-                } else {
-                    write!(f, ":{a}-{b}")?;
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-impl FromStr for GtidSet {
-    type Err = PositionParseError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = || {
-            bad(
-                s,
-                "expected uuid:n[-m][:n[-m]…][,uuid:…], e.g. 3e11fa47-71ca-11e1-9e33-c80aa9429562:1-42",
+/// A MySQL GTID set as `COM_BINLOG_DUMP_GTID` wants it (interval ends
+/// exclusive).
+pub fn dump_sids(set: &GtidSet) -> Vec<mysql_async::Sid<'static>> {
+    set.iter()
+        .filter_map(|(uuid, ivs)| {
+            let bytes = cdc_event::gtid::uuid_bytes(uuid)?;
+            Some(
+                ivs.iter()
+                    .fold(mysql_async::Sid::new(bytes), |sid, &(a, b)| {
+                        sid.with_interval(mysql_async::GnoInterval::new(a, b + 1))
+                    }),
             )
-        };
-        let mut set = GtidSet::default();
-        for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
-            let mut parts = item.split(':').map(str::trim);
-            let uuid = parts.next().ok_or_else(err)?;
-            uuid_bytes(uuid).ok_or_else(err)?;
-            let mut any = false;
-            for iv in parts {
-                let (a, b) = match iv.split_once('-') {
-                    Some((a, b)) => (a.parse::<u64>(), b.parse::<u64>()),
-                    None => (iv.parse::<u64>(), iv.parse::<u64>()),
-                };
-                let (a, b) = (a.map_err(|_| err())?, b.map_err(|_| err())?);
-                if a == 0 || b < a {
-                    return Err(err());
-                }
-                set.add_interval(uuid, a, b);
-                any = true;
-            }
-            if !any {
-                return Err(err());
-            }
-        }
-        Ok(set)
-    }
+        })
+        .collect()
 }
 
 /// Where a run starts reading (`--from`).
@@ -376,10 +203,9 @@ impl StopAt {
     pub fn reached(&self, pos: &FilePos, gtid: Option<&Gtid>) -> bool {
         match self {
             StopAt::FilePos(stop) => pos >= stop,
-            StopAt::Gtid(stop) => gtid.is_some_and(|g| match stop.domains.get(&g.domain) {
-                Some(s) => g.seq > s.seq,
-                None => false,
-            }),
+            StopAt::Gtid(stop) => {
+                gtid.is_some_and(|g| stop.domain(g.domain).is_some_and(|s| g.seq > s.seq))
+            }
         }
     }
 }
@@ -434,7 +260,7 @@ mod tests {
             format!("1c2aad49-ae92-409a-b4df-d05a03e4702e:3,{U1}:1-7")
         );
         assert!(set.contains(U1, 7) && !set.contains(U1, 8));
-        let sids = set.sids();
+        let sids = dump_sids(&set);
         assert_eq!(sids.len(), 2);
         // The wire interval's end is exclusive.
         assert_eq!(
@@ -481,18 +307,6 @@ mod tests {
         for bad in ["", "mysql-bin.000001", ":4", "f:x", "f:2"] {
             assert!(bad.parse::<FilePos>().is_err(), "{bad:?} accepted");
         }
-    }
-
-    #[test]
-    fn gtid_positions_keep_one_gtid_per_domain() {
-        let mut p: GtidPos = "0-1-42,1-2-7".parse().unwrap();
-        assert_eq!(p.to_string(), "0-1-42,1-2-7");
-        p.advance("0-1-43".parse().unwrap());
-        assert_eq!(p.to_string(), "0-1-43,1-2-7");
-        assert!(p.covers(&"0-1-40".parse().unwrap()));
-        assert!(!p.covers(&"0-1-44".parse().unwrap()));
-        assert!(!p.covers(&"5-1-1".parse().unwrap()));
-        assert!("0-1-1,0-1-2".parse::<GtidPos>().is_err());
     }
 
     #[test]

@@ -84,21 +84,11 @@ impl Base {
 /// highest transaction number of a MySQL set (`uuid:1-42`). `None` when the
 /// text holds neither.
 pub fn snapshot_gtid_seq(text: &str) -> Option<u64> {
-    let mut best: Option<u64> = None;
-    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let n = if let Some((_, intervals)) = part.split_once(':') {
-            intervals
-                .split(':')
-                .filter_map(|iv| iv.rsplit('-').next()?.parse::<u64>().ok())
-                .max()
-        } else {
-            part.parse::<cdc_event::Gtid>().ok().map(|g| g.seq)
-        };
-        if let Some(n) = n {
-            best = Some(best.map_or(n, |b| b.max(n)));
-        }
+    use cdc_event::gtid::{GtidPos, GtidSet};
+    match text.parse::<GtidPos>() {
+        Ok(pos) => pos.max_seq(),
+        Err(_) => text.parse::<GtidSet>().ok()?.last_gno(),
     }
-    best
 }
 
 #[cfg(test)]

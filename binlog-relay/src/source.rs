@@ -142,7 +142,7 @@ pub async fn open(opts: &SourceOptions, start: &StreamStart) -> Result<BinlogStr
                         .into(),
                 ));
             }
-            mysql_set = Some(set.sids());
+            mysql_set = Some(crate::position::dump_sids(set));
             (String::new(), 4)
         }
         StreamStart::Gtid(g) => {

@@ -91,10 +91,8 @@ impl std::str::FromStr for Token {
         }
         // MySQL: uuid:n
         if let Some((uuid, n)) = s.split_once(':') {
-            let ok_uuid =
-                uuid.len() == 36 && uuid.chars().all(|c| c.is_ascii_hexdigit() || c == '-');
             let seq = n.parse::<u64>().map_err(|_| bad())?;
-            if !ok_uuid || seq == 0 {
+            if cdc_event::gtid::uuid_bytes(uuid).is_none() || seq == 0 {
                 return Err(bad());
             }
             return Ok(Token {
@@ -103,21 +101,13 @@ impl std::str::FromStr for Token {
             });
         }
         // MariaDB: domain-server-seq
-        let mut parts = s.split('-');
-        let (Some(d), Some(srv), Some(n), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(bad());
-        };
-        let domain = d.parse::<u32>().map_err(|_| bad())?;
-        srv.parse::<u32>().map_err(|_| bad())?;
-        let seq = n.parse::<u64>().map_err(|_| bad())?;
-        if seq == 0 {
+        let g: cdc_event::Gtid = s.parse().map_err(|_| bad())?;
+        if g.seq == 0 {
             return Err(bad());
         }
         Ok(Token {
-            source: domain.to_string(),
-            seq,
+            source: g.domain.to_string(),
+            seq: g.seq,
         })
     }
 }
@@ -137,15 +127,19 @@ impl Position {
     /// (`uuid:1-42:50-60,uuid2:1-7`; the end of the last interval counts,
     /// which is exact for the gap-free sets a single primary produces).
     pub fn parse(s: &str) -> Option<Self> {
+        use cdc_event::gtid::{GtidPos, GtidSet};
         let mut out = BTreeMap::new();
-        for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
-            if let Some((uuid, intervals)) = item.split_once(':') {
-                let last = intervals.rsplit(':').next()?;
-                let end = last.rsplit('-').next()?.parse::<u64>().ok()?;
-                out.insert(uuid.to_ascii_lowercase(), end);
-            } else {
-                let t: Token = item.parse().ok()?;
-                out.insert(t.source, t.seq);
+        match s.parse::<GtidPos>() {
+            Ok(pos) => {
+                for g in pos.iter() {
+                    out.insert(g.domain.to_string(), g.seq);
+                }
+            }
+            Err(_) => {
+                let set: GtidSet = s.parse().ok()?;
+                for (uuid, intervals) in set.iter() {
+                    out.insert(uuid.to_owned(), intervals.last()?.1);
+                }
             }
         }
         Some(Position(out))
