@@ -12,8 +12,11 @@
 //! - [`admin`]: the admin HTTP server (`/metrics`, `/healthz`, `/readyz`, `/status`).
 //! - [`jwt`]: HS256 tokens (issued by user-service, checked by the gateway).
 //! - [`shutdown`]: the SIGINT/SIGTERM future every server stops on.
+//! - [`service`]: the entry point of every service binary (command line,
+//!   telemetry, exit code).
 //!
-//! Invariant: this crate depends on no other workspace crate.
+//! Invariant: the only workspace crate this one depends on is `cdc-event`
+//! (the pure wire contract, for its GTID text forms).
 
 pub mod admin;
 pub mod bloom;
@@ -23,5 +26,6 @@ pub mod grpc;
 pub mod jwt;
 pub mod keys;
 pub mod readpath;
+pub mod service;
 pub mod shutdown;
 pub mod telemetry;

@@ -9,24 +9,16 @@ use gateway::startup::Application;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let _telemetry = common::telemetry::init("gateway");
-    match run().await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("gateway: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-async fn run() -> anyhow::Result<()> {
-    let file = std::env::args()
-        .skip_while(|a| a != "--config")
-        .nth(1)
-        .map(std::path::PathBuf::from);
-    let settings = Settings::load(file.as_deref())?;
-    Application::build(settings)
-        .await?
-        .run_until_stopped()
-        .await
+    common::service::main(
+        "gateway",
+        "sluice gateway: the REST API over the sluice gRPC services",
+        |config| async move {
+            let settings = Settings::load(config.as_deref())?;
+            Application::build(settings)
+                .await?
+                .run_until_stopped()
+                .await
+        },
+    )
+    .await
 }

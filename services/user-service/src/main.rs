@@ -9,24 +9,16 @@ use user_service::startup::Application;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let _telemetry = common::telemetry::init("user-service");
-    match run().await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("user-service: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-async fn run() -> anyhow::Result<()> {
-    let file = std::env::args()
-        .skip_while(|a| a != "--config")
-        .nth(1)
-        .map(std::path::PathBuf::from);
-    let settings = Settings::load(file.as_deref())?;
-    Application::build(settings)
-        .await?
-        .run_until_stopped()
-        .await
+    common::service::main(
+        "user-service",
+        "sluice user-service: accounts, profiles and tokens over gRPC",
+        |config| async move {
+            let settings = Settings::load(config.as_deref())?;
+            Application::build(settings)
+                .await?
+                .run_until_stopped()
+                .await
+        },
+    )
+    .await
 }

@@ -1,0 +1,46 @@
+//! The entry point every sluice service binary shares: telemetry, one
+//! command line (`--config FILE`, `--help`), and on failure one line on
+//! stderr and a failure exit code.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{CommandFactory, FromArgMatches, Parser};
+
+/// A service's command line.
+#[derive(Debug, Parser)]
+struct Args {
+    /// A TOML settings file; environment variables override it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+/// Runs the service binary `name`: `run` gets the `--config` file and
+/// builds and serves until it returns.
+pub async fn main<F, Fut>(name: &'static str, about: &'static str, run: F) -> ExitCode
+where
+    F: FnOnce(Option<PathBuf>) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let matches = Args::command().name(name).about(about).try_get_matches();
+    let args = match matches.and_then(|m| Args::from_arg_matches(&m)) {
+        Ok(args) => args,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    let _telemetry = crate::telemetry::init(name);
+    match run(args.config).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{name}: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
