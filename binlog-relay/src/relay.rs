@@ -217,6 +217,20 @@ impl Relay {
                 .await?;
             sink.ensure_topic(&topic::heartbeat_topic(prefix), Some(1))
                 .await?;
+            // What earlier relay processes published: heartbeats name these
+            // partitions too until this process writes past them.
+            match sink.row_topic_ends(prefix).await {
+                Ok(ends) => {
+                    if let Ok(mut acks) = self.shared.acks.lock() {
+                        for (key, end) in ends {
+                            acks.acked_offsets.entry(key).or_insert(end);
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the row topics' ends; heartbeats name only partitions written from now on")
+                }
+            }
         }
         let mut schema = SchemaTracker::new(Some(self.pool.clone()));
         let reconnects = metrics::counter!(m::RECONNECTS_TOTAL);

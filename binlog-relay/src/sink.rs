@@ -18,7 +18,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer as _};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -135,6 +135,36 @@ impl Sink {
         })
     }
 
+    /// Per partition of every row-change topic under `prefix`, the offset
+    /// after its last message (its high watermark), asked of the broker.
+    /// At start-up everything an earlier relay process had acknowledged is
+    /// below these, so heartbeats that name them never let the syncer's
+    /// watermark pass a change it has not applied.
+    pub async fn row_topic_ends(&self, prefix: &str) -> Result<HashMap<(Arc<str>, i32), i64>> {
+        let client = self.producer.clone();
+        let prefix = prefix.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let timeout = Duration::from_secs(5);
+            let md = client.client().fetch_metadata(None, timeout)?;
+            let mut out = HashMap::new();
+            for t in md.topics() {
+                if cdc_event::topic::parse_table_topic(&prefix, t.name()).is_none() {
+                    continue;
+                }
+                let name: Arc<str> = Arc::from(t.name());
+                for p in t.partitions() {
+                    let (_, high) = client
+                        .client()
+                        .fetch_watermarks(t.name(), p.id(), timeout)?;
+                    out.insert((Arc::clone(&name), p.id()), high);
+                }
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(|e| Error::Stream(format!("topic ends: {e}")))?
+    }
+
     /// Makes sure `topic` exists (when topic creation is on).
     pub async fn ensure_topic(&mut self, topic: &str, partitions: Option<i32>) -> Result<()> {
         if !self.create_topics || self.known_topics.contains(topic) {
@@ -247,8 +277,13 @@ impl Acker {
             let freshness = ::metrics::histogram!(metrics::COMMIT_TO_ACK_SECONDS);
             let saves = ::metrics::counter!(metrics::CHECKPOINTS_TOTAL);
             let mut pending: Option<Checkpoint> = None;
-            // Offsets acknowledged so far, published at each mark.
-            let mut seen: HashMap<(Arc<str>, i32), i64> = HashMap::new();
+            // Offsets acknowledged so far, published at each mark: carried
+            // over from before a reconnect (and from the topics' ends at
+            // start-up), so no partition written earlier drops out.
+            let mut seen: HashMap<(Arc<str>, i32), i64> = state
+                .lock()
+                .map(|s| s.acked_offsets.clone())
+                .unwrap_or_default();
             let mut last_save = Instant::now();
             let mut tick = tokio::time::interval(interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
