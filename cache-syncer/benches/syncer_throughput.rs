@@ -150,28 +150,33 @@ async fn main() {
 
     let applier = cache_syncer::startup::connect(&settings).await.unwrap();
     let status: StatusHandle = std::sync::Arc::new(std::sync::Mutex::new(SyncStatus::default()));
-    let mut syncer = Syncer::new(settings.clone(), applier.clone(), status.clone())
+    let syncer = Syncer::new(settings.clone(), applier.clone(), status.clone())
         .await
         .unwrap();
-    // The first batch (joining the group takes seconds) is not timed; the
-    // rest goes through `run`, the pipelined loop the binary uses.
-    let mut first = 0usize;
-    while first == 0 {
-        first = syncer.step(Duration::from_secs(30)).await.unwrap();
-    }
-    let started = Instant::now();
+    // `run`, the pipelined loop the binary uses, until every event is
+    // applied. The first batch (joining the group takes seconds) is not
+    // timed: the clock starts once it is done.
     let watch = status.clone();
-    syncer
-        .run(async move {
-            loop {
-                if watch.lock().unwrap().events_applied >= events {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(2)).await;
+    let running = tokio::spawn(syncer.run(async move {
+        loop {
+            if watch.lock().unwrap().events_applied >= events {
+                break;
             }
-        })
-        .await
-        .unwrap();
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }));
+    let first = loop {
+        let (done, applied) = {
+            let st = status.lock().unwrap();
+            (st.messages_done, st.events_applied)
+        };
+        if done > 0 {
+            break applied as usize;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    };
+    let started = Instant::now();
+    running.await.unwrap().unwrap();
     let consume_secs = started.elapsed().as_secs_f64();
     let timed = (events as usize - first) as f64;
 

@@ -54,7 +54,11 @@ impl Error {
             Error::Poison(_) | Error::Config(_) => false,
             Error::Redis(e) => redis_is_transient(e),
             Error::Mysql(e) => mysql_is_transient(e),
-            Error::Kafka(_) | Error::Db(_) | Error::Other(_) => true,
+            // A connect refused for bad credentials or a bad URL does not
+            // get better by waiting; a server not answering does.
+            Error::Db(common::db::DbError::Connect(e)) => mysql_is_transient(e),
+            Error::Db(_) => false,
+            Error::Kafka(_) | Error::Other(_) => true,
         }
     }
 }
@@ -95,5 +99,9 @@ mod tests {
         assert!(!Error::Poison("bad json".into()).is_transient());
         let wrong = redis::RedisError::from((redis::ErrorKind::UnexpectedReturnType, "wrong type"));
         assert!(!Error::Redis(wrong).is_transient());
+        let down = common::db::DbError::Connect(sqlx::Error::PoolTimedOut);
+        assert!(Error::Db(down).is_transient());
+        let url = common::db::DbError::Url(sqlx::Error::Configuration("bad url".into()));
+        assert!(!Error::Db(url).is_transient());
     }
 }

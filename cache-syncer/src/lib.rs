@@ -6,7 +6,16 @@
 //! - [`config`]: settings (`SYNCER_…` env).
 //! - [`plan`]: pure planning per table: `Change::parse(bytes)?.plan()` (borrowed, typed rows).
 //! - [`apply`]: idempotent application of effects to Redis and MySQL.
-//! - [`consumer`]: the consumer-group loop (at-least-once, DLQ, seq skip, lag).
+//! - [`consumer`]: the consumer-group member and its one loop,
+//!   [`Syncer::run`](consumer::Syncer::run) (at-least-once, batching,
+//!   pipelining), with heartbeats into the watermark, and `/status`; its
+//!   parts, private to the crate:
+//!   - `decode`: a message into what to do with it, and the seq rule;
+//!   - `job`: a batch's apply with retries (transient / definite errors);
+//!   - `dlq`: the dead-letter producer;
+//!   - `progress`: per-partition applied position, offsets stored, status
+//!     and metrics after each batch;
+//!   - `lag`: the background consumer-lag check.
 //! - [`watermark`]: the applied watermark (read-your-writes basis).
 //! - [`rebuild`] / [`verify`]: refill from MySQL; prove Redis == MySQL.
 //! - [`startup`]: wiring with the admin server.
@@ -17,9 +26,14 @@
 pub mod apply;
 pub mod config;
 pub mod consumer;
+mod decode;
+mod dlq;
 pub mod error;
+mod job;
+mod lag;
 pub mod metrics;
 pub mod plan;
+mod progress;
 pub mod rebuild;
 pub mod startup;
 pub mod verify;

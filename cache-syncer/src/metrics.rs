@@ -18,6 +18,10 @@ pub const APPLIED_SEQ: &str = "cache_syncer_applied_seq";
 pub const RETRIES: &str = "cache_syncer_apply_retries_total";
 /// Applied watermark: every change at or below this relay seq is in Redis.
 pub const WATERMARK_SEQ: &str = "cache_syncer_watermark_seq";
+/// Relay heartbeats that acknowledge a position but carry no
+/// `acked_offsets` (a relay that produced nothing since it started): they
+/// cannot move the watermark.
+pub const HEARTBEATS_WITHOUT_OFFSETS: &str = "cache_syncer_heartbeats_without_offsets_total";
 /// Commit-to-Redis latency: from the row's own microsecond change time
 /// (`counter.updated_at`, `follow.created_at`/`deleted_at`) to the moment
 /// the batch holding it was applied.
@@ -41,6 +45,10 @@ pub fn describe() {
     describe_gauge!(APPLIED_SEQ, "highest applied sluice.seq per partition");
     describe_gauge!(WATERMARK_SEQ, "applied watermark (relay seq)");
     describe_counter!(RETRIES, "apply attempts that failed and will be retried");
+    describe_counter!(
+        HEARTBEATS_WITHOUT_OFFSETS,
+        "relay heartbeats without acked_offsets (cannot move the watermark)"
+    );
     describe_histogram!(
         FRESHNESS_SECONDS,
         metrics::Unit::Seconds,

@@ -6,9 +6,10 @@
 //! The relay's heartbeats carry its acknowledged position: `acked_seq` /
 //! `acked_gtid`, the last transaction boundary up to which Kafka has
 //! acknowledged every message, and `acked_offsets`, where those messages
-//! landed: per row-change partition, the offset after the last of them
-//! (older relays send none; the syncer then asks the broker for each
-//! assigned partition's high watermark). Once the syncer's *applied*
+//! landed: per row-change partition, the offset after the last of them.
+//! These offsets are the one source of targets: a heartbeat without them
+//! (a relay that has produced nothing since it started) cannot move the
+//! watermark, and the syncer counts it. Once the syncer's *applied*
 //! position on every partition has reached its target — one past the last
 //! message whose batch was applied and recorded, never the fetch position,
 //! which runs ahead while the next batch is consumed during an apply — the

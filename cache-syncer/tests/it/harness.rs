@@ -1,4 +1,5 @@
 use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use cache_syncer::apply::Applier;
@@ -21,6 +22,71 @@ pub struct Harness {
     pub settings: Settings,
     pub producer: FutureProducer,
     pub seq: u64,
+    /// Per (topic, partition), the offset after the last message produced:
+    /// what the relay's heartbeats carry as `acked_offsets`.
+    acked: Mutex<BTreeMap<(String, i32), i64>>,
+}
+
+/// A syncer running its production loop ([`Syncer::run`]) in a task, as the
+/// binary runs it; tests wait on its status instead of stepping it.
+pub struct RunningSyncer {
+    pub status: StatusHandle,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<cache_syncer::error::Result<()>>,
+    /// `messages_done` the test has waited for so far.
+    drained: u64,
+}
+
+impl RunningSyncer {
+    /// Spawns `syncer.run` with a stop signal.
+    pub fn spawn(syncer: Syncer, status: StatusHandle) -> Self {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(syncer.run(async move {
+            let _ = stopped.await;
+        }));
+        Self {
+            status,
+            stop,
+            task,
+            drained: 0,
+        }
+    }
+
+    /// Waits until `n` more messages were finished by the loop (applied,
+    /// skipped, dead-lettered or heartbeats, their offsets stored) than at
+    /// the end of the previous `drain`.
+    pub async fn drain(&mut self, n: usize) {
+        let target = self.drained + n as u64;
+        // Generous: a consumer-group join on a loaded 2-core machine can be slow.
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            let done = self.status.lock().unwrap().messages_done;
+            if done >= target {
+                break;
+            }
+            if self.task.is_finished() {
+                let res = (&mut self.task).await;
+                panic!("the syncer stopped after {done} messages: {res:?}");
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "only {} of {n} messages consumed in 120s",
+                done.saturating_sub(self.drained)
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.drained = target;
+    }
+
+    /// Stops the loop and waits for its clean close (stored offsets
+    /// committed).
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task
+            .await
+            .expect("syncer task")
+            .expect("syncer stops cleanly");
+    }
 }
 
 impl Harness {
@@ -58,6 +124,7 @@ impl Harness {
             settings,
             producer,
             seq: 0,
+            acked: Mutex::default(),
         }
     }
 
@@ -67,12 +134,19 @@ impl Harness {
             .expect("connect")
     }
 
-    pub async fn syncer(&self) -> (Syncer, StatusHandle) {
+    /// A syncer group member over the harness' settings, not yet running.
+    pub async fn build_syncer(&self) -> (Syncer, StatusHandle) {
         let status = StatusHandle::new(std::sync::Mutex::new(SyncStatus::default()));
         let s = Syncer::new(self.settings.clone(), self.applier().await, status.clone())
             .await
             .expect("syncer");
         (s, status)
+    }
+
+    /// A syncer group member over the harness' settings, running.
+    pub async fn syncer(&self) -> (RunningSyncer, StatusHandle) {
+        let (s, status) = self.build_syncer().await;
+        (RunningSyncer::spawn(s, status.clone()), status)
     }
 
     pub fn topic(&self, table: &str) -> String {
@@ -168,10 +242,31 @@ impl Harness {
         if let Some(p) = payload {
             rec = rec.payload(p);
         }
-        self.producer
+        let delivered = self
+            .producer
             .send(rec, Duration::from_secs(10))
             .await
             .expect("produce");
+        let mut acked = self.acked.lock().unwrap();
+        let next = acked
+            .entry((topic.to_owned(), delivered.partition))
+            .or_default();
+        *next = (*next).max(delivered.offset + 1);
+    }
+
+    /// Where the row changes produced so far landed, as the relay's
+    /// heartbeats carry it (`acked_offsets`: per partition, the offset after
+    /// the last acknowledged message).
+    pub fn acked_offsets(&self) -> Value {
+        let heartbeats = cdc_event::topic::heartbeat_topic(&self.kafka.prefix);
+        let acked = self.acked.lock().unwrap();
+        acked
+            .iter()
+            .filter(|((topic, _), _)| *topic != heartbeats)
+            .map(|((topic, partition), next)| {
+                serde_json::json!({"topic": topic, "partition": partition, "next": next})
+            })
+            .collect()
     }
 
     /// Produces a relay heartbeat (`beat`, its JSON) to the heartbeat topic.
@@ -182,18 +277,9 @@ impl Harness {
             .await;
     }
 
-    /// Steps the syncer until `n` messages were handled.
-    pub async fn drain(&self, syncer: &mut Syncer, n: usize) {
-        let mut seen = 0;
-        // Generous: a consumer-group join on a loaded 2-core machine can be slow.
-        let deadline = std::time::Instant::now() + Duration::from_secs(120);
-        while seen < n {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "only {seen} of {n} messages consumed in 120s"
-            );
-            seen += syncer.step(Duration::from_millis(200)).await.expect("step");
-        }
+    /// Waits until the running syncer finished `n` more messages.
+    pub async fn drain(&self, syncer: &mut RunningSyncer, n: usize) {
+        syncer.drain(n).await;
     }
 
     /// Everything in the namespace, type-aware, for before/after comparisons.

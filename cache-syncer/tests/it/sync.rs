@@ -92,7 +92,7 @@ async fn follow_and_counter_events_converge_redis_and_user_columns() {
         .unwrap();
     assert_eq!(frc, 0);
     assert_eq!(status.lock().unwrap().events_applied, 5);
-    syncer.close().unwrap();
+    syncer.stop().await;
 }
 
 #[tokio::test]
@@ -148,7 +148,7 @@ async fn duplicated_and_redelivered_messages_leave_redis_unchanged() {
     assert_eq!(h.redis_state().await, before);
 
     // Redelivery to a fresh group member that re-applies on purpose.
-    syncer.close().unwrap();
+    syncer.stop().await;
     h.settings.group_id = format!("{}-again", h.settings.group_id);
     h.settings.reapply = true;
     let (mut again, st) = h.syncer().await;
@@ -186,7 +186,7 @@ async fn replaying_a_partition_twice_leaves_redis_unchanged() {
     h.send(r#"{"id":2}"#, &e, None).await;
     n += 1;
     h.drain(&mut syncer, n).await;
-    syncer.close().unwrap();
+    syncer.stop().await;
     let before = h.redis_state().await;
 
     h.settings.reapply = true;
@@ -194,7 +194,7 @@ async fn replaying_a_partition_twice_leaves_redis_unchanged() {
         h.settings.group_id = format!("{}-replay{round}", h.kafka.group);
         let (mut s, _) = h.syncer().await;
         h.drain(&mut s, n).await;
-        s.close().unwrap();
+        s.stop().await;
         assert_eq!(
             h.redis_state().await,
             before,
@@ -267,25 +267,20 @@ async fn watermark_follows_relay_heartbeats_once_partitions_are_drained() {
         );
         last = h.send(&format!(r#"{{"id":{id}}}"#), &e, None).await;
     }
+    // The relay's heartbeat: its acknowledged position and where the
+    // messages up to it landed (`acked_offsets`, as the relay sends them).
     let beat = json!({"ts_ms": 0, "pos": "mysql-bin.000001:4", "gtid": "0-1-3", "seq": last,
-                      "acked_seq": last, "acked_gtid": "0-1-3"});
+                      "acked_seq": last, "acked_gtid": "0-1-3",
+                      "acked_offsets": h.acked_offsets()});
     h.send_heartbeat(&beat).await;
     h.drain(&mut syncer, 4).await;
     // Drained partitions turn the heartbeat into the watermark (poll, no sleep).
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let w = loop {
-        if let Some(w) = status.lock().unwrap().watermark.clone() {
-            break w;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "watermark never reached the heartbeat"
-        );
-        syncer
-            .step(std::time::Duration::from_millis(50))
-            .await
-            .unwrap();
-    };
+    let w = testkit::eventually(
+        std::time::Duration::from_secs(30),
+        "watermark never reached the heartbeat",
+        || async { status.lock().unwrap().watermark.clone() },
+    )
+    .await;
     assert_eq!((w.seq, w.gtid.as_deref()), (last, Some("0-1-3")));
     let mut r = h.redis.conn.clone();
     let stored: std::collections::HashMap<String, String> = r
@@ -469,7 +464,7 @@ async fn a_heartbeat_never_moves_the_watermark_past_a_consumed_but_unapplied_cha
 
     let h = Harness::new().await;
     h.add_users(1).await;
-    let (syncer, status) = h.syncer().await;
+    let (syncer, status) = h.build_syncer().await;
     let gate = Arc::new(tokio::sync::Semaphore::new(0));
     let syncer = syncer.with_apply_gate(Arc::clone(&gate));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

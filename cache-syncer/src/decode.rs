@@ -1,0 +1,314 @@
+//! Decoding a consumed message into what to do with it, and the seq rule.
+//!
+//! Pure: no Kafka client, no Redis; a [`Decoder`] turns an `OwnedMessage`
+//! into an [`Incoming`] (apply these effects, skip, a relay heartbeat, or
+//! poison to dead-letter) and keeps the one piece of state that needs:
+//! the highest `sluice.seq` per partition taken into a batch.
+//!
+//! # The seq rule
+//! An event whose `sluice.seq` is *below* the partition's planned seq (the
+//! highest taken into a batch so far, starting from the applied seqs
+//! recorded in Redis) is an old change seen again — a redelivery, a relay's
+//! duplicate or replay — and is skipped, unless the syncer runs with
+//! `reapply` or the relay marked it as part of an operator's replay
+//! (`sluice.replay: 1`). An *equal* number is applied again: harmless, as
+//! effects are absolute, and rows past a field's saturation share one
+//! number. Because the planned seq moves at decode time, a replayed older
+//! change cannot overtake a newer one that is still being applied.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+use rdkafka::message::{Headers, Message, OwnedMessage};
+
+use crate::plan::{self, Effect};
+
+/// A consumed message and what to do with it.
+pub(crate) struct Incoming {
+    pub msg: OwnedMessage,
+    pub seq: Option<u64>,
+    pub gtid: Option<String>,
+    /// The relay transaction's span context (tracing on only).
+    pub traceparent: Option<String>,
+    pub action: Action,
+}
+
+pub(crate) enum Action {
+    /// Apply these effects (table and op for metrics, change time for freshness).
+    Apply {
+        effects: Vec<Effect>,
+        table: &'static str,
+        op: &'static str,
+        changed_at_us: Option<i64>,
+    },
+    /// Tombstone, or already applied.
+    Skip,
+    /// A relay heartbeat with its acknowledged position.
+    Heartbeat {
+        acked_seq: Option<u64>,
+        acked_gtid: Option<String>,
+        /// Where the messages up to `acked_seq` landed.
+        acked_offsets: Vec<cdc_event::envelope::PartitionOffset>,
+    },
+    /// Cannot be applied: dead-letter it with this reason.
+    Poison(String),
+}
+
+/// Decodes messages and applies the seq rule.
+pub(crate) struct Decoder {
+    heartbeat_topic: String,
+    /// Apply events below the partition's seq too (a fresh member replaying
+    /// on purpose).
+    reapply: bool,
+    /// Highest seq per partition (`topic/partition`) taken into a batch:
+    /// events below it are skipped, as they are applied already or will be
+    /// before anything decoded later. Reset to the applied seqs when a batch
+    /// fails.
+    planned: HashMap<String, u64>,
+    /// Reused for the `topic/partition` key of each message decoded.
+    key_buf: String,
+}
+
+impl Decoder {
+    /// A decoder starting from the partitions' applied seqs.
+    pub fn new(heartbeat_topic: String, reapply: bool, applied: HashMap<String, u64>) -> Self {
+        Self {
+            heartbeat_topic,
+            reapply,
+            planned: applied,
+            key_buf: String::new(),
+        }
+    }
+
+    /// Forgets what was planned but not applied: back to `applied`.
+    pub fn reset(&mut self, applied: &HashMap<String, u64>) {
+        self.planned.clone_from(applied);
+    }
+
+    /// What to do with `msg`: a change that passes the seq rule is planned
+    /// (and its seq taken into the partition's planned seq), an older one
+    /// skipped; an unreadable one is poison.
+    pub fn decode(&mut self, msg: OwnedMessage) -> Incoming {
+        let seq = header_bytes(&msg, cdc_event::HEADER_SEQ)
+            .and_then(|s| std::str::from_utf8(s).ok()?.parse().ok());
+        let replay = header_bytes(&msg, cdc_event::HEADER_REPLAY) == Some(b"1");
+        let gtid = header(&msg, cdc_event::HEADER_GTID);
+        let traceparent = header(&msg, common::telemetry::TRACEPARENT);
+        let action = match msg.payload() {
+            None => Action::Skip,
+            Some(bytes) if msg.topic() == self.heartbeat_topic => {
+                match serde_json::from_slice::<cdc_event::envelope::Heartbeat>(bytes) {
+                    Ok(hb) => Action::Heartbeat {
+                        acked_seq: hb.acked_seq,
+                        acked_gtid: hb.acked_gtid,
+                        acked_offsets: hb.acked_offsets,
+                    },
+                    // A heartbeat proves nothing when unreadable; not poison.
+                    Err(_) => Action::Skip,
+                }
+            }
+            Some(bytes) => match plan::Change::parse(bytes) {
+                Err(e) => Action::Poison(format!("invalid envelope: {e}")),
+                Ok(change) => {
+                    if self.admit(msg.topic(), msg.partition(), seq, replay) {
+                        match change.plan() {
+                            Ok(p) => Action::Apply {
+                                effects: p.effects,
+                                table: table_label(change.table()),
+                                op: change.op.code(),
+                                changed_at_us: p.changed_at_us,
+                            },
+                            Err(e) => Action::Poison(e.to_string()),
+                        }
+                    } else {
+                        Action::Skip
+                    }
+                }
+            },
+        };
+        Incoming {
+            msg,
+            seq,
+            gtid,
+            traceparent,
+            action,
+        }
+    }
+
+    /// The seq rule: whether a change numbered `seq` on `topic`/`partition`
+    /// is applied (and then taken into the partition's planned seq).
+    fn admit(&mut self, topic: &str, partition: i32, seq: Option<u64>, replay: bool) -> bool {
+        // The partition's key, written into a reused buffer: no allocation
+        // per message.
+        self.key_buf.clear();
+        let _ = write!(self.key_buf, "{topic}/{partition}");
+        let done = self.planned.get(self.key_buf.as_str()).copied();
+        // Below what this partition applied or planned: an old change seen
+        // again (redelivery, a relay's duplicate or replay), skipped unless
+        // an operator replays on purpose. An equal number is applied again
+        // (harmless: effects are absolute), since rows past a field's
+        // saturation share one.
+        let older = matches!((seq, done), (Some(s), Some(d)) if s < d);
+        if older && !self.reapply && !replay {
+            return false;
+        }
+        if let Some(s) = seq {
+            match self.planned.get_mut(self.key_buf.as_str()) {
+                Some(cur) => *cur = (*cur).max(s),
+                None => {
+                    self.planned.insert(self.key_buf.clone(), s);
+                }
+            }
+        }
+        true
+    }
+}
+
+/// The metric label of a source table (the syncer consumes these three).
+pub(crate) fn table_label(table: &str) -> &'static str {
+    match table {
+        "counter" => "counter",
+        "follow" => "follow",
+        "user" => "user",
+        _ => "other",
+    }
+}
+
+fn header_bytes<'m>(msg: &'m OwnedMessage, name: &str) -> Option<&'m [u8]> {
+    msg.headers()?
+        .iter()
+        .find(|h| h.key == name)
+        .and_then(|h| h.value)
+}
+
+fn header(msg: &OwnedMessage, name: &str) -> Option<String> {
+    header_bytes(msg, name).map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::Timestamp;
+    use rdkafka::message::{Header, OwnedHeaders};
+
+    const TOPIC: &str = "sluice.db.counter";
+
+    /// A counter change (owner 1, kind 1) = `value` on partition 0, numbered
+    /// `seq`, marked as an operator's replay when `replay`.
+    fn change(value: i64, seq: u64, replay: bool) -> OwnedMessage {
+        let payload = format!(
+            r#"{{"before":null,"after":{{"owner_id":1,"kind":1,"value":{value}}},"source":{{"table":"counter"}},"op":"u","ts_ms":0}}"#
+        );
+        let seq = seq.to_string();
+        let mut headers = OwnedHeaders::new().insert(Header {
+            key: cdc_event::HEADER_SEQ,
+            value: Some(seq.as_str()),
+        });
+        if replay {
+            headers = headers.insert(Header {
+                key: cdc_event::HEADER_REPLAY,
+                value: Some("1"),
+            });
+        }
+        OwnedMessage::new(
+            Some(payload.into_bytes()),
+            Some(br#"{"owner_id":1,"kind":1}"#.to_vec()),
+            TOPIC.into(),
+            Timestamp::NotAvailable,
+            0,
+            0,
+            Some(headers),
+        )
+    }
+
+    /// A decoder whose partition 0 applied seq 10.
+    fn decoder(reapply: bool) -> Decoder {
+        let applied = HashMap::from([(format!("{TOPIC}/0"), 10)]);
+        Decoder::new("sluice.heartbeat".into(), reapply, applied)
+    }
+
+    fn applied(inc: &Incoming) -> bool {
+        match &inc.action {
+            Action::Apply { effects, .. } => !effects.is_empty(),
+            Action::Skip => false,
+            _ => panic!("neither applied nor skipped"),
+        }
+    }
+
+    #[test]
+    fn a_seq_below_the_partitions_is_skipped() {
+        let mut d = decoder(false);
+        assert!(!applied(&d.decode(change(1, 9, false))));
+    }
+
+    #[test]
+    fn an_equal_seq_is_applied_again() {
+        let mut d = decoder(false);
+        assert!(applied(&d.decode(change(1, 10, false))));
+        assert!(applied(&d.decode(change(2, 10, false))));
+    }
+
+    #[test]
+    fn a_replay_header_applies_an_old_seq() {
+        let mut d = decoder(false);
+        assert!(applied(&d.decode(change(1, 3, true))));
+    }
+
+    #[test]
+    fn reapply_applies_an_old_seq() {
+        let mut d = decoder(true);
+        assert!(applied(&d.decode(change(1, 3, false))));
+    }
+
+    #[test]
+    fn a_planned_seq_skips_an_older_change_decoded_later() {
+        // Seq 12 taken into a batch (not yet applied): a replayed 11 must
+        // not overtake it; after a failed batch, only the applied seq counts.
+        let mut d = decoder(false);
+        assert!(applied(&d.decode(change(3, 12, false))));
+        assert!(!applied(&d.decode(change(2, 11, false))));
+        d.reset(&HashMap::from([(format!("{TOPIC}/0"), 10)]));
+        assert!(applied(&d.decode(change(2, 11, false))));
+    }
+
+    #[test]
+    fn another_partitions_seq_does_not_count() {
+        let mut d = decoder(false);
+        let m = change(1, 1, false).set_partition(1);
+        assert!(applied(&d.decode(m)));
+    }
+
+    #[test]
+    fn heartbeats_and_bad_envelopes_are_not_changes() {
+        let mut d = decoder(false);
+        let beat = br#"{"ts_ms":0,"pos":"f:4","gtid":null,"seq":5,"acked_seq":5,
+            "acked_offsets":[{"topic":"sluice.db.counter","partition":0,"next":3}]}"#;
+        let hb = OwnedMessage::new(
+            Some(beat.to_vec()),
+            None,
+            "sluice.heartbeat".into(),
+            Timestamp::NotAvailable,
+            0,
+            0,
+            None,
+        );
+        match d.decode(hb).action {
+            Action::Heartbeat {
+                acked_seq,
+                acked_offsets,
+                ..
+            } => assert_eq!((acked_seq, acked_offsets.len()), (Some(5), 1)),
+            _ => panic!("not a heartbeat"),
+        }
+        let bad = change(1, 11, false).set_payload(Some(b"{not json".to_vec()));
+        assert!(
+            matches!(d.decode(bad).action, Action::Poison(r) if r.starts_with("invalid envelope"))
+        );
+    }
+
+    #[test]
+    fn tables_outside_the_three_share_one_label() {
+        assert_eq!(table_label("follow"), "follow");
+        assert_eq!(table_label("orders"), "other");
+    }
+}

@@ -1,0 +1,178 @@
+//! One batch's apply: its effects gathered into an [`ApplyJob`], applied by
+//! the [`Applier`] with retries, apart from the consumer (the running loop
+//! applies a job in its own task while it consumes the next batch).
+//!
+//! # Errors
+//! Redis or MySQL being down (or a lock timeout) is transient: the batch is
+//! retried with backoff for as long as that lasts, and nothing is recorded
+//! or committed meanwhile. A definite error (a Redis key of the wrong type,
+//! a value a column cannot hold) is retried [`DEFINITE_ATTEMPTS`] times;
+//! then the batch's events are applied one at a time and those that still
+//! fail are left in [`ApplyJob::rejected`] for the dead-letter topic, so one
+//! bad change never stalls the stream.
+
+use std::ops::Range;
+use std::time::{Duration, Instant};
+
+use rdkafka::message::Message;
+
+use crate::apply::{Applier, Progress};
+use crate::consumer::{StatusHandle, partition_key};
+use crate::decode::{Action, Incoming};
+use crate::error::Result;
+use crate::metrics as m;
+use crate::plan::Effect;
+
+/// A batch's writes, ready to apply without borrowing the syncer (so the
+/// next batch can be consumed meanwhile).
+pub(crate) struct ApplyJob {
+    pub effects: Vec<Effect>,
+    /// Each applied event's place in the batch and its slice of `effects`.
+    events: Vec<(usize, Range<usize>)>,
+    progress: Progress,
+    /// Trace spans covering the apply (empty unless tracing).
+    pub spans: Vec<tracing::Span>,
+    /// Events that failed definitively on their own (batch index, error):
+    /// dead-lettered before the batch's offsets are stored.
+    pub rejected: Vec<(usize, String)>,
+}
+
+/// Attempts of a batch (and then of each of its events) that failed with a
+/// definite error before giving up on it.
+pub(crate) const DEFINITE_ATTEMPTS: u32 = 3;
+
+impl ApplyJob {
+    /// Gathers the batch's effects and the partitions' new applied seqs.
+    pub fn new(batch: &[Incoming]) -> Self {
+        let mut effects = Vec::new();
+        let mut events = Vec::new();
+        let mut progress = Progress::new();
+        for (at, inc) in batch.iter().enumerate() {
+            if let Action::Apply { effects: e, .. } = &inc.action {
+                let from = effects.len();
+                effects.extend(e.iter().cloned());
+                events.push((at, from..effects.len()));
+                if let Some(seq) = inc.seq {
+                    let key = partition_key(inc.msg.topic(), inc.msg.partition());
+                    let entry = progress.entry(key).or_insert(seq);
+                    *entry = (*entry).max(seq);
+                }
+            }
+        }
+        Self {
+            effects,
+            events,
+            progress,
+            spans: apply_spans(batch),
+            rejected: Vec::new(),
+        }
+    }
+
+    /// Applies the batch. Transient failures (Redis or MySQL down, a lock
+    /// timeout) are retried with backoff for as long as they last; nothing
+    /// is recorded or committed meanwhile. A definite failure (a key of the
+    /// wrong type, a value a column cannot hold) is retried
+    /// [`DEFINITE_ATTEMPTS`] times; then the events are applied one by one
+    /// (in order; effects are absolute, so applying the others again is
+    /// harmless) and those that still fail are left in `rejected` for the
+    /// dead-letter topic, so one bad change never stalls the stream.
+    pub async fn run(&mut self, applier: Applier, status: StatusHandle) -> Result<()> {
+        let started = Instant::now();
+        if let Err(e) = apply_with_retries(&applier, &status, &self.effects, &self.progress).await {
+            tracing::warn!(error = %e, events = self.events.len(), "a batch cannot be applied; applying its events one at a time");
+            let none = Progress::new();
+            for (at, range) in &self.events {
+                let effects = &self.effects[range.clone()];
+                if let Err(e) = apply_with_retries(&applier, &status, effects, &none).await {
+                    tracing::error!(error = %e, "an event cannot be applied; dead-lettering it");
+                    self.rejected.push((*at, e.to_string()));
+                }
+            }
+            apply_with_retries(&applier, &status, &[], &self.progress).await?;
+        }
+        metrics::histogram!(m::APPLY_SECONDS).record(started.elapsed().as_secs_f64());
+        Ok(())
+    }
+}
+
+/// Counts a finished batch's effects by kind: one counter update per kind
+/// and batch, not per effect.
+pub(crate) fn count_effects(effects: &[Effect]) {
+    let mut by_kind: Vec<(&'static str, u64)> = Vec::new();
+    for e in effects {
+        match by_kind.iter_mut().find(|(k, _)| *k == e.kind()) {
+            Some((_, n)) => *n += 1,
+            None => by_kind.push((e.kind(), 1)),
+        }
+    }
+    for (kind, n) in by_kind {
+        metrics::counter!(m::EFFECTS, "kind" => kind).increment(n);
+    }
+}
+
+/// One apply, retried: transient errors as long as they last, definite ones
+/// up to [`DEFINITE_ATTEMPTS`] times (then the error is returned).
+pub(crate) async fn apply_with_retries(
+    applier: &Applier,
+    status: &StatusHandle,
+    effects: &[Effect],
+    progress: &Progress,
+) -> Result<()> {
+    let mut pause = Duration::from_millis(50);
+    let mut definite = 0;
+    loop {
+        match applier.apply(effects, progress).await {
+            Ok(()) => {
+                status.lock().map(|mut s| s.retrying = None).ok();
+                return Ok(());
+            }
+            Err(e) => {
+                if !e.is_transient() {
+                    definite += 1;
+                    if definite >= DEFINITE_ATTEMPTS {
+                        return Err(e);
+                    }
+                }
+                metrics::counter!(m::RETRIES).increment(1);
+                tracing::warn!(error = %e, retry_in = ?pause, "apply failed; retrying without committing");
+                status
+                    .lock()
+                    .map(|mut s| s.retrying = Some(e.to_string()))
+                    .ok();
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// One apply span per source transaction in the batch, each a child of the
+/// relay's transaction span named by the messages' `traceparent`; they cover
+/// the batch's apply. Empty unless the relay traces.
+fn apply_spans(batch: &[Incoming]) -> Vec<tracing::Span> {
+    let mut spans: Vec<(&str, tracing::Span)> = Vec::new();
+    for inc in batch {
+        let (Action::Apply { table, op, .. }, Some(tp)) = (&inc.action, inc.traceparent.as_deref())
+        else {
+            continue;
+        };
+        if spans.iter().any(|(seen, _)| *seen == tp) {
+            continue;
+        }
+        let span = tracing::info_span!(
+            target: common::telemetry::SPANS,
+            "syncer.apply",
+            otel.name = "apply",
+            otel.kind = "consumer",
+            messaging.system = "kafka",
+            messaging.destination.name = %inc.msg.topic(),
+            messaging.kafka.offset = inc.msg.offset(),
+            sluice.table = %table,
+            sluice.op = *op,
+            sluice.batch = batch.len(),
+        );
+        common::telemetry::set_parent(&span, tp);
+        spans.push((tp, span));
+    }
+    spans.into_iter().map(|(_, s)| s).collect()
+}
