@@ -44,3 +44,24 @@ where
         }
     }
 }
+
+/// The `main` of a service crate with a `config::Settings` (loaded with
+/// `Settings::load(Option<&Path>)`) and a `startup::Application` (built
+/// with `Application::build(settings)`, served with `run_until_stopped`):
+/// `common::service_main!("count-service", "what it does", count_service);`
+#[macro_export]
+macro_rules! service_main {
+    ($name:literal, $about:literal, $krate:ident) => {
+        #[tokio::main]
+        async fn main() -> std::process::ExitCode {
+            $crate::service::main($name, $about, |config| async move {
+                let settings = $krate::config::Settings::load(config.as_deref())?;
+                $krate::startup::Application::build(settings)
+                    .await?
+                    .run_until_stopped()
+                    .await
+            })
+            .await
+        }
+    };
+}
