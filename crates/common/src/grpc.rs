@@ -88,6 +88,123 @@ impl Serve {
     }
 }
 
+/// A tonic server sluice can serve: what every generated
+/// `XServiceServer<Impl>` is.
+pub trait GrpcServer:
+    tower::Service<
+        http::Request<tonic::body::Body>,
+        Response = http::Response<tonic::body::Body>,
+        Error = Infallible,
+        Future: Send + 'static,
+    > + NamedService
+    + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S> GrpcServer for S where
+    S: tower::Service<
+            http::Request<tonic::body::Body>,
+            Response = http::Response<tonic::body::Body>,
+            Error = Infallible,
+            Future: Send + 'static,
+        > + NamedService
+        + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+/// What one gRPC service crate adds to the skeleton every sluice service
+/// shares ([`GrpcApp`]): its settings and how they become a server.
+pub trait GrpcService {
+    /// Name for logs (`user-service`).
+    const NAME: &'static str;
+    /// The encoded descriptor set of its protos (for reflection).
+    const DESCRIPTORS: &'static [u8];
+    /// The service's settings.
+    type Settings: Send;
+    /// The tonic server it serves.
+    type Server: GrpcServer;
+    /// Validates `settings` and connects what the server needs (MySQL,
+    /// Redis); no port is bound yet.
+    fn connect(
+        settings: Self::Settings,
+    ) -> impl Future<Output = anyhow::Result<Parts<Self::Server>>> + Send;
+}
+
+/// A connected service, ready to be bound.
+pub struct Parts<S> {
+    pub server: S,
+    /// The pool readiness follows.
+    pub pool: sqlx::MySqlPool,
+    pub grpc_addr: std::net::SocketAddr,
+    pub admin_addr: std::net::SocketAddr,
+}
+
+/// A built, bound, not yet serving gRPC service: each service's
+/// `startup::Application`. `build` binds both ports (0 picks a free one,
+/// as tests do); `run_until_stopped` serves until SIGINT/SIGTERM, draining
+/// in-flight requests.
+pub struct GrpcApp<K: GrpcService> {
+    serve: Serve,
+    server: K::Server,
+}
+
+impl<K: GrpcService> GrpcApp<K> {
+    /// Connects (see [`GrpcService::connect`]) and binds the listeners.
+    pub async fn build(settings: K::Settings) -> anyhow::Result<Self> {
+        let parts = K::connect(settings).await?;
+        let grpc = TcpListener::bind(parts.grpc_addr).await?;
+        let admin = TcpListener::bind(parts.admin_addr).await?;
+        Ok(Self {
+            serve: Serve {
+                name: K::NAME,
+                descriptors: K::DESCRIPTORS,
+                grpc,
+                admin,
+                pool: parts.pool,
+                ready: Readiness::default(),
+            },
+            server: parts.server,
+        })
+    }
+
+    /// The bound gRPC port.
+    pub fn port(&self) -> u16 {
+        self.addr().port()
+    }
+
+    /// The bound admin port.
+    pub fn admin_port(&self) -> u16 {
+        self.serve.admin.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    /// The bound gRPC address.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.serve
+            .grpc
+            .local_addr()
+            .unwrap_or_else(|_| std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// Serves until SIGINT or SIGTERM.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.run_until(crate::shutdown::signal()).await
+    }
+
+    /// Serves until `shutdown` resolves.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        self.serve.run(self.server, shutdown).await
+    }
+}
+
 /// Marks the service ready while MySQL answers `SELECT 1`.
 pub fn spawn_readiness_probe(
     pool: sqlx::MySqlPool,

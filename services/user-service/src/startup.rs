@@ -1,16 +1,11 @@
 //! Wiring: pools, caches, listeners, the gRPC server (with reflection and
-//! health) and the admin server. `Application::build` binds both ports (0
-//! picks a free one, as tests do); `run_until_stopped` serves until SIGINT/
-//! SIGTERM, draining in-flight requests.
+//! health) and the admin server. The skeleton (binding, serving,
+//! draining) is `common::grpc::GrpcApp`'s; this file only connects what
+//! the service needs.
 
-use std::future::Future;
-use std::net::SocketAddr;
-
-use common::admin::Readiness;
-use common::grpc::Serve;
+use common::grpc::{GrpcApp, GrpcService, Parts};
 use common::jwt::JwtCodec;
 use proto::user::v1::user_service_server::UserServiceServer;
-use tokio::net::TcpListener;
 
 use crate::config::Settings;
 use crate::grpc::UserGrpc;
@@ -19,17 +14,20 @@ use crate::profile::Profiles;
 use common::readpath::Layers;
 use common::readpath::redis_cache::RedisCache;
 
-/// A built, bound, not yet serving user-service.
-pub struct Application {
-    grpc: TcpListener,
-    admin: TcpListener,
-    service: UserGrpc,
-    ready: Readiness,
-}
+/// The user-service as the shared gRPC skeleton serves it.
+pub struct UserService;
 
-impl Application {
-    /// Connects to MySQL and Redis and binds the listeners.
-    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+/// A built, bound, not yet serving user-service.
+pub type Application = GrpcApp<UserService>;
+
+impl GrpcService for UserService {
+    const NAME: &'static str = "user-service";
+    const DESCRIPTORS: &'static [u8] = proto::FILE_DESCRIPTOR_SET;
+    type Settings = Settings;
+    type Server = UserServiceServer<UserGrpc>;
+
+    /// Connects to MySQL and Redis.
+    async fn connect(settings: Settings) -> anyhow::Result<Parts<Self::Server>> {
         settings.validate()?;
         let url = settings.mysql.resolve_url(settings.dev)?;
         let pool = common::db::connect(&url, settings.mysql.max_connections.unwrap_or(32)).await?;
@@ -62,53 +60,11 @@ impl Application {
             barrier: layers.barrier(&settings.consistency),
             pool,
         };
-        let grpc = TcpListener::bind(settings.grpc_addr).await?;
-        let admin = TcpListener::bind(settings.admin.addr).await?;
-        Ok(Self {
-            grpc,
-            admin,
-            service,
-            ready: Readiness::default(),
+        Ok(Parts {
+            pool: service.pool.clone(),
+            server: UserServiceServer::new(service),
+            grpc_addr: settings.grpc_addr,
+            admin_addr: settings.admin.addr,
         })
-    }
-
-    /// The bound gRPC port.
-    pub fn port(&self) -> u16 {
-        self.grpc.local_addr().map(|a| a.port()).unwrap_or(0)
-    }
-
-    /// The bound admin port.
-    pub fn admin_port(&self) -> u16 {
-        self.admin.local_addr().map(|a| a.port()).unwrap_or(0)
-    }
-
-    /// The bound gRPC address.
-    pub fn addr(&self) -> SocketAddr {
-        self.grpc
-            .local_addr()
-            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
-    }
-
-    /// Serves until SIGINT or SIGTERM.
-    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        self.run_until(common::shutdown::signal()).await
-    }
-
-    /// Serves until `shutdown` resolves.
-    pub async fn run_until(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> anyhow::Result<()> {
-        let serve = Serve {
-            name: "user-service",
-            descriptors: proto::FILE_DESCRIPTOR_SET,
-            pool: self.service.pool.clone(),
-            grpc: self.grpc,
-            admin: self.admin,
-            ready: self.ready,
-        };
-        serve
-            .run(UserServiceServer::new(self.service), shutdown)
-            .await
     }
 }
