@@ -286,9 +286,24 @@ impl MethodMetrics {
 }
 
 impl RedLayer {
+    /// The kept handles of `path`, if it has been served before.
+    fn kept(&self, path: &str) -> Option<Arc<MethodMetrics>> {
+        self.methods.read().ok().and_then(|m| m.get(path).cloned())
+    }
+
+    /// The handles of a path the server answered UNIMPLEMENTED (no such
+    /// service or method): one `unknown/unknown` series for all of them, so
+    /// a client's invented paths never become labels.
+    fn unknown(&self) -> Arc<MethodMetrics> {
+        static UNKNOWN: std::sync::OnceLock<Arc<MethodMetrics>> = std::sync::OnceLock::new();
+        UNKNOWN
+            .get_or_init(|| Arc::new(MethodMetrics::new("unknown".into(), "unknown".into())))
+            .clone()
+    }
+
     /// The kept handles of `path`, made (and kept, while there is room) on first use.
     fn method(&self, path: &str) -> Arc<MethodMetrics> {
-        if let Some(m) = self.methods.read().ok().and_then(|m| m.get(path).cloned()) {
+        if let Some(m) = self.kept(path) {
             return m;
         }
         let (service, method) = split_path(path);
@@ -336,18 +351,20 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let m = self.layer.method(req.uri().path());
+        let path = req.uri().path().to_owned();
+        let (service, method) = split_path_ref(&path);
+        let layer = self.layer.clone();
         let started = Instant::now();
         // One server span per call, a child of the caller's span when the
         // request carries a `traceparent` (exported only with tracing on).
         let span = tracing::info_span!(
             target: crate::telemetry::SPANS,
             "grpc.server",
-            otel.name = %format_args!("{}/{}", m.service, m.method),
+            otel.name = %format_args!("{service}/{method}"),
             otel.kind = "server",
             rpc.system = "grpc",
-            rpc.service = %m.service,
-            rpc.method = %m.method,
+            rpc.service = %service,
+            rpc.method = %method,
             rpc.grpc.status_code = tracing::field::Empty,
             otel.status_code = tracing::field::Empty,
         );
@@ -376,6 +393,13 @@ where
                 if code != tonic::Code::Ok {
                     record.record("otel.status_code", "ERROR");
                 }
+                // Labels only for paths the server serves: a path answered
+                // UNIMPLEMENTED is counted as unknown/unknown.
+                let m = match layer.kept(&path) {
+                    Some(m) => m,
+                    None if code == tonic::Code::Unimplemented => layer.unknown(),
+                    None => layer.method(&path),
+                };
                 m.record(code, started.elapsed());
                 res
             }
@@ -409,6 +433,13 @@ pub type TracedChannel =
 /// Anything else (a scanner's path) is folded into one label value so the
 /// label set stays bounded.
 fn split_path(path: &str) -> (String, String) {
+    let (s, m) = split_path_ref(path);
+    (s.to_owned(), m.to_owned())
+}
+
+/// `/package.Service/Method` → (`package.Service`, `Method`); anything else
+/// (or too long) → (`unknown`, `unknown`).
+fn split_path_ref(path: &str) -> (&str, &str) {
     let mut parts = path.trim_start_matches('/').splitn(2, '/');
     match (parts.next(), parts.next()) {
         (Some(s), Some(m))
@@ -418,9 +449,9 @@ fn split_path(path: &str) -> (String, String) {
                 && s.len() <= 128
                 && m.len() <= 64 =>
         {
-            (s.to_owned(), m.to_owned())
+            (s, m)
         }
-        _ => ("unknown".to_owned(), "unknown".to_owned()),
+        _ => ("unknown", "unknown"),
     }
 }
 

@@ -68,11 +68,30 @@ async fn guard(State(g): State<Guard>, req: Request, next: Next) -> Response {
     }
 }
 
+/// The metric label of an HTTP method: one of the nine standard methods,
+/// else `other`. A client may send any token as its method; taken as a
+/// label, each new one would add series to `/metrics` without bound.
+pub fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
+}
+
 async fn track(matched: Option<MatchedPath>, req: Request, next: Next) -> Response {
     let route = matched
         .map(|m| m.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".into());
-    let method = req.method().as_str().to_owned();
+    let method = method_label(req.method());
     let started = Instant::now();
     // The root of a request's trace (or a child of the client's, when it
     // sent a `traceparent`); exported only with tracing on.
@@ -93,7 +112,7 @@ async fn track(matched: Option<MatchedPath>, req: Request, next: Next) -> Respon
         span.record("otel.status_code", "ERROR");
     }
     let status = resp.status().as_u16().to_string();
-    metrics::histogram!(REQUEST_DURATION_SECONDS, "method" => method.clone(), "route" => route.clone())
+    metrics::histogram!(REQUEST_DURATION_SECONDS, "method" => method, "route" => route.clone())
         .record(started.elapsed().as_secs_f64());
     metrics::counter!(REQUESTS_TOTAL, "method" => method, "route" => route, "status" => status)
         .increment(1);

@@ -13,6 +13,14 @@ use tonic::Code;
 use tonic::transport::Channel;
 
 async fn start(db: &TestDb, redis: &TestRedis) -> CountServiceClient<Channel> {
+    start_with_ports(db, redis).await.0
+}
+
+/// The client, the gRPC port and the admin port.
+async fn start_with_ports(
+    db: &TestDb,
+    redis: &TestRedis,
+) -> (CountServiceClient<Channel>, u16, u16) {
     let s = Settings {
         grpc_addr: "127.0.0.1:0".parse().unwrap(),
         admin: AdminSettings::on_port(0),
@@ -33,11 +41,12 @@ async fn start(db: &TestDb, redis: &TestRedis) -> CountServiceClient<Channel> {
         ..Default::default()
     };
     let app = Application::build(s).await.expect("build count-service");
-    let port = app.port();
+    let (port, admin) = (app.port(), app.admin_port());
     tokio::spawn(app.run_until(std::future::pending()));
-    CountServiceClient::connect(format!("http://127.0.0.1:{port}"))
+    let client = CountServiceClient::connect(format!("http://127.0.0.1:{port}"))
         .await
-        .expect("connect")
+        .expect("connect");
+    (client, port, admin)
 }
 
 #[tokio::test]
@@ -168,4 +177,45 @@ async fn unknown_kinds_empty_and_oversized_batches_are_invalid_arguments() {
     }
     redis.cleanup().await;
     db.drop_db().await;
+}
+
+#[tokio::test]
+async fn a_path_the_server_does_not_serve_adds_no_metric_labels() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (db, redis) = (TestDb::new().await, TestRedis::new().await);
+    let (_client, port, admin) = start_with_ports(&db, &redis).await;
+    // Another service's method on this port: answered UNIMPLEMENTED.
+    let channel = Channel::from_shared(format!("http://127.0.0.1:{port}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut other = proto::user::v1::user_service_client::UserServiceClient::new(channel);
+    for _ in 0..3 {
+        let err = other
+            .get_user(proto::user::v1::GetUserRequest {
+                user_id: 1,
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::Unimplemented);
+    }
+    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", admin))
+        .await
+        .unwrap();
+    conn.write_all(b"GET /metrics HTTP/1.0\r\n\r\n")
+        .await
+        .unwrap();
+    let mut metrics = String::new();
+    conn.read_to_string(&mut metrics).await.unwrap();
+    assert!(metrics.contains("grpc_server_requests_total"), "{metrics}");
+    assert!(
+        !metrics.contains("user.v1.UserService"),
+        "a path the server does not serve became a label"
+    );
+    assert!(
+        metrics.contains("service=\"unknown\""),
+        "counted as unknown"
+    );
 }

@@ -446,3 +446,21 @@ async fn admin_port_reports_ready_once_every_service_is_healthy_and_serves_metri
     );
     m.cleanup().await;
 }
+
+#[tokio::test]
+async fn invented_http_methods_add_no_metric_series() {
+    let m = spawn_mesh().await;
+    let tag: u32 = rand::random();
+    for i in 0..20 {
+        let method = Method::from_bytes(format!("INVENTED{tag}X{i}").as_bytes()).unwrap();
+        let r = m.send(method, "/v1/users/1", None, None).await;
+        assert!(r.status.is_client_error(), "{}", r.status);
+    }
+    let metrics = http_get(m.admin_port, "/metrics").await;
+    assert!(
+        !metrics.contains(&format!("INVENTED{tag}")),
+        "a client's method became a label"
+    );
+    assert!(metrics.contains("method=\"other\""), "counted as other");
+    m.cleanup().await;
+}
