@@ -111,7 +111,7 @@ impl<'a> Change<'a> {
         let raw = raw.ok_or_else(|| {
             Error::Poison(format!("{} event without a row image", self.op.code()))
         })?;
-        row(raw, self.table())
+        row_of(raw, self.table())
     }
 
     fn plan_counter(&self) -> Result<Plan> {
@@ -195,10 +195,7 @@ pub fn plan(event: &ChangeEvent) -> Result<Plan> {
         .plan()
 }
 
-fn row<'a, T: Deserialize<'a>>(raw: &'a RawValue, table: &str) -> Result<T> {
-    row_of(raw, table)
-}
-
+/// A row image read into `T`; a bad one is poison naming the column.
 fn row_of<'a, T: Deserialize<'a>>(raw: &'a RawValue, table: &str) -> Result<T> {
     serde_json::from_str(raw.get()).map_err(|e| {
         let why = explain(table, raw).unwrap_or_else(|| e.to_string());
