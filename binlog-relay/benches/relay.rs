@@ -159,7 +159,7 @@ async fn decode_only(
         non_blocking: true,
     };
     let mut stream = source::open(&opts, &StreamStart::FilePos(range.from.clone())).await?;
-    let mut schema = SchemaTracker::new(Some(pool));
+    let mut schema = SchemaTracker::new(Some(pool), Default::default());
     let mut decoded = 0u64;
     let mut bytes = 0usize;
     let mut file = range.from.file.clone();

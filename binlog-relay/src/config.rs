@@ -32,6 +32,11 @@ pub struct Settings {
     /// Where the checkpoint file lives.
     pub state_dir: PathBuf,
     pub filter: Filter,
+    /// Column rules, `db.table.column` (db and table may be `*`) → `keep`,
+    /// `exclude`, `hash:<salt>` or `replace:<text>` ([`crate::columns`]).
+    /// The default excludes `*.user.password_hash`; a file's `[columns]`
+    /// table adds to it (set that key to `keep` to publish the column).
+    pub columns: BTreeMap<String, String>,
     /// Send a tombstone (same key, null value) after each delete (debezium
     /// format only).
     pub tombstones: bool,
@@ -77,6 +82,7 @@ impl Default for Settings {
             server_id: 1001,
             state_dir: PathBuf::from(".state/binlog-relay"),
             filter: Filter::default(),
+            columns: crate::columns::default_rules(),
             tombstones: true,
             format: Format::Debezium,
             heartbeat_interval: Duration::from_secs(5),
@@ -126,8 +132,14 @@ impl Settings {
         if self.snapshot.chunk_size == 0 {
             return invalid("snapshot.chunk_size must be > 0");
         }
+        self.column_rules()?;
         self.mysql.resolve_url(self.dev)?;
         Ok(())
+    }
+
+    /// The parsed column rules.
+    pub fn column_rules(&self) -> Result<crate::columns::ColumnRules, ConfigError> {
+        crate::columns::ColumnRules::parse(&self.columns).map_err(ConfigError::Invalid)
     }
 
     /// Path of the checkpoint file.
@@ -279,5 +291,39 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("debezium, canal or maxwell"), "{err}");
+    }
+
+    #[test]
+    fn a_file_adds_column_rules_to_the_default_and_bad_ones_are_refused() {
+        let dir = std::env::temp_dir().join(format!("relay-columns-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("relay.toml");
+        std::fs::write(
+            &file,
+            "dev = true\n[columns]\n\"shop.customer.email\" = \"hash:pepper\"\n",
+        )
+        .unwrap();
+        let s = Settings::load(Some(&file)).unwrap();
+        let rules = s.column_rules().unwrap();
+        use crate::columns::ColumnRule;
+        assert_eq!(
+            rules.rule_for("sluice", "user", "password_hash"),
+            ColumnRule::Exclude
+        );
+        assert_eq!(
+            rules.rule_for("shop", "customer", "email"),
+            ColumnRule::Hash("pepper".into())
+        );
+        std::fs::write(
+            &file,
+            "dev = true\n[columns]\n\"customer.email\" = \"exclude\"\n",
+        )
+        .unwrap();
+        let err = Settings::load(Some(&file)).unwrap_err().to_string();
+        assert!(err.contains("db.table.column"), "{err}");
+        std::fs::write(&file, "dev = true\n[columns]\n\"a.b.c\" = \"blur\"\n").unwrap();
+        let err = Settings::load(Some(&file)).unwrap_err().to_string();
+        assert!(err.contains("not a column rule"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -82,7 +82,9 @@ pub fn row_image(info: &TableInfo, row: &BinlogRow) -> Result<Row> {
             })?,
             None => Value::Null,
         };
-        out.insert(col.name.clone(), v);
+        if let Some(v) = col.rule.apply(v) {
+            out.insert(col.name.clone(), v);
+        }
     }
     Ok(out)
 }

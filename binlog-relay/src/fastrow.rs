@@ -125,11 +125,17 @@ impl<'r> Image<'r> {
         &self.rows.buf[s as usize..e as usize]
     }
 
-    /// Writes the image as a JSON object, columns in table order.
+    /// Writes the image as a JSON object, columns in table order, without
+    /// excluded columns (a table with masked columns has no fast layout:
+    /// [`crate::columns`]).
     pub fn write(&self, info: &TableInfo, out: &mut Vec<u8>) {
         out.push(b'{');
+        let mut first = true;
         for (c, col) in info.columns.iter().enumerate() {
-            if c > 0 {
+            if !col.rule.publishes() {
+                continue;
+            }
+            if !std::mem::take(&mut first) {
                 out.push(b',');
             }
             write_str(out, &col.name);
@@ -165,7 +171,10 @@ impl<'r> Image<'r> {
         info.columns
             .iter()
             .enumerate()
-            .filter(|(_, col)| cdc_event::time::CHANGE_TIME_COLUMNS.contains(&col.name.as_str()))
+            .filter(|(_, col)| {
+                col.rule.publishes()
+                    && cdc_event::time::CHANGE_TIME_COLUMNS.contains(&col.name.as_str())
+            })
             .filter_map(|(c, _)| {
                 let v = std::str::from_utf8(self.value(c)).ok()?;
                 match v.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {

@@ -30,6 +30,7 @@
 //! derived from the binlog position, see [`seqno`]).
 
 pub mod checkpoint;
+pub mod columns;
 pub mod config;
 pub mod decode;
 pub mod error;

@@ -28,6 +28,7 @@ use sqlx::MySqlPool;
 use tokio::sync::watch;
 
 use crate::checkpoint::{Checkpoint, CheckpointStore, SnapshotProgress};
+use crate::columns::ColumnRules;
 use crate::config::{Settings, SnapshotMode};
 use crate::decode::{self, ChangeMeta};
 use crate::error::{Error, Result, stream_error};
@@ -102,6 +103,8 @@ pub struct Relay {
     url: SecretString,
     pool: MySqlPool,
     flavor: Flavor,
+    /// What is published of each column.
+    columns: Arc<ColumnRules>,
     store: CheckpointStore,
     opts: RunOptions,
     resume: Resume,
@@ -124,6 +127,7 @@ impl Relay {
         shared: Shared,
         ready: common::admin::Readiness,
     ) -> Result<Self> {
+        let columns = Arc::new(settings.column_rules()?);
         let store = CheckpointStore::new(settings.checkpoint_path());
         let saved = store.load()?;
         let seq = saved.as_ref().map(|c| c.seq).unwrap_or(0);
@@ -188,6 +192,7 @@ impl Relay {
             url,
             pool,
             flavor,
+            columns,
             store,
             opts,
             resume,
@@ -232,7 +237,7 @@ impl Relay {
                 }
             }
         }
-        let mut schema = SchemaTracker::new(Some(self.pool.clone()));
+        let mut schema = SchemaTracker::new(Some(self.pool.clone()), self.columns.clone());
         let reconnects = metrics::counter!(m::RECONNECTS_TOTAL);
         loop {
             let store = (!self.opts.dry_run).then(|| self.store.clone());
@@ -428,9 +433,14 @@ impl<'a> Stream<'a> {
         tracing::info!(tables = ?progress.pending, start = %format!("{}:{}", progress.start_file, progress.start_pos), "snapshot starts");
         while let Some(table) = progress.pending.first().cloned() {
             pending_gauge.set(progress.pending.len() as f64);
-            let mut reader =
-                snapshot::TableReader::open(&self.relay.url, &self.relay.pool, &table, chunk_size)
-                    .await?;
+            let mut reader = snapshot::TableReader::open(
+                &self.relay.url,
+                &self.relay.pool,
+                &table,
+                chunk_size,
+                &self.relay.columns,
+            )
+            .await?;
             let topic = snapshot::topic_of(&prefix, &reader.info);
             if let Output::Kafka(sink) = self.output {
                 sink.ensure_topic(&topic, None).await?;

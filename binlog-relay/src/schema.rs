@@ -21,6 +21,7 @@ use mysql_async::binlog::events::{OptionalMetaExtractor, OptionalMetadataField, 
 use mysql_async::consts::ColumnType;
 use sqlx::MySqlPool;
 
+use crate::columns::{ColumnRule, ColumnRules};
 use crate::error::{Error, Result};
 
 /// The `binary` character set id: values of such columns are bytes, not text.
@@ -41,6 +42,8 @@ pub struct ColumnInfo {
     pub set_labels: Vec<String>,
     /// A JSON column (MySQL's native type or MariaDB's LONGTEXT alias).
     pub json: bool,
+    /// What is published of the column ([`crate::columns`]).
+    pub rule: ColumnRule,
 }
 
 impl ColumnInfo {
@@ -55,6 +58,7 @@ impl ColumnInfo {
             enum_labels: vec![],
             set_labels: vec![],
             json: false,
+            rule: ColumnRule::Keep,
         }
     }
 
@@ -310,6 +314,7 @@ pub fn diff_columns(event_types: &[ColumnType], known: &[KnownColumn]) -> Option
 /// `information_schema` lookups per table.
 pub struct SchemaTracker {
     pool: Option<MySqlPool>,
+    columns: Arc<ColumnRules>,
     known: HashMap<(String, String), Arc<Vec<KnownColumn>>>,
     /// table_id → (event, decoded info); reused while the map is identical.
     by_id: HashMap<u64, (TableMapEvent<'static>, Arc<TableInfo>)>,
@@ -320,9 +325,11 @@ pub struct SchemaTracker {
 impl SchemaTracker {
     /// `pool` is used for `information_schema` lookups; `None` disables them
     /// (then binlog metadata must carry the names).
-    pub fn new(pool: Option<MySqlPool>) -> Self {
+    /// `columns` are applied to every table.
+    pub fn new(pool: Option<MySqlPool>, columns: Arc<ColumnRules>) -> Self {
         Self {
             pool,
+            columns,
             known: HashMap::new(),
             by_id: HashMap::new(),
             warned: HashSet::new(),
@@ -347,13 +354,15 @@ impl SchemaTracker {
         let table = tme.table_name().into_owned();
         let map = read_map(tme)?;
         let known = self.known_columns(&db, &table).await?;
-        let info = Arc::new(build_info(
+        let mut info = build_info(
             &db,
             &table,
             map,
             known.as_deref().map(|v| v.as_slice()),
             &mut self.warned,
-        )?);
+        )?;
+        self.columns.apply(&mut info)?;
+        let info = Arc::new(info);
         self.by_id
             .insert(tme.table_id(), (tme.clone().into_owned(), info.clone()));
         Ok(info)
@@ -437,6 +446,7 @@ fn build_info(
                 charset: map.charsets[i],
                 enum_labels: map.enums[i].clone(),
                 set_labels: map.sets[i].clone(),
+                rule: ColumnRule::Keep,
             }
         })
         .collect();

@@ -26,6 +26,7 @@ use serde_json::Value;
 use sqlx::MySqlPool;
 
 use crate::checkpoint::SnapshotProgress;
+use crate::columns::{ColumnRule, ColumnRules};
 use crate::decode::{self, ChangeMeta, RowChange};
 use crate::error::{Error, Result};
 use crate::schema::{self, BINARY_CHARSET, ColumnInfo, TableInfo};
@@ -144,6 +145,7 @@ async fn describe(pool: &MySqlPool, db: &str, table: &str) -> Result<TableInfo> 
                 enum_labels: Vec::new(),
                 set_labels: Vec::new(),
                 json: k.json,
+                rule: ColumnRule::Keep,
             }
         })
         .collect();
@@ -211,18 +213,22 @@ impl TableReader {
         pool: &MySqlPool,
         full_name: &str,
         chunk: u64,
+        rules: &ColumnRules,
     ) -> Result<Self> {
         let (db, table) = full_name
             .split_once('.')
             .ok_or_else(|| Error::Snapshot(format!("{full_name:?} is not db.table")))?;
-        let info = describe(pool, db, table).await?;
+        let mut info = describe(pool, db, table).await?;
+        rules.apply(&mut info)?;
         let opts = Opts::from_url(url.expose_secret())
             .map_err(|e| Error::Snapshot(format!("invalid mysql url: {e}")))?;
         let mut conn = Conn::new(opts).await?;
         conn.query_drop("SET time_zone = '+00:00'").await?;
+        // An excluded column is not even read.
         let cols = info
             .columns
             .iter()
+            .filter(|c| c.rule.publishes())
             .map(|c| quote_ident(&c.name))
             .collect::<Vec<_>>()
             .join(", ");
@@ -261,12 +267,15 @@ impl TableReader {
         for row in rows {
             let values = row.unwrap();
             let mut image = cdc_event::Row::with_capacity(values.len());
-            for (col, v) in self.info.columns.iter().zip(values) {
+            let published = self.info.columns.iter().filter(|c| c.rule.publishes());
+            for (col, v) in published.zip(values) {
                 let j = snapshot_value(col, v).map_err(|reason| Error::Decode {
                     table: self.info.full_name(),
                     reason: format!("column {}: {reason}", col.name),
                 })?;
-                image.insert(col.name.clone(), j);
+                if let Some(j) = col.rule.apply(j) {
+                    image.insert(col.name.clone(), j);
+                }
             }
             last_key = Some(Value::Array(
                 self.info
@@ -398,6 +407,7 @@ mod tests {
             enum_labels: vec![],
             set_labels: vec![],
             json: false,
+            rule: ColumnRule::Keep,
         }
     }
 

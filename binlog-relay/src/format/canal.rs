@@ -74,6 +74,7 @@ impl Serialize for MysqlTypes<'_> {
             self.0
                 .columns
                 .iter()
+                .filter(|c| c.rule.publishes())
                 .map(|c| (c.name.as_str(), Text(MysqlType(c)))),
         )
     }
@@ -88,6 +89,7 @@ impl Serialize for SqlTypes<'_> {
             self.0
                 .columns
                 .iter()
+                .filter(|c| c.rule.publishes())
                 .map(|c| (c.name.as_str(), sql_type(c))),
         )
     }

@@ -116,7 +116,7 @@ async fn the_fast_decoder_writes_what_the_general_decoder_writes() {
     let mut stream = source::open(&opts, &StreamStart::FilePos(from.clone()))
         .await
         .expect("binlog stream");
-    let mut schema = SchemaTracker::new(Some(pool));
+    let mut schema = SchemaTracker::new(Some(pool), Default::default());
     let mut file = from.file.clone();
     let (mut events, mut rows) = (0, 0);
     while let Some(ev) = stream.next().await {
