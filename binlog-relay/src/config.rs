@@ -133,6 +133,7 @@ impl Settings {
             return invalid("snapshot.chunk_size must be > 0");
         }
         self.column_rules()?;
+        common::config::check_dev_listeners(self.dev, &[("admin.addr", self.admin.addr)])?;
         self.mysql.resolve_url(self.dev)?;
         Ok(())
     }

@@ -187,6 +187,28 @@ impl<'a> Change<'a> {
     }
 }
 
+/// The fuzz target's property (`fuzz/fuzz_targets/envelope.rs`): any bytes
+/// are read as an envelope and planned without a panic, twice alike, and a
+/// value that also reads as a whole [`ChangeEvent`] plans the same through
+/// [`plan`] (the path the tests use). `Err` describes a violation.
+#[doc(hidden)]
+pub fn check_envelope(bytes: &[u8]) -> std::result::Result<(), String> {
+    let Ok(change) = Change::parse(bytes) else {
+        return Ok(());
+    };
+    let planned = change.plan();
+    if format!("{planned:?}") != format!("{:?}", change.plan()) {
+        return Err("planning twice differs".into());
+    }
+    if let (Ok(event), Ok(p)) = (serde_json::from_slice::<ChangeEvent>(bytes), &planned)
+        && let Ok(q) = plan(&event)
+        && q != *p
+    {
+        return Err(format!("bytes plan {p:?}, the parsed event plans {q:?}"));
+    }
+    Ok(())
+}
+
 /// Plans the effects of `event` (the same path as a message's bytes).
 pub fn plan(event: &ChangeEvent) -> Result<Plan> {
     let bytes = serde_json::to_vec(event).map_err(|e| Error::Poison(e.to_string()))?;
@@ -342,6 +364,13 @@ mod tests {
     use super::*;
     use cdc_event::{Snapshot, Source};
     use serde_json::{Value, json};
+
+    #[test]
+    fn the_fuzz_corpus_keeps_its_properties() {
+        testkit::fuzz_corpus("envelope", |name, bytes| {
+            check_envelope(bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+        });
+    }
 
     fn event(table: &str, op: Op, before: Option<Value>, after: Option<Value>) -> ChangeEvent {
         let obj = |v: Value| v.as_object().unwrap().clone();

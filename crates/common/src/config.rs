@@ -47,6 +47,20 @@ where
     fig.extract().map_err(|e| ConfigError::Load(Box::new(e)))
 }
 
+/// Dev mode's defaults (the local stack's URLs, a public JWT key) are safe
+/// only where nobody else can connect: in dev mode every listener must be on
+/// a loopback address. `listeners` are (setting name, address) pairs.
+pub fn check_dev_listeners(dev: bool, listeners: &[(&str, SocketAddr)]) -> Result<(), ConfigError> {
+    match listeners.iter().find(|(_, a)| dev && !a.ip().is_loopback()) {
+        Some((name, addr)) => Err(ConfigError::Invalid(format!(
+            "{name} is {addr}, not a loopback address: dev mode (SLUICE_DEV) uses public \
+             development keys and refuses to listen beyond this machine; turn dev mode off \
+             and configure the secrets, or listen on 127.0.0.1"
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Dev-mode defaults of the local stack (`scripts/env.sh`).
 pub mod dev {
     pub const MYSQL_URL: &str = "mysql://root@127.0.0.1:3307/sluice";
@@ -105,8 +119,23 @@ impl Default for RedisSettings {
 }
 
 impl RedisSettings {
-    /// The URL to connect to: the configured one, or the local stack's in dev mode.
+    /// The URL to connect to: the configured one, or the local stack's in
+    /// dev mode. Every service validates its Redis settings through here, so
+    /// it also refuses a namespace that is not a plain name: keys are found
+    /// by `SCAN MATCH <namespace>:…` (rebuild, tests), where glob characters
+    /// would reach other namespaces' keys.
     pub fn resolve_url(&self, dev: bool) -> Result<SecretString, ConfigError> {
+        let ns = &self.namespace;
+        if ns.is_empty()
+            || ns.len() > 64
+            || !ns
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+        {
+            return Err(ConfigError::Invalid(format!(
+                "redis.namespace {ns:?} must be 1-64 characters of A-Z a-z 0-9 _ - ."
+            )));
+        }
         match (&self.url, dev) {
             (Some(u), _) if !u.expose_secret().is_empty() => Ok(u.clone()),
             (_, true) => Ok(SecretString::from(dev::REDIS_URL)),
@@ -208,6 +237,39 @@ fn ser_secret_opt<S: serde::Serializer>(v: &Option<SecretString>, s: S) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_redis_namespace_with_glob_characters_is_refused() {
+        let mut r = RedisSettings::default();
+        r.resolve_url(true).unwrap();
+        for bad in [
+            "*",
+            "sluice*",
+            "a:b",
+            "a?",
+            "[ab]",
+            "",
+            "a b",
+            &"n".repeat(65),
+        ] {
+            r.namespace = bad.to_owned();
+            let err = r.resolve_url(true).unwrap_err().to_string();
+            assert!(err.contains("redis.namespace"), "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn dev_mode_listens_on_loopback_only() {
+        let lo: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        let lo6: SocketAddr = "[::1]:8080".parse().unwrap();
+        let any: SocketAddr = "0.0.0.0:8080".parse().unwrap();
+        check_dev_listeners(true, &[("grpc_addr", lo), ("admin.addr", lo6)]).unwrap();
+        check_dev_listeners(false, &[("grpc_addr", any)]).unwrap();
+        let err = check_dev_listeners(true, &[("admin.addr", lo), ("grpc_addr", any)])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("grpc_addr is 0.0.0.0:8080"), "{err}");
+    }
 
     #[derive(Debug, Default, Serialize, Deserialize)]
     #[serde(default)]

@@ -56,14 +56,20 @@ impl Default for JwtSettings {
 }
 
 impl JwtSettings {
-    /// The signing key: the configured one, or [`DEV_SECRET`] in dev mode.
+    /// The signing key: the configured one, or [`DEV_SECRET`] in dev mode
+    /// when none is configured. A configured secret is never replaced: one
+    /// shorter than [`MIN_SECRET_BYTES`] is an error in every mode.
     pub fn resolve_secret(&self, dev: bool) -> Result<SecretString, ConfigError> {
-        match (&self.secret, dev) {
+        let configured = self
+            .secret
+            .as_ref()
+            .filter(|s| !s.expose_secret().is_empty());
+        match (configured, dev) {
             (Some(s), _) if s.expose_secret().len() >= MIN_SECRET_BYTES => Ok(s.clone()),
-            (Some(s), false) if !s.expose_secret().is_empty() => Err(ConfigError::Invalid(format!(
+            (Some(_), _) => Err(ConfigError::Invalid(format!(
                 "jwt.secret must be at least {MIN_SECRET_BYTES} bytes long"
             ))),
-            (_, true) => Ok(SecretString::from(DEV_SECRET)),
+            (None, true) => Ok(SecretString::from(DEV_SECRET)),
             _ => Err(ConfigError::Invalid(
                 "jwt.secret is required (set <PREFIX>_JWT__SECRET, or SLUICE_DEV=true for a development key)".into(),
             )),
@@ -278,6 +284,24 @@ mod tests {
             ..Default::default()
         };
         assert!(short.resolve_secret(false).is_err());
+    }
+
+    #[test]
+    fn dev_mode_never_replaces_a_configured_secret() {
+        // Before: a short secret in dev mode was silently swapped for the
+        // public DEV_SECRET, so tokens forged with it were accepted.
+        let short = JwtSettings {
+            secret: Some(SecretString::from("short")),
+            ..Default::default()
+        };
+        let err = short.resolve_secret(true).unwrap_err().to_string();
+        assert!(err.contains("at least 32 bytes"), "{err}");
+        let own = "an-own-secret-of-at-least-32-bytes!!";
+        let set = JwtSettings {
+            secret: Some(SecretString::from(own)),
+            ..Default::default()
+        };
+        assert_eq!(set.resolve_secret(true).unwrap().expose_secret(), own);
     }
 
     #[test]

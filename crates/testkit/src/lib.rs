@@ -322,3 +322,26 @@ fn check_topic_results(
         }
     }
 }
+
+/// Calls `check(file name, bytes)` for every input kept for the fuzz target
+/// `target` (`fuzz/corpus/<target>/`: the checked-in seeds and every input
+/// that once crashed it), so `cargo test` replays them without nightly.
+/// Panics when the folder is missing or empty.
+pub fn fuzz_corpus(target: &str, mut check: impl FnMut(&str, &[u8])) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fuzz/corpus")
+        .join(target);
+    let entries =
+        std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("fuzz corpus {}: {e}", dir.display()));
+    let mut n = 0;
+    for entry in entries {
+        let path = entry.expect("corpus entry").path();
+        let bytes = std::fs::read(&path).expect("corpus file");
+        check(
+            &path.file_name().unwrap_or_default().to_string_lossy(),
+            &bytes,
+        );
+        n += 1;
+    }
+    assert!(n > 0, "fuzz corpus {} is empty", dir.display());
+}

@@ -73,6 +73,13 @@ impl Settings {
 
     /// Checks what cannot be checked by types alone.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        common::config::check_dev_listeners(
+            self.dev,
+            &[
+                ("http_addr", self.http_addr),
+                ("admin.addr", self.admin.addr),
+            ],
+        )?;
         self.jwt.resolve_secret(self.dev)?;
         for (name, url) in [
             ("user_url", &self.user_url),
@@ -91,5 +98,29 @@ impl Settings {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dev_mode_refuses_a_public_listener_and_a_short_secret() {
+        let dev = Settings {
+            dev: true,
+            ..Settings::default()
+        };
+        dev.validate().unwrap();
+        let public = Settings {
+            http_addr: "0.0.0.0:8888".parse().unwrap(),
+            ..dev.clone()
+        };
+        let err = public.validate().unwrap_err().to_string();
+        assert!(err.contains("not a loopback address"), "{err}");
+        let mut short = dev.clone();
+        short.jwt.secret = Some("too-short".to_owned().into());
+        let err = short.validate().unwrap_err().to_string();
+        assert!(err.contains("at least 32 bytes"), "{err}");
     }
 }

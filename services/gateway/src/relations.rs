@@ -2,14 +2,14 @@
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use proto::relation::v1 as pb;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Actor, ReadToken, Viewer, acting_as, parse_id, read_source, subject};
+use crate::extract::{Actor, Path, ReadToken, Viewer, acting_as, parse_id, read_source, subject};
 use crate::state::AppState;
 use crate::users::token_headers;
 

@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use proto::user::v1 as pb;
@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{
-    Actor, ApiJson, CONSISTENCY_HEADER, ReadToken, Viewer, acting_as, read_source, subject,
+    Actor, ApiJson, CONSISTENCY_HEADER, Path, ReadToken, Viewer, acting_as, read_source, subject,
 };
 use crate::state::AppState;
 

@@ -81,6 +81,13 @@ impl Settings {
 
     /// Checks what cannot be checked by types alone.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        common::config::check_dev_listeners(
+            self.dev,
+            &[
+                ("grpc_addr", self.grpc_addr),
+                ("admin.addr", self.admin.addr),
+            ],
+        )?;
         self.mysql.resolve_url(self.dev)?;
         self.redis.resolve_url(self.dev)?;
         if self.write_attempts == 0 {

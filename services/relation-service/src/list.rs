@@ -91,6 +91,18 @@ impl Cursor {
         })
     }
 
+    /// The fuzz target's property (`fuzz/fuzz_targets/gateway_inputs.rs`):
+    /// a cursor that decodes is the one encoding of its position.
+    #[doc(hidden)]
+    pub fn check_decode(s: &str) -> std::result::Result<(), String> {
+        match Self::decode(s) {
+            Ok(c) if c.encode() != s => {
+                Err(format!("{s:?} decodes as {c:?}, which encodes otherwise"))
+            }
+            _ => Ok(()),
+        }
+    }
+
     fn created_at(&self) -> Result<NaiveDateTime> {
         DateTime::from_timestamp_micros(self.followed_at_us)
             .map(|d| d.naive_utc())
@@ -249,6 +261,15 @@ impl FirstPages {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_fuzz_corpus_keeps_its_properties() {
+        testkit::fuzz_corpus("gateway_inputs", |name, bytes| {
+            if let Ok(s) = std::str::from_utf8(bytes) {
+                Cursor::check_decode(s).unwrap_or_else(|e| panic!("{name}: {e}"));
+            }
+        });
+    }
 
     #[test]
     fn cursor_round_trips() {

@@ -103,14 +103,44 @@ impl ProfileChange {
             ("background_image", &self.background_image, MAX_BACKGROUND),
         ];
         for (name, value, max) in checks {
-            if value.as_ref().is_some_and(|v| v.chars().count() > max) {
+            let Some(v) = value else { continue };
+            if v.chars().count() > max {
                 return Err(Error::InvalidArgument(format!(
                     "{name} is longer than {max} characters"
+                )));
+            }
+            // Clients render these fields: no control characters (a
+            // terminal escape, a NUL, a line break in an image URL), and
+            // images only by http(s) URL, never `javascript:` or `data:`.
+            if v.chars().any(char::is_control) {
+                return Err(Error::InvalidArgument(format!(
+                    "{name} must not contain control characters"
+                )));
+            }
+            if name != "signature" && !v.is_empty() && !is_web_url(v) {
+                return Err(Error::InvalidArgument(format!(
+                    "{name} must be empty or an http:// or https:// URL"
                 )));
             }
         }
         Ok(())
     }
+}
+
+/// An absolute http(s) URL with a host (the scheme in any case).
+fn is_web_url(v: &str) -> bool {
+    let lower = v.get(..8).unwrap_or(v).to_ascii_lowercase();
+    let rest = if lower.starts_with("https://") {
+        &v[8..]
+    } else if lower.starts_with("http://") {
+        &v[7..]
+    } else {
+        return false;
+    };
+    rest.chars()
+        .next()
+        .is_some_and(|c| !matches!(c, '/' | '?' | '#') && !c.is_whitespace())
+        && !v.chars().any(char::is_whitespace)
 }
 
 /// Profile reads and updates.
@@ -264,5 +294,37 @@ mod tests {
             ..Default::default()
         };
         assert!(empty_is_a_change.validate().is_ok());
+    }
+
+    #[test]
+    fn image_fields_take_web_urls_and_no_field_takes_control_characters() {
+        let avatar = |v: &str| ProfileChange {
+            avatar: Some(v.into()),
+            ..Default::default()
+        };
+        for ok in ["https://img.example/a.png", "HTTP://x.example/p?q=1", ""] {
+            assert!(avatar(ok).validate().is_ok(), "{ok:?}");
+        }
+        for bad in [
+            "javascript:alert(1)",
+            "JaVaScRiPt:alert(1)",
+            "data:text/html,<script>",
+            "//evil.example/x",
+            "https:///path",
+            "https://a b",
+            "img.png",
+        ] {
+            let err = avatar(bad).validate().unwrap_err().to_string();
+            assert!(err.contains("http"), "{bad:?}: {err}");
+        }
+        let sig = |v: &str| ProfileChange {
+            signature: Some(v.into()),
+            ..Default::default()
+        };
+        assert!(sig("héllo, world 🦀").validate().is_ok());
+        for bad in ["a\u{1b}[31mred", "nul\0", "line\nbreak", "bidi\u{85}"] {
+            let err = sig(bad).validate().unwrap_err().to_string();
+            assert!(err.contains("control"), "{bad:?}: {err}");
+        }
     }
 }

@@ -65,10 +65,12 @@ pub enum TokenError {
         "malformed consistency token {0:?}: expected the consistency_token of a write (a GTID such as 0-1-42)"
     )]
     Malformed(String),
+    /// The database's position is logged, never sent to the client: it
+    /// names the server's GTID domains and ids and its write volume.
     #[error(
-        "consistency token {token} is ahead of every commit of the database ({server}); use a token returned by a write"
+        "consistency token {token} is ahead of every commit of the database; use a token returned by a write"
     )]
-    Future { token: String, server: String },
+    Future { token: String },
     #[error(transparent)]
     Db(#[from] ReadError),
 }
@@ -304,9 +306,10 @@ impl Barrier {
         };
         let server = Position::parse(&text).unwrap_or_default();
         if !server.covers(token) {
+            tracing::info!(token = %raw.chars().take(80).collect::<String>(), server = %text,
+                "refused a consistency token ahead of the database");
             return Err(TokenError::Future {
                 token: raw.chars().take(80).collect(),
-                server: text,
             });
         }
         if let Ok(mut p) = self.inner.server.lock() {

@@ -382,3 +382,88 @@ async fn services_that_are_down_give_503_and_overload_gives_429() {
     assert!(statuses.contains(&429), "some shed: {statuses:?}");
     m.cleanup().await;
 }
+
+/// Issue #17, point 9: each of these was answered wrongly before (a plain
+/// text 400, a silently ignored header, an accepted `+1`, the database's
+/// GTID position echoed to the client, script URLs stored).
+#[tokio::test]
+async fn odd_ids_tokens_and_profile_fields_get_json_400s_that_leak_nothing() {
+    use axum::body::Body;
+    use axum::http::{HeaderValue, Request};
+    let m = spawn_mesh().await;
+    let (alice, token) = m.register("alice").await;
+    let before = m.rows().await;
+
+    // Invalid UTF-8 after percent-decoding: JSON, like every other error.
+    let req = Request::get("/v1/users/%FF%FE")
+        .body(Body::empty())
+        .unwrap();
+    let r = m.send_request(req).await;
+    assert_error(&r, 400, "bad_request");
+
+    // `+1` is not an id.
+    let r = m.send(Method::GET, "/v1/users/+1", None, None).await;
+    assert_error(&r, 400, "bad_request");
+    let r = m
+        .send(Method::PUT, "/v1/users/me/following/+1", Some(&token), None)
+        .await;
+    assert_error(&r, 400, "bad_request");
+
+    // A Consistency-Token that is not ASCII is refused, not ignored.
+    let mut req = Request::get(format!("/v1/users/{alice}"))
+        .body(Body::empty())
+        .unwrap();
+    req.headers_mut().insert(
+        "consistency-token",
+        HeaderValue::from_bytes(b"0-1-\xff7").unwrap(),
+    );
+    let r = m.send_request(req).await;
+    assert_error(&r, 400, "bad_request");
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .is_some_and(|s| s.contains("Consistency-Token")),
+        "{}",
+        r.body
+    );
+
+    // A token from the future: 400 without the database's position.
+    let server: String = sqlx::query_scalar("SELECT @@gtid_binlog_pos")
+        .fetch_one(&m.db.pool)
+        .await
+        .unwrap();
+    let r = m
+        .send_with(
+            Method::GET,
+            &format!("/v1/users/{alice}"),
+            None,
+            None,
+            &[("consistency-token", "0-1-999999999999")],
+        )
+        .await;
+    assert_error(&r, 400, "bad_request");
+    let message = r.body["error"]["message"].as_str().unwrap_or_default();
+    assert!(!server.is_empty());
+    assert!(!message.contains(&server), "{message} leaks {server}");
+    assert!(message.contains("ahead"), "{message}");
+
+    // Script URLs and control characters never reach the profile.
+    for body in [
+        r#"{"avatar":"javascript:alert(1)"}"#,
+        r#"{"background_image":"data:text/html,<b>"}"#,
+        r#"{"signature":"a\u001b[2Jb"}"#,
+    ] {
+        let r = m
+            .send(Method::PATCH, "/v1/users/me", Some(&token), Some(body))
+            .await;
+        assert_error(&r, 422, "invalid_argument");
+    }
+    assert_eq!(m.rows().await, before);
+    let sig: String = sqlx::query_scalar("SELECT signature FROM user WHERE id = ?")
+        .bind(alice)
+        .fetch_one(&m.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(sig, "");
+    m.cleanup().await;
+}

@@ -157,6 +157,11 @@ impl Mesh {
                     .unwrap_or_else(Body::empty),
             )
             .unwrap();
+        self.send_request(req).await
+    }
+
+    /// Sends a request built by the caller (raw bytes in URIs or headers).
+    pub async fn send_request(&self, req: Request<Body>) -> Reply {
         let resp = self.router.clone().oneshot(req).await.unwrap();
         let status = resp.status();
         let headers = resp.headers().clone();

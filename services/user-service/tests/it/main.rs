@@ -344,7 +344,7 @@ async fn update_profile_returns_the_new_profile_and_a_gtid_and_checks_lengths() 
     );
     let unknown = UpdateProfileRequest {
         user_id: 999_999,
-        avatar: Some("a".into()),
+        avatar: Some("https://img.example/a.png".into()),
         ..Default::default()
     };
     assert_eq!(
