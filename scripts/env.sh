@@ -17,6 +17,12 @@ export SLUICE_REDIS_PORT=${SLUICE_REDIS_PORT:-6380}
 export SLUICE_KAFKA_PORT=${SLUICE_KAFKA_PORT:-9092}
 # The KRaft controller listener of the one combined broker+controller node.
 export SLUICE_KAFKA_CONTROLLER_PORT=${SLUICE_KAFKA_CONTROLLER_PORT:-9093}
+# A second client listener that requires SASL/PLAIN, for the tests of the
+# binaries' `kafka.username`/`kafka.password` (compose authenticates every
+# client this way). Loopback only; the password is the dev stack's.
+export SLUICE_KAFKA_SASL_PORT=${SLUICE_KAFKA_SASL_PORT:-9094}
+export SLUICE_KAFKA_SASL_USER=${SLUICE_KAFKA_SASL_USER:-sluice}
+export SLUICE_KAFKA_SASL_PASSWORD=${SLUICE_KAFKA_SASL_PASSWORD:-sluice-dev-kafka-password}
 export SLUICE_PROMETHEUS_PORT=${SLUICE_PROMETHEUS_PORT:-9090}
 export SLUICE_DB=${SLUICE_DB:-sluice}
 

@@ -206,11 +206,14 @@ write_kafka_config() {
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$SLUICE_KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$SLUICE_KAFKA_PORT,CONTROLLER://127.0.0.1:$SLUICE_KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$SLUICE_KAFKA_PORT
+listeners=PLAINTEXT://127.0.0.1:$SLUICE_KAFKA_PORT,SASL_PLAINTEXT://127.0.0.1:$SLUICE_KAFKA_SASL_PORT,CONTROLLER://127.0.0.1:$SLUICE_KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$SLUICE_KAFKA_PORT,SASL_PLAINTEXT://127.0.0.1:$SLUICE_KAFKA_SASL_PORT
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT
+# SASL/PLAIN on the second listener (the credential tests; see scripts/env.sh).
+sasl.enabled.mechanisms=PLAIN
+listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_$SLUICE_KAFKA_SASL_USER="$SLUICE_KAFKA_SASL_PASSWORD";
 log.dirs=$KFK/data
 # Topics are created explicitly (create_topics below, the relay, the tests).
 auto.create.topics.enable=false
@@ -253,6 +256,7 @@ start_kafka() {
         return
     fi
     port_taken_by_other kafka "$SLUICE_KAFKA_PORT" "$KFK/kafka.pid"
+    port_taken_by_other "kafka (SASL)" "$SLUICE_KAFKA_SASL_PORT" "$KFK/kafka.pid"
     port_taken_by_other "kafka (controller)" "$SLUICE_KAFKA_CONTROLLER_PORT" "$KFK/kafka.pid"
     [ -f "$SLUICE_KAFKA_HOME/libs/.complete" ] || die "Kafka is not installed: run scripts/stack.sh install"
     mkdir -p "$KFK/data"

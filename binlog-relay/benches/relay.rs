@@ -325,6 +325,7 @@ async fn relay(
         kafka: KafkaSettings {
             brokers: brokers.to_owned(),
             topic_prefix: prefix.to_owned(),
+            ..KafkaSettings::default()
         },
         admin: AdminSettings {
             addr: "127.0.0.1:0".parse()?,

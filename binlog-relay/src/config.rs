@@ -112,6 +112,7 @@ impl Settings {
         if self.server_id == 0 {
             return invalid("server_id must be > 0 (and differ from the source's server_id)");
         }
+        self.kafka.validate()?;
         if self.kafka.brokers.trim().is_empty() {
             return invalid("kafka.brokers is empty");
         }

@@ -88,7 +88,9 @@ pub struct Sink {
 /// librdkafka settings shared by the producer and the admin client.
 pub fn client_config(settings: &Settings) -> ClientConfig {
     let mut cfg = ClientConfig::new();
-    cfg.set("bootstrap.servers", &settings.kafka.brokers);
+    for (k, v) in settings.kafka.client_properties() {
+        cfg.set(k, v);
+    }
     cfg
 }
 

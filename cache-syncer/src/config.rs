@@ -77,6 +77,7 @@ impl Settings {
     /// Rejects settings that cannot work, with one clear message.
     pub fn validate(&self) -> Result<(), ConfigError> {
         common::config::check_dev_listeners(self.dev, &[("admin.addr", self.admin.addr)])?;
+        self.kafka.validate()?;
         let bad = |m: &str| Err(ConfigError::Invalid(m.into()));
         if self.list_cap == 0 {
             return bad("list_cap must be at least 1");

@@ -143,8 +143,10 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// table's overrides (validated not to touch the offset properties).
 pub fn consumer_config(settings: &Settings) -> ClientConfig {
     let mut config = ClientConfig::new();
+    for (k, v) in settings.kafka.client_properties() {
+        config.set(k, v);
+    }
     config
-        .set("bootstrap.servers", &settings.kafka.brokers)
         .set("group.id", &settings.group_id)
         .set("enable.auto.commit", "true")
         .set("auto.commit.interval.ms", "200")

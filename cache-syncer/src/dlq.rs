@@ -30,8 +30,11 @@ pub(crate) struct DeadLetters {
 
 impl DeadLetters {
     pub fn new(settings: &Settings) -> Result<Self> {
-        let producer: FutureProducer = ClientConfig::new()
-            .set("bootstrap.servers", &settings.kafka.brokers)
+        let mut cfg = ClientConfig::new();
+        for (k, v) in settings.kafka.client_properties() {
+            cfg.set(k, v);
+        }
+        let producer: FutureProducer = cfg
             .set("acks", "all")
             // Idempotent: a retried dead letter is written once.
             .set("enable.idempotence", "true")

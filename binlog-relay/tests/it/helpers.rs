@@ -72,6 +72,7 @@ impl Env {
             kafka: KafkaSettings {
                 brokers: self.kafka.brokers.clone(),
                 topic_prefix: self.kafka.prefix.clone(),
+                ..KafkaSettings::default()
             },
             admin: AdminSettings {
                 addr: "127.0.0.1:0".parse().expect("addr"),

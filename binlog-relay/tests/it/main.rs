@@ -2,6 +2,7 @@
 //! Each test has its own database (the binlog is server-wide, so the relay
 //! filters to it), topic prefix, replica id and checkpoint folder.
 
+mod auth;
 mod columns;
 mod crash;
 mod fast;

@@ -159,6 +159,60 @@ pub struct KafkaSettings {
     pub brokers: String,
     /// Topic prefix (`<prefix>.<db>.<table>`).
     pub topic_prefix: String,
+    /// SASL user. With `password`, every client authenticates with
+    /// `sasl_mechanism` over `security_protocol`; without, none does.
+    pub username: Option<String>,
+    /// SASL password (`<PREFIX>_KAFKA__PASSWORD`).
+    #[serde(serialize_with = "ser_secret_opt")]
+    pub password: Option<SecretString>,
+    /// `PLAIN` (the one mechanism this build of librdkafka has: SCRAM and
+    /// GSSAPI need OpenSSL or Cyrus SASL, which sluice does not link).
+    pub sasl_mechanism: String,
+    /// `SASL_PLAINTEXT` (default; this build of librdkafka has no TLS).
+    pub security_protocol: String,
+}
+
+impl KafkaSettings {
+    /// Checks the SASL settings (every binary with Kafka settings calls it).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let password = self.password.as_ref().map(|p| p.expose_secret().is_empty());
+        match (self.username.as_deref(), password) {
+            (None, None) => Ok(()),
+            (Some(user), Some(false)) if !user.is_empty() => {
+                if self.sasl_mechanism != "PLAIN" {
+                    return Err(ConfigError::Invalid(format!(
+                        "kafka.sasl_mechanism {:?}: only PLAIN (sluice's librdkafka links no OpenSSL or Cyrus SASL)",
+                        self.sasl_mechanism
+                    )));
+                }
+                if self.security_protocol != "SASL_PLAINTEXT" {
+                    return Err(ConfigError::Invalid(format!(
+                        "kafka.security_protocol {:?}: only SASL_PLAINTEXT (sluice's librdkafka is built without TLS)",
+                        self.security_protocol
+                    )));
+                }
+                Ok(())
+            }
+            _ => Err(ConfigError::Invalid(
+                "kafka.username and kafka.password are set together, both non-empty".into(),
+            )),
+        }
+    }
+
+    /// The librdkafka properties every client of these settings starts
+    /// from: the brokers and, when a user is configured, SASL.
+    pub fn client_properties(&self) -> Vec<(&'static str, String)> {
+        let mut out = vec![("bootstrap.servers", self.brokers.clone())];
+        if let (Some(user), Some(pw)) = (&self.username, &self.password) {
+            out.extend([
+                ("security.protocol", self.security_protocol.clone()),
+                ("sasl.mechanism", self.sasl_mechanism.clone()),
+                ("sasl.username", user.clone()),
+                ("sasl.password", pw.expose_secret().to_owned()),
+            ]);
+        }
+        out
+    }
 }
 
 impl Default for KafkaSettings {
@@ -166,6 +220,10 @@ impl Default for KafkaSettings {
         Self {
             brokers: dev::KAFKA_BROKERS.into(),
             topic_prefix: "sluice".into(),
+            username: None,
+            password: None,
+            sasl_mechanism: "PLAIN".into(),
+            security_protocol: "SASL_PLAINTEXT".into(),
         }
     }
 }
