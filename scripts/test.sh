@@ -7,6 +7,8 @@ source "$ROOT/scripts/env.sh"
 cd "$ROOT"
 
 scripts/stack.sh check || scripts/stack.sh up
+# compose/ cannot run here (no Docker engine): check its least privilege by reading it.
+python3 scripts/check-compose.py
 # The running mesh (services/gateway/tests/observability.rs talks to it and to
 # the stack's Prometheus): build, migrate, start what is not running. Each
 # step is a no-op after `make up`.
