@@ -1,12 +1,15 @@
 # Thin targets over scripts/. `make up` and `make test` are the two commands.
 SHELL := /bin/bash
-.PHONY: up test chaos down status migrate lint fmt install bench bench-idle bench-syncer-memory bench-syncer-throughput bench-relay bench-freshness bench-follow-baseline
+.PHONY: up test fuzz chaos down status migrate lint fmt install bench bench-idle bench-syncer-memory bench-syncer-throughput bench-relay bench-freshness bench-follow-baseline
 
 up:            ## install what is missing, start the stack and every sluice process
 	scripts/up.sh
 
 test:          ## the whole test suite (starts the stack if needed)
 	scripts/test.sh
+
+fuzz:          ## each cargo-fuzz target for FUZZ_SECONDS (default 60); nightly + cargo-fuzz
+	scripts/fuzz.sh
 
 chaos:         ## the fault suite, long form (needs `make up`; report in .state/chaos/)
 	scripts/chaos.sh

@@ -423,6 +423,11 @@ pub fn check_value_paths(data: &[u8]) -> std::result::Result<(), String> {
         10 | 13 => col.json = true,
         _ => {}
     }
+    // The relay refuses such metadata when it reads the table map, before
+    // either decoder sees a row (`schema::check_column_meta`).
+    if crate::schema::check_column_meta(ty, &meta).is_err() {
+        return Ok(());
+    }
     let mut out = Vec::new();
     let fast = read_value(wire, &col, value, 0, &mut out)
         .map(|used| (String::from_utf8_lossy(&out).into_owned(), used));
