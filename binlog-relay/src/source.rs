@@ -34,23 +34,8 @@ pub const MARIADB_GTID: u8 = 0xa2;
 /// MariaDB's GTID_LIST event type: the GTID state at the start of a file.
 pub const MARIADB_GTID_LIST: u8 = 0xa3;
 
-/// Which server family the relay talks to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Flavor {
-    MariaDb,
-    MySql,
-}
-
-impl Flavor {
-    /// Detects the flavour from `SELECT VERSION()`.
-    pub fn from_version(version: &str) -> Self {
-        if version.to_ascii_lowercase().contains("mariadb") {
-            Flavor::MariaDb
-        } else {
-            Flavor::MySql
-        }
-    }
-}
+/// Which server family the relay talks to (one definition, in cdc-event).
+pub use cdc_event::gtid::Flavor;
 
 /// A decoded MariaDB GTID event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -225,7 +210,7 @@ pub async fn current_gtid(pool: &sqlx::MySqlPool, flavor: Flavor) -> Result<Opti
     if flavor != Flavor::MariaDb {
         return Ok(None);
     }
-    let (g,): (String,) = sqlx::query_as("SELECT CAST(@@gtid_binlog_pos AS CHAR)")
+    let (g,): (String,) = sqlx::query_as(Flavor::MariaDb.committed_query())
         .fetch_one(pool)
         .await?;
     Ok(g.parse::<GtidPos>().ok())

@@ -141,7 +141,7 @@ pub(crate) async fn resolve_from(
             // only lack transactions before the position (a resume from it
             // repeats them), never claim one after it.
             let mysql = match flavor {
-                Flavor::MySql => sqlx::query_scalar::<_, String>("SELECT @@global.gtid_executed")
+                Flavor::MySql => sqlx::query_scalar::<_, String>(Flavor::MySql.committed_query())
                     .fetch_one(pool)
                     .await
                     .ok()

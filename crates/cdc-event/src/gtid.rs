@@ -12,6 +12,36 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
+/// Which server family a GTID text comes from: MariaDB (`domain-server-seq`
+/// positions) or MySQL (`uuid:interval` sets). The one detection, used by
+/// the relay and by the services' consistency tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    MariaDb,
+    MySql,
+}
+
+impl Flavor {
+    /// Detects the flavour from `SELECT VERSION()`.
+    pub fn from_version(version: &str) -> Self {
+        if version.to_ascii_lowercase().contains("mariadb") {
+            Flavor::MariaDb
+        } else {
+            Flavor::MySql
+        }
+    }
+
+    /// The query that reads every transaction the server has committed:
+    /// `@@gtid_binlog_pos` (a [`GtidPos`]) or `@@global.gtid_executed` (a
+    /// [`GtidSet`]), as text.
+    pub fn committed_query(self) -> &'static str {
+        match self {
+            Flavor::MariaDb => "SELECT CAST(@@gtid_binlog_pos AS CHAR)",
+            Flavor::MySql => "SELECT CAST(@@global.gtid_executed AS CHAR)",
+        }
+    }
+}
+
 /// A GTID position or set text that does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid position {input:?}: {reason}")]

@@ -84,7 +84,7 @@ impl FromRequestParts<AppState> for Viewer {
 pub struct ReadToken(pub Option<String>);
 
 /// Request header carrying the read-your-writes token.
-pub const CONSISTENCY_HEADER: &str = "consistency-token";
+pub const CONSISTENCY_HEADER: &str = common::readpath::consistency::TOKEN_METADATA;
 
 impl<S: Send + Sync> FromRequestParts<S> for ReadToken {
     type Rejection = ApiError;

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use cdc_event::gtid::Flavor;
 use sqlx::MySqlPool;
 use tokio::sync::{Notify, watch};
 
@@ -293,17 +294,11 @@ impl Barrier {
         {
             return Ok(());
         }
-        let text: String = match sqlx::query_scalar::<_, String>("SELECT @@gtid_binlog_pos")
+        let flavor = flavor(&self.inner.pool).await.map_err(ReadError::from)?;
+        let text: String = sqlx::query_scalar(flavor.committed_query())
             .fetch_one(&self.inner.pool)
             .await
-        {
-            Ok(t) => t,
-            // MySQL has no gtid_binlog_pos.
-            Err(_) => sqlx::query_scalar::<_, String>("SELECT @@global.gtid_executed")
-                .fetch_one(&self.inner.pool)
-                .await
-                .map_err(ReadError::from)?,
-        };
+            .map_err(ReadError::from)?;
         let server = Position::parse(&text).unwrap_or_default();
         if !server.covers(token) {
             tracing::info!(token = %raw.chars().take(80).collect::<String>(), server = %text,
@@ -354,9 +349,28 @@ impl Barrier {
 /// `Consistency-Token` header under it).
 pub const TOKEN_METADATA: &str = "consistency-token";
 
-/// The token of a gRPC request, if any (`InvalidArgument` when not ASCII).
-/// Which server flavour [`commit_token`] has seen (0 unknown, 1 MariaDB, 2 MySQL).
+/// The server flavour of this process's database, detected once from
+/// `SELECT VERSION()` (0 not yet, 1 MariaDB, 2 MySQL).
 static FLAVOR: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+/// The flavour of the server behind `conn`, cached for the process (a
+/// process talks to one database server).
+async fn flavor<'c, E>(conn: E) -> Result<Flavor, sqlx::Error>
+where
+    E: sqlx::Executor<'c, Database = sqlx::MySql>,
+{
+    match FLAVOR.load(Ordering::Relaxed) {
+        1 => return Ok(Flavor::MariaDb),
+        2 => return Ok(Flavor::MySql),
+        _ => {}
+    }
+    let version: String = sqlx::query_scalar("SELECT CAST(VERSION() AS CHAR)")
+        .fetch_one(conn)
+        .await?;
+    let f = Flavor::from_version(&version);
+    FLAVOR.store(if f == Flavor::MariaDb { 1 } else { 2 }, Ordering::Relaxed);
+    Ok(f)
+}
 
 /// The consistency token of the transaction just committed on `conn`: its
 /// GTID on MariaDB (`@@last_gtid`, exact). MySQL has no such variable; there
@@ -365,24 +379,11 @@ static FLAVOR: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0)
 /// covers the transaction and at most a few concurrent ones — a token read
 /// may wait for those too, never less. Empty when the server has GTIDs off.
 pub async fn commit_token(conn: &mut sqlx::MySqlConnection) -> Result<String, sqlx::Error> {
-    if FLAVOR.load(Ordering::Relaxed) != 2 {
-        match sqlx::query_scalar::<_, Option<String>>("SELECT @@last_gtid")
+    if flavor(&mut *conn).await? == Flavor::MariaDb {
+        let t: Option<String> = sqlx::query_scalar("SELECT @@last_gtid")
             .fetch_one(&mut *conn)
-            .await
-        {
-            Ok(t) => {
-                FLAVOR.store(1, Ordering::Relaxed);
-                return Ok(t.unwrap_or_default());
-            }
-            // ER_UNKNOWN_SYSTEM_VARIABLE (1193): MySQL.
-            Err(sqlx::Error::Database(e))
-                if e.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
-                    .is_some_and(|m| m.number() == 1193) =>
-            {
-                FLAVOR.store(2, Ordering::Relaxed);
-            }
-            Err(e) => return Err(e),
-        }
+            .await?;
+        return Ok(t.unwrap_or_default());
     }
     let (uuid, executed): (String, String) =
         sqlx::query_as("SELECT @@server_uuid, @@global.gtid_executed")
@@ -399,6 +400,7 @@ fn mysql_newest(uuid: &str, executed: &str) -> Option<String> {
     Some(format!("{uuid}:{n}"))
 }
 
+/// The token of a gRPC request, if any (`InvalidArgument` when not ASCII).
 pub fn token_of<T>(req: &tonic::Request<T>) -> Result<Option<&str>, tonic::Status> {
     match req.metadata().get(TOKEN_METADATA) {
         None => Ok(None),
@@ -443,7 +445,7 @@ pub fn to_status(e: TokenError) -> tonic::Status {
             let mut s = tonic::Status::invalid_argument(e.to_string());
             s.metadata_mut().insert(
                 REFUSED_TOKEN_METADATA,
-                tonic::metadata::MetadataValue::from_static("consistency-token"),
+                tonic::metadata::MetadataValue::from_static(TOKEN_METADATA),
             );
             s
         }
