@@ -189,7 +189,7 @@ fn key_params(key: &Value) -> Vec<MyValue> {
 
 /// One chunk of rows after `last` (all rows from the start when `None`).
 pub struct Chunk {
-    pub rows: Vec<(RowChange, Option<String>)>,
+    pub rows: Vec<RowChange>,
     /// The key of the last row, to continue after.
     pub last_key: Option<Value>,
     /// Whether rows follow this chunk (known by reading one row more than a
@@ -284,15 +284,11 @@ impl TableReader {
                     .map(|&i| image[&self.info.columns[i].name].clone())
                     .collect(),
             ));
-            let key = decode::key_of(&self.info, &image);
-            out.push((
-                RowChange {
-                    op: Op::Read,
-                    before: None,
-                    after: Some(image),
-                },
-                key,
-            ));
+            out.push(RowChange {
+                op: Op::Read,
+                before: None,
+                after: Some(image),
+            });
         }
         Ok(Chunk {
             rows: out,
