@@ -30,6 +30,9 @@ done
 export RELAY_STATE_DIR=${RELAY_STATE_DIR:-$SLUICE_STATE/binlog-relay}
 export RELAY_FILTER__INCLUDE_DATABASES=${RELAY_FILTER__INCLUDE_DATABASES:-[\"$SLUICE_DB\"]}
 export SYNCER_SOURCE_DB=${SYNCER_SOURCE_DB:-$SLUICE_DB}
+# sluice-loadgen registers its users (1,000 and more) from this one address:
+# no per-client limit on register and login in the local mesh.
+export GATEWAY_AUTH_PER_CLIENT__ATTEMPTS=${GATEWAY_AUTH_PER_CLIENT__ATTEMPTS:-0}
 
 # name  admin-port  arguments (in start order; stopped in reverse)
 PROCESSES=(

@@ -276,6 +276,123 @@ impl ConsistencySettings {
     }
 }
 
+/// A rate limit per key (a client address, a username): at most `attempts`
+/// within any `per` window, that is a burst of `attempts` at once, then one
+/// more every `per / attempts` (GCRA, see [`crate::ratelimit`]).
+/// `attempts = 0` turns the limit off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RateLimitSettings {
+    /// Attempts allowed per window; 0: no limit.
+    pub attempts: u32,
+    /// The window (`"1m"`).
+    #[serde(with = "humantime_serde")]
+    pub per: Duration,
+}
+
+impl Default for RateLimitSettings {
+    /// Off.
+    fn default() -> Self {
+        Self {
+            attempts: 0,
+            per: Duration::from_secs(60),
+        }
+    }
+}
+
+impl RateLimitSettings {
+    /// `attempts` per `per`.
+    pub fn new(attempts: u32, per: Duration) -> Self {
+        Self { attempts, per }
+    }
+
+    /// Checks that a limit that is on has a window it can divide; `name`
+    /// is the setting's name for the message.
+    pub fn validate(&self, name: &str) -> Result<(), ConfigError> {
+        if self.attempts > 0 && (self.per / self.attempts).is_zero() {
+            return Err(ConfigError::Invalid(format!(
+                "{name}.per must be positive and at least {name}.attempts nanoseconds, got {:?} for {} attempts",
+                self.per, self.attempts
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Limits of a service's gRPC server (`<PREFIX>_GRPC__…`): how many
+/// connections, how many calls on one, how long a call and a connection may
+/// live. Clients (the gateway) keep one multiplexed HTTP/2 connection per
+/// service, so the connection cap only bites on misbehaving clients.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GrpcServerSettings {
+    /// Most connections open at once. At the cap the server stops accepting
+    /// until one closes; new clients wait in the kernel's accept queue.
+    pub max_connections: usize,
+    /// Calls served at once on one connection; more wait their turn. Keep it
+    /// at least the gateway's `max_in_flight`: the gateway sends all its
+    /// calls to a service over one connection.
+    pub concurrency_per_connection: usize,
+    /// Longest a call may run (a client's shorter `grpc-timeout` wins).
+    /// Above count-service's longest AwaitApplied wait (60 s).
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// HTTP/2 PING period; a peer that does not answer one within
+    /// `keepalive_timeout` is disconnected.
+    #[serde(with = "humantime_serde")]
+    pub keepalive_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub keepalive_timeout: Duration,
+    /// Longest a connection lives: then the server sends GOAWAY (tonic and
+    /// other gRPC clients reconnect by themselves) and closes it
+    /// `max_connection_age_grace` later, whatever it is doing. This also
+    /// ends a connection that never speaks HTTP/2 and holds a slot. Keep
+    /// the grace at least `timeout`, so that no call is cut.
+    #[serde(with = "humantime_serde")]
+    pub max_connection_age: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max_connection_age_grace: Duration,
+}
+
+impl Default for GrpcServerSettings {
+    fn default() -> Self {
+        Self {
+            max_connections: 1024,
+            concurrency_per_connection: 4096,
+            timeout: Duration::from_secs(75),
+            keepalive_interval: Duration::from_secs(30),
+            keepalive_timeout: Duration::from_secs(10),
+            max_connection_age: Duration::from_secs(30 * 60),
+            max_connection_age_grace: Duration::from_secs(75),
+        }
+    }
+}
+
+impl GrpcServerSettings {
+    /// Checks that every bound is positive.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_connections == 0 || self.concurrency_per_connection == 0 {
+            return Err(ConfigError::Invalid(
+                "grpc.max_connections and grpc.concurrency_per_connection must be positive".into(),
+            ));
+        }
+        for (name, d) in [
+            ("timeout", self.timeout),
+            ("keepalive_interval", self.keepalive_interval),
+            ("keepalive_timeout", self.keepalive_timeout),
+            ("max_connection_age", self.max_connection_age),
+            ("max_connection_age_grace", self.max_connection_age_grace),
+        ] {
+            if d.is_zero() {
+                return Err(ConfigError::Invalid(format!(
+                    "grpc.{name} must be positive"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Serde helper for `Duration` fields written as `"5s"`.
 pub use humantime_serde as duration;
 
@@ -284,7 +401,10 @@ pub fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
 }
 
-fn ser_secret_opt<S: serde::Serializer>(v: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn ser_secret_opt<S: serde::Serializer>(
+    v: &Option<SecretString>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
     // Only used to seed figment with defaults; a real secret never reaches a log.
     match v {
         Some(secret) => s.serialize_some(secret.expose_secret()),
@@ -360,6 +480,27 @@ mod tests {
         let m = MysqlSettings::default();
         assert!(m.resolve_url(false).is_err());
         assert_eq!(m.resolve_url(true).unwrap().expose_secret(), dev::MYSQL_URL);
+    }
+
+    #[test]
+    fn rate_limits_and_grpc_limits_are_validated() {
+        assert!(RateLimitSettings::default().validate("x").is_ok());
+        assert!(RateLimitSettings::new(5, secs(60)).validate("x").is_ok());
+        let e = RateLimitSettings::new(5, Duration::ZERO)
+            .validate("login")
+            .unwrap_err();
+        assert!(e.to_string().contains("login.per"), "{e}");
+        assert!(GrpcServerSettings::default().validate().is_ok());
+        let zero = GrpcServerSettings {
+            max_connections: 0,
+            ..Default::default()
+        };
+        assert!(zero.validate().is_err());
+        let no_age = GrpcServerSettings {
+            max_connection_age: Duration::ZERO,
+            ..Default::default()
+        };
+        assert!(no_age.validate().is_err());
     }
 
     #[test]

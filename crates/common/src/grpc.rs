@@ -3,6 +3,16 @@
 //! metrics for every method, a readiness probe on MySQL, the admin port, and
 //! a graceful stop that drains in-flight calls.
 //!
+//! # Limits ([`GrpcServerSettings`])
+//! At most `max_connections` connections are open: at the cap the accept
+//! loop waits for a slot ([`capped`]), so new clients queue in the kernel
+//! instead of the server taking on more than it was sized for. Every
+//! connection lives at most `max_connection_age` (+ grace), is pinged while
+//! idle (a dead peer goes after `keepalive_timeout`), and serves at most
+//! `concurrency_per_connection` calls at once, each for at most `timeout`.
+//! So a slot held by a client that never speaks HTTP/2 frees up after
+//! `max_connection_age + max_connection_age_grace` at the latest.
+//!
 //! Metrics (labels are names, never ids):
 //! - `grpc_server_requests_total{service, method, code}` — `code` is the
 //!   gRPC status name (`OK`, `NotFound`, …);
@@ -16,17 +26,51 @@ use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use tokio::net::TcpListener;
+use futures::{Stream, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::server::NamedService;
-use tonic::transport::server::TcpIncoming;
+use tonic::transport::server::{Connected, TcpIncoming};
 use tracing::Instrument;
 
 use crate::admin::{Admin, Readiness};
+use crate::config::GrpcServerSettings;
 
 /// gRPC calls served, by service, method and status code.
 pub const REQUESTS_TOTAL: &str = "grpc_server_requests_total";
 /// gRPC call duration, by service and method.
 pub const REQUEST_DURATION_SECONDS: &str = "grpc_server_request_duration_seconds";
+
+/// Metadata of a refusal (RESOURCE_EXHAUSTED, UNAVAILABLE) that says after
+/// how many whole seconds the client may try again; the gateway turns it
+/// into a `Retry-After` header.
+pub const RETRY_AFTER_METADATA: &str = "retry-after";
+
+/// A status refusing a call for now, with [`RETRY_AFTER_METADATA`] set.
+pub fn refusal(
+    code: tonic::Code,
+    message: impl Into<String>,
+    retry_after_secs: u64,
+) -> tonic::Status {
+    let mut status = tonic::Status::new(code, message);
+    status.metadata_mut().insert(
+        RETRY_AFTER_METADATA,
+        tonic::metadata::MetadataValue::from(retry_after_secs),
+    );
+    status
+}
+
+/// The [`RETRY_AFTER_METADATA`] of a status, in seconds, if it has one.
+pub fn retry_after(status: &tonic::Status) -> Option<u64> {
+    status
+        .metadata()
+        .get(RETRY_AFTER_METADATA)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
 
 /// A service ready to serve: its name (for logs), the encoded descriptor
 /// set of its protos (for reflection), its listeners and the MySQL pool its
@@ -38,6 +82,7 @@ pub struct Serve {
     pub admin: TcpListener,
     pub pool: sqlx::MySqlPool,
     pub ready: Readiness,
+    pub limits: GrpcServerSettings,
 }
 
 impl Serve {
@@ -66,7 +111,16 @@ impl Serve {
         tracing::info!(addr = %self.grpc.local_addr()?, "{} serving gRPC", self.name);
         // Answers are small and leave in one write each: no Nagle delay.
         let incoming = TcpIncoming::from(self.grpc).with_nodelay(Some(true));
+        let incoming = capped(incoming, self.limits.max_connections);
+        let l = &self.limits;
         tonic::transport::Server::builder()
+            .timeout(l.timeout)
+            .concurrency_limit_per_connection(l.concurrency_per_connection)
+            .max_concurrent_streams(u32::try_from(l.concurrency_per_connection).unwrap_or(u32::MAX))
+            .http2_keepalive_interval(Some(l.keepalive_interval))
+            .http2_keepalive_timeout(Some(l.keepalive_timeout))
+            .max_connection_age(l.max_connection_age)
+            .max_connection_age_grace(l.max_connection_age_grace)
             .layer(RedLayer::default())
             .add_service(health_svc)
             .add_service(reflection)
@@ -134,6 +188,8 @@ pub struct Parts<S> {
     pub pool: sqlx::MySqlPool,
     pub grpc_addr: std::net::SocketAddr,
     pub admin_addr: std::net::SocketAddr,
+    /// Connection and call limits of the server.
+    pub limits: GrpcServerSettings,
 }
 
 /// A built, bound, not yet serving gRPC service: each service's
@@ -159,6 +215,7 @@ impl<K: GrpcService> GrpcApp<K> {
                 admin,
                 pool: parts.pool,
                 ready: Readiness::default(),
+                limits: parts.limits,
             },
             server: parts.server,
         })
@@ -193,6 +250,72 @@ impl<K: GrpcService> GrpcApp<K> {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         self.serve.run(self.server, shutdown).await
+    }
+}
+
+/// Accepted connections, at most `max` open at once: the next one is taken
+/// from the listener only once a slot is free, and each connection holds
+/// its slot until it is closed (dropped).
+pub fn capped(
+    incoming: TcpIncoming,
+    max: usize,
+) -> impl Stream<Item = std::io::Result<Capped<TcpStream>>> {
+    let slots = Arc::new(Semaphore::new(max));
+    futures::stream::unfold((incoming, slots), |(mut incoming, slots)| async move {
+        // The semaphore is never closed, so this only waits.
+        let slot = slots.clone().acquire_owned().await.ok()?;
+        let io = incoming.next().await?;
+        Some((io.map(|io| Capped { io, _slot: slot }), (incoming, slots)))
+    })
+}
+
+/// A connection holding one of [`capped`]'s slots.
+#[derive(Debug)]
+pub struct Capped<T> {
+    io: T,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl<T: Connected> Connected for Capped<T> {
+    type ConnectInfo = T::ConnectInfo;
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.io.connect_info()
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Capped<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Capped<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
 

@@ -11,6 +11,7 @@
 //! - [`telemetry`]: tracing subscriber set-up.
 //! - [`admin`]: the admin HTTP server (`/metrics`, `/healthz`, `/readyz`, `/status`).
 //! - [`jwt`]: HS256 tokens (issued by user-service, checked by the gateway).
+//! - [`ratelimit`]: keyed rate limits (per client address, per username).
 //! - [`shutdown`]: the SIGINT/SIGTERM future every server stops on.
 //! - [`service`]: the entry point of every service binary (command line,
 //!   telemetry, exit code).
@@ -25,6 +26,8 @@ pub mod db;
 pub mod grpc;
 pub mod jwt;
 pub mod keys;
+pub mod mesh_auth;
+pub mod ratelimit;
 pub mod readpath;
 pub mod service;
 pub mod shutdown;

@@ -50,6 +50,7 @@ impl GrpcService for CountService {
             server: CountServiceServer::new(service),
             grpc_addr: settings.grpc_addr,
             admin_addr: settings.admin.addr,
+            limits: settings.grpc,
         })
     }
 }

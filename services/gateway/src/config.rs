@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::config::{AdminSettings, ConfigError};
+use common::config::{AdminSettings, ConfigError, RateLimitSettings};
 use common::jwt::JwtSettings;
 use serde::{Deserialize, Serialize};
 
@@ -42,7 +42,26 @@ pub struct Settings {
     pub edge_cache_ttl: Duration,
     /// Most profiles the edge cache keeps.
     pub edge_cache_capacity: u64,
+    /// A connection waiting for a request (just accepted, or after its
+    /// previous answer) that sends no byte of one for this long is closed.
+    #[serde(with = "common::config::duration")]
+    pub idle_timeout: Duration,
+    /// Once the first byte of a request has arrived, its head (request line
+    /// and headers) must be complete within this; else the connection is
+    /// closed.
+    #[serde(with = "common::config::duration")]
+    pub header_read_timeout: Duration,
+    /// Most connections open at once; at the cap the one idle longest is
+    /// closed to make room (see [`crate::listener`]). Keep it below the
+    /// process's open-file limit.
+    pub max_connections: usize,
+    /// Register and login attempts per client address (an IPv4 address, an
+    /// IPv6 /64), counted whatever their outcome; over it: 429.
+    pub auth_per_client: RateLimitSettings,
 }
+
+/// Largest accepted `max_connections`.
+pub const MAX_CONNECTIONS_LIMIT: usize = 1_000_000;
 
 impl Default for Settings {
     fn default() -> Self {
@@ -59,6 +78,10 @@ impl Default for Settings {
             max_in_flight: 4096,
             edge_cache_ttl: Duration::from_millis(200),
             edge_cache_capacity: 100_000,
+            idle_timeout: Duration::from_secs(60),
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 4096,
+            auth_per_client: RateLimitSettings::new(60, Duration::from_secs(60)),
         }
     }
 }
@@ -97,6 +120,18 @@ impl Settings {
                 "body_limit and max_in_flight must be positive".into(),
             ));
         }
+        if self.idle_timeout.is_zero() || self.header_read_timeout.is_zero() {
+            return Err(ConfigError::Invalid(
+                "idle_timeout and header_read_timeout must be positive".into(),
+            ));
+        }
+        if !(1..=MAX_CONNECTIONS_LIMIT).contains(&self.max_connections) {
+            return Err(ConfigError::Invalid(format!(
+                "max_connections must be 1..={MAX_CONNECTIONS_LIMIT}, got {}",
+                self.max_connections
+            )));
+        }
+        self.auth_per_client.validate("auth_per_client")?;
         Ok(())
     }
 }
@@ -122,5 +157,34 @@ mod tests {
         short.jwt.secret = Some("too-short".to_owned().into());
         let err = short.validate().unwrap_err().to_string();
         assert!(err.contains("at least 32 bytes"), "{err}");
+    }
+
+    #[test]
+    fn connection_limits_and_the_client_rate_limit_are_validated() {
+        let ok = Settings {
+            dev: true,
+            ..Settings::default()
+        };
+        ok.validate().unwrap();
+        for bad in [
+            Settings {
+                idle_timeout: Duration::ZERO,
+                ..ok.clone()
+            },
+            Settings {
+                header_read_timeout: Duration::ZERO,
+                ..ok.clone()
+            },
+            Settings {
+                max_connections: 0,
+                ..ok.clone()
+            },
+            Settings {
+                auth_per_client: RateLimitSettings::new(3, Duration::ZERO),
+                ..ok.clone()
+            },
+        ] {
+            assert!(bad.validate().is_err(), "{bad:?}");
+        }
     }
 }

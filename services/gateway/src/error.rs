@@ -13,9 +13,12 @@
 //! | 413 | `payload_too_large` | body over the limit |
 //! | 415 | `unsupported_media_type` | body without `Content-Type: application/json` |
 //! | 422 | `invalid_argument` | well-formed but invalid: unknown or missing fields, bad username/password, self-follow, page size, cursor |
-//! | 429 | `too_many_requests` | too many requests in flight |
+//! | 429 | `too_many_requests` | too many requests in flight; register/login attempts over the per-client or per-username limit |
 //! | 500 | `internal` | a bug or a database error (details only in logs) |
-//! | 503 | `unavailable` | a service or MySQL is down, or the request timed out |
+//! | 503 | `unavailable` | a service or MySQL is down, the request timed out, or user-service's password hashing is saturated |
+//!
+//! Every 429 and 503 carries `Retry-After` (seconds): the wait a service
+//! sent (`retry-after` metadata) or a limiter computed, else 1.
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -29,7 +32,12 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Seconds for `Retry-After` (429 and 503 only; default 1).
+    pub retry_after: Option<u64>,
 }
+
+/// `Retry-After` of a 429 or 503 that names no wait of its own.
+pub const DEFAULT_RETRY_AFTER_SECS: u64 = 1;
 
 /// Result alias of the handlers.
 pub type ApiResult<T> = Result<T, ApiError>;
@@ -40,7 +48,16 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
         }
+    }
+    /// The same error, telling the client to retry after `secs` seconds.
+    pub fn with_retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
+    }
+    pub fn too_many_requests(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", message)
     }
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
@@ -74,6 +91,14 @@ impl IntoResponse for ApiError {
             resp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
+        if matches!(
+            self.status,
+            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+        ) {
+            let secs = self.retry_after.unwrap_or(DEFAULT_RETRY_AFTER_SECS);
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         resp
     }
 }
@@ -88,6 +113,14 @@ impl From<tonic::Status> for ApiError {
             // The Consistency-Token header is malformed or from the future.
             return Self::bad_request(msg);
         }
+        // A deliberate "not now" of a service: its message and wait go to the client.
+        let retry_after = common::grpc::retry_after(&s);
+        if s.code() == Code::Unavailable
+            && let Some(secs) = retry_after
+        {
+            tracing::debug!(message = %msg, "backend refused for now");
+            return Self::unavailable(msg).with_retry_after(secs);
+        }
         match s.code() {
             Code::InvalidArgument | Code::OutOfRange => Self::invalid(msg),
             Code::NotFound => Self::not_found(msg),
@@ -97,9 +130,10 @@ impl From<tonic::Status> for ApiError {
             }
             Code::Unauthenticated => Self::unauthenticated(msg),
             Code::PermissionDenied => Self::forbidden(msg),
-            Code::ResourceExhausted => {
-                Self::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", msg)
-            }
+            Code::ResourceExhausted => Self {
+                retry_after,
+                ..Self::too_many_requests(msg)
+            },
             Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => {
                 tracing::warn!(code = ?s.code(), message = %msg, "backend unavailable");
                 Self::unavailable("service unavailable, retry later")
@@ -139,5 +173,29 @@ mod tests {
             ApiError::from(tonic::Status::internal("select * from secret")).message,
             "internal error"
         );
+    }
+
+    #[test]
+    fn refusals_carry_the_services_wait_as_retry_after() {
+        use common::grpc::refusal;
+        let limited = ApiError::from(refusal(tonic::Code::ResourceExhausted, "slow down", 7));
+        assert_eq!(
+            (limited.status.as_u16(), limited.retry_after),
+            (429, Some(7))
+        );
+        assert_eq!(limited.message, "slow down");
+        let busy = ApiError::from(refusal(tonic::Code::Unavailable, "busy", 2));
+        assert_eq!((busy.status.as_u16(), busy.retry_after), (503, Some(2)));
+        assert_eq!(busy.message, "busy");
+        // A plain UNAVAILABLE (a service down) keeps its generic message.
+        let down = ApiError::from(tonic::Status::unavailable("connection refused"));
+        assert_eq!(down.message, "service unavailable, retry later");
+
+        let resp = limited.into_response();
+        assert_eq!(resp.headers()[header::RETRY_AFTER], "7");
+        let resp = ApiError::unavailable("request timed out").into_response();
+        assert_eq!(resp.headers()[header::RETRY_AFTER], "1");
+        let resp = ApiError::not_found("x").into_response();
+        assert!(resp.headers().get(header::RETRY_AFTER).is_none());
     }
 }

@@ -6,6 +6,8 @@
 //! - [`config`]: `Settings` (`GATEWAY_*` env).
 //! - [`error`]: `ApiError`, the JSON error body and the gRPC → HTTP status map.
 //! - [`startup`]: the router, middleware and `Application`.
+//! - [`listener`]: accepting and serving connections: timeouts, the connection cap.
+//! - [`ratelimit`]: the per-client limit on register and login.
 //! - [`metrics`]: metric names.
 //! - [`extract`]: bearer auth (the acting user comes from the token only),
 //!   JSON bodies, path ids, the consistency token.
@@ -19,8 +21,10 @@ pub mod counts;
 pub mod edge_cache;
 pub mod error;
 pub mod extract;
+pub mod listener;
 pub mod metrics;
 pub mod openapi;
+pub mod ratelimit;
 pub mod relations;
 pub mod startup;
 pub mod state;

@@ -11,3 +11,11 @@ pub const SHED_TOTAL: &str = "gateway_shed_total";
 pub const TIMEOUTS_TOTAL: &str = "gateway_timeouts_total";
 /// Anonymous profile reads at the edge cache, labelled `result` (`hit`, `miss`).
 pub const EDGE_CACHE_TOTAL: &str = "gateway_edge_cache_total";
+/// Connections open on the REST listener (gauge).
+pub const CONNECTIONS_OPEN: &str = "gateway_connections_open";
+/// Connections the gateway closed on its own, labelled `reason`
+/// (`idle_timeout`, `header_timeout`, `evicted` to make room at the cap).
+pub const CONNECTIONS_DROPPED_TOTAL: &str = "gateway_connections_dropped_total";
+/// Register and login attempts refused by the per-client limit, labelled
+/// `route` (template).
+pub const RATE_LIMITED_TOTAL: &str = "gateway_rate_limited_total";

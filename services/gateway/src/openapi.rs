@@ -13,6 +13,9 @@ pub struct RouteDoc {
     pub summary: &'static str,
     /// Needs `Authorization: Bearer <jwt>`.
     pub auth: bool,
+    /// Register or login: password work behind attempt limits and a bounded
+    /// hashing queue, so 429 and 503 are part of its normal answers.
+    pub throttled: bool,
     /// Name of the request body schema, if any.
     pub body: Option<&'static str>,
     /// Success status and name of its schema.
@@ -36,6 +39,7 @@ pub const ROUTES: &[RouteDoc] = &[
         path: "/v1/users",
         summary: "Register a user",
         auth: false,
+        throttled: true,
         body: Some("Credentials"),
         ok: (201, "Registered"),
         query: &[],
@@ -45,6 +49,7 @@ pub const ROUTES: &[RouteDoc] = &[
         path: "/v1/sessions",
         summary: "Log in (issues a JWT)",
         auth: false,
+        throttled: true,
         body: Some("Credentials"),
         ok: (200, "Session"),
         query: &[],
@@ -54,6 +59,7 @@ pub const ROUTES: &[RouteDoc] = &[
         path: "/v1/users/{id}",
         summary: "A profile with counters and is_follow for the caller (`me` with a token)",
         auth: false,
+        throttled: false,
         body: None,
         ok: (200, "User"),
         query: &[],
@@ -63,6 +69,7 @@ pub const ROUTES: &[RouteDoc] = &[
         path: "/v1/users/{id}",
         summary: "Update avatar / signature / background_image (`me` or your own id)",
         auth: true,
+        throttled: false,
         body: Some("ProfilePatch"),
         ok: (200, "ProfileUpdated"),
         query: &[],
@@ -72,6 +79,7 @@ pub const ROUTES: &[RouteDoc] = &[
         path: "/v1/users/{id}/following/{target}",
         summary: "Follow target (idempotent; `me` or your own id)",
         auth: true,
+        throttled: false,
         body: None,
         ok: (200, "FollowResult"),
         query: &[],
@@ -81,6 +89,7 @@ pub const ROUTES: &[RouteDoc] = &[
         path: "/v1/users/{id}/following/{target}",
         summary: "Unfollow target (idempotent; `me` or your own id)",
         auth: true,
+        throttled: false,
         body: None,
         ok: (200, "FollowResult"),
         query: &[],
@@ -90,6 +99,7 @@ pub const ROUTES: &[RouteDoc] = &[
         path: "/v1/users/{id}/following/{target}",
         summary: "Whether id follows target",
         auth: false,
+        throttled: false,
         body: None,
         ok: (200, "IsFollow"),
         query: &[],
@@ -99,6 +109,7 @@ pub const ROUTES: &[RouteDoc] = &[
         path: "/v1/users/{id}/following",
         summary: "Users id follows, newest first",
         auth: false,
+        throttled: false,
         body: None,
         ok: (200, "Page"),
         query: LIST_QUERY,
@@ -108,6 +119,7 @@ pub const ROUTES: &[RouteDoc] = &[
         path: "/v1/users/{id}/followers",
         summary: "Users following id, newest first",
         auth: false,
+        throttled: false,
         body: None,
         ok: (200, "Page"),
         query: LIST_QUERY,
@@ -117,6 +129,7 @@ pub const ROUTES: &[RouteDoc] = &[
         path: "/v1/counts",
         summary: "Counters of up to 1,000 users",
         auth: false,
+        throttled: false,
         body: None,
         ok: (200, "Counts"),
         query: &[
@@ -129,6 +142,7 @@ pub const ROUTES: &[RouteDoc] = &[
         path: "/openapi.json",
         summary: "This document",
         auth: false,
+        throttled: false,
         body: None,
         ok: (200, "OpenApi"),
         query: &[],
@@ -199,6 +213,16 @@ pub fn document() -> Value {
         if r.auth {
             op["security"] = json!([{"bearer": []}]);
         }
+        if r.throttled {
+            let retry_after = json!({"Retry-After": {"description": "seconds to wait before trying again", "schema": {"type": "integer", "minimum": 1}}});
+            let refusal = |description: &str| json!({"description": description, "headers": retry_after, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
+            op["responses"]["429"] = refusal(
+                "too many attempts: from this client address (GATEWAY_AUTH_PER_CLIENT) or for this username (USER_PASSWORD__PER_USERNAME), or too many requests in flight",
+            );
+            op["responses"]["503"] = refusal(
+                "password hashing saturated (no slot within USER_PASSWORD__QUEUE_WAIT), a service down, or the request timed out",
+            );
+        }
         let entry = paths.entry(r.path.to_owned()).or_insert_with(|| json!({}));
         entry[r.method] = op;
     }
@@ -233,5 +257,20 @@ mod tests {
             assert_eq!(path_params, n, "{}", r.path);
         }
         assert_eq!(doc["openapi"], "3.1.0");
+    }
+
+    #[test]
+    fn register_and_login_document_429_and_503_with_retry_after() {
+        let doc = document();
+        for (path, method) in [("/v1/users", "post"), ("/v1/sessions", "post")] {
+            for status in ["429", "503"] {
+                let r = &doc["paths"][path][method]["responses"][status];
+                assert!(
+                    r["headers"]["Retry-After"].is_object(),
+                    "{method} {path} {status}"
+                );
+            }
+        }
+        assert!(doc["paths"]["/v1/counts"]["get"]["responses"]["429"].is_null());
     }
 }

@@ -4,7 +4,12 @@
 //! 1. metrics: count and time every request by route template;
 //! 2. guard: refuse with 429 when `max_in_flight` requests are already being
 //!    served, and answer 503 when one takes longer than `request_timeout`;
-//! 3. body limit (`body_limit` bytes; larger bodies: 413).
+//! 3. body limit (`body_limit` bytes; larger bodies: 413);
+//! 4. on register and login only: the per-client attempt limit
+//!    ([`crate::ratelimit`]; 429).
+//!
+//! Connections (timeouts, the connection cap) are the listener's
+//! ([`crate::listener`]).
 //!
 //! `/readyz` on the admin port is 200 while all three services pass their
 //! gRPC health check.
@@ -36,9 +41,11 @@ use tracing::Instrument;
 use crate::config::Settings;
 use crate::edge_cache::EdgeCache;
 use crate::error::ApiError;
+use crate::listener::Limits;
 use crate::metrics::{REQUEST_DURATION_SECONDS, REQUESTS_TOTAL, SHED_TOTAL, TIMEOUTS_TOTAL};
+use crate::ratelimit::PerClient;
 use crate::state::{AppState, channel};
-use crate::{counts, openapi, relations, users};
+use crate::{counts, listener, openapi, ratelimit, relations, users};
 use proto::count::v1::count_service_client::CountServiceClient;
 use proto::relation::v1::relation_service_client::RelationServiceClient;
 use proto::user::v1::user_service_client::UserServiceClient;
@@ -52,12 +59,7 @@ struct Guard {
 async fn guard(State(g): State<Guard>, req: Request, next: Next) -> Response {
     let Ok(_permit) = g.in_flight.clone().try_acquire_owned() else {
         metrics::counter!(SHED_TOTAL).increment(1);
-        return ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too_many_requests",
-            "too many requests, retry later",
-        )
-        .into_response();
+        return ApiError::too_many_requests("too many requests, retry later").into_response();
     };
     match tokio::time::timeout(g.timeout, next.run(req)).await {
         Ok(resp) => resp,
@@ -125,9 +127,11 @@ pub fn router(state: AppState, settings: &Settings) -> Router {
         in_flight: Arc::new(Semaphore::new(settings.max_in_flight)),
         timeout: settings.request_timeout,
     };
+    let limiter = PerClient::new(settings.auth_per_client);
+    let per_client = || middleware::from_fn_with_state(limiter.clone(), ratelimit::per_client);
     Router::new()
-        .route("/v1/users", post(users::register))
-        .route("/v1/sessions", post(users::login))
+        .route("/v1/users", post(users::register).route_layer(per_client()))
+        .route("/v1/sessions", post(users::login).route_layer(per_client()))
         .route(
             "/v1/users/{id}",
             get(users::get_user).patch(users::update_profile),
@@ -164,6 +168,7 @@ pub struct Application {
     http: TcpListener,
     admin: TcpListener,
     router: Router,
+    limits: Limits,
     /// Channels to the services, for the readiness probe.
     backends: Vec<(&'static str, Channel)>,
 }
@@ -192,12 +197,18 @@ impl Application {
             edge: EdgeCache::new(settings.edge_cache_ttl, settings.edge_cache_capacity),
         };
         let router = router(state, &settings);
+        let limits = Limits {
+            idle_timeout: settings.idle_timeout,
+            header_read_timeout: settings.header_read_timeout,
+            max_connections: settings.max_connections,
+        };
         let http = TcpListener::bind(settings.http_addr).await?;
         let admin = TcpListener::bind(settings.admin.addr).await?;
         Ok(Self {
             http,
             admin,
             router,
+            limits,
             backends,
         })
     }
@@ -232,9 +243,7 @@ impl Application {
         spawn_readiness_probe(self.backends, ready.clone(), stop.wait());
         let admin = tokio::spawn(Admin::new(ready).serve(self.admin, stop.wait()));
         tracing::info!(addr = %self.http.local_addr()?, "gateway serving REST");
-        axum::serve(self.http, self.router)
-            .with_graceful_shutdown(stop.wait())
-            .await?;
+        listener::serve(self.http, self.router, self.limits, stop).await?;
         admin.await??;
         tracing::info!("gateway stopped");
         Ok(())

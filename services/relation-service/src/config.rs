@@ -5,7 +5,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::config::{
-    AdminSettings, ConfigError, ConsistencySettings, MysqlSettings, RedisSettings,
+    AdminSettings, ConfigError, ConsistencySettings, GrpcServerSettings, MysqlSettings,
+    RedisSettings,
 };
 use serde::{Deserialize, Serialize};
 
@@ -22,6 +23,8 @@ pub struct Settings {
     pub grpc_addr: SocketAddr,
     /// Admin HTTP listener (`/metrics`, `/healthz`, `/readyz`).
     pub admin: AdminSettings,
+    /// Limits of the gRPC server (`*_GRPC__MAX_CONNECTIONS`, …).
+    pub grpc: GrpcServerSettings,
     pub mysql: MysqlSettings,
     pub redis: RedisSettings,
     pub cache: CacheSettings,
@@ -38,6 +41,7 @@ impl Default for Settings {
             dev: false,
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 8082)),
             admin: AdminSettings::on_port(9082),
+            grpc: GrpcServerSettings::default(),
             mysql: MysqlSettings::default(),
             redis: RedisSettings::default(),
             cache: CacheSettings::default(),
@@ -90,6 +94,7 @@ impl Settings {
         )?;
         self.mysql.resolve_url(self.dev)?;
         self.redis.resolve_url(self.dev)?;
+        self.grpc.validate()?;
         if self.write_attempts == 0 {
             return Err(ConfigError::Invalid(
                 "write_attempts must be at least 1".into(),

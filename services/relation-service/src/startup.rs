@@ -57,6 +57,7 @@ impl GrpcService for RelationService {
             server: RelationServiceServer::new(service),
             grpc_addr: settings.grpc_addr,
             admin_addr: settings.admin.addr,
+            limits: settings.grpc,
         })
     }
 }

@@ -5,20 +5,24 @@
 //!   regard to case (the column's collation), stored exactly as given;
 //! - password: 8–72 bytes (72 is where bcrypt-era clients truncate; keeping
 //!   the bound makes migration from such systems safe), hashed with argon2id
-//!   (PHC string, random salt) on the blocking pool.
+//!   (PHC string, random salt) through the bounded [`Hasher`].
 //!
 //! Login answers an unknown username and a wrong password with the same
 //! error, and hashes a dummy password for unknown users so the two take
-//! about the same time.
+//! about the same time (and are refused alike when hashing is saturated).
+//!
+//! # Limits
+//! Each username (ignoring case) gets `password.per_username` Register and
+//! Login attempts together, counted before any database or hashing work and
+//! whatever their outcome; past it: [`Error::RateLimited`]. Inputs that fail
+//! the rules above are answered before the limit, since they cost nothing.
 
-use std::sync::OnceLock;
-
-use argon2::Argon2;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use rand::Rng;
+use common::ratelimit::KeyedLimiter;
 use sqlx::MySqlPool;
 
+use crate::config::PasswordSettings;
 use crate::error::{Error, Result, mysql_error_number};
+use crate::hashing::Hasher;
 
 /// Longest username, in characters.
 pub const MAX_USERNAME: usize = 32;
@@ -55,89 +59,78 @@ pub fn validate_password(password: &str) -> Result<()> {
     }
 }
 
-/// 16 random bytes from the thread-local CSPRNG, as a PHC salt.
-fn new_salt() -> Result<SaltString, argon2::password_hash::Error> {
-    let mut bytes = [0u8; 16];
-    rand::rng().fill(&mut bytes);
-    SaltString::encode_b64(&bytes)
+/// Register and Login over one database, one hasher and one per-username
+/// limit.
+#[derive(Debug)]
+pub struct Accounts {
+    pool: MySqlPool,
+    hasher: Hasher,
+    /// Keyed by the lowercased username (usernames are unique ignoring case).
+    per_username: KeyedLimiter<String>,
 }
 
-async fn hash_password(password: String) -> Result<String> {
-    tokio::task::spawn_blocking(move || {
-        let salt = new_salt()?;
-        Argon2::default()
-            .hash_password(password.as_bytes(), &salt)
-            .map(|h| h.to_string())
-    })
-    .await
-    .map_err(|e| Error::Hashing(e.to_string()))?
-    .map_err(|e| Error::Hashing(e.to_string()))
-}
-
-async fn verify_password(password: String, hash: String) -> Result<bool> {
-    tokio::task::spawn_blocking(move || {
-        let parsed = PasswordHash::new(&hash).map_err(|e| Error::Hashing(e.to_string()))?;
-        Ok(Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok())
-    })
-    .await
-    .map_err(|e| Error::Hashing(e.to_string()))?
-}
-
-/// A hash of a password nobody knows, verified against for unknown users.
-fn dummy_hash() -> &'static str {
-    static HASH: OnceLock<String> = OnceLock::new();
-    HASH.get_or_init(|| {
-        new_salt()
-            .and_then(|salt| {
-                Argon2::default()
-                    .hash_password(b"no-such-user-password", &salt)
-                    .map(|h| h.to_string())
-            })
-            .unwrap_or_default()
-    })
-}
-
-/// Creates a user; returns its id.
-pub async fn register(pool: &MySqlPool, username: &str, password: &str) -> Result<u64> {
-    validate_username(username)?;
-    validate_password(password)?;
-    let hash = hash_password(password.to_owned()).await?;
-    let res = sqlx::query("INSERT INTO user (username, password_hash) VALUES (?, ?)")
-        .bind(username)
-        .bind(hash)
-        .execute(pool)
-        .await;
-    match res {
-        Ok(done) => Ok(done.last_insert_id()),
-        Err(e) if mysql_error_number(&e) == Some(ER_DUP_ENTRY) => Err(Error::UsernameTaken),
-        Err(e) => Err(e.into()),
+impl Accounts {
+    /// Starts the hashing threads.
+    pub fn new(pool: MySqlPool, settings: &PasswordSettings) -> std::io::Result<Self> {
+        Ok(Self {
+            pool,
+            hasher: Hasher::new(settings.hash_slots, settings.queue_wait)?,
+            per_username: KeyedLimiter::new(settings.per_username),
+        })
     }
-}
 
-/// Checks credentials; returns the user id.
-pub async fn login(pool: &MySqlPool, username: &str, password: &str) -> Result<u64> {
-    // Inputs that could never have been registered are refused like any bad login.
-    if validate_username(username).is_err() || validate_password(password).is_err() {
-        return Err(Error::BadCredentials);
+    /// Counts one attempt for `username` (already validated: ASCII).
+    fn attempt(&self, username: &str) -> Result<()> {
+        Ok(self.per_username.check(&username.to_ascii_lowercase())?)
     }
-    let row: Option<(u64, String)> =
-        sqlx::query_as("SELECT id, password_hash FROM user WHERE username = ?")
+
+    /// Creates a user; returns its id.
+    pub async fn register(&self, username: &str, password: &str) -> Result<u64> {
+        validate_username(username)?;
+        validate_password(password)?;
+        self.attempt(username)?;
+        let hash = self.hasher.hash(password.to_owned()).await?;
+        let res = sqlx::query("INSERT INTO user (username, password_hash) VALUES (?, ?)")
             .bind(username)
-            .fetch_optional(pool)
-            .await?;
-    match row {
-        Some((id, hash)) => {
-            if verify_password(password.to_owned(), hash).await? {
-                Ok(id)
-            } else {
+            .bind(hash)
+            .execute(&self.pool)
+            .await;
+        match res {
+            Ok(done) => Ok(done.last_insert_id()),
+            Err(e) if mysql_error_number(&e) == Some(ER_DUP_ENTRY) => Err(Error::UsernameTaken),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Checks credentials; returns the user id.
+    pub async fn login(&self, username: &str, password: &str) -> Result<u64> {
+        // Inputs that could never have been registered are refused like any bad login.
+        if validate_username(username).is_err() || validate_password(password).is_err() {
+            return Err(Error::BadCredentials);
+        }
+        self.attempt(username)?;
+        let row: Option<(u64, String)> =
+            sqlx::query_as("SELECT id, password_hash FROM user WHERE username = ?")
+                .bind(username)
+                .fetch_optional(&self.pool)
+                .await?;
+        match row {
+            Some((id, hash)) => {
+                if self.hasher.verify(password.to_owned(), hash).await? {
+                    Ok(id)
+                } else {
+                    Err(Error::BadCredentials)
+                }
+            }
+            None => {
+                // Only a refusal is told apart: a known user would get it too.
+                if let Err(e @ Error::Busy { .. }) =
+                    self.hasher.verify_dummy(password.to_owned()).await
+                {
+                    return Err(e);
+                }
                 Err(Error::BadCredentials)
             }
-        }
-        None => {
-            let _ = verify_password(password.to_owned(), dummy_hash().to_owned()).await;
-            Err(Error::BadCredentials)
         }
     }
 }

@@ -5,7 +5,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::config::{
-    AdminSettings, ConfigError, ConsistencySettings, MysqlSettings, RedisSettings,
+    AdminSettings, ConfigError, ConsistencySettings, GrpcServerSettings, MysqlSettings,
+    RateLimitSettings, RedisSettings,
 };
 use common::jwt::JwtSettings;
 use serde::{Deserialize, Serialize};
@@ -23,6 +24,8 @@ pub struct Settings {
     pub grpc_addr: SocketAddr,
     /// Admin HTTP listener (`/metrics`, `/healthz`, `/readyz`).
     pub admin: AdminSettings,
+    /// Limits of the gRPC server (`*_GRPC__MAX_CONNECTIONS`, …).
+    pub grpc: GrpcServerSettings,
     pub mysql: MysqlSettings,
     pub redis: RedisSettings,
     pub cache: CacheSettings,
@@ -30,6 +33,8 @@ pub struct Settings {
     pub consistency: ConsistencySettings,
     /// Token signing (`USER_JWT__SECRET`, `USER_JWT__TTL`); the gateway must use the same secret.
     pub jwt: JwtSettings,
+    /// Password hashing and attempt limits of Register and Login (`USER_PASSWORD__…`).
+    pub password: PasswordSettings,
 }
 
 impl Default for Settings {
@@ -38,11 +43,41 @@ impl Default for Settings {
             dev: false,
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             admin: AdminSettings::on_port(9080),
+            grpc: GrpcServerSettings::default(),
             mysql: MysqlSettings::default(),
             redis: RedisSettings::default(),
             cache: CacheSettings::default(),
             consistency: ConsistencySettings::default(),
             jwt: JwtSettings::default(),
+            password: PasswordSettings::default(),
+        }
+    }
+}
+
+/// How much password work Register and Login may cause (see
+/// [`crate::hashing`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PasswordSettings {
+    /// Password hashes running at once; 0: one per core
+    /// (`available_parallelism`).
+    pub hash_slots: usize,
+    /// Longest a Register or Login waits for a hashing slot; then it is
+    /// refused with UNAVAILABLE (`retry-after` metadata; the gateway: 503).
+    #[serde(with = "common::config::duration")]
+    pub queue_wait: Duration,
+    /// Register and Login attempts per username (ignoring case), counted
+    /// whatever their outcome; over it: RESOURCE_EXHAUSTED (`retry-after`
+    /// metadata; the gateway: 429).
+    pub per_username: RateLimitSettings,
+}
+
+impl Default for PasswordSettings {
+    fn default() -> Self {
+        Self {
+            hash_slots: 0,
+            queue_wait: Duration::from_millis(500),
+            per_username: RateLimitSettings::new(10, Duration::from_secs(60)),
         }
     }
 }
@@ -103,6 +138,10 @@ impl Settings {
         )?;
         self.mysql.resolve_url(self.dev)?;
         self.redis.resolve_url(self.dev)?;
+        self.grpc.validate()?;
+        self.password
+            .per_username
+            .validate("password.per_username")?;
         self.jwt.resolve_secret(self.dev)?;
         Ok(())
     }

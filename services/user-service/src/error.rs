@@ -1,10 +1,13 @@
 //! The one error type of user-service, mapped to a gRPC status exactly once,
 //! in [`From<Error> for tonic::Status`]. Internal causes (SQL errors, hashing
-//! failures) are logged there and never sent to the client.
+//! failures) are logged there and never sent to the client. Refusals for
+//! now (hashing saturated: UNAVAILABLE; a username's attempts used up:
+//! RESOURCE_EXHAUSTED) carry `retry-after` metadata in seconds.
 
 use std::sync::Arc;
 
-use tonic::Status;
+use common::grpc::refusal;
+use tonic::{Code, Status};
 
 /// What can go wrong serving a user request.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -24,6 +27,12 @@ pub enum Error {
     /// Password hashing failed.
     #[error("password hashing failed: {0}")]
     Hashing(String),
+    /// Every password-hashing slot stayed busy for the whole queue wait.
+    #[error("too many password checks in progress, retry later")]
+    Busy { retry_after_secs: u64 },
+    /// Too many Register/Login attempts for this username.
+    #[error("too many attempts for this username, retry later")]
+    RateLimited(#[from] common::ratelimit::Limited),
     /// A database failure (shared, because a coalesced cache load hands
     /// one failure to every waiter).
     #[error("database error")]
@@ -77,6 +86,14 @@ impl From<Error> for Status {
                 tracing::error!(error = %m, "password hashing failed");
                 Status::internal("internal error")
             }
+            Error::Busy { retry_after_secs } => {
+                refusal(Code::Unavailable, e.to_string(), retry_after_secs)
+            }
+            Error::RateLimited(limited) => refusal(
+                Code::ResourceExhausted,
+                e.to_string(),
+                limited.retry_after_secs(),
+            ),
             Error::Database(source) if is_unavailable(&source) => {
                 tracing::warn!(error = %source, "mysql unavailable");
                 Status::unavailable("database unavailable")

@@ -8,13 +8,14 @@
 //! most [`MAX_BATCH`] ids.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use common::jwt::JwtCodec;
 use pb::user_service_server::UserService;
 use proto::user::v1 as pb;
 use tonic::{Request, Response, Status};
 
-use crate::account;
+use crate::account::Accounts;
 use crate::error::{Error, Result};
 use crate::metrics::{LOGINS_TOTAL, REGISTRATIONS_TOTAL};
 use crate::profile::{Profile, ProfileChange, Profiles};
@@ -32,11 +33,22 @@ pub const CONSISTENCY_METADATA: &str = consistency::TOKEN_METADATA;
 #[derive(Clone)]
 pub struct UserGrpc {
     pub pool: sqlx::MySqlPool,
+    /// Register and Login (bounded hashing, per-username limit).
+    pub accounts: Arc<Accounts>,
     pub jwt: JwtCodec,
     pub profiles: Profiles,
     pub counts: CountReader,
     pub follows: FollowChecker,
     pub barrier: Barrier,
+}
+
+/// The `outcome` label of a refused Register or Login.
+fn refusal_outcome(e: &Error) -> Option<&'static str> {
+    match e {
+        Error::RateLimited(_) => Some("limited"),
+        Error::Busy { .. } => Some("busy"),
+        _ => None,
+    }
 }
 
 fn to_pb(p: &Profile, c: UserCounts, is_follow: bool) -> pb::User {
@@ -119,12 +131,12 @@ impl UserService for UserGrpc {
         req: Request<pb::RegisterRequest>,
     ) -> Result<Response<pb::RegisterResponse>, Status> {
         let r = req.into_inner();
-        let result = account::register(&self.pool, &r.username, &r.password).await;
+        let result = self.accounts.register(&r.username, &r.password).await;
         let outcome = match &result {
             Ok(_) => "created",
             Err(Error::UsernameTaken) => "taken",
             Err(Error::InvalidArgument(_)) => "invalid",
-            Err(_) => "error",
+            Err(e) => refusal_outcome(e).unwrap_or("error"),
         };
         metrics::counter!(REGISTRATIONS_TOTAL, "outcome" => outcome).increment(1);
         let id = result?;
@@ -141,11 +153,11 @@ impl UserService for UserGrpc {
         req: Request<pb::LoginRequest>,
     ) -> Result<Response<pb::LoginResponse>, Status> {
         let r = req.into_inner();
-        let result = account::login(&self.pool, &r.username, &r.password).await;
+        let result = self.accounts.login(&r.username, &r.password).await;
         let outcome = match &result {
             Ok(_) => "ok",
             Err(Error::BadCredentials) => "denied",
-            Err(_) => "error",
+            Err(e) => refusal_outcome(e).unwrap_or("error"),
         };
         metrics::counter!(LOGINS_TOTAL, "outcome" => outcome).increment(1);
         let user_id = result?;

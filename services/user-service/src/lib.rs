@@ -7,7 +7,8 @@
 //! - [`error`]: the error enum and its mapping to `tonic::Status`.
 //! - [`startup`]: `Application` (build, port, run_until_stopped).
 //! - [`metrics`]: metric names.
-//! - [`account`]: username/password rules, Register, Login.
+//! - [`account`]: username/password rules, Register, Login, the per-username limit.
+//! - [`hashing`]: argon2id on the blocking pool, a bounded number at a time.
 //! - [`profile`]: cached profile reads, UpdateProfile.
 //! - reads go through `common::readpath` (moka → Redis → MySQL).
 //! - [`grpc`]: the tonic service.
@@ -19,6 +20,7 @@ pub mod account;
 pub mod config;
 pub mod error;
 pub mod grpc;
+pub mod hashing;
 pub mod metrics;
 pub mod profile;
 pub mod startup;

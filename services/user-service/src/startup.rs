@@ -3,10 +3,13 @@
 //! draining) is `common::grpc::GrpcApp`'s; this file only connects what
 //! the service needs.
 
+use std::sync::Arc;
+
 use common::grpc::{GrpcApp, GrpcService, Parts};
 use common::jwt::JwtCodec;
 use proto::user::v1::user_service_server::UserServiceServer;
 
+use crate::account::Accounts;
 use crate::config::Settings;
 use crate::grpc::UserGrpc;
 use crate::metrics::{READS_TOTAL, REDIS_ERRORS_TOTAL};
@@ -45,6 +48,7 @@ impl GrpcService for UserService {
             reads_metric: READS_TOTAL,
         };
         let service = UserGrpc {
+            accounts: Arc::new(Accounts::new(pool.clone(), &settings.password)?),
             jwt,
             profiles: Profiles::new(
                 pool.clone(),
@@ -65,6 +69,7 @@ impl GrpcService for UserService {
             server: UserServiceServer::new(service),
             grpc_addr: settings.grpc_addr,
             admin_addr: settings.admin.addr,
+            limits: settings.grpc,
         })
     }
 }

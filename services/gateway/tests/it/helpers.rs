@@ -16,6 +16,8 @@ pub struct Mesh {
     pub db: TestDb,
     pub redis: TestRedis,
     pub router: Router,
+    /// REST port of the gateway (its real listener).
+    pub port: u16,
     /// Admin port of the gateway.
     pub admin_port: u16,
 }
@@ -36,6 +38,14 @@ pub async fn spawn_mesh() -> Mesh {
 }
 
 pub async fn spawn_mesh_with(tweak: impl FnOnce(&mut gateway::config::Settings)) -> Mesh {
+    spawn_mesh_tweaked(tweak, |_| {}).await
+}
+
+/// The mesh with the gateway's and user-service's settings tweaked.
+pub async fn spawn_mesh_tweaked(
+    tweak: impl FnOnce(&mut gateway::config::Settings),
+    tweak_user: impl FnOnce(&mut user_service::config::Settings),
+) -> Mesh {
     let db = TestDb::new().await;
     let redis = TestRedis::new().await;
     let mysql = MysqlSettings {
@@ -49,7 +59,7 @@ pub async fn spawn_mesh_with(tweak: impl FnOnce(&mut gateway::config::Settings))
     };
     let any: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
 
-    let user = user_service::startup::Application::build(user_service::config::Settings {
+    let mut us = user_service::config::Settings {
         grpc_addr: any,
         admin: AdminSettings::on_port(0),
         mysql: mysql.clone(),
@@ -60,9 +70,11 @@ pub async fn spawn_mesh_with(tweak: impl FnOnce(&mut gateway::config::Settings))
             ..Default::default()
         },
         ..Default::default()
-    })
-    .await
-    .expect("user-service");
+    };
+    tweak_user(&mut us);
+    let user = user_service::startup::Application::build(us)
+        .await
+        .expect("user-service");
     let user_port = user.port();
     tokio::spawn(user.run_until(std::future::pending()));
 
@@ -111,12 +123,14 @@ pub async fn spawn_mesh_with(tweak: impl FnOnce(&mut gateway::config::Settings))
         .await
         .expect("gateway");
     let router = gw.router();
+    let port = gw.port();
     let admin_port = gw.admin_port();
     tokio::spawn(gw.run_until(std::future::pending()));
     Mesh {
         db,
         redis,
         router,
+        port,
         admin_port,
     }
 }
@@ -239,4 +253,120 @@ fn no_syncer_wait() -> common::config::ConsistencySettings {
         wait: Duration::from_millis(200),
         ..Default::default()
     }
+}
+
+/// An answer read off a real connection to the gateway's listener.
+#[derive(Debug)]
+pub struct RawReply {
+    pub status: u16,
+    /// Header names lowercased.
+    pub headers: Vec<(String, String)>,
+    pub body: Value,
+}
+
+impl RawReply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// An HTTP/1.1 request with an optional JSON body, as bytes.
+pub fn raw_request(method: &str, path: &str, body: Option<&str>, close: bool) -> Vec<u8> {
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: gateway\r\n");
+    if close {
+        req.push_str("Connection: close\r\n");
+    }
+    if let Some(b) = body {
+        req.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            b.len()
+        ));
+    }
+    req.push_str("\r\n");
+    req.push_str(body.unwrap_or(""));
+    req.into_bytes()
+}
+
+/// Reads one answer (head, then `Content-Length` bytes of body) from `r`.
+pub async fn read_reply<R: tokio::io::AsyncRead + Unpin>(r: &mut R) -> std::io::Result<RawReply> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i;
+        }
+        let mut chunk = [0u8; 4096];
+        let n = r.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let len: usize = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = buf[head_end + 4..].to_vec();
+    while body.len() < len {
+        let mut chunk = vec![0u8; len - body.len()];
+        let n = r.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        body.extend_from_slice(&chunk[..n]);
+    }
+    Ok(RawReply {
+        status,
+        headers,
+        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+    })
+}
+
+/// One request on a new connection to the gateway's listener.
+pub async fn call(port: u16, method: &str, path: &str, body: Option<&str>) -> RawReply {
+    use tokio::io::AsyncWriteExt;
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect to the gateway");
+    s.write_all(&raw_request(method, path, body, true))
+        .await
+        .expect("send the request");
+    read_reply(&mut s).await.expect("read the answer")
+}
+
+/// Waits until the peer closes `r` (EOF or reset), at most `deadline`;
+/// how long that took, or `None` if it stayed open.
+pub async fn closed_within<R: tokio::io::AsyncRead + Unpin>(
+    r: &mut R,
+    deadline: Duration,
+) -> Option<Duration> {
+    use tokio::io::AsyncReadExt;
+    let started = std::time::Instant::now();
+    let until_closed = async {
+        let mut sink = [0u8; 1024];
+        while let Ok(n) = r.read(&mut sink).await {
+            if n == 0 {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(deadline, until_closed)
+        .await
+        .ok()
+        .map(|()| started.elapsed())
 }

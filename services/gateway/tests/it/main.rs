@@ -5,3 +5,4 @@
 mod errors;
 mod flow;
 mod helpers;
+mod limits;

@@ -354,3 +354,128 @@ async fn update_profile_returns_the_new_profile_and_a_gtid_and_checks_lengths() 
     redis.cleanup().await;
     db.drop_db().await;
 }
+
+#[tokio::test]
+async fn logins_beyond_the_hashing_slots_wait_briefly_then_are_refused_with_unavailable() {
+    let (db, mut redis) = (TestDb::new().await, TestRedis::new().await);
+    let mut s = settings(&db, &redis);
+    s.password.hash_slots = 1;
+    s.password.queue_wait = Duration::from_millis(50);
+    let c = start(s).await;
+    // Sixteen logins at once, one hash at a time, each waiting 50 ms at most.
+    let logins = (0..16).map(|i| {
+        let mut c = c.clone();
+        async move {
+            c.login(LoginRequest {
+                username: format!("ghost{i}"),
+                password: "password1".into(),
+            })
+            .await
+            .unwrap_err()
+        }
+    });
+    let errors = futures::future::join_all(logins).await;
+    let refused: Vec<_> = errors
+        .iter()
+        .filter(|e| e.code() == Code::Unavailable)
+        .collect();
+    assert!(
+        errors
+            .iter()
+            .all(|e| matches!(e.code(), Code::Unauthenticated | Code::Unavailable)),
+        "{errors:?}"
+    );
+    assert!(!refused.is_empty(), "none refused: {errors:?}");
+    assert!(refused.len() < errors.len(), "none served: {errors:?}");
+    for e in refused {
+        assert_eq!(
+            e.metadata()
+                .get(common::grpc::RETRY_AFTER_METADATA)
+                .unwrap(),
+            "1"
+        );
+    }
+    redis.cleanup().await;
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn attempts_over_the_per_username_limit_are_resource_exhausted_with_retry_after() {
+    let (db, mut redis) = (TestDb::new().await, TestRedis::new().await);
+    let mut s = settings(&db, &redis);
+    s.password.per_username = common::config::RateLimitSettings::new(2, Duration::from_secs(60));
+    let mut c = start(s).await;
+    register(&mut c, "erin").await;
+    let login = |name: &str| LoginRequest {
+        username: name.into(),
+        password: "password1".into(),
+    };
+    c.login(login("erin")).await.unwrap();
+    let e = c.login(login("Erin")).await.unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted);
+    let wait: u64 = e
+        .metadata()
+        .get(common::grpc::RETRY_AFTER_METADATA)
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=30).contains(&wait), "{wait}");
+    // Registering that name again is an attempt on it too; another name is free.
+    let e = c
+        .register(RegisterRequest {
+            username: "ERIN".into(),
+            password: "password1".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted);
+    register(&mut c, "frank").await;
+    redis.cleanup().await;
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn a_connection_that_never_speaks_http2_is_closed_and_its_slot_goes_to_a_real_client() {
+    use tokio::io::AsyncReadExt;
+    let (db, mut redis) = (TestDb::new().await, TestRedis::new().await);
+    let mut s = settings(&db, &redis);
+    s.grpc.max_connections = 1;
+    s.grpc.max_connection_age = Duration::from_secs(1);
+    s.grpc.max_connection_age_grace = Duration::from_secs(1);
+    let app = Application::build(s).await.expect("build user-service");
+    let port = app.port();
+    tokio::spawn(app.run_until(std::future::pending()));
+
+    // Takes the only slot and never sends a byte.
+    let mut silent = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut c = UserServiceClient::connect(format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("connect");
+    register(&mut c, "grace").await;
+    let waited = started.elapsed();
+    // Served only once the silent connection's age (1 s + 1 s grace) ran out.
+    assert!(
+        waited >= Duration::from_millis(900),
+        "served after {waited:?}"
+    );
+    assert!(waited < Duration::from_secs(10), "served after {waited:?}");
+    // Whatever the server wrote (its HTTP/2 settings), then the end.
+    let until_closed = async {
+        let mut buf = [0u8; 1024];
+        while let Ok(n) = silent.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), until_closed)
+        .await
+        .expect("the silent connection is still open");
+    redis.cleanup().await;
+    db.drop_db().await;
+}
