@@ -95,6 +95,13 @@ for verb in ["ALL", "CREATE", "DROP", "ALTER", "GRANT", "REPLICATION"]:
 if not app or not relay:
     problems.append("initdb does not create sluice_relay and sluice_app")
 
+# 7. The gRPC services and the gateway share a mesh secret (no service
+#    answers an unauthenticated caller).
+for name, prefix in [("user-service", "USER"), ("count-service", "COUNT"),
+                     ("relation-service", "RELATION"), ("gateway", "GATEWAY")]:
+    if not env(services[name]).get(f"{prefix}_MESH__SECRET"):
+        problems.append(f"{name}: no {prefix}_MESH__SECRET: its gRPC calls are not authenticated")
+
 for p in problems:
     print(f"check-compose: {p}", file=sys.stderr)
 if problems:

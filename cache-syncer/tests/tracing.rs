@@ -141,6 +141,7 @@ async fn a_follow_traces_gateway_service_mysql_and_its_transaction_traces_relay_
 
     let relation_url = format!("http://127.0.0.1:{relation_port}");
     let gw = gateway::startup::Application::build(gateway::config::Settings {
+        mesh: testkit::mesh_settings(),
         http_addr: "127.0.0.1:0".parse().unwrap(),
         admin: common::config::AdminSettings::on_port(0),
         user_url: relation_url.clone(),

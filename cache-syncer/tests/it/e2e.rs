@@ -22,18 +22,24 @@ async fn follows_and_unfollows_through_the_relation_service_converge_in_redis_an
 
     for (from, to) in [(1, 2), (3, 2), (1, 3), (4, 2)] {
         client
-            .follow(FollowRequest {
-                from_id: from,
-                to_id: to,
-            })
+            .follow(common::mesh_auth::MeshAuth::dev().acting(
+                from,
+                FollowRequest {
+                    from_id: from,
+                    to_id: to,
+                },
+            ))
             .await
             .unwrap();
     }
     client
-        .unfollow(FollowRequest {
-            from_id: 3,
-            to_id: 2,
-        })
+        .unfollow(common::mesh_auth::MeshAuth::dev().acting(
+            3,
+            FollowRequest {
+                from_id: 3,
+                to_id: 2,
+            },
+        ))
         .await
         .unwrap();
     converged(&h).await;
@@ -127,10 +133,13 @@ async fn kill_9_during_follows(n: u64) {
         let done = done.clone();
         tasks.push(tokio::spawn(async move {
             for (from, to) in chunk {
-                c.follow(FollowRequest {
-                    from_id: from,
-                    to_id: to,
-                })
+                c.follow(common::mesh_auth::MeshAuth::dev().acting(
+                    from,
+                    FollowRequest {
+                        from_id: from,
+                        to_id: to,
+                    },
+                ))
                 .await
                 .expect("follow");
                 done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -162,7 +171,7 @@ async fn kill_9_during_follows(n: u64) {
 /// counts the calls made.
 fn follow_traffic(
     client: &proto::relation::v1::relation_service_client::RelationServiceClient<
-        tonic::transport::Channel,
+        common::mesh_auth::MeshChannel,
     >,
     users: u64,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -189,9 +198,11 @@ fn follow_traffic(
                     // Every third call undoes an earlier follow: counts go
                     // down as well as up. Refusals (already following) are fine.
                     let _ = if i % 3 == 0 {
-                        c.unfollow(req).await
+                        c.unfollow(common::mesh_auth::MeshAuth::dev().acting(req.from_id, req))
+                            .await
                     } else {
-                        c.follow(req).await
+                        c.follow(common::mesh_auth::MeshAuth::dev().acting(req.from_id, req))
+                            .await
                     };
                     done.fetch_add(1, Relaxed);
                 }
@@ -269,10 +280,13 @@ async fn a_relay_that_lost_its_state_goes_on_from_latest_and_a_replay_converges(
     let (probe_from, probe_to) = (users + 1, users + 2);
     client
         .clone()
-        .follow(FollowRequest {
-            from_id: probe_from,
-            to_id: probe_to,
-        })
+        .follow(common::mesh_auth::MeshAuth::dev().acting(
+            probe_from,
+            FollowRequest {
+                from_id: probe_from,
+                to_id: probe_to,
+            },
+        ))
         .await
         .expect("follow");
     let keys = h.settings.redis.keys();

@@ -13,7 +13,6 @@ use redis::AsyncCommands;
 use secrecy::SecretString;
 use serde_json::Value;
 use testkit::{TestDb, TestKafka, TestRedis};
-use tonic::transport::Channel;
 
 pub struct Harness {
     pub db: TestDb,
@@ -390,6 +389,7 @@ pub async fn spawn_relation_service(h: &Harness) -> u16 {
     };
     s.admin.addr = "127.0.0.1:0".parse().unwrap();
     s.mysql.url = Some(SecretString::from(h.db.url.clone()));
+    s.mesh = testkit::mesh_settings();
     let app = relation_service::startup::Application::build(s)
         .await
         .expect("relation-service builds");
@@ -398,11 +398,11 @@ pub async fn spawn_relation_service(h: &Harness) -> u16 {
     port
 }
 
-pub async fn start_relation_service(h: &Harness) -> RelationServiceClient<Channel> {
+pub async fn start_relation_service(
+    h: &Harness,
+) -> RelationServiceClient<common::mesh_auth::MeshChannel> {
     let port = spawn_relation_service(h).await;
-    RelationServiceClient::connect(format!("http://127.0.0.1:{port}"))
-        .await
-        .expect("connect")
+    RelationServiceClient::new(testkit::mesh_channel(format!("http://127.0.0.1:{port}")).await)
 }
 
 pub async fn converged(h: &Harness) {
@@ -432,7 +432,7 @@ pub async fn start_pipeline(
     h: &Harness,
 ) -> (
     tokio::sync::oneshot::Sender<()>,
-    RelationServiceClient<Channel>,
+    RelationServiceClient<common::mesh_auth::MeshChannel>,
 ) {
     let relay = start_relay(h).await;
     let client = start_relation_service(h).await;

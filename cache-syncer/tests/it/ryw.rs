@@ -38,17 +38,23 @@ async fn reads_with_the_write_token_never_see_an_older_state() {
     // be stale). The pipeline is up once these writes are applied (topics
     // created, the syncer subscribed): the testkit barrier waits for that.
     client
-        .follow(FollowRequest {
-            from_id: 3,
-            to_id: 2,
-        })
+        .follow(common::mesh_auth::MeshAuth::dev().acting(
+            3,
+            FollowRequest {
+                from_id: 3,
+                to_id: 2,
+            },
+        ))
         .await
         .unwrap();
     let first = client
-        .follow(FollowRequest {
-            from_id: 1,
-            to_id: 2,
-        })
+        .follow(common::mesh_auth::MeshAuth::dev().acting(
+            1,
+            FollowRequest {
+                from_id: 1,
+                to_id: 2,
+            },
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -66,9 +72,13 @@ async fn reads_with_the_write_token_never_see_an_older_state() {
             to_id: 2,
         };
         let w = if following {
-            client.follow(pair).await
+            client
+                .follow(common::mesh_auth::MeshAuth::dev().acting(pair.from_id, pair))
+                .await
         } else {
-            client.unfollow(pair).await
+            client
+                .unfollow(common::mesh_auth::MeshAuth::dev().acting(pair.from_id, pair))
+                .await
         }
         .unwrap()
         .into_inner();

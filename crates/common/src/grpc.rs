@@ -83,6 +83,8 @@ pub struct Serve {
     pub pool: sqlx::MySqlPool,
     pub ready: Readiness,
     pub limits: GrpcServerSettings,
+    /// Checks every call of the service (health and reflection stay open).
+    pub mesh: crate::mesh_auth::MeshAuth,
 }
 
 impl Serve {
@@ -124,7 +126,10 @@ impl Serve {
             .layer(RedLayer::default())
             .add_service(health_svc)
             .add_service(reflection)
-            .add_service(service)
+            .add_service(tonic::service::interceptor::InterceptedService::new(
+                service,
+                self.mesh.server(),
+            ))
             .serve_with_incoming_shutdown(incoming, stop.wait())
             .await?;
         admin.await??;
@@ -190,6 +195,8 @@ pub struct Parts<S> {
     pub admin_addr: std::net::SocketAddr,
     /// Connection and call limits of the server.
     pub limits: GrpcServerSettings,
+    /// The mesh key calls must be signed with ([`crate::mesh_auth`]).
+    pub mesh: crate::mesh_auth::MeshAuth,
 }
 
 /// A built, bound, not yet serving gRPC service: each service's
@@ -216,6 +223,7 @@ impl<K: GrpcService> GrpcApp<K> {
                 pool: parts.pool,
                 ready: Readiness::default(),
                 limits: parts.limits,
+                mesh: parts.mesh,
             },
             server: parts.server,
         })
@@ -522,26 +530,9 @@ where
     }
 }
 
-/// Client interceptor that sends the current span's context as
-/// `traceparent` metadata, so the service's span joins the caller's trace.
-/// Adds nothing when tracing is off.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct PropagateTrace;
-
-impl tonic::service::Interceptor for PropagateTrace {
-    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        if let Some(tp) = crate::telemetry::traceparent()
-            && let Ok(v) = tp.parse()
-        {
-            req.metadata_mut().insert(crate::telemetry::TRACEPARENT, v);
-        }
-        Ok(req)
-    }
-}
-
-/// A channel whose calls carry the caller's trace context.
-pub type TracedChannel =
-    tonic::service::interceptor::InterceptedService<tonic::transport::Channel, PropagateTrace>;
+/// A channel whose calls carry the membership proof and the caller's
+/// trace context (see [`crate::mesh_auth`]).
+pub type TracedChannel = crate::mesh_auth::MeshChannel;
 
 /// `/user.v1.UserService/GetUser` → (`user.v1.UserService`, `GetUser`).
 /// Anything else (a scanner's path) is folded into one label value so the

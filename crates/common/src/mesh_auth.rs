@@ -163,6 +163,11 @@ impl MeshAuth {
         format!("{user_id}.{exp}.{}", hex(&tag))
     }
 
+    /// The mesh key of dev mode ([`DEV_SECRET`]): tests and dev tools.
+    pub fn dev() -> Self {
+        Self::new(SecretString::from(DEV_SECRET))
+    }
+
     /// Adds the membership proof, and the acting user when there is one,
     /// to an outgoing request.
     pub fn sign<T>(&self, req: &mut tonic::Request<T>, actor: Option<u64>) {
@@ -175,6 +180,24 @@ impl MeshAuth {
         {
             md.insert(ACTOR_METADATA, v);
         }
+    }
+
+    /// A request for `msg` made for `user_id` (and a member's, as every
+    /// call of a [`MeshClient`] channel is).
+    pub fn acting<T>(&self, user_id: u64, msg: T) -> tonic::Request<T> {
+        let mut req = tonic::Request::new(msg);
+        self.sign(&mut req, Some(user_id));
+        req
+    }
+
+    /// The client interceptor of a mesh member's channels.
+    pub fn client(&self) -> MeshClient {
+        MeshClient(self.clone())
+    }
+
+    /// The server interceptor of a mesh service.
+    pub fn server(&self) -> MeshServer {
+        MeshServer(self.clone())
     }
 
     /// The server side (a tonic interceptor): refuses a call without a
@@ -218,6 +241,42 @@ impl MeshAuth {
         }
         req.extensions_mut().insert(Actor(user_id));
         Ok(req)
+    }
+}
+
+/// A member's client interceptor: every call carries the membership proof
+/// and, when tracing is on, the caller's trace context (`traceparent`), so
+/// the service's span joins the caller's trace.
+#[derive(Debug, Clone)]
+pub struct MeshClient(MeshAuth);
+
+impl tonic::service::Interceptor for MeshClient {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(tp) = crate::telemetry::traceparent()
+            && let Ok(v) = tp.parse()
+        {
+            req.metadata_mut().insert(crate::telemetry::TRACEPARENT, v);
+        }
+        if !req.metadata().contains_key(SERVICE_METADATA)
+            && let Ok(v) = MetadataValue::try_from(&*self.0.proof)
+        {
+            req.metadata_mut().insert(SERVICE_METADATA, v);
+        }
+        Ok(req)
+    }
+}
+
+/// A channel whose calls carry the membership proof and the trace context.
+pub type MeshChannel =
+    tonic::service::interceptor::InterceptedService<tonic::transport::Channel, MeshClient>;
+
+/// A service's interceptor: [`MeshAuth::check`] on every call.
+#[derive(Debug, Clone)]
+pub struct MeshServer(MeshAuth);
+
+impl tonic::service::Interceptor for MeshServer {
+    fn call(&mut self, req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        self.0.check(req)
     }
 }
 

@@ -345,3 +345,28 @@ pub fn fuzz_corpus(target: &str, mut check: impl FnMut(&str, &[u8])) {
     }
     assert!(n > 0, "fuzz corpus {} is empty", dir.display());
 }
+
+/// A client channel to a sluice gRPC service at `url` whose calls carry
+/// the dev mesh's membership proof (the services answer members only; see
+/// `common::mesh_auth`). Calls made for a user add
+/// `MeshAuth::dev().acting(user, request)`.
+pub async fn mesh_channel(url: impl Into<String>) -> common::mesh_auth::MeshChannel {
+    let url = url.into();
+    let channel = tonic::transport::Endpoint::from_shared(url.clone())
+        .unwrap_or_else(|e| panic!("{url}: {e}"))
+        .connect()
+        .await
+        .unwrap_or_else(|e| panic!("connect {url}: {e}"));
+    tonic::service::interceptor::InterceptedService::new(
+        channel,
+        common::mesh_auth::MeshAuth::dev().client(),
+    )
+}
+
+/// The mesh settings of in-process services and gateways in tests: the dev
+/// mesh key, which [`mesh_channel`] signs with.
+pub fn mesh_settings() -> common::mesh_auth::MeshSettings {
+    common::mesh_auth::MeshSettings {
+        secret: Some(secrecy::SecretString::from(common::mesh_auth::DEV_SECRET)),
+    }
+}

@@ -27,6 +27,7 @@ impl GrpcService for CountService {
     /// Connects to MySQL and Redis.
     async fn connect(settings: Settings) -> anyhow::Result<Parts<Self::Server>> {
         settings.validate()?;
+        let mesh = common::mesh_auth::MeshAuth::new(settings.mesh.resolve_secret(settings.dev)?);
         let url = settings.mysql.resolve_url(settings.dev)?;
         let pool = common::db::connect(&url, settings.mysql.max_connections.unwrap_or(32)).await?;
         let redis_url = settings.redis.resolve_url(settings.dev)?;
@@ -51,6 +52,7 @@ impl GrpcService for CountService {
             grpc_addr: settings.grpc_addr,
             admin_addr: settings.admin.addr,
             limits: settings.grpc,
+            mesh,
         })
     }
 }

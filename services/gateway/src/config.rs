@@ -29,6 +29,9 @@ pub struct Settings {
     pub count_url: String,
     /// Token checking; must share user-service's secret.
     pub jwt: JwtSettings,
+    /// The mesh secret the gateway signs its gRPC calls with
+    /// (`GATEWAY_MESH__SECRET`; see `common::mesh_auth`).
+    pub mesh: common::mesh_auth::MeshSettings,
     /// Budget of one REST request, gRPC calls included; past it: 503.
     #[serde(with = "common::config::duration")]
     pub request_timeout: Duration,
@@ -73,6 +76,7 @@ impl Default for Settings {
             relation_url: "http://127.0.0.1:8082".into(),
             count_url: "http://127.0.0.1:8081".into(),
             jwt: JwtSettings::default(),
+            mesh: Default::default(),
             request_timeout: Duration::from_secs(5),
             body_limit: 16 * 1024,
             max_in_flight: 4096,
@@ -104,6 +108,7 @@ impl Settings {
             ],
         )?;
         self.jwt.resolve_secret(self.dev)?;
+        self.mesh.resolve_secret(self.dev)?;
         for (name, url) in [
             ("user_url", &self.user_url),
             ("relation_url", &self.relation_url),

@@ -40,7 +40,10 @@ pub async fn follow(
     let r = st
         .relations
         .clone()
-        .follow(pb::FollowRequest { from_id, to_id })
+        .follow(
+            st.mesh
+                .acting(from_id, pb::FollowRequest { from_id, to_id }),
+        )
         .await?
         .into_inner();
     Ok((token_headers(&r.consistency_token), follow_json(&r)))
@@ -57,7 +60,10 @@ pub async fn unfollow(
     let r = st
         .relations
         .clone()
-        .unfollow(pb::FollowRequest { from_id, to_id })
+        .unfollow(
+            st.mesh
+                .acting(from_id, pb::FollowRequest { from_id, to_id }),
+        )
         .await?
         .into_inner();
     Ok((token_headers(&r.consistency_token), follow_json(&r)))

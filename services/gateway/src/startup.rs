@@ -28,8 +28,8 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use common::admin::{Admin, Readiness};
-use common::grpc::PropagateTrace;
 use common::jwt::JwtCodec;
+use common::mesh_auth::MeshAuth;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tonic::transport::Channel;
@@ -189,11 +189,13 @@ impl Application {
             ("relation.v1.RelationService", relation.clone()),
             ("count.v1.CountService", count.clone()),
         ];
+        let mesh = MeshAuth::new(settings.mesh.resolve_secret(settings.dev)?);
         let state = AppState {
-            users: UserServiceClient::with_interceptor(user, PropagateTrace),
-            relations: RelationServiceClient::with_interceptor(relation, PropagateTrace),
-            counts: CountServiceClient::with_interceptor(count, PropagateTrace),
+            users: UserServiceClient::with_interceptor(user, mesh.client()),
+            relations: RelationServiceClient::with_interceptor(relation, mesh.client()),
+            counts: CountServiceClient::with_interceptor(count, mesh.client()),
             jwt,
+            mesh,
             edge: EdgeCache::new(settings.edge_cache_ttl, settings.edge_cache_capacity),
         };
         let router = router(state, &settings);

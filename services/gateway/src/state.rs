@@ -19,6 +19,8 @@ pub struct AppState {
     pub relations: RelationServiceClient<TracedChannel>,
     pub counts: CountServiceClient<TracedChannel>,
     pub jwt: JwtCodec,
+    /// Signs the calls made for a user (`common::mesh_auth`).
+    pub mesh: common::mesh_auth::MeshAuth,
     /// Anonymous profile reads kept at the edge.
     pub edge: EdgeCache,
 }

@@ -143,12 +143,15 @@ pub async fn update_profile(
     let r = st
         .users
         .clone()
-        .update_profile(pb::UpdateProfileRequest {
+        .update_profile(st.mesh.acting(
             user_id,
-            avatar: patch.avatar,
-            signature: patch.signature,
-            background_image: patch.background_image,
-        })
+            pb::UpdateProfileRequest {
+                user_id,
+                avatar: patch.avatar,
+                signature: patch.signature,
+                background_image: patch.background_image,
+            },
+        ))
         .await?
         .into_inner();
     let user = r.user.unwrap_or_default();

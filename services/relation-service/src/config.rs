@@ -25,6 +25,9 @@ pub struct Settings {
     pub admin: AdminSettings,
     /// Limits of the gRPC server (`*_GRPC__MAX_CONNECTIONS`, …).
     pub grpc: GrpcServerSettings,
+    /// The mesh secret calls must be signed with (`<PREFIX>_MESH__SECRET`;
+    /// see `common::mesh_auth`).
+    pub mesh: common::mesh_auth::MeshSettings,
     pub mysql: MysqlSettings,
     pub redis: RedisSettings,
     pub cache: CacheSettings,
@@ -42,6 +45,7 @@ impl Default for Settings {
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 8082)),
             admin: AdminSettings::on_port(9082),
             grpc: GrpcServerSettings::default(),
+            mesh: Default::default(),
             mysql: MysqlSettings::default(),
             redis: RedisSettings::default(),
             cache: CacheSettings::default(),
@@ -95,6 +99,7 @@ impl Settings {
         self.mysql.resolve_url(self.dev)?;
         self.redis.resolve_url(self.dev)?;
         self.grpc.validate()?;
+        self.mesh.resolve_secret(self.dev)?;
         if self.write_attempts == 0 {
             return Err(ConfigError::Invalid(
                 "write_attempts must be at least 1".into(),

@@ -8,6 +8,7 @@
 //! whenever a token is present. The `read-source` response metadata says
 //! which way a token-carrying read went.
 
+use common::mesh_auth::acting_user;
 use pb::relation_service_server::RelationService;
 use proto::relation::v1 as pb;
 use tonic::{Request, Response, Status};
@@ -91,6 +92,8 @@ impl RelationService for RelationGrpc {
         &self,
         req: Request<pb::FollowRequest>,
     ) -> Result<Response<pb::FollowResponse>, Status> {
+        // The follower is the user the gateway vouches for, never the body alone.
+        acting_user(&req, req.get_ref().from_id)?;
         self.write(Op::Follow, req.into_inner())
             .await
             .map(Response::new)
@@ -101,6 +104,7 @@ impl RelationService for RelationGrpc {
         &self,
         req: Request<pb::FollowRequest>,
     ) -> Result<Response<pb::FollowResponse>, Status> {
+        acting_user(&req, req.get_ref().from_id)?;
         self.write(Op::Unfollow, req.into_inner())
             .await
             .map(Response::new)

@@ -28,6 +28,7 @@ impl GrpcService for RelationService {
     /// Connects to MySQL and Redis.
     async fn connect(settings: Settings) -> anyhow::Result<Parts<Self::Server>> {
         settings.validate()?;
+        let mesh = common::mesh_auth::MeshAuth::new(settings.mesh.resolve_secret(settings.dev)?);
         let url = settings.mysql.resolve_url(settings.dev)?;
         let pool = crate::follow::connect_pool(&url, settings.mysql.max_connections.unwrap_or(32))
             .await
@@ -58,6 +59,7 @@ impl GrpcService for RelationService {
             grpc_addr: settings.grpc_addr,
             admin_addr: settings.admin.addr,
             limits: settings.grpc,
+            mesh,
         })
     }
 }

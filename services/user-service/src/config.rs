@@ -26,6 +26,9 @@ pub struct Settings {
     pub admin: AdminSettings,
     /// Limits of the gRPC server (`*_GRPC__MAX_CONNECTIONS`, …).
     pub grpc: GrpcServerSettings,
+    /// The mesh secret calls must be signed with (`<PREFIX>_MESH__SECRET`;
+    /// see `common::mesh_auth`).
+    pub mesh: common::mesh_auth::MeshSettings,
     pub mysql: MysqlSettings,
     pub redis: RedisSettings,
     pub cache: CacheSettings,
@@ -44,6 +47,7 @@ impl Default for Settings {
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             admin: AdminSettings::on_port(9080),
             grpc: GrpcServerSettings::default(),
+            mesh: Default::default(),
             mysql: MysqlSettings::default(),
             redis: RedisSettings::default(),
             cache: CacheSettings::default(),
@@ -139,6 +143,7 @@ impl Settings {
         self.mysql.resolve_url(self.dev)?;
         self.redis.resolve_url(self.dev)?;
         self.grpc.validate()?;
+        self.mesh.resolve_secret(self.dev)?;
         self.password
             .per_username
             .validate("password.per_username")?;

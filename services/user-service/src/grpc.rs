@@ -203,6 +203,8 @@ impl UserService for UserGrpc {
         &self,
         req: Request<pb::UpdateProfileRequest>,
     ) -> Result<Response<pb::UpdateProfileResponse>, Status> {
+        // Whose profile changes comes from the gateway's proof, not the body alone.
+        common::mesh_auth::acting_user(&req, req.get_ref().user_id)?;
         let r = req.into_inner();
         if r.user_id == 0 {
             return Err(Error::InvalidArgument("user_id is required".into()).into());

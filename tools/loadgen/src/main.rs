@@ -35,6 +35,7 @@
 //!   a tonic channel per worker instead (a buffer task between caller and
 //!   connection), as a typical Rust client would.
 
+use common::mesh_auth::{MeshAuth, MeshChannel};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -422,8 +423,18 @@ enum GrpcConn {
 
 /// A tonic channel's two clients (boxed: much larger than the h2 handle).
 struct TonicClients {
-    users: UserServiceClient<tonic::transport::Channel>,
-    relations: RelationServiceClient<tonic::transport::Channel>,
+    users: UserServiceClient<MeshChannel>,
+    relations: RelationServiceClient<MeshChannel>,
+}
+
+/// The mesh key gRPC calls are signed with: `SLUICE_MESH_SECRET`, else
+/// the dev mesh's key (the services answer only members: see
+/// `common::mesh_auth`).
+fn mesh() -> MeshAuth {
+    match std::env::var("SLUICE_MESH_SECRET") {
+        Ok(s) if !s.is_empty() => MeshAuth::new(s.into()),
+        _ => MeshAuth::dev(),
+    }
 }
 
 impl GrpcConn {
@@ -431,9 +442,10 @@ impl GrpcConn {
         Ok(match kind {
             GrpcClient::Tonic => {
                 let channel = grpc_channel(url).await?;
+                let mesh = mesh();
                 GrpcConn::Tonic(Box::new(TonicClients {
-                    users: UserServiceClient::new(channel.clone()),
-                    relations: RelationServiceClient::new(channel),
+                    users: UserServiceClient::with_interceptor(channel.clone(), mesh.client()),
+                    relations: RelationServiceClient::with_interceptor(channel, mesh.client()),
                 }))
             }
             GrpcClient::H2 => {
@@ -506,10 +518,14 @@ async fn h2_unary<Req: prost::Message, Resp: prost::Message + Default>(
     frame.push(0);
     frame.extend_from_slice(&u32::try_from(len)?.to_be_bytes());
     msg.encode(&mut frame)?;
-    let req = http::Request::post(uri.clone())
+    let mut signed = tonic::Request::new(());
+    mesh().sign(&mut signed, None);
+    let mut req = http::Request::post(uri.clone())
         .header("content-type", "application/grpc")
         .header("te", "trailers")
         .body(())?;
+    req.headers_mut()
+        .extend(signed.metadata().clone().into_headers());
     let mut ready = send.clone().ready().await?;
     let (resp, mut out) = ready.send_request(req, false)?;
     out.send_data(bytes::Bytes::from(frame), true)?;
@@ -737,7 +753,10 @@ async fn chaos_check(a: &Args, all: &[Stats]) -> anyhow::Result<Value> {
         let deadline = Instant::now() + Duration::from_secs(a.settle);
         while Instant::now() < deadline {
             let answer = async {
-                let mut c = CountServiceClient::new(grpc_channel(&a.count_grpc).await?);
+                let mut c = CountServiceClient::with_interceptor(
+                    grpc_channel(&a.count_grpc).await?,
+                    mesh().client(),
+                );
                 let r = c
                     .await_applied(AwaitAppliedRequest {
                         token: token.clone(),

@@ -12,7 +12,10 @@ use testkit::{TestDb, TestRedis};
 use tonic::Code;
 use tonic::transport::Channel;
 
-async fn start(db: &TestDb, redis: &TestRedis) -> CountServiceClient<Channel> {
+async fn start(
+    db: &TestDb,
+    redis: &TestRedis,
+) -> CountServiceClient<common::mesh_auth::MeshChannel> {
     start_with_ports(db, redis).await.0
 }
 
@@ -20,8 +23,9 @@ async fn start(db: &TestDb, redis: &TestRedis) -> CountServiceClient<Channel> {
 async fn start_with_ports(
     db: &TestDb,
     redis: &TestRedis,
-) -> (CountServiceClient<Channel>, u16, u16) {
+) -> (CountServiceClient<common::mesh_auth::MeshChannel>, u16, u16) {
     let s = Settings {
+        mesh: testkit::mesh_settings(),
         grpc_addr: "127.0.0.1:0".parse().unwrap(),
         admin: AdminSettings::on_port(0),
         mysql: MysqlSettings {
@@ -43,9 +47,8 @@ async fn start_with_ports(
     let app = Application::build(s).await.expect("build count-service");
     let (port, admin) = (app.port(), app.admin_port());
     tokio::spawn(app.run_until(std::future::pending()));
-    let client = CountServiceClient::connect(format!("http://127.0.0.1:{port}"))
-        .await
-        .expect("connect");
+    let client =
+        CountServiceClient::new(testkit::mesh_channel(format!("http://127.0.0.1:{port}")).await);
     (client, port, admin)
 }
 

@@ -60,6 +60,7 @@ pub async fn spawn_mesh_tweaked(
     let any: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
 
     let mut us = user_service::config::Settings {
+        mesh: testkit::mesh_settings(),
         grpc_addr: any,
         admin: AdminSettings::on_port(0),
         mysql: mysql.clone(),
@@ -80,6 +81,7 @@ pub async fn spawn_mesh_tweaked(
 
     let relation =
         relation_service::startup::Application::build(relation_service::config::Settings {
+            mesh: testkit::mesh_settings(),
             grpc_addr: any,
             admin: AdminSettings::on_port(0),
             mysql: mysql.clone(),
@@ -93,6 +95,7 @@ pub async fn spawn_mesh_tweaked(
     tokio::spawn(relation.run_until(std::future::pending()));
 
     let count = count_service::startup::Application::build(count_service::config::Settings {
+        mesh: testkit::mesh_settings(),
         grpc_addr: any,
         admin: AdminSettings::on_port(0),
         mysql,
@@ -106,6 +109,7 @@ pub async fn spawn_mesh_tweaked(
     tokio::spawn(count.run_until(std::future::pending()));
 
     let mut gs = gateway::config::Settings {
+        mesh: testkit::mesh_settings(),
         http_addr: any,
         admin: AdminSettings::on_port(0),
         user_url: format!("http://127.0.0.1:{user_port}"),

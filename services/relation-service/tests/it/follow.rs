@@ -19,10 +19,13 @@ async fn follow_then_unfollow_moves_both_counters_and_returns_a_gtid() {
     let mut c = app.client.clone();
 
     let r = c
-        .follow(FollowRequest {
-            from_id: a,
-            to_id: b,
-        })
+        .follow(common::mesh_auth::MeshAuth::dev().acting(
+            a,
+            FollowRequest {
+                from_id: a,
+                to_id: b,
+            },
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -37,10 +40,13 @@ async fn follow_then_unfollow_moves_both_counters_and_returns_a_gtid() {
     assert_eq!(app.counter(b, 2).await, Some(1));
 
     let r = c
-        .unfollow(FollowRequest {
-            from_id: a,
-            to_id: b,
-        })
+        .unfollow(common::mesh_auth::MeshAuth::dev().acting(
+            a,
+            FollowRequest {
+                from_id: a,
+                to_id: b,
+            },
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -58,10 +64,13 @@ async fn follow_then_unfollow_moves_both_counters_and_returns_a_gtid() {
             .await
             .unwrap();
     let r = c
-        .follow(FollowRequest {
-            from_id: a,
-            to_id: b,
-        })
+        .follow(common::mesh_auth::MeshAuth::dev().acting(
+            a,
+            FollowRequest {
+                from_id: a,
+                to_id: b,
+            },
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -88,44 +97,59 @@ async fn duplicate_follow_and_unfollow_are_idempotent_and_never_negative() {
     let mut c = app.client.clone();
 
     let r = c
-        .unfollow(FollowRequest {
-            from_id: a,
-            to_id: b,
-        })
+        .unfollow(common::mesh_auth::MeshAuth::dev().acting(
+            a,
+            FollowRequest {
+                from_id: a,
+                to_id: b,
+            },
+        ))
         .await
         .unwrap()
         .into_inner();
     assert!(!r.following && !r.changed && r.consistency_token.is_empty());
     assert_eq!(app.counter_rows().await, 0, "nothing written");
 
-    c.follow(FollowRequest {
-        from_id: a,
-        to_id: b,
-    })
+    c.follow(common::mesh_auth::MeshAuth::dev().acting(
+        a,
+        FollowRequest {
+            from_id: a,
+            to_id: b,
+        },
+    ))
     .await
     .unwrap();
     let r = c
-        .follow(FollowRequest {
-            from_id: a,
-            to_id: b,
-        })
+        .follow(common::mesh_auth::MeshAuth::dev().acting(
+            a,
+            FollowRequest {
+                from_id: a,
+                to_id: b,
+            },
+        ))
         .await
         .unwrap()
         .into_inner();
     assert!(r.following && !r.changed && r.consistency_token.is_empty());
     assert_eq!(app.counter(b, 2).await, Some(1), "no double count");
 
-    c.unfollow(FollowRequest {
-        from_id: a,
-        to_id: b,
-    })
+    c.unfollow(common::mesh_auth::MeshAuth::dev().acting(
+        a,
+        FollowRequest {
+            from_id: a,
+            to_id: b,
+        },
+    ))
     .await
     .unwrap();
     let r = c
-        .unfollow(FollowRequest {
-            from_id: a,
-            to_id: b,
-        })
+        .unfollow(common::mesh_auth::MeshAuth::dev().acting(
+            a,
+            FollowRequest {
+                from_id: a,
+                to_id: b,
+            },
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -144,34 +168,46 @@ async fn self_follow_and_unknown_users_are_refused_and_write_nothing() {
     let mut c = app.client.clone();
 
     let e = c
-        .follow(FollowRequest {
-            from_id: a,
-            to_id: a,
-        })
+        .follow(common::mesh_auth::MeshAuth::dev().acting(
+            a,
+            FollowRequest {
+                from_id: a,
+                to_id: a,
+            },
+        ))
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
     let e = c
-        .follow(FollowRequest {
-            from_id: a,
-            to_id: 999_999,
-        })
+        .follow(common::mesh_auth::MeshAuth::dev().acting(
+            a,
+            FollowRequest {
+                from_id: a,
+                to_id: 999_999,
+            },
+        ))
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::NotFound);
     let e = c
-        .follow(FollowRequest {
-            from_id: 999_999,
-            to_id: a,
-        })
+        .follow(common::mesh_auth::MeshAuth::dev().acting(
+            999_999,
+            FollowRequest {
+                from_id: 999_999,
+                to_id: a,
+            },
+        ))
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::NotFound);
     let e = c
-        .unfollow(FollowRequest {
-            from_id: a,
-            to_id: 0,
-        })
+        .unfollow(common::mesh_auth::MeshAuth::dev().acting(
+            a,
+            FollowRequest {
+                from_id: a,
+                to_id: 0,
+            },
+        ))
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
@@ -181,10 +217,13 @@ async fn self_follow_and_unknown_users_are_refused_and_write_nothing() {
     );
 
     let e = c
-        .unfollow(FollowRequest {
-            from_id: a,
-            to_id: 999_999,
-        })
+        .unfollow(common::mesh_auth::MeshAuth::dev().acting(
+            a,
+            FollowRequest {
+                from_id: a,
+                to_id: 999_999,
+            },
+        ))
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::NotFound);
@@ -225,9 +264,11 @@ async fn sixty_four_tasks_following_crossing_pairs_never_see_a_deadlock_and_coun
                     to_id: to,
                 };
                 let res = if follow {
-                    c.follow(req).await
+                    c.follow(common::mesh_auth::MeshAuth::dev().acting(req.from_id, req))
+                        .await
                 } else {
-                    c.unfollow(req).await
+                    c.unfollow(common::mesh_auth::MeshAuth::dev().acting(req.from_id, req))
+                        .await
                 };
                 match res {
                     Ok(_) => {
@@ -276,5 +317,62 @@ async fn sixty_four_tasks_following_crossing_pairs_never_see_a_deadlock_and_coun
     .await
     .unwrap();
     assert_eq!(missing, 0);
+    app.cleanup().await;
+}
+
+/// Issue #17, finding 5: the service trusted the body, so anyone reaching
+/// the port could follow as anyone. Now a call needs the mesh's proof, and
+/// a follow the gateway's assertion of who acts.
+#[tokio::test]
+async fn a_follow_without_the_mesh_credential_is_unauthenticated_and_writes_nothing() {
+    use common::mesh_auth::MeshAuth;
+    use proto::relation::v1::relation_service_client::RelationServiceClient;
+    let app = spawn_app().await;
+    let [a, b] = app.users(2).await[..] else {
+        unreachable!()
+    };
+    let req = || FollowRequest {
+        from_id: a,
+        to_id: b,
+    };
+    // A plain client, as a port scanner or another container would use.
+    let mut bare = RelationServiceClient::connect(app.grpc_url.clone())
+        .await
+        .expect("connect");
+    let e = bare.follow(req()).await.unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
+    // Signed with another mesh's key.
+    let other = MeshAuth::new("a-different-mesh-secret-of-32-bytes!".to_owned().into());
+    let e = bare.follow(other.acting(a, req())).await.unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
+    // A member, but acting for nobody: the body alone is not trusted.
+    let mut member = app.client.clone();
+    let e = member.follow(req()).await.unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
+    // A member acting for someone else than the body's follower.
+    let e = member
+        .follow(MeshAuth::dev().acting(b, req()))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+    assert_eq!(app.follow_rows().await, 0, "nothing written");
+    assert_eq!(app.counter_rows().await, 0, "nothing written");
+    // Reads need membership too.
+    let e = bare
+        .following_list(proto::relation::v1::ListRequest {
+            user_id: a,
+            cursor: String::new(),
+            limit: 10,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
+    // With the credential and the right actor it goes through.
+    let r = member
+        .follow(MeshAuth::dev().acting(a, req()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(r.following && r.changed);
     app.cleanup().await;
 }

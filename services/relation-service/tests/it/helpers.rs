@@ -6,12 +6,11 @@ use relation_service::config::Settings;
 use relation_service::startup::Application;
 use secrecy::SecretString;
 use testkit::{TestDb, TestRedis};
-use tonic::transport::Channel;
 
 pub struct TestApp {
     pub db: TestDb,
     pub redis: TestRedis,
-    pub client: RelationServiceClient<Channel>,
+    pub client: RelationServiceClient<common::mesh_auth::MeshChannel>,
     pub admin_port: u16,
     /// `http://127.0.0.1:<grpc port>`.
     pub grpc_url: String,
@@ -19,6 +18,7 @@ pub struct TestApp {
 
 pub fn settings(db: &TestDb, redis: &TestRedis) -> Settings {
     Settings {
+        mesh: testkit::mesh_settings(),
         grpc_addr: "127.0.0.1:0".parse().unwrap(),
         admin: AdminSettings::on_port(0),
         mysql: MysqlSettings {
@@ -47,9 +47,7 @@ pub async fn spawn_with(settings: Settings, db: TestDb, redis: TestRedis) -> Tes
     let admin_port = app.admin_port();
     tokio::spawn(app.run_until(std::future::pending()));
     let grpc_url = format!("http://127.0.0.1:{port}");
-    let client = RelationServiceClient::connect(grpc_url.clone())
-        .await
-        .expect("connect");
+    let client = RelationServiceClient::new(testkit::mesh_channel(grpc_url.clone()).await);
     TestApp {
         db,
         redis,

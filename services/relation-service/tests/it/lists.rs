@@ -16,16 +16,22 @@ async fn lists_are_newest_first_and_end_with_an_empty_cursor() {
     let (star, fans) = (ids[0], &ids[1..]);
     let mut c = app.client.clone();
     for &f in fans {
-        c.follow(FollowRequest {
-            from_id: f,
-            to_id: star,
-        })
+        c.follow(common::mesh_auth::MeshAuth::dev().acting(
+            f,
+            FollowRequest {
+                from_id: f,
+                to_id: star,
+            },
+        ))
         .await
         .unwrap();
-        c.follow(FollowRequest {
-            from_id: star,
-            to_id: f,
-        })
+        c.follow(common::mesh_auth::MeshAuth::dev().acting(
+            star,
+            FollowRequest {
+                from_id: star,
+                to_id: f,
+            },
+        ))
         .await
         .unwrap();
     }
@@ -132,10 +138,13 @@ async fn walking_followers_while_new_follows_arrive_returns_every_old_follower_e
                 if done.load(Ordering::Relaxed) {
                     break;
                 }
-                c.follow(FollowRequest {
-                    from_id: f,
-                    to_id: star,
-                })
+                c.follow(common::mesh_auth::MeshAuth::dev().acting(
+                    f,
+                    FollowRequest {
+                        from_id: f,
+                        to_id: star,
+                    },
+                ))
                 .await
                 .unwrap();
             }

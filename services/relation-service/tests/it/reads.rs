@@ -14,10 +14,13 @@ async fn counts_and_is_follow_come_from_mysql_when_redis_is_empty() {
         unreachable!()
     };
     let mut c = app.client.clone();
-    c.follow(FollowRequest {
-        from_id: a,
-        to_id: b,
-    })
+    c.follow(common::mesh_auth::MeshAuth::dev().acting(
+        a,
+        FollowRequest {
+            from_id: a,
+            to_id: b,
+        },
+    ))
     .await
     .unwrap();
     let counts = c
@@ -86,10 +89,13 @@ async fn reads_and_writes_work_from_mysql_when_redis_is_down() {
         unreachable!()
     };
     let mut c = app.client.clone();
-    c.follow(FollowRequest {
-        from_id: a,
-        to_id: b,
-    })
+    c.follow(common::mesh_auth::MeshAuth::dev().acting(
+        a,
+        FollowRequest {
+            from_id: a,
+            to_id: b,
+        },
+    ))
     .await
     .unwrap();
     let counts = c
@@ -233,16 +239,22 @@ async fn is_follow_trusts_a_clear_bloom_bit_and_confirms_a_maybe_in_mysql() {
         unreachable!()
     };
     let mut c = app.client.clone();
-    c.follow(FollowRequest {
-        from_id: a,
-        to_id: b,
-    })
+    c.follow(common::mesh_auth::MeshAuth::dev().acting(
+        a,
+        FollowRequest {
+            from_id: a,
+            to_id: b,
+        },
+    ))
     .await
     .unwrap();
-    c.follow(FollowRequest {
-        from_id: a,
-        to_id: c_id,
-    })
+    c.follow(common::mesh_auth::MeshAuth::dev().acting(
+        a,
+        FollowRequest {
+            from_id: a,
+            to_id: c_id,
+        },
+    ))
     .await
     .unwrap();
     // The syncer's filter as it would stand had it seen only a→b (not a→c):

@@ -11,7 +11,6 @@ use redis::AsyncCommands;
 use secrecy::SecretString;
 use testkit::{TestDb, TestRedis};
 use tonic::Code;
-use tonic::transport::Channel;
 use user_service::config::Settings;
 use user_service::startup::Application;
 
@@ -19,6 +18,7 @@ const SECRET: &str = "user-service-test-secret-user-service-test";
 
 fn settings(db: &TestDb, redis: &TestRedis) -> Settings {
     Settings {
+        mesh: testkit::mesh_settings(),
         grpc_addr: "127.0.0.1:0".parse().unwrap(),
         admin: AdminSettings::on_port(0),
         mysql: MysqlSettings {
@@ -43,16 +43,14 @@ fn settings(db: &TestDb, redis: &TestRedis) -> Settings {
     }
 }
 
-async fn start(s: Settings) -> UserServiceClient<Channel> {
+async fn start(s: Settings) -> UserServiceClient<common::mesh_auth::MeshChannel> {
     let app = Application::build(s).await.expect("build user-service");
     let port = app.port();
     tokio::spawn(app.run_until(std::future::pending()));
-    UserServiceClient::connect(format!("http://127.0.0.1:{port}"))
-        .await
-        .expect("connect")
+    UserServiceClient::new(testkit::mesh_channel(format!("http://127.0.0.1:{port}")).await)
 }
 
-async fn register(c: &mut UserServiceClient<Channel>, name: &str) -> u64 {
+async fn register(c: &mut UserServiceClient<common::mesh_auth::MeshChannel>, name: &str) -> u64 {
     c.register(RegisterRequest {
         username: name.into(),
         password: "password1".into(),
@@ -311,11 +309,14 @@ async fn update_profile_returns_the_new_profile_and_a_gtid_and_checks_lengths() 
     let mut c = start(settings(&db, &redis)).await;
     let id = register(&mut c, "dave").await;
     let r = c
-        .update_profile(UpdateProfileRequest {
-            user_id: id,
-            signature: Some("hi".into()),
-            ..Default::default()
-        })
+        .update_profile(common::mesh_auth::MeshAuth::dev().acting(
+            id,
+            UpdateProfileRequest {
+                user_id: id,
+                signature: Some("hi".into()),
+                ..Default::default()
+            },
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -331,7 +332,10 @@ async fn update_profile_returns_the_new_profile_and_a_gtid_and_checks_lengths() 
         ..Default::default()
     };
     assert_eq!(
-        c.update_profile(long).await.unwrap_err().code(),
+        c.update_profile(common::mesh_auth::MeshAuth::dev().acting(long.user_id, long))
+            .await
+            .unwrap_err()
+            .code(),
         Code::InvalidArgument
     );
     let nothing = UpdateProfileRequest {
@@ -339,7 +343,10 @@ async fn update_profile_returns_the_new_profile_and_a_gtid_and_checks_lengths() 
         ..Default::default()
     };
     assert_eq!(
-        c.update_profile(nothing).await.unwrap_err().code(),
+        c.update_profile(common::mesh_auth::MeshAuth::dev().acting(nothing.user_id, nothing))
+            .await
+            .unwrap_err()
+            .code(),
         Code::InvalidArgument
     );
     let unknown = UpdateProfileRequest {
@@ -348,7 +355,10 @@ async fn update_profile_returns_the_new_profile_and_a_gtid_and_checks_lengths() 
         ..Default::default()
     };
     assert_eq!(
-        c.update_profile(unknown).await.unwrap_err().code(),
+        c.update_profile(common::mesh_auth::MeshAuth::dev().acting(unknown.user_id, unknown))
+            .await
+            .unwrap_err()
+            .code(),
         Code::NotFound
     );
     redis.cleanup().await;
@@ -453,9 +463,8 @@ async fn a_connection_that_never_speaks_http2_is_closed_and_its_slot_goes_to_a_r
         .await
         .unwrap();
     let started = std::time::Instant::now();
-    let mut c = UserServiceClient::connect(format!("http://127.0.0.1:{port}"))
-        .await
-        .expect("connect");
+    let mut c =
+        UserServiceClient::new(testkit::mesh_channel(format!("http://127.0.0.1:{port}")).await);
     register(&mut c, "grace").await;
     let waited = started.elapsed();
     // Served only once the silent connection's age (1 s + 1 s grace) ran out.
