@@ -22,7 +22,6 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
-use common::jwt::{JwtCodec, JwtSettings};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
@@ -31,6 +30,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use secrecy::SecretString;
+use service_kit::jwt::{JwtCodec, JwtSettings};
 use tower::ServiceExt;
 
 use harness::{Harness, spawn_relation_service, start_relay};

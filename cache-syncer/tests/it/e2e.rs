@@ -22,7 +22,7 @@ async fn follows_and_unfollows_through_the_relation_service_converge_in_redis_an
 
     for (from, to) in [(1, 2), (3, 2), (1, 3), (4, 2)] {
         client
-            .follow(common::mesh_auth::MeshAuth::dev().acting(
+            .follow(service_kit::mesh_auth::MeshAuth::dev().acting(
                 from,
                 FollowRequest {
                     from_id: from,
@@ -33,7 +33,7 @@ async fn follows_and_unfollows_through_the_relation_service_converge_in_redis_an
             .unwrap();
     }
     client
-        .unfollow(common::mesh_auth::MeshAuth::dev().acting(
+        .unfollow(service_kit::mesh_auth::MeshAuth::dev().acting(
             3,
             FollowRequest {
                 from_id: 3,
@@ -133,7 +133,7 @@ async fn kill_9_during_follows(n: u64) {
         let done = done.clone();
         tasks.push(tokio::spawn(async move {
             for (from, to) in chunk {
-                c.follow(common::mesh_auth::MeshAuth::dev().acting(
+                c.follow(service_kit::mesh_auth::MeshAuth::dev().acting(
                     from,
                     FollowRequest {
                         from_id: from,
@@ -171,7 +171,7 @@ async fn kill_9_during_follows(n: u64) {
 /// counts the calls made.
 fn follow_traffic(
     client: &proto::relation::v1::relation_service_client::RelationServiceClient<
-        common::mesh_auth::MeshChannel,
+        service_kit::mesh_auth::MeshChannel,
     >,
     users: u64,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -198,10 +198,10 @@ fn follow_traffic(
                     // Every third call undoes an earlier follow: counts go
                     // down as well as up. Refusals (already following) are fine.
                     let _ = if i % 3 == 0 {
-                        c.unfollow(common::mesh_auth::MeshAuth::dev().acting(req.from_id, req))
+                        c.unfollow(service_kit::mesh_auth::MeshAuth::dev().acting(req.from_id, req))
                             .await
                     } else {
-                        c.follow(common::mesh_auth::MeshAuth::dev().acting(req.from_id, req))
+                        c.follow(service_kit::mesh_auth::MeshAuth::dev().acting(req.from_id, req))
                             .await
                     };
                     done.fetch_add(1, Relaxed);
@@ -280,7 +280,7 @@ async fn a_relay_that_lost_its_state_goes_on_from_latest_and_a_replay_converges(
     let (probe_from, probe_to) = (users + 1, users + 2);
     client
         .clone()
-        .follow(common::mesh_auth::MeshAuth::dev().acting(
+        .follow(service_kit::mesh_auth::MeshAuth::dev().acting(
             probe_from,
             FollowRequest {
                 from_id: probe_from,

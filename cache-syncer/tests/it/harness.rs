@@ -400,7 +400,7 @@ pub async fn spawn_relation_service(h: &Harness) -> u16 {
 
 pub async fn start_relation_service(
     h: &Harness,
-) -> RelationServiceClient<common::mesh_auth::MeshChannel> {
+) -> RelationServiceClient<service_kit::mesh_auth::MeshChannel> {
     let port = spawn_relation_service(h).await;
     RelationServiceClient::new(testkit::mesh_channel(format!("http://127.0.0.1:{port}")).await)
 }
@@ -432,7 +432,7 @@ pub async fn start_pipeline(
     h: &Harness,
 ) -> (
     tokio::sync::oneshot::Sender<()>,
-    RelationServiceClient<common::mesh_auth::MeshChannel>,
+    RelationServiceClient<service_kit::mesh_auth::MeshChannel>,
 ) {
     let relay = start_relay(h).await;
     let client = start_relation_service(h).await;

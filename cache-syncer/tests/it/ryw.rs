@@ -38,7 +38,7 @@ async fn reads_with_the_write_token_never_see_an_older_state() {
     // be stale). The pipeline is up once these writes are applied (topics
     // created, the syncer subscribed): the testkit barrier waits for that.
     client
-        .follow(common::mesh_auth::MeshAuth::dev().acting(
+        .follow(service_kit::mesh_auth::MeshAuth::dev().acting(
             3,
             FollowRequest {
                 from_id: 3,
@@ -48,7 +48,7 @@ async fn reads_with_the_write_token_never_see_an_older_state() {
         .await
         .unwrap();
     let first = client
-        .follow(common::mesh_auth::MeshAuth::dev().acting(
+        .follow(service_kit::mesh_auth::MeshAuth::dev().acting(
             1,
             FollowRequest {
                 from_id: 1,
@@ -73,11 +73,11 @@ async fn reads_with_the_write_token_never_see_an_older_state() {
         };
         let w = if following {
             client
-                .follow(common::mesh_auth::MeshAuth::dev().acting(pair.from_id, pair))
+                .follow(service_kit::mesh_auth::MeshAuth::dev().acting(pair.from_id, pair))
                 .await
         } else {
             client
-                .unfollow(common::mesh_auth::MeshAuth::dev().acting(pair.from_id, pair))
+                .unfollow(service_kit::mesh_auth::MeshAuth::dev().acting(pair.from_id, pair))
                 .await
         }
         .unwrap()

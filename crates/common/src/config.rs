@@ -264,21 +264,9 @@ impl Default for ConsistencySettings {
     }
 }
 
-impl ConsistencySettings {
-    /// The barrier of a service process.
-    pub fn barrier(
-        &self,
-        redis: crate::readpath::redis_cache::RedisCache,
-        keys: &crate::keys::Keys,
-        pool: sqlx::MySqlPool,
-    ) -> crate::readpath::consistency::Barrier {
-        crate::readpath::consistency::Barrier::new(redis, keys, pool, self.wait, self.poll)
-    }
-}
-
 /// A rate limit per key (a client address, a username): at most `attempts`
 /// within any `per` window, that is a burst of `attempts` at once, then one
-/// more every `per / attempts` (GCRA, see [`crate::ratelimit`]).
+/// more every `per / attempts` (GCRA, see `service_kit::ratelimit`).
 /// `attempts = 0` turns the limit off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -401,7 +389,7 @@ pub fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
 }
 
-pub(crate) fn ser_secret_opt<S: serde::Serializer>(
+pub fn ser_secret_opt<S: serde::Serializer>(
     v: &Option<SecretString>,
     s: S,
 ) -> Result<S::Ok, S::Error> {

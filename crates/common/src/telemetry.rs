@@ -11,7 +11,7 @@
 //! sampled `traceparent` is always kept.
 //!
 //! Context crosses process boundaries as a W3C `traceparent`: in gRPC
-//! metadata (gateway → services, see [`crate::grpc`]) and in Kafka headers
+//! metadata (gateway → services, see `service_kit::grpc`) and in Kafka headers
 //! (relay → syncer). [`traceparent`] and [`set_parent`] are the two halves.
 
 use std::collections::HashMap;

@@ -159,7 +159,7 @@ impl TestRedis {
     /// with the watermark it last saw. The read-your-writes barrier for
     /// tests — use it instead of sleeping.
     pub async fn await_applied(&self, token: &str, deadline: Duration) {
-        let t: common::readpath::consistency::Token = token
+        let t: service_kit::readpath::consistency::Token = token
             .parse()
             .unwrap_or_else(|e| panic!("await_applied: {e}"));
         let key = self.keys(1).watermark();
@@ -170,7 +170,7 @@ impl TestRedis {
             last = conn.hget(&key, "gtid").await.unwrap_or(last);
             let covered = last
                 .as_deref()
-                .and_then(common::readpath::consistency::Position::parse)
+                .and_then(service_kit::readpath::consistency::Position::parse)
                 .is_some_and(|p| p.covers(&t));
             if covered {
                 return;
@@ -348,9 +348,9 @@ pub fn fuzz_corpus(target: &str, mut check: impl FnMut(&str, &[u8])) {
 
 /// A client channel to a sluice gRPC service at `url` whose calls carry
 /// the dev mesh's membership proof (the services answer members only; see
-/// `common::mesh_auth`). Calls made for a user add
+/// `service_kit::mesh_auth`). Calls made for a user add
 /// `MeshAuth::dev().acting(user, request)`.
-pub async fn mesh_channel(url: impl Into<String>) -> common::mesh_auth::MeshChannel {
+pub async fn mesh_channel(url: impl Into<String>) -> service_kit::mesh_auth::MeshChannel {
     let url = url.into();
     let channel = tonic::transport::Endpoint::from_shared(url.clone())
         .unwrap_or_else(|e| panic!("{url}: {e}"))
@@ -359,14 +359,16 @@ pub async fn mesh_channel(url: impl Into<String>) -> common::mesh_auth::MeshChan
         .unwrap_or_else(|e| panic!("connect {url}: {e}"));
     tonic::service::interceptor::InterceptedService::new(
         channel,
-        common::mesh_auth::MeshAuth::dev().client(),
+        service_kit::mesh_auth::MeshAuth::dev().client(),
     )
 }
 
 /// The mesh settings of in-process services and gateways in tests: the dev
 /// mesh key, which [`mesh_channel`] signs with.
-pub fn mesh_settings() -> common::mesh_auth::MeshSettings {
-    common::mesh_auth::MeshSettings {
-        secret: Some(secrecy::SecretString::from(common::mesh_auth::DEV_SECRET)),
+pub fn mesh_settings() -> service_kit::mesh_auth::MeshSettings {
+    service_kit::mesh_auth::MeshSettings {
+        secret: Some(secrecy::SecretString::from(
+            service_kit::mesh_auth::DEV_SECRET,
+        )),
     }
 }

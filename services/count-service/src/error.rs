@@ -60,8 +60,8 @@ impl From<Error> for Status {
     }
 }
 
-impl From<common::readpath::ReadError> for Error {
-    fn from(e: common::readpath::ReadError) -> Self {
+impl From<service_kit::readpath::ReadError> for Error {
+    fn from(e: service_kit::readpath::ReadError) -> Self {
         Error::Database(e.0)
     }
 }

@@ -13,8 +13,8 @@ use tonic::{Request, Response, Status};
 
 use crate::error::{Error, Result};
 use crate::metrics::{BATCH_SIZE, REQUESTS_TOTAL};
-use common::readpath::consistency::{self, Barrier, ReadMode};
-use common::readpath::counts::CountReader;
+use service_kit::readpath::consistency::{self, Barrier, ReadMode};
+use service_kit::readpath::counts::CountReader;
 
 /// Most users one GetCounts call may name.
 pub const MAX_USERS: usize = 1000;

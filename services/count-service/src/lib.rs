@@ -6,7 +6,7 @@
 //! - [`error`]: the error enum and its mapping to `tonic::Status`.
 //! - [`startup`]: `Application` (build, port, run_until_stopped).
 //! - [`metrics`]: metric names.
-//! - reads go through `common::readpath` (moka → Redis → MySQL).
+//! - reads go through `service_kit::readpath` (moka → Redis → MySQL).
 //! - [`grpc`]: the tonic service.
 //!
 //! Invariant: read-only; nothing here writes MySQL or Redis.

@@ -2,7 +2,7 @@
 //! given) and `COUNT_*` environment variables; a bad setting
 //! or an unreachable dependency ends the process with one line on stderr.
 
-common::service_main!(
+service_kit::service_main!(
     "count-service",
     "sluice count-service: counters and read-your-writes waits over gRPC",
     count_service

@@ -1,16 +1,16 @@
 //! Wiring: pools, caches, listeners, the gRPC server (with reflection and
 //! health) and the admin server. The skeleton (binding, serving,
-//! draining) is `common::grpc::GrpcApp`'s; this file only connects what
+//! draining) is `service_kit::grpc::GrpcApp`'s; this file only connects what
 //! the service needs.
 
-use common::grpc::{GrpcApp, GrpcService, Parts};
 use proto::count::v1::count_service_server::CountServiceServer;
+use service_kit::grpc::{GrpcApp, GrpcService, Parts};
 
 use crate::config::Settings;
 use crate::grpc::CountGrpc;
 use crate::metrics::{READS_TOTAL, REDIS_ERRORS_TOTAL};
-use common::readpath::Layers;
-use common::readpath::redis_cache::RedisCache;
+use service_kit::readpath::Layers;
+use service_kit::readpath::redis_cache::RedisCache;
 
 /// The count-service as the shared gRPC skeleton serves it.
 pub struct CountService;
@@ -27,7 +27,8 @@ impl GrpcService for CountService {
     /// Connects to MySQL and Redis.
     async fn connect(settings: Settings) -> anyhow::Result<Parts<Self::Server>> {
         settings.validate()?;
-        let mesh = common::mesh_auth::MeshAuth::new(settings.mesh.resolve_secret(settings.dev)?);
+        let mesh =
+            service_kit::mesh_auth::MeshAuth::new(settings.mesh.resolve_secret(settings.dev)?);
         let url = settings.mysql.resolve_url(settings.dev)?;
         let pool = common::db::connect(&url, settings.mysql.max_connections.unwrap_or(32)).await?;
         let redis_url = settings.redis.resolve_url(settings.dev)?;

@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::config::{AdminSettings, ConfigError, RateLimitSettings};
-use common::jwt::JwtSettings;
 use serde::{Deserialize, Serialize};
+use service_kit::jwt::JwtSettings;
 
 /// Environment prefix of this binary.
 pub const ENV_PREFIX: &str = "GATEWAY_";
@@ -30,8 +30,8 @@ pub struct Settings {
     /// Token checking; must share user-service's secret.
     pub jwt: JwtSettings,
     /// The mesh secret the gateway signs its gRPC calls with
-    /// (`GATEWAY_MESH__SECRET`; see `common::mesh_auth`).
-    pub mesh: common::mesh_auth::MeshSettings,
+    /// (`GATEWAY_MESH__SECRET`; see `service_kit::mesh_auth`).
+    pub mesh: service_kit::mesh_auth::MeshSettings,
     /// Budget of one REST request, gRPC calls included; past it: 503.
     #[serde(with = "common::config::duration")]
     pub request_timeout: Duration,

@@ -108,13 +108,13 @@ impl From<tonic::Status> for ApiError {
         use tonic::Code;
         let msg = s.message().to_owned();
         if s.metadata()
-            .contains_key(common::readpath::consistency::REFUSED_TOKEN_METADATA)
+            .contains_key(service_kit::readpath::consistency::REFUSED_TOKEN_METADATA)
         {
             // The Consistency-Token header is malformed or from the future.
             return Self::bad_request(msg);
         }
         // A deliberate "not now" of a service: its message and wait go to the client.
-        let retry_after = common::grpc::retry_after(&s);
+        let retry_after = service_kit::grpc::retry_after(&s);
         if s.code() == Code::Unavailable
             && let Some(secs) = retry_after
         {
@@ -177,7 +177,7 @@ mod tests {
 
     #[test]
     fn refusals_carry_the_services_wait_as_retry_after() {
-        use common::grpc::refusal;
+        use service_kit::grpc::refusal;
         let limited = ApiError::from(refusal(tonic::Code::ResourceExhausted, "slow down", 7));
         assert_eq!(
             (limited.status.as_u16(), limited.retry_after),

@@ -6,8 +6,8 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
-use common::jwt::JwtError;
 use serde::de::DeserializeOwned;
+use service_kit::jwt::JwtError;
 
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -84,7 +84,7 @@ impl FromRequestParts<AppState> for Viewer {
 pub struct ReadToken(pub Option<String>);
 
 /// Request header carrying the read-your-writes token.
-pub const CONSISTENCY_HEADER: &str = common::readpath::consistency::TOKEN_METADATA;
+pub const CONSISTENCY_HEADER: &str = service_kit::readpath::consistency::TOKEN_METADATA;
 
 impl<S: Send + Sync> FromRequestParts<S> for ReadToken {
     type Rejection = ApiError;
@@ -107,7 +107,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ReadToken {
 /// Response header naming where a token-carrying read was served from
 /// (`synced-cache`: Redis after the watermark passed the token; `primary`:
 /// MySQL, because the wait ran out or the read always goes there).
-pub const READ_SOURCE_HEADER: &str = common::readpath::consistency::READ_SOURCE_HEADER;
+pub const READ_SOURCE_HEADER: &str = service_kit::readpath::consistency::READ_SOURCE_HEADER;
 
 /// The `Read-Source` header of a service's response, when it set one.
 pub fn read_source<T>(resp: &tonic::Response<T>) -> axum::http::HeaderMap {
@@ -230,7 +230,7 @@ pub fn subject(segment: &str, viewer: Viewer) -> ApiResult<u64> {
 /// tokens, are read without a panic. `Err` describes a violation.
 #[doc(hidden)]
 pub fn check_inputs(data: &[u8]) -> Result<(), String> {
-    use common::readpath::consistency::{Position, Token};
+    use service_kit::readpath::consistency::{Position, Token};
     let Ok(s) = std::str::from_utf8(data) else {
         return Ok(());
     };
@@ -245,12 +245,13 @@ pub fn check_inputs(data: &[u8]) -> Result<(), String> {
         return Err(format!("token {t} read from {} bytes", s.len()));
     }
     let _ = Position::parse(s);
-    static CODEC: std::sync::LazyLock<common::jwt::JwtCodec> = std::sync::LazyLock::new(|| {
-        common::jwt::JwtCodec::new(
-            secrecy::SecretString::from("fuzz-secret-of-thirty-two-bytes!"),
-            std::time::Duration::from_secs(60),
-        )
-    });
+    static CODEC: std::sync::LazyLock<service_kit::jwt::JwtCodec> =
+        std::sync::LazyLock::new(|| {
+            service_kit::jwt::JwtCodec::new(
+                secrecy::SecretString::from("fuzz-secret-of-thirty-two-bytes!"),
+                std::time::Duration::from_secs(60),
+            )
+        });
     if let Ok(claims) = CODEC.verify(s) {
         return Err(format!("a token not signed by us verified: {claims:?}"));
     }

@@ -2,7 +2,7 @@
 //! given) and `GATEWAY_*` environment variables; a bad setting
 //! or an unreachable dependency ends the process with one line on stderr.
 
-common::service_main!(
+service_kit::service_main!(
     "gateway",
     "sluice gateway: the REST API over the sluice gRPC services",
     gateway

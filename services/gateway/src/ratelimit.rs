@@ -16,7 +16,7 @@ use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use common::config::RateLimitSettings;
-use common::ratelimit::KeyedLimiter;
+use service_kit::ratelimit::KeyedLimiter;
 
 use crate::error::ApiError;
 use crate::metrics::RATE_LIMITED_TOTAL;

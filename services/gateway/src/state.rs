@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use common::grpc::TracedChannel;
-use common::jwt::JwtCodec;
+use service_kit::grpc::TracedChannel;
+use service_kit::jwt::JwtCodec;
 
 use crate::edge_cache::EdgeCache;
 use proto::count::v1::count_service_client::CountServiceClient;
@@ -19,8 +19,8 @@ pub struct AppState {
     pub relations: RelationServiceClient<TracedChannel>,
     pub counts: CountServiceClient<TracedChannel>,
     pub jwt: JwtCodec,
-    /// Signs the calls made for a user (`common::mesh_auth`).
-    pub mesh: common::mesh_auth::MeshAuth,
+    /// Signs the calls made for a user (`service_kit::mesh_auth`).
+    pub mesh: service_kit::mesh_auth::MeshAuth,
     /// Anonymous profile reads kept at the edge.
     pub edge: EdgeCache,
 }

@@ -26,8 +26,8 @@ pub struct Settings {
     /// Limits of the gRPC server (`*_GRPC__MAX_CONNECTIONS`, …).
     pub grpc: GrpcServerSettings,
     /// The mesh secret calls must be signed with (`<PREFIX>_MESH__SECRET`;
-    /// see `common::mesh_auth`).
-    pub mesh: common::mesh_auth::MeshSettings,
+    /// see `service_kit::mesh_auth`).
+    pub mesh: service_kit::mesh_auth::MeshSettings,
     pub mysql: MysqlSettings,
     pub redis: RedisSettings,
     pub cache: CacheSettings,

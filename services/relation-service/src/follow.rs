@@ -251,7 +251,7 @@ async fn run_once(
         .await?;
     tx.commit().await?;
 
-    let token = common::readpath::consistency::commit_token(conn).await?;
+    let token = service_kit::write::commit_token(conn).await?;
     Ok(Outcome {
         following: op == Op::Follow,
         changed: true,

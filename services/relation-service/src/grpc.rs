@@ -4,20 +4,20 @@
 //! A read carrying `consistency-token` metadata (the gateway forwards the
 //! `Consistency-Token` header) waits, bounded, until the cache-syncer's
 //! applied watermark covers that write, then reads Redis; past the deadline
-//! it reads MySQL (`common::readpath::consistency`). Lists read MySQL
+//! it reads MySQL (`service_kit::readpath::consistency`). Lists read MySQL
 //! whenever a token is present. The `read-source` response metadata says
 //! which way a token-carrying read went.
 
-use common::mesh_auth::acting_user;
 use pb::relation_service_server::RelationService;
 use proto::relation::v1 as pb;
+use service_kit::mesh_auth::acting_user;
 use tonic::{Request, Response, Status};
 
 use crate::follow::{self, Op};
 use crate::list::{self, Direction, FirstPages};
-use common::readpath::consistency::{self, Barrier, ReadMode};
-use common::readpath::counts::CountReader;
-use common::readpath::follow_check::FollowChecker;
+use service_kit::readpath::consistency::{self, Barrier, ReadMode};
+use service_kit::readpath::counts::CountReader;
+use service_kit::readpath::follow_check::FollowChecker;
 
 /// gRPC metadata key of the read-your-writes token.
 pub const CONSISTENCY_METADATA: &str = consistency::TOKEN_METADATA;

@@ -9,7 +9,7 @@
 //! - [`metrics`]: metric names.
 //! - [`follow`]: the write transaction with deadlock retries.
 //! - [`list`]: cursor pagination over the covering indexes, cached first pages.
-//! - reads go through `common::readpath` (moka → Redis → MySQL).
+//! - reads go through `service_kit::readpath` (moka → Redis → MySQL).
 //! - [`grpc`]: the tonic service.
 //!
 //! Invariant: no code here writes Redis; the cache-syncer owns it.

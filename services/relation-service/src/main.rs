@@ -2,7 +2,7 @@
 //! given) and `RELATION_*` environment variables; a bad setting
 //! or an unreachable dependency ends the process with one line on stderr.
 
-common::service_main!(
+service_kit::service_main!(
     "relation-service",
     "sluice relation-service: follows, follow lists and IsFollow over gRPC",
     relation_service

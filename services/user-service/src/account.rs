@@ -17,7 +17,7 @@
 //! whatever their outcome; past it: [`Error::RateLimited`]. Inputs that fail
 //! the rules above are answered before the limit, since they cost nothing.
 
-use common::ratelimit::KeyedLimiter;
+use service_kit::ratelimit::KeyedLimiter;
 use sqlx::MySqlPool;
 
 use crate::config::PasswordSettings;

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use common::grpc::refusal;
+use service_kit::grpc::refusal;
 use tonic::{Code, Status};
 
 /// What can go wrong serving a user request.
@@ -32,7 +32,7 @@ pub enum Error {
     Busy { retry_after_secs: u64 },
     /// Too many Register/Login attempts for this username.
     #[error("too many attempts for this username, retry later")]
-    RateLimited(#[from] common::ratelimit::Limited),
+    RateLimited(#[from] service_kit::ratelimit::Limited),
     /// A database failure (shared, because a coalesced cache load hands
     /// one failure to every waiter).
     #[error("database error")]
@@ -106,8 +106,8 @@ impl From<Error> for Status {
     }
 }
 
-impl From<common::readpath::ReadError> for Error {
-    fn from(e: common::readpath::ReadError) -> Self {
+impl From<service_kit::readpath::ReadError> for Error {
+    fn from(e: service_kit::readpath::ReadError) -> Self {
         Error::Database(e.0)
     }
 }

@@ -10,18 +10,18 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use common::jwt::JwtCodec;
 use pb::user_service_server::UserService;
 use proto::user::v1 as pb;
+use service_kit::jwt::JwtCodec;
 use tonic::{Request, Response, Status};
 
 use crate::account::Accounts;
 use crate::error::{Error, Result};
 use crate::metrics::{LOGINS_TOTAL, REGISTRATIONS_TOTAL};
 use crate::profile::{Profile, ProfileChange, Profiles};
-use common::readpath::consistency::{self, Barrier, ReadMode};
-use common::readpath::counts::{CountReader, UserCounts};
-use common::readpath::follow_check::FollowChecker;
+use service_kit::readpath::consistency::{self, Barrier, ReadMode};
+use service_kit::readpath::counts::{CountReader, UserCounts};
+use service_kit::readpath::follow_check::FollowChecker;
 
 /// Most ids one BatchGetUsers call may name.
 pub const MAX_BATCH: usize = 100;
@@ -204,7 +204,7 @@ impl UserService for UserGrpc {
         req: Request<pb::UpdateProfileRequest>,
     ) -> Result<Response<pb::UpdateProfileResponse>, Status> {
         // Whose profile changes comes from the gateway's proof, not the body alone.
-        common::mesh_auth::acting_user(&req, req.get_ref().user_id)?;
+        service_kit::mesh_auth::acting_user(&req, req.get_ref().user_id)?;
         let r = req.into_inner();
         if r.user_id == 0 {
             return Err(Error::InvalidArgument("user_id is required".into()).into());

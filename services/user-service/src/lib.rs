@@ -10,7 +10,7 @@
 //! - [`account`]: username/password rules, Register, Login, the per-username limit.
 //! - [`hashing`]: argon2id on the blocking pool, a bounded number at a time.
 //! - [`profile`]: cached profile reads, UpdateProfile.
-//! - reads go through `common::readpath` (moka → Redis → MySQL).
+//! - reads go through `service_kit::readpath` (moka → Redis → MySQL).
 //! - [`grpc`]: the tonic service.
 //!
 //! Invariant: the only Redis key written here is the profile cache

@@ -2,7 +2,7 @@
 //! given) and `USER_*` environment variables; a bad setting
 //! or an unreachable dependency ends the process with one line on stderr.
 
-common::service_main!(
+service_kit::service_main!(
     "user-service",
     "sluice user-service: accounts, profiles and tokens over gRPC",
     user_service

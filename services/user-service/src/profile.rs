@@ -25,7 +25,7 @@ use sqlx::{Connection, MySqlPool};
 
 use crate::error::{Error, Result};
 use crate::metrics::{PROFILE_UPDATES_TOTAL, READS_TOTAL};
-use common::readpath::redis_cache::RedisCache;
+use service_kit::readpath::redis_cache::RedisCache;
 
 /// Longest avatar / background image URL and signature, in characters (the column sizes).
 pub const MAX_AVATAR: usize = 1024;
@@ -265,7 +265,7 @@ impl Profiles {
             .fetch_one(&mut *tx)
             .await?;
         tx.commit().await?;
-        let token = common::readpath::consistency::commit_token(&mut conn).await?;
+        let token = service_kit::write::commit_token(&mut conn).await?;
         self.local.invalidate(&id).await;
         metrics::counter!(PROFILE_UPDATES_TOTAL).increment(1);
         Ok((from_row(row), token))

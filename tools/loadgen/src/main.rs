@@ -35,7 +35,7 @@
 //!   a tonic channel per worker instead (a buffer task between caller and
 //!   connection), as a typical Rust client would.
 
-use common::mesh_auth::{MeshAuth, MeshChannel};
+use service_kit::mesh_auth::{MeshAuth, MeshChannel};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -429,7 +429,7 @@ struct TonicClients {
 
 /// The mesh key gRPC calls are signed with: `SLUICE_MESH_SECRET`, else
 /// the dev mesh's key (the services answer only members: see
-/// `common::mesh_auth`).
+/// `service_kit::mesh_auth`).
 fn mesh() -> MeshAuth {
     match std::env::var("SLUICE_MESH_SECRET") {
         Ok(s) if !s.is_empty() => MeshAuth::new(s.into()),

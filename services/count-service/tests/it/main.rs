@@ -15,7 +15,7 @@ use tonic::transport::Channel;
 async fn start(
     db: &TestDb,
     redis: &TestRedis,
-) -> CountServiceClient<common::mesh_auth::MeshChannel> {
+) -> CountServiceClient<service_kit::mesh_auth::MeshChannel> {
     start_with_ports(db, redis).await.0
 }
 
@@ -23,7 +23,11 @@ async fn start(
 async fn start_with_ports(
     db: &TestDb,
     redis: &TestRedis,
-) -> (CountServiceClient<common::mesh_auth::MeshChannel>, u16, u16) {
+) -> (
+    CountServiceClient<service_kit::mesh_auth::MeshChannel>,
+    u16,
+    u16,
+) {
     let s = Settings {
         mesh: testkit::mesh_settings(),
         grpc_addr: "127.0.0.1:0".parse().unwrap(),

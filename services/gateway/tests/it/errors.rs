@@ -3,7 +3,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::http::{Method, StatusCode};
-use common::jwt::{Claims, JwtCodec};
+use service_kit::jwt::{Claims, JwtCodec};
 
 use crate::helpers::{assert_error, jwt_secret, spawn_mesh, spawn_mesh_with};
 

@@ -6,9 +6,9 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use common::config::{AdminSettings, MysqlSettings, RedisSettings};
-use common::jwt::JwtSettings;
 use secrecy::SecretString;
 use serde_json::Value;
+use service_kit::jwt::JwtSettings;
 use testkit::{TestDb, TestRedis};
 use tower::ServiceExt;
 

@@ -19,7 +19,7 @@ async fn follow_then_unfollow_moves_both_counters_and_returns_a_gtid() {
     let mut c = app.client.clone();
 
     let r = c
-        .follow(common::mesh_auth::MeshAuth::dev().acting(
+        .follow(service_kit::mesh_auth::MeshAuth::dev().acting(
             a,
             FollowRequest {
                 from_id: a,
@@ -40,7 +40,7 @@ async fn follow_then_unfollow_moves_both_counters_and_returns_a_gtid() {
     assert_eq!(app.counter(b, 2).await, Some(1));
 
     let r = c
-        .unfollow(common::mesh_auth::MeshAuth::dev().acting(
+        .unfollow(service_kit::mesh_auth::MeshAuth::dev().acting(
             a,
             FollowRequest {
                 from_id: a,
@@ -64,7 +64,7 @@ async fn follow_then_unfollow_moves_both_counters_and_returns_a_gtid() {
             .await
             .unwrap();
     let r = c
-        .follow(common::mesh_auth::MeshAuth::dev().acting(
+        .follow(service_kit::mesh_auth::MeshAuth::dev().acting(
             a,
             FollowRequest {
                 from_id: a,
@@ -97,7 +97,7 @@ async fn duplicate_follow_and_unfollow_are_idempotent_and_never_negative() {
     let mut c = app.client.clone();
 
     let r = c
-        .unfollow(common::mesh_auth::MeshAuth::dev().acting(
+        .unfollow(service_kit::mesh_auth::MeshAuth::dev().acting(
             a,
             FollowRequest {
                 from_id: a,
@@ -110,7 +110,7 @@ async fn duplicate_follow_and_unfollow_are_idempotent_and_never_negative() {
     assert!(!r.following && !r.changed && r.consistency_token.is_empty());
     assert_eq!(app.counter_rows().await, 0, "nothing written");
 
-    c.follow(common::mesh_auth::MeshAuth::dev().acting(
+    c.follow(service_kit::mesh_auth::MeshAuth::dev().acting(
         a,
         FollowRequest {
             from_id: a,
@@ -120,7 +120,7 @@ async fn duplicate_follow_and_unfollow_are_idempotent_and_never_negative() {
     .await
     .unwrap();
     let r = c
-        .follow(common::mesh_auth::MeshAuth::dev().acting(
+        .follow(service_kit::mesh_auth::MeshAuth::dev().acting(
             a,
             FollowRequest {
                 from_id: a,
@@ -133,7 +133,7 @@ async fn duplicate_follow_and_unfollow_are_idempotent_and_never_negative() {
     assert!(r.following && !r.changed && r.consistency_token.is_empty());
     assert_eq!(app.counter(b, 2).await, Some(1), "no double count");
 
-    c.unfollow(common::mesh_auth::MeshAuth::dev().acting(
+    c.unfollow(service_kit::mesh_auth::MeshAuth::dev().acting(
         a,
         FollowRequest {
             from_id: a,
@@ -143,7 +143,7 @@ async fn duplicate_follow_and_unfollow_are_idempotent_and_never_negative() {
     .await
     .unwrap();
     let r = c
-        .unfollow(common::mesh_auth::MeshAuth::dev().acting(
+        .unfollow(service_kit::mesh_auth::MeshAuth::dev().acting(
             a,
             FollowRequest {
                 from_id: a,
@@ -168,7 +168,7 @@ async fn self_follow_and_unknown_users_are_refused_and_write_nothing() {
     let mut c = app.client.clone();
 
     let e = c
-        .follow(common::mesh_auth::MeshAuth::dev().acting(
+        .follow(service_kit::mesh_auth::MeshAuth::dev().acting(
             a,
             FollowRequest {
                 from_id: a,
@@ -179,7 +179,7 @@ async fn self_follow_and_unknown_users_are_refused_and_write_nothing() {
         .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
     let e = c
-        .follow(common::mesh_auth::MeshAuth::dev().acting(
+        .follow(service_kit::mesh_auth::MeshAuth::dev().acting(
             a,
             FollowRequest {
                 from_id: a,
@@ -190,7 +190,7 @@ async fn self_follow_and_unknown_users_are_refused_and_write_nothing() {
         .unwrap_err();
     assert_eq!(e.code(), Code::NotFound);
     let e = c
-        .follow(common::mesh_auth::MeshAuth::dev().acting(
+        .follow(service_kit::mesh_auth::MeshAuth::dev().acting(
             999_999,
             FollowRequest {
                 from_id: 999_999,
@@ -201,7 +201,7 @@ async fn self_follow_and_unknown_users_are_refused_and_write_nothing() {
         .unwrap_err();
     assert_eq!(e.code(), Code::NotFound);
     let e = c
-        .unfollow(common::mesh_auth::MeshAuth::dev().acting(
+        .unfollow(service_kit::mesh_auth::MeshAuth::dev().acting(
             a,
             FollowRequest {
                 from_id: a,
@@ -217,7 +217,7 @@ async fn self_follow_and_unknown_users_are_refused_and_write_nothing() {
     );
 
     let e = c
-        .unfollow(common::mesh_auth::MeshAuth::dev().acting(
+        .unfollow(service_kit::mesh_auth::MeshAuth::dev().acting(
             a,
             FollowRequest {
                 from_id: a,
@@ -264,10 +264,10 @@ async fn sixty_four_tasks_following_crossing_pairs_never_see_a_deadlock_and_coun
                     to_id: to,
                 };
                 let res = if follow {
-                    c.follow(common::mesh_auth::MeshAuth::dev().acting(req.from_id, req))
+                    c.follow(service_kit::mesh_auth::MeshAuth::dev().acting(req.from_id, req))
                         .await
                 } else {
-                    c.unfollow(common::mesh_auth::MeshAuth::dev().acting(req.from_id, req))
+                    c.unfollow(service_kit::mesh_auth::MeshAuth::dev().acting(req.from_id, req))
                         .await
                 };
                 match res {
@@ -325,8 +325,8 @@ async fn sixty_four_tasks_following_crossing_pairs_never_see_a_deadlock_and_coun
 /// a follow the gateway's assertion of who acts.
 #[tokio::test]
 async fn a_follow_without_the_mesh_credential_is_unauthenticated_and_writes_nothing() {
-    use common::mesh_auth::MeshAuth;
     use proto::relation::v1::relation_service_client::RelationServiceClient;
+    use service_kit::mesh_auth::MeshAuth;
     let app = spawn_app().await;
     let [a, b] = app.users(2).await[..] else {
         unreachable!()

@@ -10,7 +10,7 @@ use testkit::{TestDb, TestRedis};
 pub struct TestApp {
     pub db: TestDb,
     pub redis: TestRedis,
-    pub client: RelationServiceClient<common::mesh_auth::MeshChannel>,
+    pub client: RelationServiceClient<service_kit::mesh_auth::MeshChannel>,
     pub admin_port: u16,
     /// `http://127.0.0.1:<grpc port>`.
     pub grpc_url: String,

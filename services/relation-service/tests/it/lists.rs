@@ -16,7 +16,7 @@ async fn lists_are_newest_first_and_end_with_an_empty_cursor() {
     let (star, fans) = (ids[0], &ids[1..]);
     let mut c = app.client.clone();
     for &f in fans {
-        c.follow(common::mesh_auth::MeshAuth::dev().acting(
+        c.follow(service_kit::mesh_auth::MeshAuth::dev().acting(
             f,
             FollowRequest {
                 from_id: f,
@@ -25,7 +25,7 @@ async fn lists_are_newest_first_and_end_with_an_empty_cursor() {
         ))
         .await
         .unwrap();
-        c.follow(common::mesh_auth::MeshAuth::dev().acting(
+        c.follow(service_kit::mesh_auth::MeshAuth::dev().acting(
             star,
             FollowRequest {
                 from_id: star,
@@ -138,7 +138,7 @@ async fn walking_followers_while_new_follows_arrive_returns_every_old_follower_e
                 if done.load(Ordering::Relaxed) {
                     break;
                 }
-                c.follow(common::mesh_auth::MeshAuth::dev().acting(
+                c.follow(service_kit::mesh_auth::MeshAuth::dev().acting(
                     f,
                     FollowRequest {
                         from_id: f,

@@ -14,7 +14,7 @@ async fn counts_and_is_follow_come_from_mysql_when_redis_is_empty() {
         unreachable!()
     };
     let mut c = app.client.clone();
-    c.follow(common::mesh_auth::MeshAuth::dev().acting(
+    c.follow(service_kit::mesh_auth::MeshAuth::dev().acting(
         a,
         FollowRequest {
             from_id: a,
@@ -89,7 +89,7 @@ async fn reads_and_writes_work_from_mysql_when_redis_is_down() {
         unreachable!()
     };
     let mut c = app.client.clone();
-    c.follow(common::mesh_auth::MeshAuth::dev().acting(
+    c.follow(service_kit::mesh_auth::MeshAuth::dev().acting(
         a,
         FollowRequest {
             from_id: a,
@@ -239,7 +239,7 @@ async fn is_follow_trusts_a_clear_bloom_bit_and_confirms_a_maybe_in_mysql() {
         unreachable!()
     };
     let mut c = app.client.clone();
-    c.follow(common::mesh_auth::MeshAuth::dev().acting(
+    c.follow(service_kit::mesh_auth::MeshAuth::dev().acting(
         a,
         FollowRequest {
             from_id: a,
@@ -248,7 +248,7 @@ async fn is_follow_trusts_a_clear_bloom_bit_and_confirms_a_maybe_in_mysql() {
     ))
     .await
     .unwrap();
-    c.follow(common::mesh_auth::MeshAuth::dev().acting(
+    c.follow(service_kit::mesh_auth::MeshAuth::dev().acting(
         a,
         FollowRequest {
             from_id: a,

@@ -4,11 +4,11 @@
 use std::time::Duration;
 
 use common::config::{AdminSettings, MysqlSettings, RedisSettings};
-use common::jwt::{JwtCodec, JwtSettings};
 use proto::user::v1::user_service_client::UserServiceClient;
 use proto::user::v1::*;
 use redis::AsyncCommands;
 use secrecy::SecretString;
+use service_kit::jwt::{JwtCodec, JwtSettings};
 use testkit::{TestDb, TestRedis};
 use tonic::Code;
 use user_service::config::Settings;
@@ -43,14 +43,17 @@ fn settings(db: &TestDb, redis: &TestRedis) -> Settings {
     }
 }
 
-async fn start(s: Settings) -> UserServiceClient<common::mesh_auth::MeshChannel> {
+async fn start(s: Settings) -> UserServiceClient<service_kit::mesh_auth::MeshChannel> {
     let app = Application::build(s).await.expect("build user-service");
     let port = app.port();
     tokio::spawn(app.run_until(std::future::pending()));
     UserServiceClient::new(testkit::mesh_channel(format!("http://127.0.0.1:{port}")).await)
 }
 
-async fn register(c: &mut UserServiceClient<common::mesh_auth::MeshChannel>, name: &str) -> u64 {
+async fn register(
+    c: &mut UserServiceClient<service_kit::mesh_auth::MeshChannel>,
+    name: &str,
+) -> u64 {
     c.register(RegisterRequest {
         username: name.into(),
         password: "password1".into(),
@@ -309,7 +312,7 @@ async fn update_profile_returns_the_new_profile_and_a_gtid_and_checks_lengths() 
     let mut c = start(settings(&db, &redis)).await;
     let id = register(&mut c, "dave").await;
     let r = c
-        .update_profile(common::mesh_auth::MeshAuth::dev().acting(
+        .update_profile(service_kit::mesh_auth::MeshAuth::dev().acting(
             id,
             UpdateProfileRequest {
                 user_id: id,
@@ -332,7 +335,7 @@ async fn update_profile_returns_the_new_profile_and_a_gtid_and_checks_lengths() 
         ..Default::default()
     };
     assert_eq!(
-        c.update_profile(common::mesh_auth::MeshAuth::dev().acting(long.user_id, long))
+        c.update_profile(service_kit::mesh_auth::MeshAuth::dev().acting(long.user_id, long))
             .await
             .unwrap_err()
             .code(),
@@ -343,7 +346,7 @@ async fn update_profile_returns_the_new_profile_and_a_gtid_and_checks_lengths() 
         ..Default::default()
     };
     assert_eq!(
-        c.update_profile(common::mesh_auth::MeshAuth::dev().acting(nothing.user_id, nothing))
+        c.update_profile(service_kit::mesh_auth::MeshAuth::dev().acting(nothing.user_id, nothing))
             .await
             .unwrap_err()
             .code(),
@@ -355,7 +358,7 @@ async fn update_profile_returns_the_new_profile_and_a_gtid_and_checks_lengths() 
         ..Default::default()
     };
     assert_eq!(
-        c.update_profile(common::mesh_auth::MeshAuth::dev().acting(unknown.user_id, unknown))
+        c.update_profile(service_kit::mesh_auth::MeshAuth::dev().acting(unknown.user_id, unknown))
             .await
             .unwrap_err()
             .code(),
@@ -400,7 +403,7 @@ async fn logins_beyond_the_hashing_slots_wait_briefly_then_are_refused_with_unav
     for e in refused {
         assert_eq!(
             e.metadata()
-                .get(common::grpc::RETRY_AFTER_METADATA)
+                .get(service_kit::grpc::RETRY_AFTER_METADATA)
                 .unwrap(),
             "1"
         );
@@ -425,7 +428,7 @@ async fn attempts_over_the_per_username_limit_are_resource_exhausted_with_retry_
     assert_eq!(e.code(), Code::ResourceExhausted);
     let wait: u64 = e
         .metadata()
-        .get(common::grpc::RETRY_AFTER_METADATA)
+        .get(service_kit::grpc::RETRY_AFTER_METADATA)
         .unwrap()
         .to_str()
         .unwrap()

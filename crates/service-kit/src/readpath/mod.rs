@@ -25,7 +25,7 @@ pub mod redis_cache;
 pub struct Layers {
     pub pool: sqlx::MySqlPool,
     pub redis: redis_cache::RedisCache,
-    pub keys: crate::keys::Keys,
+    pub keys: common::keys::Keys,
     pub capacity: u64,
     pub ttl: std::time::Duration,
     pub reads_metric: &'static str,
@@ -55,8 +55,14 @@ impl Layers {
     }
 
     /// The read-your-writes barrier over the same Redis and pool.
-    pub fn barrier(&self, settings: &crate::config::ConsistencySettings) -> consistency::Barrier {
-        settings.barrier(self.redis.clone(), &self.keys, self.pool.clone())
+    pub fn barrier(&self, settings: &common::config::ConsistencySettings) -> consistency::Barrier {
+        consistency::Barrier::new(
+            self.redis.clone(),
+            &self.keys,
+            self.pool.clone(),
+            settings.wait,
+            settings.poll,
+        )
     }
 }
 

@@ -35,7 +35,7 @@ where
             };
         }
     };
-    let _telemetry = crate::telemetry::init(name);
+    let _telemetry = common::telemetry::init(name);
     match run(args.config).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -48,7 +48,7 @@ where
 /// The `main` of a service crate with a `config::Settings` (loaded with
 /// `Settings::load(Option<&Path>)`) and a `startup::Application` (built
 /// with `Application::build(settings)`, served with `run_until_stopped`):
-/// `common::service_main!("count-service", "what it does", count_service);`
+/// `service_kit::service_main!("count-service", "what it does", count_service);`
 #[macro_export]
 macro_rules! service_main {
     ($name:literal, $about:literal, $krate:ident) => {

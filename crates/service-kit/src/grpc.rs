@@ -34,8 +34,8 @@ use tonic::server::NamedService;
 use tonic::transport::server::{Connected, TcpIncoming};
 use tracing::Instrument;
 
-use crate::admin::{Admin, Readiness};
-use crate::config::GrpcServerSettings;
+use common::admin::{Admin, Readiness};
+use common::config::GrpcServerSettings;
 
 /// gRPC calls served, by service, method and status code.
 pub const REQUESTS_TOTAL: &str = "grpc_server_requests_total";
@@ -97,7 +97,7 @@ impl Serve {
     where
         S: GrpcServer,
     {
-        let stop = crate::shutdown::Stop::spawn(shutdown);
+        let stop = common::shutdown::Stop::spawn(shutdown);
 
         describe();
         let (health, health_svc) = tonic_health::server::health_reporter();
@@ -249,7 +249,7 @@ impl<K: GrpcService> GrpcApp<K> {
 
     /// Serves until SIGINT or SIGTERM.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        self.run_until(crate::shutdown::signal()).await
+        self.run_until(common::shutdown::signal()).await
     }
 
     /// Serves until `shutdown` resolves.
@@ -349,7 +349,7 @@ pub fn spawn_readiness_probe(
 }
 
 fn describe() {
-    crate::admin::prometheus();
+    common::admin::prometheus();
     metrics::describe_counter!(
         REQUESTS_TOTAL,
         "gRPC calls served, by service, method and code"
@@ -480,7 +480,7 @@ where
         // One server span per call, a child of the caller's span when the
         // request carries a `traceparent` (exported only with tracing on).
         let span = tracing::info_span!(
-            target: crate::telemetry::SPANS,
+            target: common::telemetry::SPANS,
             "grpc.server",
             otel.name = %format_args!("{service}/{method}"),
             otel.kind = "server",
@@ -490,7 +490,7 @@ where
             rpc.grpc.status_code = tracing::field::Empty,
             otel.status_code = tracing::field::Empty,
         );
-        crate::telemetry::set_parent_from(&span, req.headers());
+        common::telemetry::set_parent_from(&span, req.headers());
         let fut = {
             let _entered = span.enter();
             self.inner.call(req)

@@ -26,7 +26,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::keys::{CounterKind, Keys};
+use common::keys::{CounterKind, Keys};
 use futures::FutureExt;
 use moka::future::Cache;
 use sqlx::MySqlPool;

@@ -22,7 +22,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
-use crate::config::ConfigError;
+use common::config::ConfigError;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -39,7 +39,7 @@ const HEADER_B64: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9"; // {"alg":"HS25
 #[serde(default)]
 pub struct JwtSettings {
     /// HMAC key. No default outside dev mode.
-    #[serde(serialize_with = "ser_secret_opt")]
+    #[serde(serialize_with = "common::config::ser_secret_opt")]
     pub secret: Option<SecretString>,
     /// Token lifetime, e.g. `"24h"`.
     #[serde(with = "humantime_serde")]
@@ -207,13 +207,6 @@ fn signing_input(token: &str) -> &str {
         .rsplit_once('.')
         .map(|(head, _)| head)
         .unwrap_or(token)
-}
-
-fn ser_secret_opt<S: serde::Serializer>(v: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
-    match v {
-        Some(secret) => s.serialize_some(secret.expose_secret()),
-        None => s.serialize_none(),
-    }
 }
 
 #[cfg(test)]

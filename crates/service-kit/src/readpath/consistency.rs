@@ -28,7 +28,7 @@ use tokio::sync::{Notify, watch};
 
 use super::ReadError;
 use super::redis_cache::RedisCache;
-use crate::keys::Keys;
+use common::keys::Keys;
 
 /// Histogram of the wait a token-carrying read added, by `outcome`
 /// (`synced`: the watermark passed; `primary`: it read MySQL instead).
@@ -146,6 +146,12 @@ impl Position {
             }
         }
         Some(Position(out))
+    }
+
+    /// The newest sequence number of `source` (a MariaDB domain or a MySQL
+    /// server UUID, lowercase) in the position.
+    pub fn seq_of(&self, source: &str) -> Option<u64> {
+        self.0.get(source).copied()
     }
 
     /// Whether the position includes the token's transaction.
@@ -355,7 +361,7 @@ static FLAVOR: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0)
 
 /// The flavour of the server behind `conn`, cached for the process (a
 /// process talks to one database server).
-async fn flavor<'c, E>(conn: E) -> Result<Flavor, sqlx::Error>
+pub(crate) async fn flavor<'c, E>(conn: E) -> Result<Flavor, sqlx::Error>
 where
     E: sqlx::Executor<'c, Database = sqlx::MySql>,
 {
@@ -370,34 +376,6 @@ where
     let f = Flavor::from_version(&version);
     FLAVOR.store(if f == Flavor::MariaDb { 1 } else { 2 }, Ordering::Relaxed);
     Ok(f)
-}
-
-/// The consistency token of the transaction just committed on `conn`: its
-/// GTID on MariaDB (`@@last_gtid`, exact). MySQL has no such variable; there
-/// the token is this server's newest GTID (`@@server_uuid` and the end of its
-/// interval in `@@global.gtid_executed`, read right after the commit), which
-/// covers the transaction and at most a few concurrent ones — a token read
-/// may wait for those too, never less. Empty when the server has GTIDs off.
-pub async fn commit_token(conn: &mut sqlx::MySqlConnection) -> Result<String, sqlx::Error> {
-    if flavor(&mut *conn).await? == Flavor::MariaDb {
-        let t: Option<String> = sqlx::query_scalar("SELECT @@last_gtid")
-            .fetch_one(&mut *conn)
-            .await?;
-        return Ok(t.unwrap_or_default());
-    }
-    let (uuid, executed): (String, String) =
-        sqlx::query_as("SELECT @@server_uuid, @@global.gtid_executed")
-            .fetch_one(&mut *conn)
-            .await?;
-    Ok(mysql_newest(&uuid, &executed).unwrap_or_default())
-}
-
-/// `uuid:n`, n the end of `uuid`'s last interval in a MySQL GTID set
-/// (`uuid:1-42:50-60,other:1-7`, newlines allowed as MySQL prints them).
-fn mysql_newest(uuid: &str, executed: &str) -> Option<String> {
-    let uuid = uuid.trim().to_ascii_lowercase();
-    let n = *Position::parse(executed)?.0.get(&uuid)?;
-    Some(format!("{uuid}:{n}"))
 }
 
 /// The token of a gRPC request, if any (`InvalidArgument` when not ASCII).
@@ -482,20 +460,6 @@ async fn read_watermark(redis: &RedisCache, key: &str) -> Option<Option<Position
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_newest_mysql_gtid_of_this_server_is_the_token() {
-        let me = "3E11FA47-71CA-11E1-9E33-C80AA9429562";
-        let set = "1c2aad49-ae92-409a-b4df-d05a03e4702e:1-9,\n3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5:11-18";
-        let t = mysql_newest(me, set).expect("found");
-        assert_eq!(t, "3e11fa47-71ca-11e1-9e33-c80aa9429562:18");
-        assert!(t.parse::<Token>().is_ok(), "a token the barrier accepts");
-        assert_eq!(
-            mysql_newest(me, "1c2aad49-ae92-409a-b4df-d05a03e4702e:1-9"),
-            None
-        );
-        assert_eq!(mysql_newest(me, ""), None);
-    }
 
     #[test]
     fn mariadb_and_mysql_tokens_parse() {

@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::keys::Keys;
+use common::keys::Keys;
 use moka::future::Cache;
 use sqlx::MySqlPool;
 

@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use tonic::metadata::MetadataValue;
 
-use crate::config::ConfigError;
+use common::config::ConfigError;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -55,7 +55,7 @@ const MEMBERSHIP: &[u8] = b"sluice-mesh-v1";
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct MeshSettings {
-    #[serde(serialize_with = "crate::config::ser_secret_opt")]
+    #[serde(serialize_with = "common::config::ser_secret_opt")]
     pub secret: Option<SecretString>,
 }
 
@@ -252,10 +252,10 @@ pub struct MeshClient(MeshAuth);
 
 impl tonic::service::Interceptor for MeshClient {
     fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        if let Some(tp) = crate::telemetry::traceparent()
+        if let Some(tp) = common::telemetry::traceparent()
             && let Ok(v) = tp.parse()
         {
-            req.metadata_mut().insert(crate::telemetry::TRACEPARENT, v);
+            req.metadata_mut().insert(common::telemetry::TRACEPARENT, v);
         }
         if !req.metadata().contains_key(SERVICE_METADATA)
             && let Ok(v) = MetadataValue::try_from(&*self.0.proof)

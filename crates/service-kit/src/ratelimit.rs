@@ -19,7 +19,7 @@ use governor::clock::{Clock, DefaultClock};
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
 
-use crate::config::RateLimitSettings;
+use common::config::RateLimitSettings;
 
 /// Checks between two sweeps of refilled keys.
 pub const HOUSEKEEPING_EVERY: u32 = 1024;

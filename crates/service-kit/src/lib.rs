@@ -1,0 +1,27 @@
+//! What the gRPC services and the gateway share beyond the runtime plumbing
+//! of `common`: the service skeleton, service-to-service authentication,
+//! tokens, rate limits, the read path and the write side's commit token.
+//! The relay and the cache-syncer do not depend on it.
+//!
+//! # Layout
+//! - [`service`]: the entry point of every service binary (command line,
+//!   telemetry, exit code; [`service_main!`]).
+//! - [`grpc`]: one skeleton for a gRPC service (bind, serve, drain), the RED
+//!   metrics layer, the client channel type.
+//! - [`mesh_auth`]: membership proofs and acting-user assertions between
+//!   the gateway and the services.
+//! - [`jwt`]: HS256 tokens (issued by user-service, checked by the gateway).
+//! - [`ratelimit`]: keyed rate limits (per client address, per username).
+//! - [`readpath`]: the services' read path (moka → Redis → MySQL) and the
+//!   read-your-writes barrier.
+//! - [`write`]: the consistency token of a committed write.
+//!
+//! Depends on `common` and `cdc-event` only among workspace crates.
+
+pub mod grpc;
+pub mod jwt;
+pub mod mesh_auth;
+pub mod ratelimit;
+pub mod readpath;
+pub mod service;
+pub mod write;
