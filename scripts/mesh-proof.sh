@@ -6,7 +6,7 @@
 #   grpcurl -plaintext $(scripts/mesh-proof.sh 1) -d '{"from_id":1,"to_id":2}' \
 #       127.0.0.1:8082 relation.v1.RelationService/Follow
 # The key is $SLUICE_MESH_SECRET, else the dev mesh's (SLUICE_DEV); see
-# crates/common/src/mesh_auth.rs for the format.
+# crates/service-kit/src/mesh_auth.rs for the format.
 set -euo pipefail
 secret=${SLUICE_MESH_SECRET:-sluice-dev-only-mesh-secret-do-not-use-in-production}
 mac() { printf '%s' "$1" | openssl dgst -sha256 -hmac "$secret" -r | cut -d' ' -f1; }
