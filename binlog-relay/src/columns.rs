@@ -16,8 +16,8 @@
 //! order depend on them, so such a rule stops the relay with a clear error
 //! when it first meets the table.
 //!
-//! Rules are applied once, to the [`TableInfo`] of each table map or
-//! snapshot, so the general decoder, the fast decoder, the snapshot, every
+//! Rules are applied once, to the `TableInfo` of each table map or
+//! snapshot (`TableInfo::apply_rules`), so the general decoder, the fast decoder, the snapshot, every
 //! output format and the dry run all see the same columns. The fast decoder
 //! handles `exclude` by skipping the column; a table with a `hash` or
 //! `replace` rule is decoded by the general decoder.
@@ -29,11 +29,6 @@ use std::sync::Arc;
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-
-use common::config::ConfigError;
-
-use crate::error::{Error, Result};
-use crate::schema::TableInfo;
 
 /// The column rules of the shipped configuration: password hashes never
 /// leave the database (the syncer does not need them).
@@ -157,6 +152,11 @@ impl ColumnRules {
         Ok(Self { rules })
     }
 
+    /// Whether there is no rule at all (every column kept).
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
     /// The rule of one column.
     pub fn rule_for(&self, db: &str, table: &str, column: &str) -> ColumnRule {
         self.rules
@@ -166,40 +166,11 @@ impl ColumnRules {
             .map(|(_, r)| r.clone())
             .unwrap_or_default()
     }
-
-    /// Sets every column's rule in `info`. A table with a `hash` or
-    /// `replace` rule loses its fast layout (the general decoder masks);
-    /// a rule on a primary-key column is an error.
-    pub fn apply(&self, info: &mut TableInfo) -> Result<()> {
-        if self.rules.is_empty() {
-            return Ok(());
-        }
-        let mut masked = false;
-        for (i, col) in info.columns.iter_mut().enumerate() {
-            col.rule = self.rule_for(&info.db, &info.table, &col.name);
-            if col.rule == ColumnRule::Keep {
-                continue;
-            }
-            if info.pk.contains(&i) {
-                return Err(Error::Config(ConfigError::Invalid(format!(
-                    "column rule on {}.{}.{}: a primary-key column cannot be excluded or masked",
-                    info.db, info.table, col.name
-                ))));
-            }
-            masked |= col.rule.publishes();
-        }
-        if masked {
-            info.wire = None;
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::ColumnInfo;
-    use mysql_async::consts::ColumnType;
     use serde_json::json;
 
     fn rules(pairs: &[(&str, &str)]) -> ColumnRules {
@@ -275,43 +246,5 @@ mod tests {
         assert_eq!(replace.apply(Value::Null), Some(Value::Null));
         assert_eq!(ColumnRule::Exclude.apply(json!(1)), None);
         assert_eq!(ColumnRule::Keep.apply(json!(1)), Some(json!(1)));
-    }
-
-    fn user_table() -> TableInfo {
-        let col = |n: &str| ColumnInfo::text_column(n, ColumnType::MYSQL_TYPE_VARCHAR, false);
-        TableInfo {
-            db: "sluice".into(),
-            table: "user".into(),
-            columns: vec![col("id"), col("username"), col("password_hash")],
-            pk: vec![0],
-            wire: Some(vec![]),
-        }
-    }
-
-    #[test]
-    fn applying_sets_rules_and_refuses_key_columns() {
-        let mut t = user_table();
-        ColumnRules::parse(&default_rules())
-            .unwrap()
-            .apply(&mut t)
-            .unwrap();
-        assert_eq!(t.columns[2].rule, ColumnRule::Exclude);
-        assert_eq!(t.columns[1].rule, ColumnRule::Keep);
-        assert!(t.wire.is_some(), "exclusion alone keeps the fast path");
-
-        let mut t = user_table();
-        rules(&[("sluice.user.username", "hash:s")])
-            .apply(&mut t)
-            .unwrap();
-        assert!(
-            t.wire.is_none(),
-            "a masked table goes to the general decoder"
-        );
-
-        let mut t = user_table();
-        let err = rules(&[("*.user.id", "exclude")])
-            .apply(&mut t)
-            .unwrap_err();
-        assert!(err.to_string().contains("primary-key"), "{err}");
     }
 }

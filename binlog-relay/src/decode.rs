@@ -30,7 +30,7 @@ use mysql_async::consts::ColumnType;
 use serde_json::{Number, Value};
 
 use crate::error::{Error, Result};
-use crate::schema::{ColumnInfo, TableInfo};
+use crate::table::{ColumnInfo, TableInfo};
 
 /// One decoded row change, before it is wrapped into an envelope.
 #[derive(Debug, Clone, PartialEq)]
@@ -418,7 +418,7 @@ mod tests {
     #[test]
     fn binary_columns_are_base64() {
         let mut c = col(MYSQL_TYPE_BLOB);
-        c.charset = Some(crate::schema::BINARY_CHARSET);
+        c.charset = Some(crate::table::BINARY_CHARSET);
         assert_eq!(
             conv(&c, MyValue::Bytes(vec![0, 1, 2, 255])),
             json!("AAEC/w==")

@@ -12,7 +12,7 @@
 //! by [`crate::format::debezium_fast`].
 
 use mysql_async::Value as MyValue;
-use mysql_async::binlog::events::{RowsEventData, TableMapEvent};
+use mysql_async::binlog::events::RowsEventData;
 use mysql_async::binlog::value::BinlogValue;
 use mysql_async::consts::ColumnType;
 use mysql_common::io::ParseBuf;
@@ -20,84 +20,7 @@ use serde_json::Value;
 
 use crate::decode;
 use crate::error::{Error, Result};
-use crate::schema::{ColumnInfo, TableInfo};
-
-/// How one column's value is laid out in a row image.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Wire {
-    /// Little-endian integer of 1, 2, 3, 4 or 8 bytes.
-    Int { len: u8, unsigned: bool },
-    /// A length prefix of 1–4 bytes, then the bytes (VARCHAR, CHAR, BLOB, TEXT).
-    Bytes { prefix: u8 },
-    /// Anything else: parsed by `mysql_common` with the table map's type and
-    /// metadata.
-    Other {
-        ty: ColumnType,
-        meta: [u8; 2],
-        unsigned: bool,
-    },
-}
-
-/// The layout of every column of a table map (`types`: the real column
-/// types as [`crate::schema`] read them), or `None` when a column has a type
-/// the fast path does not handle (MySQL typed arrays).
-pub fn layout(
-    tme: &TableMapEvent<'_>,
-    types: &[ColumnType],
-    unsigned: &[bool],
-) -> Option<Vec<Wire>> {
-    use ColumnType::*;
-    let mut out = Vec::with_capacity(types.len());
-    for (i, (&ty, &uns)) in types.iter().zip(unsigned).enumerate() {
-        let raw = tme.get_raw_column_type(i).ok()??;
-        let meta = tme.get_column_metadata(i).unwrap_or(&[]);
-        let m = |k: usize| meta.get(k).copied().unwrap_or(0);
-        let int = |len: u8| Wire::Int { len, unsigned: uns };
-        out.push(match ty {
-            MYSQL_TYPE_TINY => int(1),
-            MYSQL_TYPE_SHORT => int(2),
-            MYSQL_TYPE_INT24 => int(3),
-            MYSQL_TYPE_LONG => int(4),
-            MYSQL_TYPE_LONGLONG => int(8),
-            MYSQL_TYPE_VARCHAR | MYSQL_TYPE_VAR_STRING => {
-                let max = u16::from_le_bytes([m(0), m(1)]);
-                Wire::Bytes {
-                    prefix: if max < 256 { 1 } else { 2 },
-                }
-            }
-            // CHAR(n): the real type is in the metadata; its byte length too
-            // (with two high bits folded into the first byte for long CHARs).
-            MYSQL_TYPE_STRING if raw == MYSQL_TYPE_STRING => {
-                let (b0, b1) = (usize::from(m(0)), usize::from(m(1)));
-                let len = if b0 == 0 {
-                    usize::from(u16::from_le_bytes([m(0), m(1)]))
-                } else if (b0 & 0x30) != 0x30 {
-                    b1 | (((b0 & 0x30) ^ 0x30) << 4)
-                } else {
-                    b1
-                };
-                Wire::Bytes {
-                    prefix: if len < 256 { 1 } else { 2 },
-                }
-            }
-            MYSQL_TYPE_TINY_BLOB
-            | MYSQL_TYPE_MEDIUM_BLOB
-            | MYSQL_TYPE_LONG_BLOB
-            | MYSQL_TYPE_BLOB
-                if (1..=4).contains(&m(0)) =>
-            {
-                Wire::Bytes { prefix: m(0) }
-            }
-            MYSQL_TYPE_TYPED_ARRAY => return None,
-            _ => Wire::Other {
-                ty,
-                meta: [m(0), m(1)],
-                unsigned: uns,
-            },
-        });
-    }
-    (out.len() == types.len()).then_some(out)
-}
+use crate::table::{ColumnInfo, TableInfo, Wire};
 
 /// The decoded rows of one rows event: the JSON text of every value, in one
 /// buffer.
@@ -419,7 +342,7 @@ pub fn check_value_paths(data: &[u8]) -> std::result::Result<(), String> {
         rule: crate::columns::ColumnRule::Keep,
     };
     match pick % 24 {
-        9 | 12 => col.charset = Some(crate::schema::BINARY_CHARSET),
+        9 | 12 => col.charset = Some(crate::table::BINARY_CHARSET),
         10 | 13 => col.json = true,
         _ => {}
     }
@@ -594,7 +517,7 @@ mod tests {
             for (binary, json) in [(false, false), (true, false), (false, true)] {
                 let mut c = col(MYSQL_TYPE_VARCHAR, false);
                 if binary {
-                    c.charset = Some(crate::schema::BINARY_CHARSET);
+                    c.charset = Some(crate::table::BINARY_CHARSET);
                 }
                 c.json = json;
                 let mut bytes = vec![t.len() as u8];

@@ -49,6 +49,7 @@ pub mod source;
 pub mod start;
 pub mod startup;
 pub mod status;
+pub mod table;
 pub mod topics;
 pub mod txn;
 

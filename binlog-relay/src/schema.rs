@@ -23,84 +23,73 @@ use sqlx::MySqlPool;
 
 use crate::columns::{ColumnRule, ColumnRules};
 use crate::error::{Error, Result};
+pub use crate::table::{BINARY_CHARSET, ColumnInfo, TableInfo, Wire};
 
-/// The `binary` character set id: values of such columns are bytes, not text.
-pub const BINARY_CHARSET: u16 = 63;
-
-/// One column as the rows event needs it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ColumnInfo {
-    pub name: String,
-    /// The real column type (ENUM/SET resolved).
-    pub col_type: ColumnType,
-    pub unsigned: bool,
-    /// Character set id for character columns, when the binlog says.
-    pub charset: Option<u16>,
-    /// ENUM labels, 1-based index in the binlog → `labels[i-1]`.
-    pub enum_labels: Vec<String>,
-    /// SET labels, bit i → `labels[i]`.
-    pub set_labels: Vec<String>,
-    /// A JSON column (MySQL's native type or MariaDB's LONGTEXT alias).
-    pub json: bool,
-    /// What is published of the column ([`crate::columns`]).
-    pub rule: ColumnRule,
-}
-
-impl ColumnInfo {
-    /// A column with the utf8mb4 character set and no labels (unit tests).
-    #[cfg(test)]
-    pub fn text_column(name: &str, col_type: ColumnType, unsigned: bool) -> Self {
-        Self {
-            name: name.into(),
-            col_type,
-            unsigned,
-            charset: Some(45),
-            enum_labels: vec![],
-            set_labels: vec![],
-            json: false,
-            rule: ColumnRule::Keep,
-        }
+/// The layout of every column of a table map (`types`: the real column
+/// types as [`crate::schema`] read them), or `None` when a column has a type
+/// the fast path does not handle (MySQL typed arrays).
+pub fn layout(
+    tme: &TableMapEvent<'_>,
+    types: &[ColumnType],
+    unsigned: &[bool],
+) -> Option<Vec<Wire>> {
+    use ColumnType::*;
+    let mut out = Vec::with_capacity(types.len());
+    for (i, (&ty, &uns)) in types.iter().zip(unsigned).enumerate() {
+        let raw = tme.get_raw_column_type(i).ok()??;
+        let meta = tme.get_column_metadata(i).unwrap_or(&[]);
+        let m = |k: usize| meta.get(k).copied().unwrap_or(0);
+        let int = |len: u8| Wire::Int { len, unsigned: uns };
+        out.push(match ty {
+            MYSQL_TYPE_TINY => int(1),
+            MYSQL_TYPE_SHORT => int(2),
+            MYSQL_TYPE_INT24 => int(3),
+            MYSQL_TYPE_LONG => int(4),
+            MYSQL_TYPE_LONGLONG => int(8),
+            MYSQL_TYPE_VARCHAR | MYSQL_TYPE_VAR_STRING => {
+                let max = u16::from_le_bytes([m(0), m(1)]);
+                Wire::Bytes {
+                    prefix: if max < 256 { 1 } else { 2 },
+                }
+            }
+            // CHAR(n): the real type is in the metadata; its byte length too
+            // (with two high bits folded into the first byte for long CHARs).
+            MYSQL_TYPE_STRING if raw == MYSQL_TYPE_STRING => {
+                let (b0, b1) = (usize::from(m(0)), usize::from(m(1)));
+                let len = if b0 == 0 {
+                    usize::from(u16::from_le_bytes([m(0), m(1)]))
+                } else if (b0 & 0x30) != 0x30 {
+                    b1 | (((b0 & 0x30) ^ 0x30) << 4)
+                } else {
+                    b1
+                };
+                Wire::Bytes {
+                    prefix: if len < 256 { 1 } else { 2 },
+                }
+            }
+            MYSQL_TYPE_TINY_BLOB
+            | MYSQL_TYPE_MEDIUM_BLOB
+            | MYSQL_TYPE_LONG_BLOB
+            | MYSQL_TYPE_BLOB
+                if (1..=4).contains(&m(0)) =>
+            {
+                Wire::Bytes { prefix: m(0) }
+            }
+            MYSQL_TYPE_TYPED_ARRAY => return None,
+            _ => Wire::Other {
+                ty,
+                meta: [m(0), m(1)],
+                unsigned: uns,
+            },
+        });
     }
-
-    /// Whether string values of this column are binary (emitted as base64).
-    pub fn is_binary(&self) -> bool {
-        self.charset == Some(BINARY_CHARSET)
-    }
-}
-
-/// A table as seen by one TABLE_MAP event.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TableInfo {
-    pub db: String,
-    pub table: String,
-    pub columns: Vec<ColumnInfo>,
-    /// Indexes of the primary-key columns, in key order.
-    pub pk: Vec<usize>,
-    /// The columns' binlog layout for the fast decoder (`None`: tables not
-    /// read from a table map, or with a type it does not handle).
-    pub wire: Option<Vec<crate::fastrow::Wire>>,
-}
-
-impl TableInfo {
-    /// `db.table`.
-    pub fn full_name(&self) -> String {
-        format!("{}.{}", self.db, self.table)
-    }
-
-    /// Names of the primary-key columns, in key order.
-    pub fn pk_names(&self) -> Vec<&str> {
-        self.pk
-            .iter()
-            .filter_map(|&i| self.columns.get(i))
-            .map(|c| c.name.as_str())
-            .collect()
-    }
+    (out.len() == types.len()).then_some(out)
 }
 
 /// What a TABLE_MAP event says about its table; names may be missing.
 #[derive(Debug, Clone)]
 struct MapColumns {
-    wire: Option<Vec<crate::fastrow::Wire>>,
+    wire: Option<Vec<Wire>>,
     types: Vec<ColumnType>,
     names: Option<Vec<String>>,
     unsigned: Vec<bool>,
@@ -234,7 +223,7 @@ fn read_map(tme: &TableMapEvent<'_>) -> Result<MapColumns> {
         });
     }
     Ok(MapColumns {
-        wire: crate::fastrow::layout(tme, &types, &unsigned),
+        wire: layout(tme, &types, &unsigned),
         types,
         names,
         unsigned,
@@ -386,7 +375,7 @@ impl SchemaTracker {
             known.as_deref().map(|v| v.as_slice()),
             &mut self.warned,
         )?;
-        self.columns.apply(&mut info)?;
+        info.apply_rules(&self.columns)?;
         let info = Arc::new(info);
         self.by_id
             .insert(tme.table_id(), (tme.clone().into_owned(), info.clone()));
@@ -529,6 +518,51 @@ pub async fn load_known_columns(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::columns::default_rules;
+    use std::collections::BTreeMap;
+
+    fn rules(pairs: &[(&str, &str)]) -> ColumnRules {
+        let map: BTreeMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        ColumnRules::parse(&map).unwrap()
+    }
+
+    fn user_table() -> TableInfo {
+        let col = |n: &str| ColumnInfo::text_column(n, ColumnType::MYSQL_TYPE_VARCHAR, false);
+        TableInfo {
+            db: "sluice".into(),
+            table: "user".into(),
+            columns: vec![col("id"), col("username"), col("password_hash")],
+            pk: vec![0],
+            wire: Some(vec![]),
+        }
+    }
+
+    #[test]
+    fn applying_sets_rules_and_refuses_key_columns() {
+        let mut t = user_table();
+        t.apply_rules(&ColumnRules::parse(&default_rules()).unwrap())
+            .unwrap();
+        assert_eq!(t.columns[2].rule, ColumnRule::Exclude);
+        assert_eq!(t.columns[1].rule, ColumnRule::Keep);
+        assert!(t.wire.is_some(), "exclusion alone keeps the fast path");
+
+        let mut t = user_table();
+        t.apply_rules(&rules(&[("sluice.user.username", "hash:s")]))
+            .unwrap();
+        assert!(
+            t.wire.is_none(),
+            "a masked table goes to the general decoder"
+        );
+
+        let mut t = user_table();
+        let err = t
+            .apply_rules(&rules(&[("*.user.id", "exclude")]))
+            .unwrap_err();
+        assert!(err.to_string().contains("primary-key"), "{err}");
+    }
 
     fn known(name: &str, ty: &str) -> KnownColumn {
         KnownColumn {

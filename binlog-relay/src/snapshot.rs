@@ -219,7 +219,7 @@ impl TableReader {
             .split_once('.')
             .ok_or_else(|| Error::Snapshot(format!("{full_name:?} is not db.table")))?;
         let mut info = describe(pool, db, table).await?;
-        rules.apply(&mut info)?;
+        info.apply_rules(rules)?;
         let opts = Opts::from_url(url.expose_secret())
             .map_err(|e| Error::Snapshot(format!("invalid mysql url: {e}")))?;
         let mut conn = Conn::new(opts).await?;

@@ -48,7 +48,7 @@ use serde::{Serialize, Serializer};
 
 use super::{ChangedColumns, Obj, One, PAYLOAD_CAPACITY, Payload, StringRow, Text, update_images};
 use crate::decode::{ChangeMeta, RowChange};
-use crate::schema::{ColumnInfo, TableInfo};
+use crate::table::{ColumnInfo, TableInfo};
 
 /// Names of the primary-key columns, in key order.
 struct PkNames<'a>(&'a TableInfo);

@@ -8,7 +8,7 @@ use cdc_event::{Op, Snapshot};
 use super::Payload;
 use crate::decode::ChangeMeta;
 use crate::fastrow;
-use crate::schema::TableInfo;
+use crate::table::TableInfo;
 
 /// The Debezium envelope of one fast-decoded row change: the same JSON as
 /// [`encode`] with [`Format::Debezium`] writes for the general path's

@@ -40,7 +40,7 @@ use serde_json::Value;
 
 use super::{ChangedColumns, Obj, PAYLOAD_CAPACITY, Payload, Text, update_images};
 use crate::decode::{ChangeMeta, RowChange};
-use crate::schema::TableInfo;
+use crate::table::TableInfo;
 
 /// Maxwell's transaction number (see the module docs); `None` outside a transaction.
 pub fn xid(meta: &ChangeMeta<'_>) -> Option<u64> {

@@ -33,7 +33,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
 use crate::decode::{self, ChangeMeta, RowChange};
-use crate::schema::TableInfo;
+use crate::table::TableInfo;
 
 /// A first guess at the message size, so most rows need one allocation.
 const PAYLOAD_CAPACITY: usize = 512;
@@ -289,7 +289,7 @@ pub(super) fn update_images(change: &RowChange) -> Option<(&Row, &Row)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::ColumnInfo;
+    use crate::table::ColumnInfo;
     use cdc_event::{Snapshot, TransactionRef};
     use mysql_async::consts::ColumnType;
     use serde_json::json;
@@ -569,7 +569,7 @@ mod tests {
         assert_eq!(MysqlType(&e).to_string(), "enum('small','it''s')");
         assert_eq!(sql_type(&e), 4);
         let mut b = col("b", MYSQL_TYPE_BLOB, false);
-        b.charset = Some(crate::schema::BINARY_CHARSET);
+        b.charset = Some(crate::table::BINARY_CHARSET);
         assert_eq!(
             (MysqlType(&b).to_string(), sql_type(&b)),
             ("blob".into(), 2004)
@@ -581,7 +581,7 @@ mod tests {
             ("json".into(), 12)
         );
         let mut vb = col("vb", MYSQL_TYPE_VARCHAR, false);
-        vb.charset = Some(crate::schema::BINARY_CHARSET);
+        vb.charset = Some(crate::table::BINARY_CHARSET);
         assert_eq!(sql_type(&vb), -3);
         let t = col("t", MYSQL_TYPE_TINY, true);
         assert_eq!(

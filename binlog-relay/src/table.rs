@@ -1,0 +1,129 @@
+//! A table as the decoders need it, as plain data: its columns (name, real
+//! type, signedness, character set, ENUM/SET labels, JSON-ness, the column
+//! rule) and primary key, and the binlog layout the fast decoder reads.
+//! Built by [`crate::schema`] from table maps and `information_schema`, by
+//! [`crate::snapshot`] from `information_schema` alone; read by the
+//! decoders and the formats. No I/O.
+
+use mysql_async::consts::ColumnType;
+
+use crate::columns::{ColumnRule, ColumnRules};
+use crate::error::{Error, Result};
+
+/// The `binary` character set id: values of such columns are bytes, not text.
+pub const BINARY_CHARSET: u16 = 63;
+
+/// One column as the rows event needs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ColumnInfo {
+    pub name: String,
+    /// The real column type (ENUM/SET resolved).
+    pub col_type: ColumnType,
+    pub unsigned: bool,
+    /// Character set id for character columns, when the binlog says.
+    pub charset: Option<u16>,
+    /// ENUM labels, 1-based index in the binlog → `labels[i-1]`.
+    pub enum_labels: Vec<String>,
+    /// SET labels, bit i → `labels[i]`.
+    pub set_labels: Vec<String>,
+    /// A JSON column (MySQL's native type or MariaDB's LONGTEXT alias).
+    pub json: bool,
+    /// What is published of the column ([`crate::columns`]).
+    pub rule: ColumnRule,
+}
+
+impl ColumnInfo {
+    /// A column with the utf8mb4 character set and no labels (unit tests).
+    #[cfg(test)]
+    pub fn text_column(name: &str, col_type: ColumnType, unsigned: bool) -> Self {
+        Self {
+            name: name.into(),
+            col_type,
+            unsigned,
+            charset: Some(45),
+            enum_labels: vec![],
+            set_labels: vec![],
+            json: false,
+            rule: ColumnRule::Keep,
+        }
+    }
+
+    /// Whether string values of this column are binary (emitted as base64).
+    pub fn is_binary(&self) -> bool {
+        self.charset == Some(BINARY_CHARSET)
+    }
+}
+
+/// A table as seen by one TABLE_MAP event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableInfo {
+    pub db: String,
+    pub table: String,
+    pub columns: Vec<ColumnInfo>,
+    /// Indexes of the primary-key columns, in key order.
+    pub pk: Vec<usize>,
+    /// The columns' binlog layout for the fast decoder (`None`: tables not
+    /// read from a table map, or with a type it does not handle).
+    pub wire: Option<Vec<Wire>>,
+}
+
+impl TableInfo {
+    /// `db.table`.
+    pub fn full_name(&self) -> String {
+        format!("{}.{}", self.db, self.table)
+    }
+
+    /// Sets every column's rule from `rules` ([`crate::columns`]). A table
+    /// with a `hash` or `replace` rule loses its fast layout (the general
+    /// decoder masks); a rule on a primary-key column is an error.
+    pub fn apply_rules(&mut self, rules: &ColumnRules) -> Result<()> {
+        if rules.is_empty() {
+            return Ok(());
+        }
+        let mut masked = false;
+        for (i, col) in self.columns.iter_mut().enumerate() {
+            col.rule = rules.rule_for(&self.db, &self.table, &col.name);
+            if col.rule == ColumnRule::Keep {
+                continue;
+            }
+            if self.pk.contains(&i) {
+                return Err(Error::Config(common::config::ConfigError::Invalid(
+                    format!(
+                        "column rule on {}.{}.{}: a primary-key column cannot be excluded or masked",
+                        self.db, self.table, col.name
+                    ),
+                )));
+            }
+            masked |= col.rule.publishes();
+        }
+        if masked {
+            self.wire = None;
+        }
+        Ok(())
+    }
+
+    /// Names of the primary-key columns, in key order.
+    pub fn pk_names(&self) -> Vec<&str> {
+        self.pk
+            .iter()
+            .filter_map(|&i| self.columns.get(i))
+            .map(|c| c.name.as_str())
+            .collect()
+    }
+}
+
+/// How one column's value is laid out in a row image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wire {
+    /// Little-endian integer of 1, 2, 3, 4 or 8 bytes.
+    Int { len: u8, unsigned: bool },
+    /// A length prefix of 1–4 bytes, then the bytes (VARCHAR, CHAR, BLOB, TEXT).
+    Bytes { prefix: u8 },
+    /// Anything else: parsed by `mysql_common` with the table map's type and
+    /// metadata.
+    Other {
+        ty: ColumnType,
+        meta: [u8; 2],
+        unsigned: bool,
+    },
+}
