@@ -47,6 +47,31 @@ where
     fig.extract().map_err(|e| ConfigError::Load(Box::new(e)))
 }
 
+/// A shared secret (`name`, e.g. `jwt.secret`): the configured one, or
+/// `dev_default` in dev mode when none is configured. A configured secret
+/// is never replaced: one shorter than `min_bytes` is an error in every
+/// mode, and outside dev mode there is no default.
+pub fn resolve_secret(
+    configured: Option<&SecretString>,
+    dev: bool,
+    name: &str,
+    env_hint: &str,
+    min_bytes: usize,
+    dev_default: &'static str,
+) -> Result<SecretString, ConfigError> {
+    let configured = configured.filter(|s| !s.expose_secret().is_empty());
+    match (configured, dev) {
+        (Some(s), _) if s.expose_secret().len() >= min_bytes => Ok(s.clone()),
+        (Some(_), _) => Err(ConfigError::Invalid(format!(
+            "{name} must be at least {min_bytes} bytes long"
+        ))),
+        (None, true) => Ok(SecretString::from(dev_default)),
+        (None, false) => Err(ConfigError::Invalid(format!(
+            "{name} is required (set {env_hint}, or SLUICE_DEV=true for a development key)"
+        ))),
+    }
+}
+
 /// Dev mode's defaults (the local stack's URLs, a public JWT key) are safe
 /// only where nobody else can connect: in dev mode every listener must be on
 /// a loopback address. `listeners` are (setting name, address) pairs.

@@ -60,20 +60,14 @@ impl JwtSettings {
     /// when none is configured. A configured secret is never replaced: one
     /// shorter than [`MIN_SECRET_BYTES`] is an error in every mode.
     pub fn resolve_secret(&self, dev: bool) -> Result<SecretString, ConfigError> {
-        let configured = self
-            .secret
-            .as_ref()
-            .filter(|s| !s.expose_secret().is_empty());
-        match (configured, dev) {
-            (Some(s), _) if s.expose_secret().len() >= MIN_SECRET_BYTES => Ok(s.clone()),
-            (Some(_), _) => Err(ConfigError::Invalid(format!(
-                "jwt.secret must be at least {MIN_SECRET_BYTES} bytes long"
-            ))),
-            (None, true) => Ok(SecretString::from(DEV_SECRET)),
-            _ => Err(ConfigError::Invalid(
-                "jwt.secret is required (set <PREFIX>_JWT__SECRET, or SLUICE_DEV=true for a development key)".into(),
-            )),
-        }
+        common::config::resolve_secret(
+            self.secret.as_ref(),
+            dev,
+            "jwt.secret",
+            "<PREFIX>_JWT__SECRET",
+            MIN_SECRET_BYTES,
+            DEV_SECRET,
+        )
     }
 }
 

@@ -64,22 +64,19 @@ impl MeshSettings {
     /// configured; a configured secret shorter than [`MIN_SECRET_BYTES`] is
     /// an error in every mode.
     pub fn resolve_secret(&self, dev: bool) -> Result<SecretString, ConfigError> {
-        let configured = self
-            .secret
-            .as_ref()
-            .filter(|s| !s.expose_secret().is_empty());
-        match (configured, dev) {
-            (Some(s), _) if s.expose_secret().len() >= MIN_SECRET_BYTES => Ok(s.clone()),
-            (Some(_), _) => Err(ConfigError::Invalid(format!(
-                "mesh.secret must be at least {MIN_SECRET_BYTES} bytes long"
-            ))),
-            (None, true) => Ok(SecretString::from(DEV_SECRET)),
-            (None, false) => Err(ConfigError::Invalid(
-                "mesh.secret is required: the gateway and every gRPC service share it \
-                 (set <PREFIX>_MESH__SECRET, or SLUICE_DEV=true for a development key)"
-                    .into(),
-            )),
-        }
+        common::config::resolve_secret(
+            self.secret.as_ref(),
+            dev,
+            "mesh.secret (shared by the gateway and every gRPC service)",
+            "<PREFIX>_MESH__SECRET",
+            MIN_SECRET_BYTES,
+            DEV_SECRET,
+        )
+    }
+
+    /// The signer and checker of this secret.
+    pub fn auth(&self, dev: bool) -> Result<MeshAuth, ConfigError> {
+        self.resolve_secret(dev).map(MeshAuth::new)
     }
 }
 

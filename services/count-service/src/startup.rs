@@ -9,8 +9,7 @@ use service_kit::grpc::{GrpcApp, GrpcService, Parts};
 use crate::config::Settings;
 use crate::grpc::CountGrpc;
 use crate::metrics::{READS_TOTAL, REDIS_ERRORS_TOTAL};
-use service_kit::readpath::Layers;
-use service_kit::readpath::redis_cache::RedisCache;
+use service_kit::readpath::{LayerSettings, Layers};
 
 /// The count-service as the shared gRPC skeleton serves it.
 pub struct CountService;
@@ -27,22 +26,23 @@ impl GrpcService for CountService {
     /// Connects to MySQL and Redis.
     async fn connect(settings: Settings) -> anyhow::Result<Parts<Self::Server>> {
         settings.validate()?;
-        let mesh =
-            service_kit::mesh_auth::MeshAuth::new(settings.mesh.resolve_secret(settings.dev)?);
+        let mesh = settings.mesh.auth(settings.dev)?;
         let url = settings.mysql.resolve_url(settings.dev)?;
         let pool = common::db::connect(&url, settings.mysql.max_connections.unwrap_or(32)).await?;
-        let redis_url = settings.redis.resolve_url(settings.dev)?;
-        let redis =
-            RedisCache::connect(&redis_url, settings.cache.redis_timeout, REDIS_ERRORS_TOTAL).await;
         let c = &settings.cache;
-        let layers = Layers {
-            pool: pool.clone(),
-            redis,
-            keys: settings.redis.keys(),
-            capacity: c.capacity,
-            ttl: c.ttl,
-            reads_metric: READS_TOTAL,
-        };
+        let layers = Layers::connect(
+            pool.clone(),
+            LayerSettings {
+                dev: settings.dev,
+                redis: &settings.redis,
+                redis_timeout: c.redis_timeout,
+                capacity: c.capacity,
+                ttl: c.ttl,
+                reads_metric: READS_TOTAL,
+                redis_errors_metric: REDIS_ERRORS_TOTAL,
+            },
+        )
+        .await?;
         let service = CountGrpc {
             counts: layers.counts(),
             barrier: layers.barrier(&settings.consistency),

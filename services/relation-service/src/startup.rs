@@ -10,8 +10,7 @@ use crate::config::Settings;
 use crate::grpc::RelationGrpc;
 use crate::list::FirstPages;
 use crate::metrics::{READS_TOTAL, REDIS_ERRORS_TOTAL};
-use service_kit::readpath::Layers;
-use service_kit::readpath::redis_cache::RedisCache;
+use service_kit::readpath::{LayerSettings, Layers};
 
 /// The relation-service as the shared gRPC skeleton serves it.
 pub struct RelationService;
@@ -28,24 +27,25 @@ impl GrpcService for RelationService {
     /// Connects to MySQL and Redis.
     async fn connect(settings: Settings) -> anyhow::Result<Parts<Self::Server>> {
         settings.validate()?;
-        let mesh =
-            service_kit::mesh_auth::MeshAuth::new(settings.mesh.resolve_secret(settings.dev)?);
+        let mesh = settings.mesh.auth(settings.dev)?;
         let url = settings.mysql.resolve_url(settings.dev)?;
         let pool = crate::follow::connect_pool(&url, settings.mysql.max_connections.unwrap_or(32))
             .await
             .map_err(|e| anyhow::anyhow!("cannot connect to mysql: {e}"))?;
-        let redis_url = settings.redis.resolve_url(settings.dev)?;
-        let redis =
-            RedisCache::connect(&redis_url, settings.cache.redis_timeout, REDIS_ERRORS_TOTAL).await;
         let c = &settings.cache;
-        let layers = Layers {
-            pool: pool.clone(),
-            redis,
-            keys: settings.redis.keys(),
-            capacity: c.capacity,
-            ttl: c.ttl,
-            reads_metric: READS_TOTAL,
-        };
+        let layers = Layers::connect(
+            pool.clone(),
+            LayerSettings {
+                dev: settings.dev,
+                redis: &settings.redis,
+                redis_timeout: c.redis_timeout,
+                capacity: c.capacity,
+                ttl: c.ttl,
+                reads_metric: READS_TOTAL,
+                redis_errors_metric: REDIS_ERRORS_TOTAL,
+            },
+        )
+        .await?;
         let service = RelationGrpc {
             counts: layers.counts(),
             follows: layers.follows(),

@@ -31,7 +31,39 @@ pub struct Layers {
     pub reads_metric: &'static str,
 }
 
+/// What [`Layers::connect`] needs besides the MySQL pool: the Redis
+/// settings, the local cache's size and lifetime, and the service's metric
+/// names.
+pub struct LayerSettings<'a> {
+    pub dev: bool,
+    pub redis: &'a common::config::RedisSettings,
+    pub redis_timeout: std::time::Duration,
+    pub capacity: u64,
+    pub ttl: std::time::Duration,
+    /// The service's `*_reads_total` counter.
+    pub reads_metric: &'static str,
+    /// The service's `*_redis_errors_total` counter.
+    pub redis_errors_metric: &'static str,
+}
+
 impl Layers {
+    /// Connects Redis (lazily: a service starts while Redis is down and
+    /// reads from MySQL) and builds the layers over `pool`: the one
+    /// prologue every service's `connect` shares.
+    pub async fn connect(pool: sqlx::MySqlPool, s: LayerSettings<'_>) -> anyhow::Result<Self> {
+        let url = s.redis.resolve_url(s.dev)?;
+        let redis =
+            redis_cache::RedisCache::connect(&url, s.redis_timeout, s.redis_errors_metric).await;
+        Ok(Self {
+            pool,
+            redis,
+            keys: s.redis.keys(),
+            capacity: s.capacity,
+            ttl: s.ttl,
+            reads_metric: s.reads_metric,
+        })
+    }
+
     pub fn counts(&self) -> counts::CountReader {
         counts::CountReader::new(
             self.pool.clone(),
