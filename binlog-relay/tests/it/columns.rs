@@ -53,6 +53,13 @@ async fn run_user_changes(env: &Env, settings: Settings) -> Vec<Msg> {
             },
         )
         .await;
+    // The snapshot copies user 1 before anything else is written: writes
+    // racing the copy would be read by it too (a row inserted and updated
+    // before the copy reaches it is copied as it is then).
+    consume_until(env, &[env.topic("user")], "the snapshot of user 1", |m| {
+        m.iter().any(|m| m.value.is_some())
+    })
+    .await;
     env.exec(&insert_user(2, "hello")).await;
     env.exec("UPDATE user SET password_hash = 'NEW-SECRET', signature = 'hi' WHERE id = 2")
         .await;
