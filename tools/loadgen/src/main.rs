@@ -429,12 +429,15 @@ struct TonicClients {
 
 /// The mesh key gRPC calls are signed with: `SLUICE_MESH_SECRET`, else
 /// the dev mesh's key (the services answer only members: see
-/// `service_kit::mesh_auth`).
-fn mesh() -> MeshAuth {
-    match std::env::var("SLUICE_MESH_SECRET") {
-        Ok(s) if !s.is_empty() => MeshAuth::new(s.into()),
-        _ => MeshAuth::dev(),
-    }
+/// `service_kit::mesh_auth`). Read once: the bare HTTP/2 client signs every
+/// call with it.
+fn mesh() -> &'static MeshAuth {
+    static MESH: std::sync::LazyLock<MeshAuth> =
+        std::sync::LazyLock::new(|| match std::env::var("SLUICE_MESH_SECRET") {
+            Ok(s) if !s.is_empty() => MeshAuth::new(s.into()),
+            _ => MeshAuth::dev(),
+        });
+    &MESH
 }
 
 impl GrpcConn {
