@@ -31,7 +31,8 @@ use std::time::{Duration, Instant};
 use binlog_relay::config::Filter;
 use binlog_relay::decode::{self, ChangeMeta};
 use binlog_relay::fastrow;
-use binlog_relay::format;
+use binlog_relay::format::{self, Format};
+use binlog_relay::image;
 use binlog_relay::position::{FilePos, StartFrom, StopAt};
 use binlog_relay::schema::SchemaTracker;
 use binlog_relay::source::{self, Flavor, SourceOptions, StreamStart};
@@ -201,9 +202,14 @@ async fn decode_only(
                 if let Some(fast) = fast {
                     for i in 0..fast.len() {
                         let (before, after) = fast.change(i);
-                        let key = fast.image(i, op).and_then(|img| img.key(&info));
-                        let at = after.or(before).and_then(|img| img.change_time_us(&info));
-                        let payload = format::debezium_fast(&info, op, before, after, &meta(i));
+                        let key = fast
+                            .image(i, op)
+                            .and_then(|img| format::key(Format::Debezium, &info, &img));
+                        let at = after
+                            .or(before)
+                            .and_then(|img| image::change_time_us(&info, &img));
+                        let payload =
+                            format::debezium(&info, op, before.as_ref(), after.as_ref(), &meta(i));
                         bytes += payload.bytes.len();
                         std::hint::black_box((key, at));
                         decoded += 1;
@@ -212,14 +218,16 @@ async fn decode_only(
                 }
                 let changes = decode::decode_rows(&info, op, r.rows(tme))?;
                 for (i, c) in changes.into_iter().enumerate() {
-                    let key = c.image().and_then(|img| decode::key_of(&info, img));
+                    let key = c
+                        .image()
+                        .and_then(|img| format::key(Format::Debezium, &info, img));
                     let at = c
                         .after
                         .as_ref()
                         .or(c.before.as_ref())
-                        .and_then(cdc_event::time::change_time_us);
-                    let e = decode::envelope(&info, c, meta(i));
-                    bytes += serde_json::to_vec(&e)?.len();
+                        .and_then(|img| image::change_time_us(&info, img));
+                    let payload = format::encode(Format::Debezium, &info, c, meta(i), 0)?;
+                    bytes += payload.bytes.len();
                     std::hint::black_box((key, at));
                     decoded += 1;
                 }

@@ -5,11 +5,12 @@
 //!
 //! A table's [`Wire`] layout is read once per table map. Integers and
 //! strings are decoded here; every other type goes through `mysql_common`'s
-//! value parser and [`decode::value_to_json`], so each type prints exactly
-//! as on the general path ([`decode::decode_rows`]), which stays in use for
+//! value parser and [`value::value_to_json`], so each type prints exactly
+//! as on the general path ([`crate::decode::decode_rows`]), which stays in use for
 //! the canal and maxwell formats, for row images that are not FULL, and for
-//! MySQL's partial JSON updates. The envelope around the images is written
-//! by [`crate::format::debezium_fast`].
+//! MySQL's partial JSON updates. Both decoders' images are read through
+//! [`crate::image::Image`]; the envelope around them is written by
+//! [`crate::format::debezium`].
 
 use mysql_async::Value as MyValue;
 use mysql_async::binlog::events::RowsEventData;
@@ -18,9 +19,11 @@ use mysql_async::consts::ColumnType;
 use mysql_common::io::ParseBuf;
 use serde_json::Value;
 
-use crate::decode;
+use cdc_event::write::write_str;
+
 use crate::error::{Error, Result};
 use crate::table::{ColumnInfo, TableInfo, Wire};
+use crate::value;
 
 /// The decoded rows of one rows event: the JSON text of every value, in one
 /// buffer.
@@ -47,65 +50,19 @@ impl<'r> Image<'r> {
         let (s, e) = self.rows.spans[self.index as usize * self.rows.columns + c];
         &self.rows.buf[s as usize..e as usize]
     }
+}
 
-    /// Writes the image as a JSON object, columns in table order, without
-    /// excluded columns (a table with masked columns has no fast layout:
-    /// [`crate::columns`]).
-    pub fn write(&self, info: &TableInfo, out: &mut Vec<u8>) {
-        out.push(b'{');
-        let mut first = true;
-        for (c, col) in info.columns.iter().enumerate() {
-            if !col.rule.publishes() {
-                continue;
-            }
-            if !std::mem::take(&mut first) {
-                out.push(b',');
-            }
-            write_str(out, &col.name);
-            out.push(b':');
-            out.extend_from_slice(self.value(c));
-        }
-        out.push(b'}');
+impl crate::image::Image for Image<'_> {
+    fn write_column(&self, _: &TableInfo, c: usize, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.value(c));
     }
 
-    /// The message key: the primary-key columns as a JSON object in key
-    /// order, as [`cdc_event::key::encode_key`] writes it.
-    pub fn key(&self, info: &TableInfo) -> Option<String> {
-        if info.pk.is_empty() {
-            return None;
+    fn column_time_us(&self, _: &TableInfo, c: usize) -> Option<i64> {
+        let v = std::str::from_utf8(self.value(c)).ok()?;
+        match v.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
+            Some(s) => cdc_event::time::parse_datetime_us(s),
+            None => v.parse().ok(),
         }
-        let mut out = Vec::with_capacity(16 * info.pk.len());
-        out.push(b'{');
-        for (k, &c) in info.pk.iter().enumerate() {
-            if k > 0 {
-                out.push(b',');
-            }
-            write_str(&mut out, &info.columns[c].name);
-            out.push(b':');
-            out.extend_from_slice(self.value(c));
-        }
-        out.push(b'}');
-        String::from_utf8(out).ok()
-    }
-
-    /// The latest change-time column of the image, as
-    /// [`cdc_event::time::change_time_us`] reads it.
-    pub fn change_time_us(&self, info: &TableInfo) -> Option<i64> {
-        info.columns
-            .iter()
-            .enumerate()
-            .filter(|(_, col)| {
-                col.rule.publishes()
-                    && cdc_event::time::CHANGE_TIME_COLUMNS.contains(&col.name.as_str())
-            })
-            .filter_map(|(c, _)| {
-                let v = std::str::from_utf8(self.value(c)).ok()?;
-                match v.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
-                    Some(s) => cdc_event::time::parse_datetime_us(s),
-                    None => v.parse().ok(),
-                }
-            })
-            .max()
     }
 }
 
@@ -121,7 +78,7 @@ impl Rows {
     }
 
     /// The image that identifies change `i` (its key and partition), as
-    /// [`decode::RowChange::image`] chooses it: before for deletes, else after.
+    /// [`crate::decode::RowChange::image`] chooses it: before for deletes, else after.
     pub fn image(&self, i: usize, op: cdc_event::Op) -> Option<Image<'_>> {
         let (before, after) = self.change(i);
         match op {
@@ -258,7 +215,7 @@ fn read_value(
             let bytes = take(data, at + p, len)?;
             match std::str::from_utf8(bytes) {
                 Ok(s) if !col.is_binary() && !col.json => write_str(out, s),
-                _ => write_json(out, &decode::text(col, bytes)),
+                _ => write_json(out, &value::text(col, bytes)),
             }
             Ok(at + p + len)
         }
@@ -274,8 +231,8 @@ fn read_value(
                 (
                     BinlogValue::Value(MyValue::Date(y, mo, d, h, mi, s, us)),
                     ColumnType::MYSQL_TYPE_DATETIME2 | ColumnType::MYSQL_TYPE_DATETIME,
-                ) => write_datetime(out, *y, *mo, *d, *h, *mi, *s, *us),
-                _ => write_json(out, &decode::value_to_json(col, &v)?),
+                ) => value::write_datetime(out, *y, *mo, *d, *h, *mi, *s, *us),
+                _ => write_json(out, &value::value_to_json(col, &v)?),
             }
             Ok(at + used)
         }
@@ -285,7 +242,7 @@ fn read_value(
 /// The fuzz target's property (`fuzz/fuzz_targets/rows_value.rs`): the
 /// first byte picks a column layout, the next two its metadata, the rest is
 /// one value's bytes. The fast reader and the general path
-/// (`mysql_common`'s parser, then [`decode::value_to_json`]) must both
+/// (`mysql_common`'s parser, then [`value::value_to_json`]) must both
 /// accept the bytes with the same text and length, or both refuse them;
 /// neither may panic. `Err` describes a disagreement.
 #[doc(hidden)]
@@ -363,7 +320,7 @@ pub fn check_value_paths(data: &[u8]) -> std::result::Result<(), String> {
             buf.parse::<BinlogValue<'_>>((ty, &meta[..], unsigned, false))
                 .map_err(|e| e.to_string())
         })
-        .and_then(|v| decode::value_to_json(&col, &v))
+        .and_then(|v| value::value_to_json(&col, &v))
         .map(|v| (v.to_string(), value.len() - buf.0.len()));
     match (fast, general) {
         (Ok(f), Ok(g)) if f == g => Ok(()),
@@ -374,7 +331,7 @@ pub fn check_value_paths(data: &[u8]) -> std::result::Result<(), String> {
 
 /// Refuses packed values `mysql_common` cannot read without overflowing: a
 /// DATETIME2 whose 40-bit integer part lies below the format's zero point
-/// (a negative date, which no server writes). See [`decode::decode_rows`].
+/// (a negative date, which no server writes). See [`crate::decode::decode_rows`].
 fn packed_in_range(ty: ColumnType, bytes: &[u8]) -> std::result::Result<(), String> {
     const DATETIMEF_INT_OFS: u64 = 0x80_0000_0000;
     if ty == ColumnType::MYSQL_TYPE_DATETIME2
@@ -389,51 +346,6 @@ fn packed_in_range(ty: ColumnType, bytes: &[u8]) -> std::result::Result<(), Stri
 fn write_json(out: &mut Vec<u8>, v: &Value) {
     // Writing a Value into a Vec cannot fail.
     let _ = serde_json::to_writer(&mut *out, v);
-}
-
-/// A JSON string, escaped as serde_json escapes it.
-pub fn write_str(out: &mut Vec<u8>, s: &str) {
-    // Most names and values need no escaping: copy them as they are.
-    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
-        out.reserve(s.len() + 2);
-        out.push(b'"');
-        out.extend_from_slice(s.as_bytes());
-        out.push(b'"');
-    } else {
-        let _ = serde_json::to_writer(&mut *out, s);
-    }
-}
-
-/// `"YYYY-MM-DDTHH:MM:SS.ffffff"`, as [`decode::value_to_json`] prints a DATETIME.
-#[allow(clippy::too_many_arguments)]
-fn write_datetime(out: &mut Vec<u8>, y: u16, mo: u8, d: u8, h: u8, mi: u8, s: u8, us: u32) {
-    fn digits(out: &mut Vec<u8>, v: u32, width: u32) {
-        let mut p = 10u32.pow(width - 1);
-        while p > 0 {
-            out.push(b'0' + ((v / p) % 10) as u8);
-            p /= 10;
-        }
-    }
-    if y > 9999 || us > 999_999 {
-        // Out of the printable range: let the general formatter say it.
-        let text = format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{us:06}");
-        return write_str(out, &text);
-    }
-    out.push(b'"');
-    digits(out, u32::from(y), 4);
-    out.push(b'-');
-    digits(out, u32::from(mo), 2);
-    out.push(b'-');
-    digits(out, u32::from(d), 2);
-    out.push(b'T');
-    digits(out, u32::from(h), 2);
-    out.push(b':');
-    digits(out, u32::from(mi), 2);
-    out.push(b':');
-    digits(out, u32::from(s), 2);
-    out.push(b'.');
-    digits(out, us, 6);
-    out.push(b'"');
 }
 
 #[cfg(test)]
@@ -457,7 +369,7 @@ mod tests {
         let v: BinlogValue<'_> = ParseBuf(bytes)
             .parse((ty, meta, c.unsigned, false))
             .unwrap();
-        decode::value_to_json(c, &v).unwrap().to_string()
+        value::value_to_json(c, &v).unwrap().to_string()
     }
 
     fn fast(w: Wire, c: &ColumnInfo, bytes: &[u8]) -> (String, usize) {

@@ -11,6 +11,8 @@
 //! - [`events`]: every binlog event type: read, carries no rows, or refused.
 //! - [`seqno`]: `sluice.seq` derived from the binlog position.
 //! - [`decode`]: pure rows-event → typed row → envelope conversion.
+//! - [`value`]: value typing, one binlog value → JSON (the table both decoders follow).
+//! - [`image`]: one trait over both decoders' row images; the key and the change time.
 //! - [`fastrow`]: rows-event bytes → row JSON text without row maps (debezium).
 //! - [`format`]: the message value/key per output format (debezium, canal, maxwell).
 //! - [`sink`]: the idempotent producer and the acknowledgement tracker.
@@ -37,6 +39,7 @@ pub mod error;
 pub mod events;
 pub mod fastrow;
 pub mod format;
+pub mod image;
 pub mod metrics;
 pub mod position;
 pub mod preflight;
@@ -52,6 +55,7 @@ pub mod status;
 pub mod table;
 pub mod topics;
 pub mod txn;
+pub mod value;
 
 pub use config::Settings;
 pub use error::{Error, Result};

@@ -27,9 +27,10 @@ use sqlx::MySqlPool;
 
 use crate::checkpoint::SnapshotProgress;
 use crate::columns::{ColumnRule, ColumnRules};
-use crate::decode::{self, ChangeMeta, RowChange};
+use crate::decode::{ChangeMeta, RowChange};
 use crate::error::{Error, Result};
 use crate::schema::{self, BINARY_CHARSET, ColumnInfo, TableInfo};
+use crate::value;
 use mysql_async::binlog::value::BinlogValue;
 use mysql_async::consts::ColumnType;
 
@@ -90,7 +91,7 @@ pub fn snapshot_value(col: &ColumnInfo, v: MyValue) -> std::result::Result<Value
         }
         (ColumnType::MYSQL_TYPE_JSON, MyValue::Bytes(b)) => Ok(serde_json::from_slice(&b)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&b).into_owned()))),
-        (_, v) => decode::value_to_json(col, &BinlogValue::Value(v)),
+        (_, v) => value::value_to_json(col, &BinlogValue::Value(v)),
     }
 }
 

@@ -39,7 +39,10 @@ use serde::{Serialize, Serializer};
 use serde_json::Value;
 
 use super::{ChangedColumns, Obj, PAYLOAD_CAPACITY, Payload, Text, update_images};
+use cdc_event::write::write_str;
+
 use crate::decode::{ChangeMeta, RowChange};
+use crate::image::{self, Image};
 use crate::table::TableInfo;
 
 /// Maxwell's transaction number (see the module docs); `None` outside a transaction.
@@ -139,21 +142,19 @@ pub(super) fn maxwell(
 }
 
 /// Maxwell's message key: `{"database":…,"table":…,"pk.<col>":<value>,…}`.
-pub(super) fn maxwell_key(info: &TableInfo, image: &Row) -> Option<String> {
+pub(super) fn maxwell_key(info: &TableInfo, img: &impl Image) -> Option<String> {
     if info.pk.is_empty() {
         return None;
     }
     let mut buf = Vec::with_capacity(64);
     buf.extend_from_slice(b"{\"database\":");
-    serde_json::to_writer(&mut buf, &info.db).ok()?;
+    write_str(&mut buf, &info.db);
     buf.extend_from_slice(b",\"table\":");
-    serde_json::to_writer(&mut buf, &info.table).ok()?;
-    for c in info.pk.iter().filter_map(|&i| info.columns.get(i)) {
-        buf.push(b',');
-        serde_json::to_writer(&mut buf, &Text(format_args!("pk.{}", c.name))).ok()?;
-        buf.push(b':');
-        serde_json::to_writer(&mut buf, image.get(&c.name).unwrap_or(&Value::Null)).ok()?;
-    }
+    write_str(&mut buf, &info.table);
+    buf.push(b',');
+    image::write_pk(info, img, &mut buf, |out, name| {
+        write_str(out, &format!("pk.{name}"));
+    });
     buf.push(b'}');
     String::from_utf8(buf).ok()
 }

@@ -44,6 +44,7 @@ use crate::error::{Error, Result, stream_error};
 use crate::events;
 use crate::fastrow;
 use crate::format::{self, Format};
+use crate::image;
 use crate::metrics as m;
 use crate::position::{FilePos, StartFrom, StopAt};
 use crate::schema::SchemaTracker;

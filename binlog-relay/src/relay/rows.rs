@@ -130,9 +130,12 @@ impl Stream<'_> {
                 Some(fast) => {
                     let (before, after) = fast.change(row);
                     (
-                        fast.image(row, op).and_then(|img| img.key(&info)),
-                        after.or(before).and_then(|img| img.change_time_us(&info)),
-                        format::debezium_fast(&info, op, before, after, &meta),
+                        fast.image(row, op)
+                            .and_then(|img| format::key(fmt, &info, &img)),
+                        after
+                            .or(before)
+                            .and_then(|img| image::change_time_us(&info, &img)),
+                        format::debezium(&info, op, before.as_ref(), after.as_ref(), &meta),
                     )
                 }
                 None => {
@@ -147,7 +150,7 @@ impl Stream<'_> {
                         .after
                         .as_ref()
                         .or(change.before.as_ref())
-                        .and_then(cdc_event::time::change_time_us);
+                        .and_then(|img| image::change_time_us(&info, img));
                     let payload = format::encode(fmt, &info, change, meta, seq)
                         .map_err(|e| Error::Stream(e.to_string()))?;
                     (key, changed_at_us, payload)

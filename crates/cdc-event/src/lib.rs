@@ -8,6 +8,8 @@
 //! - [`key`]: message keys (the row's primary key as a JSON object).
 //! - [`gtid`]: MariaDB / MySQL GTID values as carried in headers and tokens.
 //! - [`time`]: change times from the row image (freshness metrics).
+//! - [`write`]: the envelope written as bytes without building it (the
+//!   relay's fast path), tested equal to the serde types.
 //!
 //! Invariants: nothing here does I/O; the JSON produced is the documented
 //! format, so changing a field name is a contract change (README + tests).
@@ -17,6 +19,7 @@ pub mod gtid;
 pub mod key;
 pub mod time;
 pub mod topic;
+pub mod write;
 
 pub use envelope::{ChangeEvent, Op, Row, Snapshot, Source, TransactionRef};
 pub use gtid::Gtid;

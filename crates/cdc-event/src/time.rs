@@ -10,8 +10,6 @@
 //! process run on different hosts. The columns are read as UTC (the server
 //! time zone of the local stack and of the compose MySQL).
 
-use crate::envelope::Row;
-
 /// Columns that stamp a change, in DESIGN §2's schema.
 pub const CHANGE_TIME_COLUMNS: [&str; 3] = ["updated_at", "created_at", "deleted_at"];
 
@@ -92,23 +90,9 @@ fn parse_fixed(b: &[u8]) -> Option<i64> {
     Some(((days * 24 + h) * 60 + mi) * 60_000_000 + sec * 1_000_000 + micros)
 }
 
-/// When the change that produced `row` was made: the latest change-time
-/// column present (strings as above, or epoch microseconds).
-pub fn change_time_us(row: &Row) -> Option<i64> {
-    CHANGE_TIME_COLUMNS
-        .iter()
-        .filter_map(|c| match row.get(*c)? {
-            serde_json::Value::String(s) => parse_datetime_us(s),
-            serde_json::Value::Number(n) => n.as_i64(),
-            _ => None,
-        })
-        .max()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn the_fixed_parser_agrees_with_chrono() {
@@ -167,20 +151,5 @@ mod tests {
         assert_eq!(a, parse_datetime_us("2026-11-26 10:00:00.000001Z").unwrap());
         assert_eq!(a % 1_000_000, 1);
         assert_eq!(parse_datetime_us("yesterday"), None);
-    }
-
-    #[test]
-    fn the_latest_stamp_of_a_row_is_its_change_time() {
-        let row = json!({
-            "created_at": "2026-11-26T10:00:00.000000",
-            "deleted_at": "2026-11-26T10:00:05.000000",
-            "updated_at": null,
-        });
-        let row = row.as_object().unwrap();
-        assert_eq!(
-            change_time_us(row),
-            parse_datetime_us("2026-11-26T10:00:05")
-        );
-        assert_eq!(change_time_us(&Row::new()), None);
     }
 }
