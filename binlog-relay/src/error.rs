@@ -1,12 +1,20 @@
 //! The relay's one error type.
 //!
 //! # Transient vs definite
-//! [`Error::is_transient`] splits errors the way the run loop needs them:
+//! [`Error::kind`] splits errors the way the run loop needs them:
 //! a *transient* error (the server or the broker went away, a delivery timed
-//! out) is retried by reconnecting and resuming from the last checkpoint; a
-//! *definite* error (bad configuration, a server that is not set up for row
-//! replication, a schema mismatch, a purged position) stops the relay, because
-//! retrying would only repeat it or, worse, emit wrong data.
+//! out, a lock or a connection limit was in the way) is retried by
+//! reconnecting and resuming from the last checkpoint; a *definite* error
+//! (bad configuration or credentials, a server that is not set up for row
+//! replication, a schema mismatch, a purged position) stops the relay,
+//! because retrying would only repeat it or, worse, emit wrong data.
+//!
+//! Which MySQL errors are which is not decided here: server error numbers
+//! (from `mysql_async` and `sqlx` alike) and `sqlx` errors go through the
+//! workspace's one classification, [`common::error`], which the cache-syncer
+//! uses too.
+
+use common::error::{ErrorKind, mysql_code_kind, sqlx_kind};
 
 use crate::position::PositionParseError;
 
@@ -27,6 +35,9 @@ pub enum Error {
     Mysql(#[from] mysql_async::Error),
     #[error("mysql: {0}")]
     Sql(#[from] sqlx::Error),
+    /// Opening the query pool failed.
+    #[error(transparent)]
+    Db(#[from] common::db::DbError),
     #[error("binlog stream: {0}")]
     Stream(String),
     /// An event the relay must not pass over and cannot read.
@@ -57,20 +68,14 @@ pub enum Error {
 }
 
 impl Error {
-    /// Whether reconnecting and resuming from the checkpoint may succeed.
-    pub fn is_transient(&self) -> bool {
+    /// Whether reconnecting and resuming from the checkpoint may succeed
+    /// (see the module docs).
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::Mysql(e) => match e {
-                mysql_async::Error::Io(_) | mysql_async::Error::Driver(_) => true,
-                // 1236: fatal binlog read error (purged position, bad offset): definite.
-                mysql_async::Error::Server(s) => s.code != 1236 && s.code != 1045,
-                _ => false,
-            },
-            Error::Sql(e) => matches!(
-                e,
-                sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed
-            ),
-            Error::Stream(_) | Error::Kafka(_) | Error::Delivery(_) => true,
+            Error::Mysql(e) => mysql_async_kind(e),
+            Error::Sql(e) => sqlx_kind(e),
+            Error::Db(e) => e.kind(),
+            Error::Stream(_) | Error::Kafka(_) | Error::Delivery(_) => ErrorKind::Transient,
             Error::Config(_)
             | Error::Position(_)
             | Error::Preflight(_)
@@ -80,17 +85,22 @@ impl Error {
             | Error::Checkpoint { .. }
             | Error::BadStart(_)
             | Error::Snapshot(_)
-            | Error::Io(_) => false,
+            | Error::Io(_) => ErrorKind::Definite,
         }
     }
 
+    /// `kind() == Transient`: the run loop retries this error.
+    pub fn is_transient(&self) -> bool {
+        self.kind() == ErrorKind::Transient
+    }
+
     /// A short, bounded label for metrics.
-    pub fn kind(&self) -> &'static str {
+    pub fn label(&self) -> &'static str {
         match self {
             Error::Config(_) => "config",
             Error::Position(_) => "position",
             Error::Preflight(_) => "preflight",
-            Error::Mysql(_) | Error::Sql(_) => "mysql",
+            Error::Mysql(_) | Error::Sql(_) | Error::Db(_) => "mysql",
             Error::Stream(_) => "stream",
             Error::Event(_) => "event",
             Error::Decode { .. } => "decode",
@@ -101,6 +111,17 @@ impl Error {
             Error::Snapshot(_) => "snapshot",
             Error::Io(_) => "io",
         }
+    }
+}
+
+/// A `mysql_async` error (the binlog and snapshot connections): a broken
+/// connection or a driver that lost track of it is transient, a server
+/// error goes by its number.
+fn mysql_async_kind(e: &mysql_async::Error) -> ErrorKind {
+    match e {
+        mysql_async::Error::Io(_) | mysql_async::Error::Driver(_) => ErrorKind::Transient,
+        mysql_async::Error::Server(s) => mysql_code_kind(s.code),
+        mysql_async::Error::Other(_) | mysql_async::Error::Url(_) => ErrorKind::Definite,
     }
 }
 
@@ -133,6 +154,61 @@ mod tests {
         );
         assert!(!Error::Preflight(vec!["x".into()]).is_transient());
         assert!(!Error::BadStart("purged".into()).is_transient());
+    }
+
+    fn server(code: u16) -> Error {
+        Error::Mysql(mysql_async::Error::Server(mysql_async::ServerError {
+            code,
+            message: "test".into(),
+            state: "HY000".into(),
+        }))
+    }
+
+    #[test]
+    fn a_refused_login_or_a_missing_database_stops_the_relay() {
+        // 1045 bad password, 1044 no access to the database, 1049 unknown
+        // database: the binlog or snapshot connection is refused the same
+        // way after every reconnect.
+        for code in [1045, 1044, 1049] {
+            assert_eq!(server(code).kind(), ErrorKind::Definite, "{code}");
+            assert!(!server(code).is_transient(), "{code}");
+        }
+    }
+
+    #[test]
+    fn a_lost_connection_a_lock_or_a_failover_is_retried() {
+        for code in [1040, 1053, 1205, 1213, 1290, 1836, 1927] {
+            assert_eq!(server(code).kind(), ErrorKind::Transient, "{code}");
+        }
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        let io = Error::Mysql(mysql_async::Error::Io(mysql_async::IoError::Io(reset)));
+        assert_eq!(io.kind(), ErrorKind::Transient);
+        assert_eq!(
+            Error::Sql(sqlx::Error::PoolTimedOut).kind(),
+            ErrorKind::Transient
+        );
+    }
+
+    #[test]
+    fn a_purged_position_stops_the_relay() {
+        assert_eq!(server(1236).kind(), ErrorKind::Definite);
+        let refused = stream_error(mysql_async::Error::Server(mysql_async::ServerError {
+            code: 1236,
+            message: "Could not find first log file name in binary log index file".into(),
+            state: "HY000".into(),
+        }));
+        assert!(matches!(refused, Error::BadStart(_)), "{refused}");
+        assert_eq!(refused.kind(), ErrorKind::Definite);
+    }
+
+    #[test]
+    fn a_pool_that_cannot_connect_is_classed_by_the_shared_rules() {
+        let down = common::db::DbError::Connect(sqlx::Error::PoolTimedOut);
+        assert_eq!(Error::Db(down).kind(), ErrorKind::Transient);
+        let url = common::db::DbError::Url(sqlx::Error::Configuration("bad url".into()));
+        assert_eq!(Error::Db(url).kind(), ErrorKind::Definite);
+        let tls = sqlx::Error::Tls("server does not support TLS".into());
+        assert_eq!(Error::Sql(tls).kind(), ErrorKind::Definite);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::Settings;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::preflight;
 use crate::relay::{Relay, RunOptions};
 use crate::source::Flavor;
@@ -31,9 +31,7 @@ impl Application {
     pub async fn build(settings: Settings, opts: RunOptions) -> Result<Self> {
         settings.validate()?;
         let url = settings.mysql.resolve_url(settings.dev)?;
-        let pool = common::db::connect(&url, settings.mysql.max_connections.unwrap_or(3))
-            .await
-            .map_err(|e| Error::Stream(e.to_string()))?;
+        let pool = common::db::connect(&url, settings.mysql.max_connections.unwrap_or(3)).await?;
         let facts = preflight::run(&pool, settings.server_id).await?;
         let flavor = facts.flavor.unwrap_or(Flavor::MySql);
         let listener = TcpListener::bind(settings.admin.addr).await?;

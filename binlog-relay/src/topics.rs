@@ -3,7 +3,7 @@
 //! transaction and heartbeat topics. Existing topics are left alone.
 
 use crate::config::Settings;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::sink;
 use cdc_event::topic;
 
@@ -30,9 +30,7 @@ pub async fn planned(settings: &Settings, pool: &sqlx::MySqlPool) -> Result<Vec<
 pub async fn create(settings: &Settings) -> Result<Vec<String>> {
     settings.validate()?;
     let url = settings.mysql.resolve_url(settings.dev)?;
-    let pool = common::db::connect(&url, 1)
-        .await
-        .map_err(|e| Error::Stream(e.to_string()))?;
+    let pool = common::db::connect(&url, 1).await?;
     let names = planned(settings, &pool).await?;
     pool.close().await;
     let admin = sink::client_config(settings).create()?;

@@ -1,7 +1,13 @@
-//! Errors of the syncer, split into transient (retry without committing, as
-//! long as it takes) and definite (the input or the target cannot take this
-//! change: retried a bounded number of times, then the event is
-//! dead-lettered; see `consumer`).
+//! Errors of the syncer, split by [`Error::kind`] into transient (retry
+//! without committing, as long as it takes) and definite (the input or the
+//! target cannot take this change: retried a bounded number of times, then
+//! the event is dead-lettered; see `consumer`).
+//!
+//! MySQL errors (`sqlx` and pool connects) are classed by the workspace's
+//! one classification, [`common::error`], which the relay uses too; Redis
+//! replies, which only the syncer meets, are classed here.
+
+use common::error::{ErrorKind, sqlx_kind};
 
 /// Result alias of the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -39,50 +45,38 @@ const REDIS_TRANSIENT_CODES: &[&str] = &[
     "READONLY",
 ];
 
-/// MySQL errors that clear by themselves: lock wait timeout, deadlock, too
-/// many connections, server shutting down or read-only during a failover,
-/// lost connection.
-const MYSQL_TRANSIENT_CODES: &[u16] = &[1205, 1213, 1040, 1053, 1290, 1836, 2002, 2006, 2013];
-
 impl Error {
     /// Whether retrying the same work later can succeed (server down,
     /// timeout, lock) rather than this change being impossible to apply
     /// (a Redis key of the wrong type, a value out of a column's range, a
     /// dropped column).
-    pub fn is_transient(&self) -> bool {
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::Poison(_) | Error::Config(_) => false,
-            Error::Redis(e) => redis_is_transient(e),
-            Error::Mysql(e) => mysql_is_transient(e),
+            Error::Poison(_) | Error::Config(_) => ErrorKind::Definite,
+            Error::Redis(e) => redis_kind(e),
+            Error::Mysql(e) => sqlx_kind(e),
             // A connect refused for bad credentials or a bad URL does not
             // get better by waiting; a server not answering does.
-            Error::Db(common::db::DbError::Connect(e)) => mysql_is_transient(e),
-            Error::Db(_) => false,
-            Error::Kafka(_) | Error::Other(_) => true,
+            Error::Db(e) => e.kind(),
+            Error::Kafka(_) | Error::Other(_) => ErrorKind::Transient,
         }
+    }
+
+    /// `kind() == Transient`: retried without a bound.
+    pub fn is_transient(&self) -> bool {
+        self.kind() == ErrorKind::Transient
     }
 }
 
-fn redis_is_transient(e: &redis::RedisError) -> bool {
+fn redis_kind(e: &redis::RedisError) -> ErrorKind {
     let clears = e.clone().into_server_errors().is_some_and(|errs| {
         errs.iter()
             .any(|(_, se)| REDIS_TRANSIENT_CODES.contains(&se.code()))
     });
-    clears || !matches!(e.retry_method(), redis::RetryMethod::NoRetry)
-}
-
-fn mysql_is_transient(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::Database(db) => db
-            .try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
-            .is_some_and(|e| MYSQL_TRANSIENT_CODES.contains(&e.number())),
-        sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::Protocol(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed => true,
-        _ => false,
+    if clears || !matches!(e.retry_method(), redis::RetryMethod::NoRetry) {
+        ErrorKind::Transient
+    } else {
+        ErrorKind::Definite
     }
 }
 
@@ -103,5 +97,32 @@ mod tests {
         assert!(Error::Db(down).is_transient());
         let url = common::db::DbError::Url(sqlx::Error::Configuration("bad url".into()));
         assert!(!Error::Db(url).is_transient());
+    }
+
+    #[test]
+    fn a_bad_password_or_url_at_connect_is_definite_and_a_server_not_answering_is_not() {
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let down = common::db::DbError::Connect(sqlx::Error::Io(refused));
+        assert_eq!(Error::Db(down).kind(), ErrorKind::Transient);
+        let migrate = common::db::DbError::Migrate(sqlx::migrate::MigrateError::Dirty(3));
+        assert_eq!(Error::Db(migrate).kind(), ErrorKind::Definite);
+        assert_eq!(
+            Error::Mysql(sqlx::Error::WorkerCrashed).kind(),
+            ErrorKind::Transient
+        );
+        assert_eq!(
+            Error::Mysql(sqlx::Error::ColumnNotFound("x".into())).kind(),
+            ErrorKind::Definite
+        );
+    }
+
+    #[test]
+    fn a_tls_or_protocol_failure_is_definite_as_in_the_relay() {
+        // One classification for both binaries: the syncer used to retry
+        // these without a bound, the relay stopped on them.
+        let tls = sqlx::Error::Tls("server does not support TLS".into());
+        assert_eq!(Error::Mysql(tls).kind(), ErrorKind::Definite);
+        let plugin = sqlx::Error::Protocol("unknown authentication plugin: x".into());
+        assert_eq!(Error::Mysql(plugin).kind(), ErrorKind::Definite);
     }
 }

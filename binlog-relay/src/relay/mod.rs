@@ -244,7 +244,7 @@ impl Relay {
                     return Ok(());
                 }
                 Err(e) if e.is_transient() && !*stop.borrow() => {
-                    metrics::counter!(m::ERRORS_TOTAL, "kind" => e.kind()).increment(1);
+                    metrics::counter!(m::ERRORS_TOTAL, "kind" => e.label()).increment(1);
                     tracing::warn!(error = %e, "transient error; resuming from the last checkpoint");
                     self.ready.set(false);
                     self.shared.update(|s| {
@@ -263,7 +263,7 @@ impl Relay {
                     }
                 }
                 Err(e) => {
-                    metrics::counter!(m::ERRORS_TOTAL, "kind" => e.kind()).increment(1);
+                    metrics::counter!(m::ERRORS_TOTAL, "kind" => e.label()).increment(1);
                     self.ready.set(false);
                     self.shared.update(|s| {
                         s.state = "failed".into();

@@ -12,6 +12,8 @@ use sqlx::migrate::Migrator;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
 use std::str::FromStr;
 
+use crate::error::ErrorKind;
+
 /// The workspace's migrations, embedded at build time.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations");
 
@@ -24,6 +26,19 @@ pub enum DbError {
     Connect(#[source] sqlx::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl DbError {
+    /// Transient when the server did not answer or turned the connection
+    /// away for now ([`crate::error::sqlx_kind`]); definite for a bad URL,
+    /// bad credentials (1045) and a failed migration (which may have run
+    /// half-way: not something to repeat blindly).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            DbError::Connect(e) => crate::error::sqlx_kind(e),
+            DbError::Url(_) | DbError::Migrate(_) => ErrorKind::Definite,
+        }
+    }
 }
 
 /// Opens a pool. Fails within `connect_timeout` when the server does not answer.
@@ -41,4 +56,23 @@ pub async fn connect(url: &SecretString, max_connections: u32) -> Result<MySqlPo
 pub async fn migrate(pool: &MySqlPool) -> Result<(), DbError> {
     MIGRATOR.run(pool).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_server_not_answering_is_transient_and_a_bad_url_is_not() {
+        assert_eq!(
+            DbError::Connect(sqlx::Error::PoolTimedOut).kind(),
+            ErrorKind::Transient
+        );
+        let url = DbError::Url(sqlx::Error::Configuration("bad url".into()));
+        assert_eq!(url.kind(), ErrorKind::Definite);
+        let tls = DbError::Connect(sqlx::Error::Tls("no TLS".into()));
+        assert_eq!(tls.kind(), ErrorKind::Definite);
+        let dirty = DbError::Migrate(sqlx::migrate::MigrateError::Dirty(1));
+        assert_eq!(dirty.kind(), ErrorKind::Definite);
+    }
 }

@@ -11,6 +11,8 @@
 //! - [`bloom`]: bit positions of the IsFollow bloom filter (writer and readers).
 //! - [`keys`]: every Redis key sluice reads or writes (DESIGN §5).
 //! - [`db`]: MySQL pool construction and the embedded migrations.
+//! - [`error`]: transient vs definite, and the one classification of MySQL
+//!   errors the relay and the syncer retry on.
 //! - [`telemetry`]: tracing subscriber set-up.
 //! - [`admin`]: the admin HTTP server (`/metrics`, `/healthz`, `/readyz`, `/status`).
 //! - [`shutdown`]: the SIGINT/SIGTERM future every server stops on.
@@ -21,6 +23,7 @@ pub mod admin;
 pub mod bloom;
 pub mod config;
 pub mod db;
+pub mod error;
 pub mod keys;
 pub mod shutdown;
 pub mod telemetry;
