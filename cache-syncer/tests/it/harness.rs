@@ -383,13 +383,14 @@ pub async fn start_relay_with(
 /// The relation-service over the harness' database, in-process; its port.
 pub async fn spawn_relation_service(h: &Harness) -> u16 {
     let mut s = relation_service::config::Settings {
-        grpc_addr: "127.0.0.1:0".parse().unwrap(),
-        redis: h.settings.redis.clone(),
+        service: service_kit::settings::ServiceCommon {
+            redis: h.settings.redis.clone(),
+            mesh: testkit::mesh_settings(),
+            ..service_kit::settings::ServiceCommon::on_ports(0, 0)
+        },
         ..Default::default()
     };
-    s.admin.addr = "127.0.0.1:0".parse().unwrap();
-    s.mysql.url = Some(SecretString::from(h.db.url.clone()));
-    s.mesh = testkit::mesh_settings();
+    s.service.mysql.url = Some(SecretString::from(h.db.url.clone()));
     let app = relation_service::startup::Application::build(s)
         .await
         .expect("relation-service builds");

@@ -27,15 +27,18 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use futures::{Stream, StreamExt};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use secrecy::SecretString;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::server::NamedService;
-use tonic::transport::server::{Connected, TcpIncoming};
+use tonic::transport::server::TcpIncoming;
 use tracing::Instrument;
 
 use common::admin::{Admin, Readiness};
 use common::config::GrpcServerSettings;
+
+use crate::conn::Attached;
+use crate::settings::{GrpcSettings, ServiceSettings};
 
 /// gRPC calls served, by service, method and status code.
 pub const REQUESTS_TOTAL: &str = "grpc_server_requests_total";
@@ -169,63 +172,72 @@ impl<S> GrpcServer for S where
 }
 
 /// What one gRPC service crate adds to the skeleton every sluice service
-/// shares ([`GrpcApp`]): its settings and how they become a server.
-pub trait GrpcService {
-    /// Name for logs (`user-service`).
-    const NAME: &'static str;
+/// shares ([`GrpcApp`]), implemented by its `Settings` (whose
+/// [`GrpcSettings`] give the name, the env prefix and the shared block):
+/// the protos it serves and how the settings become a server.
+pub trait GrpcService: GrpcSettings + Send {
     /// The encoded descriptor set of its protos (for reflection).
     const DESCRIPTORS: &'static [u8];
-    /// The service's settings.
-    type Settings: Send;
     /// The tonic server it serves.
     type Server: GrpcServer;
-    /// Validates `settings` and connects what the server needs (MySQL,
-    /// Redis); no port is bound yet.
+
+    /// Opens the MySQL pool the service and its readiness use (by default
+    /// `common::db::connect`).
+    fn connect_pool(
+        url: &SecretString,
+        max_connections: u32,
+    ) -> impl Future<Output = anyhow::Result<sqlx::MySqlPool>> + Send {
+        async move { Ok(common::db::connect(url, max_connections).await?) }
+    }
+
+    /// Builds the server over `pool` (connecting what else it needs, such
+    /// as Redis). The settings are validated and no port is bound yet.
     fn connect(
-        settings: Self::Settings,
-    ) -> impl Future<Output = anyhow::Result<Parts<Self::Server>>> + Send;
+        self,
+        pool: sqlx::MySqlPool,
+    ) -> impl Future<Output = anyhow::Result<Self::Server>> + Send;
 }
 
-/// A connected service, ready to be bound.
-pub struct Parts<S> {
-    pub server: S,
-    /// The pool readiness follows.
-    pub pool: sqlx::MySqlPool,
-    pub grpc_addr: std::net::SocketAddr,
-    pub admin_addr: std::net::SocketAddr,
-    /// Connection and call limits of the server.
-    pub limits: GrpcServerSettings,
-    /// The mesh key calls must be signed with ([`crate::mesh_auth`]).
-    pub mesh: crate::mesh_auth::MeshAuth,
-}
+/// Default size of a service's MySQL pool (`mysql.max_connections`).
+const DEFAULT_POOL_SIZE: u32 = 32;
 
 /// A built, bound, not yet serving gRPC service: each service's
 /// `startup::Application`. `build` binds both ports (0 picks a free one,
 /// as tests do); `run_until_stopped` serves until SIGINT/SIGTERM, draining
 /// in-flight requests.
-pub struct GrpcApp<K: GrpcService> {
+pub struct GrpcApp<S: GrpcService> {
     serve: Serve,
-    server: K::Server,
+    server: S::Server,
 }
 
-impl<K: GrpcService> GrpcApp<K> {
-    /// Connects (see [`GrpcService::connect`]) and binds the listeners.
-    pub async fn build(settings: K::Settings) -> anyhow::Result<Self> {
-        let parts = K::connect(settings).await?;
-        let grpc = TcpListener::bind(parts.grpc_addr).await?;
-        let admin = TcpListener::bind(parts.admin_addr).await?;
+impl<S: GrpcService> GrpcApp<S> {
+    /// Validates the settings, resolves the mesh key, opens the MySQL pool,
+    /// builds the server ([`GrpcService::connect`]) and binds the
+    /// listeners.
+    pub async fn build(settings: S) -> anyhow::Result<Self> {
+        settings.validate()?;
+        let shared = settings.service();
+        let mesh = shared.mesh.auth(shared.dev)?;
+        let url = shared.mysql.resolve_url(shared.dev)?;
+        let pool_size = shared.mysql.max_connections.unwrap_or(DEFAULT_POOL_SIZE);
+        let (grpc_addr, admin_addr) = (shared.grpc_addr, shared.admin.addr);
+        let limits = shared.grpc.clone();
+        let pool = S::connect_pool(&url, pool_size).await?;
+        let server = settings.connect(pool.clone()).await?;
+        let grpc = TcpListener::bind(grpc_addr).await?;
+        let admin = TcpListener::bind(admin_addr).await?;
         Ok(Self {
             serve: Serve {
-                name: K::NAME,
-                descriptors: K::DESCRIPTORS,
+                name: S::NAME,
+                descriptors: S::DESCRIPTORS,
                 grpc,
                 admin,
-                pool: parts.pool,
+                pool,
                 ready: Readiness::default(),
-                limits: parts.limits,
-                mesh: parts.mesh,
+                limits,
+                mesh,
             },
-            server: parts.server,
+            server,
         })
     }
 
@@ -273,59 +285,12 @@ pub fn capped(
         // The semaphore is never closed, so this only waits.
         let slot = slots.clone().acquire_owned().await.ok()?;
         let io = incoming.next().await?;
-        Some((io.map(|io| Capped { io, _slot: slot }), (incoming, slots)))
+        Some((io.map(|io| Attached::new(io, slot)), (incoming, slots)))
     })
 }
 
 /// A connection holding one of [`capped`]'s slots.
-#[derive(Debug)]
-pub struct Capped<T> {
-    io: T,
-    _slot: OwnedSemaphorePermit,
-}
-
-impl<T: Connected> Connected for Capped<T> {
-    type ConnectInfo = T::ConnectInfo;
-    fn connect_info(&self) -> Self::ConnectInfo {
-        self.io.connect_info()
-    }
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for Capped<T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_read(cx, buf)
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for Capped<T> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
-    }
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
-    }
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
-    }
-}
+pub type Capped<T> = Attached<T, OwnedSemaphorePermit>;
 
 /// Marks the service ready while MySQL answers `SELECT 1`.
 pub fn spawn_readiness_probe(

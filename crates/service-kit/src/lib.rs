@@ -6,8 +6,13 @@
 //! # Layout
 //! - [`service`]: the entry point of every service binary (command line,
 //!   telemetry, exit code; [`service_main!`]).
-//! - [`grpc`]: one skeleton for a gRPC service (bind, serve, drain), the RED
-//!   metrics layer, the client channel type.
+//! - [`settings`]: loading and validating a binary's settings, and the
+//!   settings block every gRPC service shares (listeners, limits, mesh key,
+//!   MySQL, Redis).
+//! - [`grpc`]: one skeleton for a gRPC service (validate, connect, bind,
+//!   serve, drain), the RED metrics layer, the client channel type.
+//! - [`conn`]: the accepted-connection wrapper of the gRPC services and the
+//!   gateway (a slot or a read hook attached to the socket).
 //! - [`mesh_auth`]: membership proofs and acting-user assertions between
 //!   the gateway and the services.
 //! - [`jwt`]: HS256 tokens (issued by user-service, checked by the gateway).
@@ -18,10 +23,12 @@
 //!
 //! Depends on `common` and `cdc-event` only among workspace crates.
 
+pub mod conn;
 pub mod grpc;
 pub mod jwt;
 pub mod mesh_auth;
 pub mod ratelimit;
 pub mod readpath;
 pub mod service;
+pub mod settings;
 pub mod write;

@@ -45,9 +45,10 @@ where
     }
 }
 
-/// The `main` of a service crate with a `config::Settings` (loaded with
-/// `Settings::load(Option<&Path>)`) and a `startup::Application` (built
-/// with `Application::build(settings)`, served with `run_until_stopped`):
+/// The `main` of a service crate with a `config::Settings` (a
+/// [`ServiceSettings`](crate::settings::ServiceSettings), loaded with its
+/// `load`) and a `startup::Application` (built with
+/// `Application::build(settings)`, served with `run_until_stopped`):
 /// `service_kit::service_main!("count-service", "what it does", count_service);`
 #[macro_export]
 macro_rules! service_main {
@@ -55,7 +56,10 @@ macro_rules! service_main {
         #[tokio::main]
         async fn main() -> std::process::ExitCode {
             $crate::service::main($name, $about, |config| async move {
-                let settings = $krate::config::Settings::load(config.as_deref())?;
+                let settings =
+                    <$krate::config::Settings as $crate::settings::ServiceSettings>::load(
+                        config.as_deref(),
+                    )?;
                 $krate::startup::Application::build(settings)
                     .await?
                     .run_until_stopped()

@@ -372,3 +372,23 @@ pub fn mesh_settings() -> service_kit::mesh_auth::MeshSettings {
         )),
     }
 }
+
+/// The settings block every gRPC service shares, for an in-process service
+/// in a test: ports 0, the dev mesh key ([`mesh_settings`]), this test's
+/// database and Redis namespace; everything else the defaults.
+pub fn service_common(db: &TestDb, redis: &TestRedis) -> service_kit::settings::ServiceCommon {
+    use common::config::{MysqlSettings, RedisSettings};
+    service_kit::settings::ServiceCommon {
+        mesh: mesh_settings(),
+        mysql: MysqlSettings {
+            url: Some(SecretString::from(db.url.clone())),
+            ..Default::default()
+        },
+        redis: RedisSettings {
+            url: Some(SecretString::from(redis.url.clone())),
+            namespace: redis.namespace.clone(),
+            ..Default::default()
+        },
+        ..service_kit::settings::ServiceCommon::on_ports(0, 0)
+    }
+}

@@ -7,9 +7,7 @@ use std::time::Duration;
 use common::config::{AdminSettings, ConfigError, RateLimitSettings};
 use serde::{Deserialize, Serialize};
 use service_kit::jwt::JwtSettings;
-
-/// Environment prefix of this binary.
-pub const ENV_PREFIX: &str = "GATEWAY_";
+use service_kit::settings::{ServiceSettings, check_listeners};
 
 /// Everything the gateway can be configured with.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -90,23 +88,11 @@ impl Default for Settings {
     }
 }
 
-impl Settings {
-    /// Loads settings from the optional file and the environment.
-    pub fn load(file: Option<&std::path::Path>) -> Result<Self, ConfigError> {
-        let s: Self = common::config::load(ENV_PREFIX, file)?;
-        s.validate()?;
-        Ok(s)
-    }
+impl ServiceSettings for Settings {
+    const ENV_PREFIX: &'static str = "GATEWAY_";
 
-    /// Checks what cannot be checked by types alone.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        common::config::check_dev_listeners(
-            self.dev,
-            &[
-                ("http_addr", self.http_addr),
-                ("admin.addr", self.admin.addr),
-            ],
-        )?;
+    fn validate(&self) -> Result<(), ConfigError> {
+        check_listeners(self.dev, ("http_addr", self.http_addr), &self.admin)?;
         self.jwt.resolve_secret(self.dev)?;
         self.mesh.resolve_secret(self.dev)?;
         for (name, url) in [
@@ -145,13 +131,19 @@ impl Settings {
 mod tests {
     use super::*;
 
-    #[test]
-    fn dev_mode_refuses_a_public_listener_and_a_short_secret() {
+    /// The defaults in dev mode: valid.
+    fn dev() -> Settings {
         let dev = Settings {
             dev: true,
             ..Settings::default()
         };
         dev.validate().unwrap();
+        dev
+    }
+
+    #[test]
+    fn dev_mode_refuses_a_public_listener_and_a_short_secret() {
+        let dev = dev();
         let public = Settings {
             http_addr: "0.0.0.0:8888".parse().unwrap(),
             ..dev.clone()
@@ -166,11 +158,7 @@ mod tests {
 
     #[test]
     fn connection_limits_and_the_client_rate_limit_are_validated() {
-        let ok = Settings {
-            dev: true,
-            ..Settings::default()
-        };
-        ok.validate().unwrap();
+        let ok = dev();
         for bad in [
             Settings {
                 idle_timeout: Duration::ZERO,

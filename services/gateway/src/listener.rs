@@ -40,9 +40,8 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::pin::{Pin, pin};
+use std::pin::pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
@@ -51,7 +50,7 @@ use axum::http::Request;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use service_kit::conn::{Attached, Attachment};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
@@ -112,6 +111,17 @@ struct Conn {
     changed: Notify,
 }
 
+impl Attachment for Conn {
+    /// Bytes arrived from the client: an idle connection starts reading a
+    /// request head.
+    fn on_read(&self) {
+        let mut phase = lock(&self.phase);
+        if let Phase::Idle(_) = *phase {
+            self.set(&mut phase, Phase::Head(Instant::now()));
+        }
+    }
+}
+
 impl Conn {
     fn new() -> Self {
         Self {
@@ -127,14 +137,6 @@ impl Conn {
     fn set(&self, phase: &mut Phase, next: Phase) {
         *phase = next;
         self.changed.notify_one();
-    }
-
-    /// Bytes arrived from the client.
-    fn on_read(&self) {
-        let mut phase = lock(&self.phase);
-        if let Phase::Idle(_) = *phase {
-            self.set(&mut phase, Phase::Head(Instant::now()));
-        }
     }
 
     /// A request head is complete and goes to the router. A request that
@@ -369,10 +371,7 @@ impl Connection {
                 }
             })
         };
-        let io = TokioIo::new(Watched {
-            io: stream,
-            conn: conn.clone(),
-        });
+        let io = TokioIo::new(Watched::new(stream, conn.clone()));
         let mut http = hyper::server::conn::http1::Builder::new();
         http.timer(TokioTimer::new())
             .header_read_timeout(limits.idle_timeout + limits.header_read_timeout);
@@ -434,53 +433,10 @@ impl Drop for Answer {
     }
 }
 
-/// The socket of a connection, noting when bytes arrive; reads and writes
-/// pass through unchanged.
-struct Watched {
-    io: TcpStream,
-    conn: Arc<Conn>,
-}
-
-impl AsyncRead for Watched {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let res = Pin::new(&mut self.io).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            self.conn.on_read();
-        }
-        res
-    }
-}
-
-impl AsyncWrite for Watched {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
-    }
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
-    }
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
-    }
-}
+/// The socket of a connection, noting when bytes arrive
+/// ([`Attachment::on_read`] of its [`Conn`]); reads and writes pass through
+/// unchanged.
+type Watched = Attached<TcpStream, Arc<Conn>>;
 
 #[cfg(test)]
 mod tests {

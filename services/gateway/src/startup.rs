@@ -30,6 +30,7 @@ use axum::routing::{get, post};
 use common::admin::{Admin, Readiness};
 use service_kit::jwt::JwtCodec;
 use service_kit::mesh_auth::MeshAuth;
+use service_kit::settings::ServiceSettings;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tonic::transport::Channel;

@@ -1,60 +1,54 @@
 //! user-service settings: defaults → optional TOML file → `USER_*`
 //! environment variables (`USER_MYSQL__URL`, `USER_GRPC_ADDR`, …).
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::config::{
-    AdminSettings, ConfigError, ConsistencySettings, GrpcServerSettings, MysqlSettings,
-    RateLimitSettings, RedisSettings,
-};
+use common::config::{ConfigError, RateLimitSettings};
 use serde::{Deserialize, Serialize};
 use service_kit::jwt::JwtSettings;
-
-/// Environment prefix of this binary.
-pub const ENV_PREFIX: &str = "USER_";
+use service_kit::settings::{GrpcSettings, ServiceCommon};
 
 /// Everything user-service can be configured with.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Settings {
-    /// Dev mode: secrets default to the local stack (`SLUICE_DEV=true`).
-    pub dev: bool,
-    /// gRPC listen address.
-    pub grpc_addr: SocketAddr,
-    /// Admin HTTP listener (`/metrics`, `/healthz`, `/readyz`).
-    pub admin: AdminSettings,
-    /// Limits of the gRPC server (`*_GRPC__MAX_CONNECTIONS`, …).
-    pub grpc: GrpcServerSettings,
-    /// The mesh secret calls must be signed with (`<PREFIX>_MESH__SECRET`;
-    /// see `service_kit::mesh_auth`).
-    pub mesh: service_kit::mesh_auth::MeshSettings,
-    pub mysql: MysqlSettings,
-    pub redis: RedisSettings,
-    pub cache: CacheSettings,
-    /// Read-your-writes wait (`*_CONSISTENCY__WAIT`).
-    pub consistency: ConsistencySettings,
+    /// Listeners, gRPC limits, mesh secret, MySQL, Redis and the
+    /// read-your-writes wait, as every gRPC service has them (keys stay
+    /// top-level: `USER_GRPC_ADDR`, `USER_MYSQL__URL`, …).
+    #[serde(flatten)]
+    pub service: ServiceCommon,
     /// Token signing (`USER_JWT__SECRET`, `USER_JWT__TTL`); the gateway must use the same secret.
     pub jwt: JwtSettings,
     /// Password hashing and attempt limits of Register and Login (`USER_PASSWORD__…`).
     pub password: PasswordSettings,
+    pub cache: CacheSettings,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            dev: false,
-            grpc_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            admin: AdminSettings::on_port(9080),
-            grpc: GrpcServerSettings::default(),
-            mesh: Default::default(),
-            mysql: MysqlSettings::default(),
-            redis: RedisSettings::default(),
-            cache: CacheSettings::default(),
-            consistency: ConsistencySettings::default(),
+            service: ServiceCommon::on_ports(8080, 9080),
             jwt: JwtSettings::default(),
             password: PasswordSettings::default(),
+            cache: CacheSettings::default(),
         }
+    }
+}
+
+impl GrpcSettings for Settings {
+    const NAME: &'static str = "user-service";
+    const ENV_PREFIX: &'static str = "USER_";
+
+    fn validate_own(&self) -> Result<(), ConfigError> {
+        self.password
+            .per_username
+            .validate("password.per_username")?;
+        self.jwt.resolve_secret(self.service.dev)?;
+        Ok(())
+    }
+
+    fn service(&self) -> &ServiceCommon {
+        &self.service
     }
 }
 
@@ -123,31 +117,13 @@ impl Default for CacheSettings {
     }
 }
 
-impl Settings {
-    /// Loads settings from the optional file and the environment.
-    pub fn load(file: Option<&std::path::Path>) -> Result<Self, ConfigError> {
-        let s: Self = common::config::load(ENV_PREFIX, file)?;
-        s.validate()?;
-        Ok(s)
-    }
-
-    /// Checks what cannot be checked by types alone.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        common::config::check_dev_listeners(
-            self.dev,
-            &[
-                ("grpc_addr", self.grpc_addr),
-                ("admin.addr", self.admin.addr),
-            ],
-        )?;
-        self.mysql.resolve_url(self.dev)?;
-        self.redis.resolve_url(self.dev)?;
-        self.grpc.validate()?;
-        self.mesh.resolve_secret(self.dev)?;
-        self.password
-            .per_username
-            .validate("password.per_username")?;
-        self.jwt.resolve_secret(self.dev)?;
-        Ok(())
+impl CacheSettings {
+    /// What the shared read path (counters, is_follow) takes of these.
+    pub fn read_path(&self) -> service_kit::readpath::CacheSettings {
+        service_kit::readpath::CacheSettings {
+            capacity: self.capacity,
+            ttl: self.ttl,
+            redis_timeout: self.redis_timeout,
+        }
     }
 }

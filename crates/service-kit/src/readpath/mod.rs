@@ -12,6 +12,11 @@
 //!   applied watermark to pass a write's token, else read MySQL).
 
 use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::settings::ServiceCommon;
 
 pub mod consistency;
 pub mod counts;
@@ -27,40 +32,74 @@ pub struct Layers {
     pub redis: redis_cache::RedisCache,
     pub keys: common::keys::Keys,
     pub capacity: u64,
-    pub ttl: std::time::Duration,
+    pub ttl: Duration,
     pub reads_metric: &'static str,
 }
 
-/// What [`Layers::connect`] needs besides the MySQL pool: the Redis
-/// settings, the local cache's size and lifetime, and the service's metric
-/// names.
-pub struct LayerSettings<'a> {
-    pub dev: bool,
-    pub redis: &'a common::config::RedisSettings,
-    pub redis_timeout: std::time::Duration,
+/// The in-process read cache in front of Redis and MySQL
+/// (`<PREFIX>_CACHE__CAPACITY`, `…__TTL`, `…__REDIS_TIMEOUT`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CacheSettings {
+    /// Entries kept per cache.
     pub capacity: u64,
-    pub ttl: std::time::Duration,
+    /// Lifetime of a cached answer (counters, is_follow, first pages).
+    #[serde(with = "common::config::duration")]
+    pub ttl: Duration,
+    /// Budget of one Redis call; past it the read falls through to MySQL.
+    #[serde(with = "common::config::duration")]
+    pub redis_timeout: Duration,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        Self {
+            capacity: 100_000,
+            ttl: Duration::from_secs(1),
+            redis_timeout: Duration::from_millis(100),
+        }
+    }
+}
+
+/// The metric names a service's read path records under.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadMetrics {
     /// The service's `*_reads_total` counter.
-    pub reads_metric: &'static str,
+    pub reads: &'static str,
     /// The service's `*_redis_errors_total` counter.
-    pub redis_errors_metric: &'static str,
+    pub redis_errors: &'static str,
+}
+
+impl ReadMetrics {
+    pub const fn new(reads: &'static str, redis_errors: &'static str) -> Self {
+        Self {
+            reads,
+            redis_errors,
+        }
+    }
 }
 
 impl Layers {
     /// Connects Redis (lazily: a service starts while Redis is down and
-    /// reads from MySQL) and builds the layers over `pool`: the one
-    /// prologue every service's `connect` shares.
-    pub async fn connect(pool: sqlx::MySqlPool, s: LayerSettings<'_>) -> anyhow::Result<Self> {
-        let url = s.redis.resolve_url(s.dev)?;
+    /// reads from MySQL) with the service's Redis settings and builds the
+    /// layers over `pool`: the one prologue every service's `connect`
+    /// shares.
+    pub async fn connect(
+        pool: sqlx::MySqlPool,
+        service: &ServiceCommon,
+        cache: &CacheSettings,
+        metrics: ReadMetrics,
+    ) -> anyhow::Result<Self> {
+        let url = service.redis.resolve_url(service.dev)?;
         let redis =
-            redis_cache::RedisCache::connect(&url, s.redis_timeout, s.redis_errors_metric).await;
+            redis_cache::RedisCache::connect(&url, cache.redis_timeout, metrics.redis_errors).await;
         Ok(Self {
             pool,
             redis,
-            keys: s.redis.keys(),
-            capacity: s.capacity,
-            ttl: s.ttl,
-            reads_metric: s.reads_metric,
+            keys: service.redis.keys(),
+            capacity: cache.capacity,
+            ttl: cache.ttl,
+            reads_metric: metrics.reads,
         })
     }
 

@@ -1,13 +1,11 @@
 //! Integration tests of count-service against the real local stack: a fresh
 //! database and Redis namespace per test, the service in-process on port 0.
 
-use common::config::{AdminSettings, MysqlSettings, RedisSettings};
 use count_service::config::Settings;
 use count_service::startup::Application;
 use proto::count::v1::GetCountsRequest;
 use proto::count::v1::count_service_client::CountServiceClient;
 use redis::AsyncCommands;
-use secrecy::SecretString;
 use testkit::{TestDb, TestRedis};
 use tonic::Code;
 use tonic::transport::Channel;
@@ -29,24 +27,12 @@ async fn start_with_ports(
     u16,
 ) {
     let s = Settings {
-        mesh: testkit::mesh_settings(),
-        grpc_addr: "127.0.0.1:0".parse().unwrap(),
-        admin: AdminSettings::on_port(0),
-        mysql: MysqlSettings {
-            url: Some(SecretString::from(db.url.clone())),
-            ..Default::default()
-        },
-        redis: RedisSettings {
-            url: Some(SecretString::from(redis.url.clone())),
-            namespace: redis.namespace.clone(),
-            ..Default::default()
-        },
+        service: testkit::service_common(db, redis),
         // Generous: the shared test machine can be slow, and these tests assert Redis answers.
         cache: count_service::config::CacheSettings {
             redis_timeout: std::time::Duration::from_secs(2),
             ..Default::default()
         },
-        ..Default::default()
     };
     let app = Application::build(s).await.expect("build count-service");
     let (port, admin) = (app.port(), app.admin_port());

@@ -5,7 +5,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
-use common::config::{AdminSettings, MysqlSettings, RedisSettings};
+use common::config::AdminSettings;
 use secrecy::SecretString;
 use serde_json::Value;
 use service_kit::jwt::JwtSettings;
@@ -48,24 +48,14 @@ pub async fn spawn_mesh_tweaked(
 ) -> Mesh {
     let db = TestDb::new().await;
     let redis = TestRedis::new().await;
-    let mysql = MysqlSettings {
-        url: Some(SecretString::from(db.url.clone())),
-        ..Default::default()
-    };
-    let redis_settings = RedisSettings {
-        url: Some(SecretString::from(redis.url.clone())),
-        namespace: redis.namespace.clone(),
-        ..Default::default()
+    let service = service_kit::settings::ServiceCommon {
+        consistency: no_syncer_wait(),
+        ..testkit::service_common(&db, &redis)
     };
     let any: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
 
     let mut us = user_service::config::Settings {
-        mesh: testkit::mesh_settings(),
-        grpc_addr: any,
-        admin: AdminSettings::on_port(0),
-        mysql: mysql.clone(),
-        redis: redis_settings.clone(),
-        consistency: no_syncer_wait(),
+        service: service.clone(),
         jwt: JwtSettings {
             secret: Some(jwt_secret()),
             ..Default::default()
@@ -81,12 +71,7 @@ pub async fn spawn_mesh_tweaked(
 
     let relation =
         relation_service::startup::Application::build(relation_service::config::Settings {
-            mesh: testkit::mesh_settings(),
-            grpc_addr: any,
-            admin: AdminSettings::on_port(0),
-            mysql: mysql.clone(),
-            redis: redis_settings.clone(),
-            consistency: no_syncer_wait(),
+            service: service.clone(),
             ..Default::default()
         })
         .await
@@ -95,12 +80,7 @@ pub async fn spawn_mesh_tweaked(
     tokio::spawn(relation.run_until(std::future::pending()));
 
     let count = count_service::startup::Application::build(count_service::config::Settings {
-        mesh: testkit::mesh_settings(),
-        grpc_addr: any,
-        admin: AdminSettings::on_port(0),
-        mysql,
-        redis: redis_settings,
-        consistency: no_syncer_wait(),
+        service,
         ..Default::default()
     })
     .await

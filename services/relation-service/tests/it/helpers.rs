@@ -1,10 +1,8 @@
 //! Spawning the service and seeding users.
 
-use common::config::{AdminSettings, MysqlSettings, RedisSettings};
 use proto::relation::v1::relation_service_client::RelationServiceClient;
 use relation_service::config::Settings;
 use relation_service::startup::Application;
-use secrecy::SecretString;
 use testkit::{TestDb, TestRedis};
 
 pub struct TestApp {
@@ -18,18 +16,7 @@ pub struct TestApp {
 
 pub fn settings(db: &TestDb, redis: &TestRedis) -> Settings {
     Settings {
-        mesh: testkit::mesh_settings(),
-        grpc_addr: "127.0.0.1:0".parse().unwrap(),
-        admin: AdminSettings::on_port(0),
-        mysql: MysqlSettings {
-            url: Some(SecretString::from(db.url.clone())),
-            ..Default::default()
-        },
-        redis: RedisSettings {
-            url: Some(SecretString::from(redis.url.clone())),
-            namespace: redis.namespace.clone(),
-            ..Default::default()
-        },
+        service: testkit::service_common(db, redis),
         // Generous: the shared test machine can be slow, and these tests assert Redis answers.
         cache: relation_service::config::CacheSettings {
             redis_timeout: std::time::Duration::from_secs(2),

@@ -83,7 +83,7 @@ async fn reads_and_writes_work_from_mysql_when_redis_is_down() {
     let db = TestDb::new().await;
     let redis = TestRedis::new().await;
     let mut s = settings(&db, &redis);
-    s.redis.url = Some(SecretString::from("redis://127.0.0.1:1"));
+    s.service.redis.url = Some(SecretString::from("redis://127.0.0.1:1"));
     let app = spawn_with(s, db, redis).await;
     let [a, b] = app.users(2).await[..] else {
         unreachable!()

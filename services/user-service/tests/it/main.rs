@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use common::config::{AdminSettings, MysqlSettings, RedisSettings};
 use proto::user::v1::user_service_client::UserServiceClient;
 use proto::user::v1::*;
 use redis::AsyncCommands;
@@ -18,18 +17,7 @@ const SECRET: &str = "user-service-test-secret-user-service-test";
 
 fn settings(db: &TestDb, redis: &TestRedis) -> Settings {
     Settings {
-        mesh: testkit::mesh_settings(),
-        grpc_addr: "127.0.0.1:0".parse().unwrap(),
-        admin: AdminSettings::on_port(0),
-        mysql: MysqlSettings {
-            url: Some(SecretString::from(db.url.clone())),
-            ..Default::default()
-        },
-        redis: RedisSettings {
-            url: Some(SecretString::from(redis.url.clone())),
-            namespace: redis.namespace.clone(),
-            ..Default::default()
-        },
+        service: testkit::service_common(db, redis),
         jwt: JwtSettings {
             secret: Some(SecretString::from(SECRET)),
             ..Default::default()
@@ -454,9 +442,9 @@ async fn a_connection_that_never_speaks_http2_is_closed_and_its_slot_goes_to_a_r
     use tokio::io::AsyncReadExt;
     let (db, mut redis) = (TestDb::new().await, TestRedis::new().await);
     let mut s = settings(&db, &redis);
-    s.grpc.max_connections = 1;
-    s.grpc.max_connection_age = Duration::from_secs(1);
-    s.grpc.max_connection_age_grace = Duration::from_secs(1);
+    s.service.grpc.max_connections = 1;
+    s.service.grpc.max_connection_age = Duration::from_secs(1);
+    s.service.grpc.max_connection_age_grace = Duration::from_secs(1);
     let app = Application::build(s).await.expect("build user-service");
     let port = app.port();
     tokio::spawn(app.run_until(std::future::pending()));
