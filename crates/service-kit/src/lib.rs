@@ -19,6 +19,7 @@
 //! - [`ratelimit`]: keyed rate limits (per client address, per username).
 //! - [`readpath`]: the services' read path (moka → Redis → MySQL) and the
 //!   read-your-writes barrier.
+//! - [`store`]: the MySQL failure of every service and its one gRPC status.
 //! - [`write`]: the consistency token of a committed write.
 //!
 //! Depends on `common` and `cdc-event` only among workspace crates.
@@ -31,4 +32,5 @@ pub mod ratelimit;
 pub mod readpath;
 pub mod service;
 pub mod settings;
+pub mod store;
 pub mod write;

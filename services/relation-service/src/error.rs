@@ -1,9 +1,8 @@
 //! The one error type of relation-service, mapped to a gRPC status exactly
 //! once, in [`From<Error> for tonic::Status`]. Internal causes (SQL errors)
-//! are logged there and never sent to the client.
+//! are logged there (`service_kit::store`) and never sent to the client.
 
-use std::sync::Arc;
-
+use service_kit::store::StoreError;
 use tonic::Status;
 
 /// What can go wrong serving a relation request.
@@ -18,47 +17,16 @@ pub enum Error {
     /// The write lost to concurrent writers more often than the retry budget.
     #[error("too much contention on this relation, retry")]
     Contention,
-    /// A database failure (shared, because a coalesced cache load hands
-    /// one failure to every waiter).
-    #[error("database error")]
-    Database(#[source] Arc<sqlx::Error>),
+    /// A database failure (`service_kit::store`: shared, because a
+    /// coalesced cache load hands one failure to every waiter).
+    #[error(transparent)]
+    Database(#[from] StoreError),
 }
 
 /// Result alias of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-impl From<sqlx::Error> for Error {
-    fn from(e: sqlx::Error) -> Self {
-        Error::Database(Arc::new(e))
-    }
-}
-
-impl From<Arc<sqlx::Error>> for Error {
-    fn from(e: Arc<sqlx::Error>) -> Self {
-        Error::Database(e)
-    }
-}
-
-/// Whether a database error means "MySQL is not reachable" rather than a bad query.
-fn is_unavailable(e: &sqlx::Error) -> bool {
-    matches!(
-        e,
-        sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_)
-    )
-}
-
-/// The MySQL error number of a database error, if it is one.
-pub fn mysql_error_number(e: &sqlx::Error) -> Option<u16> {
-    match e {
-        sqlx::Error::Database(db) => db
-            .try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
-            .map(|m| m.number()),
-        _ => None,
-    }
-}
+service_kit::store_error_conversions!(Error);
 
 impl From<Error> for Status {
     fn from(e: Error) -> Self {
@@ -66,20 +34,7 @@ impl From<Error> for Status {
             Error::InvalidArgument(m) => Status::invalid_argument(m),
             Error::NotFound(m) => Status::not_found(m),
             Error::Contention => Status::unavailable(e.to_string()),
-            Error::Database(source) if is_unavailable(&source) => {
-                tracing::warn!(error = %source, "mysql unavailable");
-                Status::unavailable("database unavailable")
-            }
-            Error::Database(source) => {
-                tracing::error!(error = %source, "database error");
-                Status::internal("internal error")
-            }
+            Error::Database(e) => e.into(),
         }
-    }
-}
-
-impl From<service_kit::readpath::ReadError> for Error {
-    fn from(e: service_kit::readpath::ReadError) -> Self {
-        Error::Database(e.0)
     }
 }

@@ -32,8 +32,9 @@ use rand::Rng;
 use sqlx::{Connection, MySqlConnection, MySqlPool};
 use tracing::Instrument;
 
-use crate::error::{Error, Result, mysql_error_number};
+use crate::error::{Error, Result};
 use crate::metrics::{WRITE_DURATION_SECONDS, WRITE_RETRIES_TOTAL, WRITES_TOTAL};
+use service_kit::store::mysql_error_number;
 
 /// MySQL error numbers after which the whole transaction is run again.
 const ER_DUP_ENTRY: u16 = 1062;

@@ -21,8 +21,9 @@ use service_kit::ratelimit::KeyedLimiter;
 use sqlx::MySqlPool;
 
 use crate::config::PasswordSettings;
-use crate::error::{Error, Result, mysql_error_number};
+use crate::error::{Error, Result};
 use crate::hashing::Hasher;
+use service_kit::store::mysql_error_number;
 
 /// Longest username, in characters.
 pub const MAX_USERNAME: usize = 32;

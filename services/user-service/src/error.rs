@@ -4,9 +4,8 @@
 //! now (hashing saturated: UNAVAILABLE; a username's attempts used up:
 //! RESOURCE_EXHAUSTED) carry `retry-after` metadata in seconds.
 
-use std::sync::Arc;
-
 use service_kit::grpc::refusal;
+use service_kit::store::StoreError;
 use tonic::{Code, Status};
 
 /// What can go wrong serving a user request.
@@ -33,47 +32,16 @@ pub enum Error {
     /// Too many Register/Login attempts for this username.
     #[error("too many attempts for this username, retry later")]
     RateLimited(#[from] service_kit::ratelimit::Limited),
-    /// A database failure (shared, because a coalesced cache load hands
-    /// one failure to every waiter).
-    #[error("database error")]
-    Database(#[source] Arc<sqlx::Error>),
+    /// A database failure (`service_kit::store`: shared, because a
+    /// coalesced cache load hands one failure to every waiter).
+    #[error(transparent)]
+    Database(#[from] StoreError),
 }
 
 /// Result alias of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-impl From<sqlx::Error> for Error {
-    fn from(e: sqlx::Error) -> Self {
-        Error::Database(Arc::new(e))
-    }
-}
-
-impl From<Arc<sqlx::Error>> for Error {
-    fn from(e: Arc<sqlx::Error>) -> Self {
-        Error::Database(e)
-    }
-}
-
-/// Whether a database error means "MySQL is not reachable" rather than a bad query.
-fn is_unavailable(e: &sqlx::Error) -> bool {
-    matches!(
-        e,
-        sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_)
-    )
-}
-
-/// The MySQL error number of a database error, if it is one.
-pub fn mysql_error_number(e: &sqlx::Error) -> Option<u16> {
-    match e {
-        sqlx::Error::Database(db) => db
-            .try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
-            .map(|m| m.number()),
-        _ => None,
-    }
-}
+service_kit::store_error_conversions!(Error);
 
 impl From<Error> for Status {
     fn from(e: Error) -> Self {
@@ -94,20 +62,7 @@ impl From<Error> for Status {
                 e.to_string(),
                 limited.retry_after_secs(),
             ),
-            Error::Database(source) if is_unavailable(&source) => {
-                tracing::warn!(error = %source, "mysql unavailable");
-                Status::unavailable("database unavailable")
-            }
-            Error::Database(source) => {
-                tracing::error!(error = %source, "database error");
-                Status::internal("internal error")
-            }
+            Error::Database(e) => e.into(),
         }
-    }
-}
-
-impl From<service_kit::readpath::ReadError> for Error {
-    fn from(e: service_kit::readpath::ReadError) -> Self {
-        Error::Database(e.0)
     }
 }

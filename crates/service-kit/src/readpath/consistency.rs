@@ -26,8 +26,8 @@ use cdc_event::gtid::Flavor;
 use sqlx::MySqlPool;
 use tokio::sync::{Notify, watch};
 
-use super::ReadError;
 use super::redis_cache::RedisCache;
+use crate::store::StoreError;
 use common::keys::Keys;
 
 /// Histogram of the wait a token-carrying read added, by `outcome`
@@ -73,7 +73,7 @@ pub enum TokenError {
     )]
     Future { token: String },
     #[error(transparent)]
-    Db(#[from] ReadError),
+    Db(#[from] StoreError),
 }
 
 /// One GTID: the source it counts in (MariaDB domain, MySQL server uuid)
@@ -300,11 +300,11 @@ impl Barrier {
         {
             return Ok(());
         }
-        let flavor = flavor(&self.inner.pool).await.map_err(ReadError::from)?;
+        let flavor = flavor(&self.inner.pool).await.map_err(StoreError::from)?;
         let text: String = sqlx::query_scalar(flavor.committed_query())
             .fetch_one(&self.inner.pool)
             .await
-            .map_err(ReadError::from)?;
+            .map_err(StoreError::from)?;
         let server = Position::parse(&text).unwrap_or_default();
         if !server.covers(token) {
             tracing::info!(token = %raw.chars().take(80).collect::<String>(), server = %text,

@@ -120,7 +120,7 @@ impl CountReader {
             .local
             .try_get_with(owner, async move {
                 let mut loaded = self.load(&[owner]).await?;
-                Ok::<_, super::ReadError>(loaded.remove(&owner).unwrap_or_default())
+                Ok::<_, crate::store::StoreError>(loaded.remove(&owner).unwrap_or_default())
             })
             .await
             .map_err(Arc::unwrap_or_clone)?;
@@ -180,7 +180,7 @@ impl CountReader {
             let batch = batch.clone();
             self.local.try_get_with(o, async move {
                 let loaded = batch.await?;
-                Ok::<_, super::ReadError>(loaded.get(&o).copied().unwrap_or_default())
+                Ok::<_, crate::store::StoreError>(loaded.get(&o).copied().unwrap_or_default())
             })
         });
         let values = futures::future::try_join_all(loads)

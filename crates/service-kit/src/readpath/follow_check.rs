@@ -17,7 +17,7 @@ use sqlx::MySqlPool;
 use super::consistency::ReadMode;
 use super::counts::placeholders;
 use super::redis_cache::RedisCache;
-use super::{ReadError as Error, Result};
+use super::{Result, StoreError as Error};
 
 /// Answers "does `from` follow `to`?".
 #[derive(Clone)]

@@ -11,12 +11,12 @@
 //! - [`consistency`]: the read-your-writes barrier (wait for the syncer's
 //!   applied watermark to pass a write's token, else read MySQL).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::settings::ServiceCommon;
+pub use crate::store::StoreError;
 
 pub mod consistency;
 pub mod counts;
@@ -137,23 +137,5 @@ impl Layers {
     }
 }
 
-/// A read failed in MySQL (shared, because one coalesced load hands its
-/// failure to every waiter).
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("database error")]
-pub struct ReadError(#[source] pub Arc<sqlx::Error>);
-
-impl From<sqlx::Error> for ReadError {
-    fn from(e: sqlx::Error) -> Self {
-        ReadError(Arc::new(e))
-    }
-}
-
-impl From<Arc<sqlx::Error>> for ReadError {
-    fn from(e: Arc<sqlx::Error>) -> Self {
-        ReadError(e)
-    }
-}
-
 /// Result alias of the read path.
-pub type Result<T, E = ReadError> = std::result::Result<T, E>;
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
