@@ -275,6 +275,33 @@ fn mariadb_binlog(port: &str, range: &Range) -> Option<f64> {
     }
 }
 
+/// Deletes the topics this run wrote (names starting with `prefix`): each
+/// run leaves about 750 MB of messages behind otherwise, more than a few
+/// runs' worth of the machine's free disk.
+async fn delete_bench_topics(brokers: &str, prefix: &str) -> anyhow::Result<()> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let admin: rdkafka::admin::AdminClient<_> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()?;
+    let meta: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()?;
+    let names: Vec<String> = meta
+        .fetch_metadata(None, Duration::from_secs(10))?
+        .topics()
+        .iter()
+        .map(|t| t.name().to_owned())
+        .filter(|n| n.starts_with(prefix))
+        .collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    if !names.is_empty() {
+        admin
+            .delete_topics(&names, &rdkafka::admin::AdminOptions::new())
+            .await?;
+    }
+    Ok(())
+}
+
 async fn publish_ceiling(brokers: &str, topic: &str, n: u64, avg: usize) -> anyhow::Result<f64> {
     let admin = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", brokers)
@@ -437,6 +464,7 @@ async fn main() -> anyhow::Result<()> {
             "[{name}] relay, small mixed transactions: {} rows = {m:.0} rows/s",
             mixed.rows
         );
+        delete_bench_topics(addr, &format!("bench_{tag}_")).await?;
         per_broker.push(json!({
             "broker": name, "ceiling_msgs_per_s": ceiling.round(),
             "relay_batch_rows_per_s": b.round(), "relay_mixed_rows_per_s": m.round(),
