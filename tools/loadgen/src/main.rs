@@ -5,7 +5,8 @@
 //! previous answer arrives) or at a fixed total `--rate` (open loop: requests
 //! are scheduled, and latency counts from the scheduled time, so a stall is
 //! not hidden by the generator waiting with it). Prints req/s, errors and
-//! latency percentiles; `--json` prints one JSON object instead.
+//! latency percentiles, and the requests by status; `--json` prints one
+//! JSON object instead (stdout holds only the report).
 //!
 //! ```text
 //! sluice-loadgen rest-get    -c 100 -d 10 --path /v1/users/1
@@ -34,18 +35,54 @@
 //!   so the generator takes less of a shared machine; `--client tonic` uses
 //!   a tonic channel per worker instead (a buffer task between caller and
 //!   connection), as a typical Rust client would.
+//!
+//! Every counted request is tallied by its status: the HTTP status code in
+//! the REST scenarios (`200`, `429`, `503`, …), the gRPC code name in the
+//! gRPC scenarios (`OK`, `UNAVAILABLE`, …), or a transport failure:
+//! `timeout`, `refused`, `closed` (the peer closed or reset the
+//! connection), `reset` (an HTTP/2 stream reset or GOAWAY), `h2` (another
+//! HTTP/2 error), `connect` (a gRPC worker could not connect),
+//! `bad-response` (an answer that cannot be read, or not the one asked
+//! for), `io` (any other I/O error), `encode` (the gRPC request could not
+//! be built; not expected). The text report adds a line
+//! `status: 200=9812 429=12 io=3`, the JSON object a map
+//! `"status": {"200": 9812, "429": 12, "io": 3}`. `200` / `OK` are the
+//! successes, every other status is one of the `errors`. The counted
+//! requests are the ones in `ok` and `errors`, and in `rest-ryw` also the
+//! token-carrying reads; its read without the token only counts stale
+//! answers.
+//!
+//! Exit status: 0; 2 when the run could not start (registering the users
+//! failed, …) or the report could not be written; 1 when the run failed:
+//! - the run made no request, or errors / requests × 100 exceeds
+//!   `--max-error-rate` percent (default 1; `0`: any error fails). A
+//!   line on stderr says so: `error rate 37.2% (372 of 1000 requests)
+//!   exceeds --max-error-rate 1%`. `chaos` has no threshold unless
+//!   `--max-error-rate` is given: its faults cause errors by design (a
+//!   write during a restart is refused or its outcome unknown), and what
+//!   it checks is that no acknowledged write is lost (a chaos run with no
+//!   request at all still fails);
+//! - `chaos`: an acknowledged write is missing, or the pipeline did not
+//!   catch up within `--settle`;
+//! - `rest-ryw`: a token-carrying read was stale.
+//!
+//! Progress: a run of 10 s or more prints a line to stderr every 5 s,
+//! `[10s/60s] 12,345 req, 1,234 req/s, errors 0` (requests and errors so
+//! far, the rate over the last 5 s); `--quiet` turns those lines (and the
+//! note on registered users) off. stdout is never written before the report.
 
 mod grpc;
 mod report;
 mod rest;
 mod scenarios;
+mod status;
 mod workers;
 
 use std::sync::Arc;
 
 use clap::{Parser, ValueEnum};
 
-use report::{print_text, summary};
+use report::{check_error_rate, max_error_rate, print_text, summary, totals};
 use scenarios::{chaos_check, scenario};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -110,6 +147,23 @@ struct Args {
     /// Also write the JSON report to this file.
     #[arg(long)]
     report: Option<std::path::PathBuf>,
+    /// Exit with status 1 when more than this percent of the requests
+    /// failed (or none was made) [default: 1; `chaos`: no limit unless
+    /// given].
+    #[arg(long, value_name = "PERCENT", value_parser = parse_percent)]
+    max_error_rate: Option<f64>,
+    /// No progress lines (runs of 10 s or more print one to stderr every
+    /// 5 s) and no notes on stderr; errors are still printed.
+    #[arg(short = 'q', long)]
+    quiet: bool,
+}
+
+/// A percentage from 0 to 100.
+fn parse_percent(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(p) if (0.0..=100.0).contains(&p) => Ok(p),
+        _ => Err(format!("{s:?} is not a percentage from 0 to 100")),
+    }
 }
 
 #[tokio::main]
@@ -128,6 +182,7 @@ async fn main() -> std::process::ExitCode {
         }
     };
     let mut out = summary(&a, &all, took);
+    let (requests, errors) = totals(&all);
     let mut failed = false;
     if a.scenario == Scenario::Chaos {
         match chaos_check(&a, &all).await {
@@ -156,9 +211,38 @@ async fn main() -> std::process::ExitCode {
         eprintln!("sluice-loadgen: cannot write {}: {e}", path.display());
         return std::process::ExitCode::from(2);
     }
+    if let Err(line) = check_error_rate(
+        requests,
+        errors,
+        max_error_rate(a.scenario, a.max_error_rate),
+    ) {
+        eprintln!("sluice-loadgen: {line}");
+        failed = true;
+    }
     if failed {
         std::process::ExitCode::FAILURE
     } else {
         std::process::ExitCode::SUCCESS
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_flags_parse() {
+        let a = Args::try_parse_from(["sluice-loadgen", "rest-get"]).unwrap();
+        assert_eq!((a.max_error_rate, a.quiet), (None, false));
+        let a = Args::try_parse_from(["sluice-loadgen", "chaos", "--max-error-rate", "2.5", "-q"])
+            .unwrap();
+        assert_eq!((a.max_error_rate, a.quiet), (Some(2.5), true));
+        for bad in ["-1", "101", "NaN", "lots"] {
+            assert!(
+                Args::try_parse_from(["sluice-loadgen", "rest-get", "--max-error-rate", bad])
+                    .is_err(),
+                "{bad}"
+            );
+        }
     }
 }

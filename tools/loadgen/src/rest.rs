@@ -6,6 +6,8 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
+use crate::status::Status;
+
 /// One HTTP/1.1 keep-alive connection.
 pub(crate) struct Http {
     addr: String,
@@ -75,11 +77,18 @@ impl Http {
         if stream.read_line(&mut line).await? == 0 {
             return Err(std::io::ErrorKind::UnexpectedEof.into());
         }
+        // Not an HTTP status line: the connection is out of step (the
+        // caller drops it) and the request counts as `bad-response`.
         let status = line
             .split(' ')
             .nth(1)
             .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
+            .ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("not an HTTP status line: {:?}", line.trim_end()),
+                )
+            })?;
         let (mut len, mut read_source, mut close) = (0usize, None, false);
         loop {
             line.clear();
@@ -134,13 +143,14 @@ pub(crate) async fn register(addr: &str, n: usize) -> anyhow::Result<Vec<(u64, S
     Ok(users)
 }
 
-/// Follow (`true`) or unfollow; `Some(token)` when acknowledged.
+/// Follow (`true`) or unfollow; `(changed, consistency token)` when
+/// acknowledged (status 200), else the status it failed with.
 pub(crate) async fn write(
     http: &mut Http,
     bearer: &str,
     to: u64,
     follow: bool,
-) -> Result<(bool, String), String> {
+) -> Result<(bool, String), Status> {
     let path = format!("/v1/users/me/following/{to}");
     let auth = format!("Bearer {bearer}");
     let method = if follow { "PUT" } else { "DELETE" };
@@ -155,7 +165,7 @@ pub(crate) async fn write(
                 v["consistency_token"].as_str().unwrap_or("").to_owned(),
             ))
         }
-        Ok(a) => Err(format!("{} {}", a.status, a.body)),
-        Err(e) => Err(e.to_string()),
+        Ok(a) => Err(Status::Http(a.status)),
+        Err(e) => Err(Status::io(&e)),
     }
 }

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use crate::grpc::{GrpcConn, grpc_channel, mesh};
 use crate::rest::{Http, register, write};
+use crate::status::Status;
 use crate::workers::{Pacer, PairState, Stats, run_workers};
 use crate::{Args, Scenario};
 
@@ -17,7 +18,7 @@ pub(crate) async fn scenario(a: Arc<Args>) -> anyhow::Result<(Vec<Stats>, Durati
     let n = a.connections;
     Ok(match a.scenario {
         Scenario::RestGet => {
-            run_workers(n, a.duration, |w, deadline| {
+            run_workers(n, a.duration, !a.quiet, |w, deadline| {
                 let a = a.clone();
                 async move {
                     let mut s = Stats::default();
@@ -27,9 +28,11 @@ pub(crate) async fn scenario(a: Arc<Args>) -> anyhow::Result<(Vec<Stats>, Durati
                         let t = pace.tick().await;
                         match http.call("GET", &a.path, &[], None).await {
                             Ok(ans) if ans.status == 200 => {
-                                s.lat_us.push(t.elapsed().as_micros() as u64)
+                                s.lat_us.push(t.elapsed().as_micros() as u64);
+                                s.record(Status::HTTP_OK, false);
                             }
-                            _ => s.errors += 1,
+                            Ok(ans) => s.record(Status::Http(ans.status), true),
+                            Err(e) => s.record(Status::io(&e), true),
                         }
                     }
                     s
@@ -39,28 +42,28 @@ pub(crate) async fn scenario(a: Arc<Args>) -> anyhow::Result<(Vec<Stats>, Durati
         }
         Scenario::GrpcUser | Scenario::GrpcList => {
             let list = a.scenario == Scenario::GrpcList;
-            run_workers(n, a.duration, |w, deadline| {
+            run_workers(n, a.duration, !a.quiet, |w, deadline| {
                 let a = a.clone();
                 async move {
                     let mut s = Stats::default();
                     let url = if list { &a.relation_grpc } else { &a.user_grpc };
                     let Ok(mut client) = GrpcConn::connect(a.client, url).await else {
-                        s.errors += 1;
+                        s.record(Status::Transport("connect"), true);
                         return s;
                     };
                     let mut pace = Pacer::new(a.rate, a.connections, w);
                     while Instant::now() < deadline {
                         let t = pace.tick().await;
-                        let ok = if list {
+                        let status = if list {
                             client.following_list(a.id).await
                         } else {
                             client.get_user(a.id).await
                         };
+                        let ok = status == Status::GRPC_OK;
                         if ok {
                             s.lat_us.push(t.elapsed().as_micros() as u64);
-                        } else {
-                            s.errors += 1;
                         }
+                        s.record(status, !ok);
                     }
                     s
                 }
@@ -69,8 +72,10 @@ pub(crate) async fn scenario(a: Arc<Args>) -> anyhow::Result<(Vec<Stats>, Durati
         }
         Scenario::RestFollow => {
             let users = Arc::new(register(&a.rest, a.users.max(2)).await?);
-            eprintln!("registered {} users", users.len());
-            run_workers(n, a.duration, |w, deadline| {
+            if !a.quiet {
+                eprintln!("registered {} users", users.len());
+            }
+            run_workers(n, a.duration, !a.quiet, |w, deadline| {
                 let (a, users) = (a.clone(), users.clone());
                 async move {
                     let mut s = Stats::default();
@@ -89,8 +94,9 @@ pub(crate) async fn scenario(a: Arc<Args>) -> anyhow::Result<(Vec<Stats>, Durati
                             Ok((changed, _)) => {
                                 s.lat_us.push(t.elapsed().as_micros() as u64);
                                 s.writes += u64::from(changed);
+                                s.record(Status::HTTP_OK, false);
                             }
-                            Err(_) => s.errors += 1,
+                            Err(status) => s.record(status, true),
                         }
                     }
                     s
@@ -101,9 +107,11 @@ pub(crate) async fn scenario(a: Arc<Args>) -> anyhow::Result<(Vec<Stats>, Durati
         Scenario::RestRyw | Scenario::Chaos => {
             // Two users per worker: worker w owns the pair (2w → 2w+1).
             let users = Arc::new(register(&a.rest, 2 * n).await?);
-            eprintln!("registered {} users ({} pairs)", users.len(), n);
+            if !a.quiet {
+                eprintln!("registered {} users ({} pairs)", users.len(), n);
+            }
             let chaos = a.scenario == Scenario::Chaos;
-            run_workers(n, a.duration, |w, deadline| {
+            run_workers(n, a.duration, !a.quiet, |w, deadline| {
                 let (a, users) = (a.clone(), users.clone());
                 async move {
                     let mut s = Stats::default();
@@ -122,16 +130,17 @@ pub(crate) async fn scenario(a: Arc<Args>) -> anyhow::Result<(Vec<Stats>, Durati
                         match write(&mut http, &from.1, to, follow).await {
                             Ok((_, token)) => {
                                 s.lat_us.push(t.elapsed().as_micros() as u64);
+                                s.record(Status::HTTP_OK, false);
                                 s.writes += 1;
                                 state.following = Some(follow);
                                 if !token.is_empty() {
                                     state.token = token;
                                 }
                             }
-                            Err(_) => {
+                            Err(status) => {
                                 // Outcome unknown (maybe committed): the
                                 // next acknowledged write settles it.
-                                s.errors += 1;
+                                s.record(status, true);
                                 state.following = None;
                                 continue;
                             }
@@ -141,6 +150,9 @@ pub(crate) async fn scenario(a: Arc<Args>) -> anyhow::Result<(Vec<Stats>, Durati
                             continue;
                         }
                         let expected = u64::from(state.following == Some(true));
+                        // The probe without the token only counts stale
+                        // answers: it is not one of the counted requests
+                        // (no status, no error), as before the breakdown.
                         let path = format!("/v1/users/{to}");
                         if let Ok(p) = http.call("GET", &path, &[], None).await
                             && p.json()["follower_count"].as_u64() != Some(expected)
@@ -154,6 +166,7 @@ pub(crate) async fn scenario(a: Arc<Args>) -> anyhow::Result<(Vec<Stats>, Durati
                         {
                             Ok(r) if r.status == 200 => {
                                 s.token_wait_us.push(started.elapsed().as_micros() as u64);
+                                s.record(Status::HTTP_OK, false);
                                 match r.read_source.as_deref() {
                                     Some("synced-cache") => s.synced += 1,
                                     _ => s.primary += 1,
@@ -162,7 +175,8 @@ pub(crate) async fn scenario(a: Arc<Args>) -> anyhow::Result<(Vec<Stats>, Durati
                                     s.stale_with_token += 1;
                                 }
                             }
-                            _ => s.errors += 1,
+                            Ok(r) => s.record(Status::Http(r.status), true),
+                            Err(e) => s.record(Status::io(&e), true),
                         }
                     }
                     s.pairs.push(state);
