@@ -153,7 +153,8 @@ pub(super) fn maxwell_key(info: &TableInfo, img: &impl Image) -> Option<String> 
     write_str(&mut buf, &info.table);
     buf.push(b',');
     image::write_pk(info, img, &mut buf, |out, name| {
-        write_str(out, &format!("pk.{name}"));
+        // Written as one escaped string without building it first.
+        let _ = serde_json::to_writer(&mut *out, &Text(format_args!("pk.{name}")));
     });
     buf.push(b'}');
     String::from_utf8(buf).ok()
