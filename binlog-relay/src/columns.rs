@@ -14,7 +14,8 @@
 //! database over `*`, then an exact table over `*`). Primary-key columns
 //! cannot be excluded or masked: the message key and the consumers' per-row
 //! order depend on them, so such a rule stops the relay with a clear error
-//! when it first meets the table.
+//! when it first meets the table. The same holds for the columns
+//! `message_key_columns` names ([`crate::keys`]).
 //!
 //! Rules are applied once, to the `TableInfo` of each table map or
 //! snapshot (`TableInfo::apply_rules`), so the general decoder, the fast decoder, the snapshot, every

@@ -37,6 +37,14 @@ pub struct Settings {
     /// The default excludes `*.user.password_hash`; a file's `[columns]`
     /// table adds to it (set that key to `keep` to publish the column).
     pub columns: BTreeMap<String, String>,
+    /// Which columns make each table's message key ([`crate::keys`],
+    /// Debezium's `message.key.columns`): `<db>.<table>:<col>[,<col>...]`
+    /// entries separated by `;`, the table part a regular expression over
+    /// `db.table`. The default ([`crate::keys::DEFAULT`]) keys `counter` by
+    /// `owner_id` and `follow` by `from_id,to_id` in any database; tables no
+    /// entry names, and every table when the setting is empty, are keyed by
+    /// their primary key.
+    pub message_key_columns: String,
     /// Send a tombstone (same key, null value) after each delete (debezium
     /// format only).
     pub tombstones: bool,
@@ -83,6 +91,7 @@ impl Default for Settings {
             state_dir: PathBuf::from(".state/binlog-relay"),
             filter: Filter::default(),
             columns: crate::columns::default_rules(),
+            message_key_columns: crate::keys::DEFAULT.to_owned(),
             tombstones: true,
             format: Format::Debezium,
             heartbeat_interval: Duration::from_secs(5),
@@ -134,6 +143,7 @@ impl Settings {
             return invalid("snapshot.chunk_size must be > 0");
         }
         self.column_rules()?;
+        self.key_columns()?;
         common::config::check_dev_listeners(self.dev, &[("admin.addr", self.admin.addr)])?;
         self.mysql.resolve_url(self.dev)?;
         Ok(())
@@ -142,6 +152,11 @@ impl Settings {
     /// The parsed column rules.
     pub fn column_rules(&self) -> Result<crate::columns::ColumnRules, ConfigError> {
         crate::columns::ColumnRules::parse(&self.columns).map_err(ConfigError::Invalid)
+    }
+
+    /// The parsed `message_key_columns`.
+    pub fn key_columns(&self) -> Result<crate::keys::KeyColumns, ConfigError> {
+        crate::keys::KeyColumns::parse(&self.message_key_columns).map_err(ConfigError::Invalid)
     }
 
     /// Path of the checkpoint file.
@@ -293,6 +308,43 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("debezium, canal or maxwell"), "{err}");
+    }
+
+    #[test]
+    fn message_key_columns_default_to_counter_and_follow_and_bad_ones_are_refused() {
+        let dir = std::env::temp_dir().join(format!("relay-keys-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("relay.toml");
+        let load = |body: &str| {
+            std::fs::write(&file, format!("dev = true\n{body}")).unwrap();
+            Settings::load(Some(&file))
+        };
+        let keys = load("").unwrap().key_columns().unwrap();
+        assert!(keys.matches("sluice", "counter") && keys.matches("sluice", "follow"));
+        assert!(!keys.matches("sluice", "user"));
+        let keys = load("message_key_columns = \"\"\n")
+            .unwrap()
+            .key_columns()
+            .unwrap();
+        assert!(keys.is_empty(), "empty: primary keys everywhere");
+        let s = load("message_key_columns = 'shop\\.orders:customer_id'\n").unwrap();
+        assert!(s.key_columns().unwrap().matches("shop", "orders"));
+        for (bad, says) in [
+            ("'sluice.counter'", "expected <db>.<table>:<column>"),
+            ("'counter:owner_id'", "<db>.<table>"),
+            ("'sluice.counter:owner_id,'", "empty column name"),
+            ("'(sluice.counter:owner_id'", "bad table pattern"),
+        ] {
+            let err = load(&format!("message_key_columns = {bad}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("message_key_columns") && err.contains(says),
+                "{bad}: {err}"
+            );
+            assert!(!err.contains('\n'), "{bad}: one line: {err}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -169,6 +169,7 @@ mod tests {
             table: "t".into(),
             columns: vec![t],
             pk: vec![],
+            key: None,
             wire: None,
         };
         let rows = std::iter::from_fn(|| -> Option<std::io::Result<_>> {
@@ -196,6 +197,7 @@ mod tests {
             table: "counter".into(),
             columns: vec![id, kind, value],
             pk: vec![0, 1],
+            key: None,
             wire: None,
         }
     }

@@ -58,16 +58,18 @@ pub fn write_object(info: &TableInfo, img: &impl Image, out: &mut Vec<u8>) {
     out.push(b'}');
 }
 
-/// The primary-key columns as a JSON object in key order, each written by
-/// `name` (`{"id":42}`, `{"owner_id":7,"kind":2}`; Maxwell's
-/// `"pk.owner_id"`): the debezium and canal key, and the body of Maxwell's.
-pub fn write_pk(
+/// The columns `cols` (indexes into [`TableInfo::columns`]) as the members
+/// of a JSON object, in that order, each written by `name` (`"id":42`,
+/// `"owner_id":7`; Maxwell's `"pk.owner_id":7`): the body of the debezium
+/// and canal key (the key columns) and of Maxwell's (the primary key).
+pub fn write_columns(
     info: &TableInfo,
+    cols: &[usize],
     img: &impl Image,
     out: &mut Vec<u8>,
     mut name: impl FnMut(&mut Vec<u8>, &str),
 ) {
-    for (k, &c) in info.pk.iter().enumerate() {
+    for (k, &c) in cols.iter().enumerate() {
         if k > 0 {
             out.push(b',');
         }
@@ -77,15 +79,21 @@ pub fn write_pk(
     }
 }
 
-/// The message key (debezium and canal formats): the primary key as a JSON
-/// object, as [`cdc_event::key`] describes it; `None` without a primary key.
+/// The message key (debezium and canal formats): the table's key columns
+/// ([`TableInfo::key_columns`]: the `message_key_columns` of the table,
+/// else its primary key) as a JSON object in key order, e.g. `{"id":42}`,
+/// `{"owner_id":7}`, `{"from_id":1,"to_id":2}` ([`cdc_event::key`]);
+/// `None` for a table with neither. The columns are resolved once per
+/// table, so building a key costs what it did for primary keys: one
+/// allocation, the returned string.
 pub fn key(info: &TableInfo, img: &impl Image) -> Option<String> {
-    if info.pk.is_empty() {
+    let cols = info.key_columns();
+    if cols.is_empty() {
         return None;
     }
-    let mut out = Vec::with_capacity(16 * info.pk.len());
+    let mut out = Vec::with_capacity(16 * cols.len());
     out.push(b'{');
-    write_pk(info, img, &mut out, write_str);
+    write_columns(info, cols, img, &mut out, write_str);
     out.push(b'}');
     String::from_utf8(out).ok()
 }
@@ -104,6 +112,7 @@ pub fn change_time_us(info: &TableInfo, img: &impl Image) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::keys::{self, KeyColumns};
     use crate::table::ColumnInfo;
     use mysql_async::consts::ColumnType::*;
     use serde_json::json;
@@ -121,6 +130,7 @@ mod tests {
                 ColumnInfo::text_column("updated_at", MYSQL_TYPE_DATETIME2, false),
             ],
             pk,
+            key: None,
             wire: None,
         }
     }
@@ -138,6 +148,127 @@ mod tests {
             cdc_event::key::encode_key(&["owner_id", "kind"], row)
         );
         assert_eq!(key(&table(vec![]), row), None);
+    }
+
+    fn sluice_table(table: &str, names: &[&str], pk: Vec<usize>) -> TableInfo {
+        TableInfo {
+            db: "sluice".into(),
+            table: table.into(),
+            columns: names
+                .iter()
+                .map(|n| ColumnInfo::text_column(n, MYSQL_TYPE_LONGLONG, true))
+                .collect(),
+            pk,
+            key: None,
+            wire: None,
+        }
+    }
+
+    fn counter() -> TableInfo {
+        sluice_table(
+            "counter",
+            &["owner_id", "kind", "value", "updated_at"],
+            vec![0, 1],
+        )
+    }
+
+    fn follow() -> TableInfo {
+        sluice_table(
+            "follow",
+            &["id", "from_id", "to_id", "created_at", "deleted_at"],
+            vec![0],
+        )
+    }
+
+    fn keyed(mut info: TableInfo, setting: &str) -> TableInfo {
+        info.apply_key_columns(&KeyColumns::parse(setting).unwrap())
+            .unwrap();
+        info
+    }
+
+    #[test]
+    fn the_default_key_columns_key_counters_by_owner_and_follows_by_pair() {
+        let counter = keyed(counter(), keys::DEFAULT);
+        for kind in [1, 2] {
+            let row = json!({"owner_id": 7, "kind": kind, "value": 3, "updated_at": null});
+            assert_eq!(
+                key(&counter, row.as_object().unwrap()).unwrap(),
+                r#"{"owner_id":7}"#,
+                "both counters of a user share one key"
+            );
+        }
+        let follow = keyed(follow(), keys::DEFAULT);
+        // A re-follow may be a new row with a new id: the key stays.
+        for id in [42, 43] {
+            let row = json!({"id": id, "from_id": 1, "to_id": 2, "created_at": null});
+            assert_eq!(
+                key(&follow, row.as_object().unwrap()).unwrap(),
+                r#"{"from_id":1,"to_id":2}"#
+            );
+        }
+        assert_eq!(
+            key(
+                &follow,
+                json!({"to_id": 2, "id": 1, "from_id": 1})
+                    .as_object()
+                    .unwrap()
+            )
+            .unwrap(),
+            r#"{"from_id":1,"to_id":2}"#,
+            "the entry's order, not the image's"
+        );
+        // The same key from the general decoder's reference encoding.
+        let row = json!({"id": 9, "from_id": 5, "to_id": 6});
+        assert_eq!(
+            key(&follow, row.as_object().unwrap()).unwrap(),
+            cdc_event::key::encode_key(&["from_id", "to_id"], row.as_object().unwrap())
+        );
+    }
+
+    #[test]
+    fn an_empty_setting_keys_by_the_primary_key_again() {
+        let row = json!({"owner_id": 7, "kind": 2, "value": 3});
+        let counter = keyed(keyed(counter(), keys::DEFAULT), "");
+        assert_eq!(counter.key, None);
+        assert_eq!(
+            key(&counter, row.as_object().unwrap()).unwrap(),
+            r#"{"owner_id":7,"kind":2}"#
+        );
+        let row = json!({"id": 42, "from_id": 1, "to_id": 2});
+        assert_eq!(
+            key(&keyed(follow(), ""), row.as_object().unwrap()).unwrap(),
+            r#"{"id":42}"#
+        );
+    }
+
+    #[test]
+    fn key_columns_give_a_table_without_primary_key_a_key() {
+        let t = keyed(sluice_table("log", &["a", "b"], vec![]), r"sluice\.log:b");
+        let row = json!({"a": 1, "b": "x"});
+        assert_eq!(key(&t, row.as_object().unwrap()).unwrap(), r#"{"b":"x"}"#);
+    }
+
+    #[test]
+    fn a_missing_or_masked_key_column_is_an_error_naming_table_and_column() {
+        let mut t = sluice_table("counter", &["id", "kind", "value"], vec![0]);
+        let err = t
+            .apply_key_columns(&KeyColumns::parse(keys::DEFAULT).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("sluice.counter") && err.contains("\"owner_id\""),
+            "{err}"
+        );
+        let mut t = follow();
+        t.columns[2].rule = crate::columns::ColumnRule::Exclude;
+        let err = t
+            .apply_key_columns(&KeyColumns::parse(keys::DEFAULT).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("sluice.follow.to_id") && err.contains("excluded or masked"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! - [`decode`]: pure rows-event → typed row → envelope conversion.
 //! - [`value`]: value typing, one binlog value → JSON (the table both decoders follow).
 //! - [`image`]: one trait over both decoders' row images; the key and the change time.
+//! - [`keys`]: message key columns per table (`message_key_columns`), their checks.
 //! - [`fastrow`]: rows-event bytes → row JSON text without row maps (debezium).
 //! - [`format`]: the message value/key per output format (debezium, canal, maxwell).
 //! - [`sink`]: the idempotent producer and the acknowledgement tracker.
@@ -40,6 +41,7 @@ pub mod events;
 pub mod fastrow;
 pub mod format;
 pub mod image;
+pub mod keys;
 pub mod metrics;
 pub mod position;
 pub mod preflight;

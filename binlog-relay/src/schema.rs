@@ -23,6 +23,7 @@ use sqlx::MySqlPool;
 
 use crate::columns::{ColumnRule, ColumnRules};
 use crate::error::{Error, Result};
+use crate::keys::KeyColumns;
 pub use crate::table::{BINARY_CHARSET, ColumnInfo, TableInfo, Wire};
 
 /// The layout of every column of a table map (`types`: the real column
@@ -329,6 +330,7 @@ pub fn diff_columns(event_types: &[ColumnType], known: &[KnownColumn]) -> Option
 pub struct SchemaTracker {
     pool: Option<MySqlPool>,
     columns: Arc<ColumnRules>,
+    keys: Arc<KeyColumns>,
     known: HashMap<(String, String), Arc<Vec<KnownColumn>>>,
     /// table_id → (event, decoded info); reused while the map is identical.
     by_id: HashMap<u64, (TableMapEvent<'static>, Arc<TableInfo>)>,
@@ -339,15 +341,24 @@ pub struct SchemaTracker {
 impl SchemaTracker {
     /// `pool` is used for `information_schema` lookups; `None` disables them
     /// (then binlog metadata must carry the names).
-    /// `columns` are applied to every table.
+    /// `columns` are applied to every table; every table is keyed by its
+    /// primary key unless [`SchemaTracker::with_key_columns`] says otherwise.
     pub fn new(pool: Option<MySqlPool>, columns: Arc<ColumnRules>) -> Self {
         Self {
             pool,
             columns,
+            keys: Arc::default(),
             known: HashMap::new(),
             by_id: HashMap::new(),
             warned: HashSet::new(),
         }
+    }
+
+    /// Resolves each table's message key columns from `keys` (once per
+    /// table map, see [`TableInfo::apply_key_columns`]).
+    pub fn with_key_columns(mut self, keys: Arc<KeyColumns>) -> Self {
+        self.keys = keys;
+        self
     }
 
     /// Forgets what is known about `db.table` (after DDL on it).
@@ -376,6 +387,7 @@ impl SchemaTracker {
             &mut self.warned,
         )?;
         info.apply_rules(&self.columns)?;
+        info.apply_key_columns(&self.keys)?;
         let info = Arc::new(info);
         self.by_id
             .insert(tme.table_id(), (tme.clone().into_owned(), info.clone()));
@@ -469,6 +481,7 @@ fn build_info(
         table: table.to_owned(),
         columns,
         pk,
+        key: None,
         wire: map.wire,
     })
 }

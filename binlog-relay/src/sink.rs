@@ -81,6 +81,9 @@ pub struct Sink {
     producer: FutureProducer,
     admin: AdminClient<DefaultClientContext>,
     known_topics: HashSet<String>,
+    /// Partition counts of topics the relay picks partitions in
+    /// ([`Sink::partition_count`]).
+    partition_counts: HashMap<String, i32>,
     create_topics: bool,
     partitions: i32,
 }
@@ -132,6 +135,7 @@ impl Sink {
             producer,
             admin,
             known_topics: HashSet::new(),
+            partition_counts: HashMap::new(),
             create_topics: settings.create_topics,
             partitions: settings.topic_partitions,
         })
@@ -177,16 +181,65 @@ impl Sink {
         Ok(())
     }
 
+    /// How many partitions `topic` has, asked of the broker once per topic
+    /// (for rows whose partition the relay picks, see
+    /// [`crate::format::partition`]). A topic the broker does not know yet
+    /// (just created) is asked again for a few seconds; then the error is
+    /// transient and the relay resumes from its checkpoint.
+    pub async fn partition_count(&mut self, topic: &str) -> Result<i32> {
+        if let Some(&n) = self.partition_counts.get(topic) {
+            return Ok(n);
+        }
+        let client = self.producer.clone();
+        let name = topic.to_owned();
+        let n = tokio::task::spawn_blocking(move || {
+            let mut last = String::new();
+            for _ in 0..50 {
+                match client
+                    .client()
+                    .fetch_metadata(Some(&name), Duration::from_secs(5))
+                {
+                    Ok(md) => {
+                        let n = md
+                            .topics()
+                            .iter()
+                            .find(|t| t.name() == name && t.error().is_none())
+                            .map_or(0, |t| t.partitions().len());
+                        if n > 0 {
+                            return Ok(i32::try_from(n).unwrap_or(i32::MAX));
+                        }
+                        last = "no partitions yet".into();
+                    }
+                    Err(e) => last = e.to_string(),
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(Error::Stream(format!(
+                "partition count of topic {name}: {last}"
+            )))
+        })
+        .await
+        .map_err(|e| Error::Stream(format!("partition count: {e}")))??;
+        self.partition_counts.insert(topic.to_owned(), n);
+        Ok(n)
+    }
+
     /// Hands one message to the producer, waiting while its queue is full.
+    /// `partition`: the one the relay picked; `None` lets the partitioner
+    /// place the message by its key.
     pub async fn send(
         &self,
         topic: &str,
+        partition: Option<i32>,
         key: Option<&str>,
         payload: Option<&[u8]>,
         headers: &MessageHeaders<'_>,
     ) -> Result<DeliveryFuture> {
         let mut record: FutureRecord<'_, str, [u8]> =
             FutureRecord::to(topic).headers(headers.to_owned_headers());
+        if let Some(p) = partition {
+            record = record.partition(p);
+        }
         if let Some(k) = key {
             record = record.key(k);
         }

@@ -29,6 +29,7 @@ use crate::checkpoint::SnapshotProgress;
 use crate::columns::{ColumnRule, ColumnRules};
 use crate::decode::{ChangeMeta, RowChange};
 use crate::error::{Error, Result};
+use crate::keys::KeyColumns;
 use crate::schema::{self, BINARY_CHARSET, ColumnInfo, TableInfo};
 use crate::value;
 use mysql_async::binlog::value::BinlogValue;
@@ -164,6 +165,7 @@ async fn describe(pool: &MySqlPool, db: &str, table: &str) -> Result<TableInfo> 
         table: table.to_owned(),
         columns,
         pk,
+        key: None,
         wire: None,
     })
 }
@@ -215,12 +217,14 @@ impl TableReader {
         full_name: &str,
         chunk: u64,
         rules: &ColumnRules,
+        keys: &KeyColumns,
     ) -> Result<Self> {
         let (db, table) = full_name
             .split_once('.')
             .ok_or_else(|| Error::Snapshot(format!("{full_name:?} is not db.table")))?;
         let mut info = describe(pool, db, table).await?;
         info.apply_rules(rules)?;
+        info.apply_key_columns(keys)?;
         let opts = Opts::from_url(url.expose_secret())
             .map_err(|e| Error::Snapshot(format!("invalid mysql url: {e}")))?;
         let mut conn = Conn::new(opts).await?;

@@ -1,6 +1,7 @@
 //! A table as the decoders need it, as plain data: its columns (name, real
 //! type, signedness, character set, ENUM/SET labels, JSON-ness, the column
-//! rule) and primary key, and the binlog layout the fast decoder reads.
+//! rule), primary key and message key columns, and the binlog layout the
+//! fast decoder reads.
 //! Built by [`crate::schema`] from table maps and `information_schema`, by
 //! [`crate::snapshot`] from `information_schema` alone; read by the
 //! decoders and the formats. No I/O.
@@ -9,6 +10,7 @@ use mysql_async::consts::ColumnType;
 
 use crate::columns::{ColumnRule, ColumnRules};
 use crate::error::{Error, Result};
+use crate::keys::{self, KeyColumns};
 
 /// The `binary` character set id: values of such columns are bytes, not text.
 pub const BINARY_CHARSET: u16 = 63;
@@ -62,6 +64,12 @@ pub struct TableInfo {
     pub columns: Vec<ColumnInfo>,
     /// Indexes of the primary-key columns, in key order.
     pub pk: Vec<usize>,
+    /// Indexes of the message key's columns, in key order, when
+    /// `message_key_columns` names them for this table ([`crate::keys`]);
+    /// `None`: the primary key. Resolved once per table
+    /// ([`TableInfo::apply_key_columns`]), read per row by
+    /// [`crate::image::key`].
+    pub key: Option<Vec<usize>>,
     /// The columns' binlog layout for the fast decoder (`None`: tables not
     /// read from a table map, or with a type it does not handle).
     pub wire: Option<Vec<Wire>>,
@@ -100,6 +108,36 @@ impl TableInfo {
             self.wire = None;
         }
         Ok(())
+    }
+
+    /// Resolves the message key columns from `keys` (after
+    /// [`TableInfo::apply_rules`]): an error, naming the table and the
+    /// column, when the table lacks a named column or a column rule
+    /// excludes or masks one.
+    pub fn apply_key_columns(&mut self, keys: &KeyColumns) -> Result<()> {
+        self.key = keys
+            .resolve(
+                &self.db,
+                &self.table,
+                self.columns.iter().map(|c| c.name.as_str()),
+            )
+            .map_err(keys::config_error)?;
+        for &i in self.key.as_deref().unwrap_or_default() {
+            if self.columns[i].rule != ColumnRule::Keep {
+                return Err(keys::masked_key_column(
+                    &self.db,
+                    &self.table,
+                    &self.columns[i].name,
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Indexes of the message key's columns, in key order: the configured
+    /// key columns, else the primary key.
+    pub fn key_columns(&self) -> &[usize] {
+        self.key.as_deref().unwrap_or(&self.pk)
     }
 
     /// Names of the primary-key columns, in key order.

@@ -29,8 +29,12 @@
 //! bootstrap-start / bootstrap-complete records are not produced.
 //!
 //! Key: Maxwell's hash key, `{"database":"sluice","table":"counter",
-//! "pk.owner_id":7,"pk.kind":2}`; no key for a table without a primary key
-//! (so the row lands on any partition, as Maxwell's random key would).
+//! "pk.owner_id":7,"pk.kind":2}`, always the primary key (Maxwell's meaning);
+//! no key for a table without a primary key (so the row lands on any
+//! partition, as Maxwell's random key would). A table with
+//! `message_key_columns` is partitioned by them instead of by this key
+//! ([`super::partition`], like Maxwell's `producer_partition_by=column`):
+//! the row goes where the debezium key would put it.
 //!
 
 use cdc_event::{Op, Row};
@@ -152,7 +156,7 @@ pub(super) fn maxwell_key(info: &TableInfo, img: &impl Image) -> Option<String> 
     buf.extend_from_slice(b",\"table\":");
     write_str(&mut buf, &info.table);
     buf.push(b',');
-    image::write_pk(info, img, &mut buf, |out, name| {
+    image::write_columns(info, &info.pk, img, &mut buf, |out, name| {
         // Written as one escaped string without building it first.
         let _ = serde_json::to_writer(&mut *out, &Text(format_args!("pk.{name}")));
     });

@@ -14,9 +14,17 @@
 //!
 //! # `debezium` (default)
 //! The envelope of [`crate::decode::envelope`], byte for byte; a delete is
-//! followed by a tombstone when `tombstones` is on. Key: the primary key as
-//! JSON (`{"owner_id":7,"kind":2}`).
+//! followed by a tombstone (same key) when `tombstones` is on. Key: the
+//! table's key columns as JSON ([`crate::image::key`]: `message_key_columns`,
+//! else the primary key; `{"owner_id":7}` for `counter` by default).
 //!
+//! # Keys and partitions
+//! canal's key is the debezium key (canal itself sends no key and picks the
+//! partition from `canal.mq.partitionHash` columns, which is what the key
+//! columns do here). Maxwell's key stays Maxwell's primary-key key; on a
+//! table with key columns the relay picks the partition itself
+//! ([`partition`]), as Maxwell does with `producer_partition_by=column`, so
+//! the key columns co-locate rows the same way in every format.
 //!
 //! Each format has its module: [`debezium`] (the fast envelope writer; the
 //! general path's envelope is [`crate::decode::envelope`]), [`canal`] and
@@ -140,13 +148,47 @@ impl Payload {
     }
 }
 
-/// The message key of a row in `format`, from either decoder's image;
-/// `None` without a primary key.
+/// The message key of a row in `format`, from either decoder's image:
+/// the table's key columns ([`image::key`]) in debezium and canal, Maxwell's
+/// primary-key key in maxwell; `None` without one.
 pub fn key(format: Format, info: &TableInfo, img: &impl Image) -> Option<String> {
     match format {
         Format::Debezium | Format::Canal => image::key(info, img),
         Format::Maxwell => maxwell_key(info, img),
     }
+}
+
+/// Whether rows of `info` in `format` are sent to a partition the relay
+/// picks ([`partition`]) rather than the one Kafka's partitioner derives
+/// from the message key: Maxwell rows of a table with `message_key_columns`.
+pub fn picks_partition(format: Format, info: &TableInfo) -> bool {
+    format == Format::Maxwell && info.key.is_some()
+}
+
+/// The partition of a row whose format's key is not its key columns
+/// ([`picks_partition`]), among `partitions`: where Kafka puts the
+/// debezium key of the same row ([`image::key`], hashed by
+/// [`partition_of`]), so the key columns co-locate rows in every format.
+/// Maxwell's own key keeps meaning "primary key", as in Maxwell, whose
+/// `producer_partition_by=column` likewise picks the partition from columns
+/// and leaves the key alone. `None`: the message key decides.
+pub fn partition(
+    format: Format,
+    info: &TableInfo,
+    img: &impl Image,
+    partitions: i32,
+) -> Option<i32> {
+    if !picks_partition(format, info) {
+        return None;
+    }
+    image::key(info, img).and_then(|k| partition_of(k.as_bytes(), partitions))
+}
+
+/// The partition librdkafka's default partitioner (`consistent_random`)
+/// gives a non-empty key: its CRC-32 modulo the partition count.
+pub fn partition_of(key: &[u8], partitions: i32) -> Option<i32> {
+    let n = u32::try_from(partitions).ok().filter(|n| *n > 0)?;
+    i32::try_from(crc32fast::hash(key) % n).ok()
 }
 
 /// Encodes one row change as a message value. `seq` is the change's

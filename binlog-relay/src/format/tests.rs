@@ -23,6 +23,7 @@ fn table() -> TableInfo {
             col("note", MYSQL_TYPE_BLOB, false),
         ],
         pk: vec![0],
+        key: None,
         wire: None,
     }
 }
@@ -260,6 +261,55 @@ fn maxwell_key_names_database_table_and_pk_columns() {
     );
     t.pk.clear();
     assert_eq!(key(Format::Maxwell, &t, &r), None);
+}
+
+#[test]
+fn key_columns_make_the_debezium_and_canal_key_and_place_maxwell_rows() {
+    let mut t = table();
+    t.columns
+        .push(col("owner_id", ColumnType::MYSQL_TYPE_LONGLONG, true));
+    t.apply_key_columns(&crate::keys::KeyColumns::parse(r"shop\.account:owner_id").unwrap())
+        .unwrap();
+    let mut rows = [first(), second()];
+    rows[0].insert("owner_id".into(), json!(7));
+    rows[1].insert("id".into(), json!(8));
+    rows[1].insert("owner_id".into(), json!(7));
+    let debezium_key = r#"{"owner_id":7}"#;
+    for r in &rows {
+        assert_eq!(key(Format::Debezium, &t, r).unwrap(), debezium_key);
+        assert_eq!(key(Format::Canal, &t, r).unwrap(), debezium_key);
+        assert!(
+            key(Format::Maxwell, &t, r).unwrap().contains(r#""pk.id":"#),
+            "Maxwell's key stays the primary key"
+        );
+        assert_eq!(partition(Format::Debezium, &t, r, 4), None);
+        assert_eq!(partition(Format::Canal, &t, r, 4), None);
+        // Where the partitioner puts the debezium key.
+        assert_eq!(
+            partition(Format::Maxwell, &t, r, 4),
+            partition_of(debezium_key.as_bytes(), 4)
+        );
+    }
+    assert_ne!(
+        key(Format::Maxwell, &t, &rows[0]),
+        key(Format::Maxwell, &t, &rows[1])
+    );
+    // Without key columns the Maxwell key places the row.
+    t.key = None;
+    assert!(!picks_partition(Format::Maxwell, &t));
+    assert_eq!(partition(Format::Maxwell, &t, &rows[0], 4), None);
+}
+
+#[test]
+fn partitions_are_librdkafkas_crc32_of_the_key() {
+    // CRC-32 (IEEE) of "123456789" is 0xCBF43926 = 3421780262.
+    assert_eq!(
+        partition_of(b"123456789", 1_000_000),
+        Some((3_421_780_262u32 % 1_000_000) as i32)
+    );
+    assert_eq!(partition_of(b"123456789", 1), Some(0));
+    assert_eq!(partition_of(b"x", 0), None);
+    assert_eq!(partition_of(b"x", -1), None);
 }
 
 #[test]

@@ -38,11 +38,16 @@ impl Stream<'_> {
                 &table,
                 chunk_size,
                 &self.relay.columns,
+                &self.relay.keys,
             )
             .await?;
             let topic: Arc<str> = snapshot::topic_of(&prefix, &reader.info).into();
+            let mut partitions = None;
             if let Output::Kafka(sink) = self.output {
                 sink.ensure_topic(&topic, None).await?;
+                if format::picks_partition(fmt, &reader.info) {
+                    partitions = Some(sink.partition_count(&topic).await?);
+                }
             }
             let rows_counter = metrics::counter!(m::SNAPSHOT_ROWS_TOTAL, "table" => table.clone());
             let events = metrics::counter!(m::EVENTS_TOTAL, "table" => table.clone(), "op" => Op::Read.code());
@@ -75,6 +80,11 @@ impl Stream<'_> {
                     let key = change
                         .image()
                         .and_then(|img| format::key(fmt, &reader.info, img));
+                    let partition = partitions.and_then(|n| {
+                        change
+                            .image()
+                            .and_then(|img| format::partition(fmt, &reader.info, img, n))
+                    });
                     let payload = format::encode(
                         fmt,
                         &reader.info,
@@ -85,6 +95,7 @@ impl Stream<'_> {
                     .map_err(|e| Error::Stream(e.to_string()))?;
                     self.send_row(&RowMessage {
                         topic: topic.clone(),
+                        partition,
                         key,
                         payload,
                         gtid: progress.start_gtid.clone(),

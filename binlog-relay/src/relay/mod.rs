@@ -45,6 +45,7 @@ use crate::events;
 use crate::fastrow;
 use crate::format::{self, Format};
 use crate::image;
+use crate::keys::{self, KeyColumns};
 use crate::metrics as m;
 use crate::position::{FilePos, StartFrom, StopAt};
 use crate::schema::SchemaTracker;
@@ -89,6 +90,8 @@ pub struct Relay {
     flavor: Flavor,
     /// What is published of each column.
     columns: Arc<ColumnRules>,
+    /// Which columns make each table's message key.
+    keys: Arc<KeyColumns>,
     store: CheckpointStore,
     opts: RunOptions,
     resume: Resume,
@@ -112,6 +115,10 @@ impl Relay {
         ready: common::admin::Readiness,
     ) -> Result<Self> {
         let columns = Arc::new(settings.column_rules()?);
+        let keys = Arc::new(settings.key_columns()?);
+        // Existing tables now; tables created or altered later at their
+        // first row (SchemaTracker).
+        keys::check_tables(&pool, &settings.filter, &keys, &columns).await?;
         let store = CheckpointStore::new(settings.checkpoint_path());
         let saved = store.load()?;
         let seq = saved.as_ref().map(|c| c.seq).unwrap_or(0);
@@ -177,6 +184,7 @@ impl Relay {
             pool,
             flavor,
             columns,
+            keys,
             store,
             opts,
             resume,
@@ -221,7 +229,8 @@ impl Relay {
                 }
             }
         }
-        let mut schema = SchemaTracker::new(Some(self.pool.clone()), self.columns.clone());
+        let mut schema = SchemaTracker::new(Some(self.pool.clone()), self.columns.clone())
+            .with_key_columns(self.keys.clone());
         let reconnects = metrics::counter!(m::RECONNECTS_TOTAL);
         loop {
             let store = (!self.opts.dry_run).then(|| self.store.clone());
@@ -481,9 +490,22 @@ impl<'a> Stream<'a> {
         payload: Option<&[u8]>,
         headers: &MessageHeaders<'_>,
     ) -> Result<()> {
+        self.emit_to(topic, None, key, payload, headers).await
+    }
+
+    /// [`Stream::emit`] to a partition the relay picked (`None`: the one
+    /// the partitioner derives from the key).
+    async fn emit_to(
+        &mut self,
+        topic: &str,
+        partition: Option<i32>,
+        key: Option<&str>,
+        payload: Option<&[u8]>,
+        headers: &MessageHeaders<'_>,
+    ) -> Result<()> {
         match self.output {
             Output::Kafka(sink) => {
-                let fut = sink.send(topic, key, payload, headers).await?;
+                let fut = sink.send(topic, partition, key, payload, headers).await?;
                 self.acker
                     .push(AckItem::Message(
                         fut,

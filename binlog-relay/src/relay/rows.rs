@@ -8,6 +8,9 @@ use super::*;
 /// end in [`Stream::send_row`], the relay's one outgoing path for rows.
 pub(super) struct RowMessage {
     pub(super) topic: Arc<str>,
+    /// The partition the relay picked ([`format::partition`]); `None`: the
+    /// key decides.
+    pub(super) partition: Option<i32>,
     pub(super) key: Option<String>,
     pub(super) payload: format::Payload,
     pub(super) gtid: Option<String>,
@@ -80,8 +83,12 @@ impl Stream<'_> {
         let mut slow = slow.into_iter();
         let prefix = self.prefix().to_owned();
         let topic: Arc<str> = topic::topic_for(&prefix, &info.db, &info.table).into();
+        let mut partitions = None;
         if let Output::Kafka(sink) = self.output {
             sink.ensure_topic(&topic, None).await?;
+            if format::picks_partition(fmt, &info) {
+                partitions = Some(sink.partition_count(&topic).await?);
+            }
         }
         self.asm.ensure_transaction(start);
         self.publish_begin(ts_ms).await?;
@@ -126,12 +133,14 @@ impl Stream<'_> {
                 }),
                 now_ms,
             };
-            let (key, changed_at_us, payload) = match &fast {
+            let (key, partition, changed_at_us, payload) = match &fast {
+                // Debezium only: its key places the row.
                 Some(fast) => {
                     let (before, after) = fast.change(row);
                     (
                         fast.image(row, op)
                             .and_then(|img| format::key(fmt, &info, &img)),
+                        None,
                         after
                             .or(before)
                             .and_then(|img| image::change_time_us(&info, &img)),
@@ -146,6 +155,11 @@ impl Stream<'_> {
                         ))
                     })?;
                     let key = change.image().and_then(|img| format::key(fmt, &info, img));
+                    let partition = partitions.and_then(|n| {
+                        change
+                            .image()
+                            .and_then(|img| format::partition(fmt, &info, img, n))
+                    });
                     let changed_at_us = change
                         .after
                         .as_ref()
@@ -153,11 +167,12 @@ impl Stream<'_> {
                         .and_then(|img| image::change_time_us(&info, img));
                     let payload = format::encode(fmt, &info, change, meta, seq)
                         .map_err(|e| Error::Stream(e.to_string()))?;
-                    (key, changed_at_us, payload)
+                    (key, partition, changed_at_us, payload)
                 }
             };
             let msg = RowMessage {
                 topic: topic.clone(),
+                partition,
                 tombstone: op == Op::Delete
                     && self.relay.settings.tombstones
                     && fmt.emits_tombstones()
@@ -187,14 +202,22 @@ impl Stream<'_> {
     }
 
     /// The one outgoing path of row changes (binlog and snapshot): the
-    /// message, then its tombstone when it has one.
+    /// message, then its tombstone when it has one (same key, same
+    /// partition).
     pub(super) async fn send_row(&mut self, msg: &RowMessage) -> Result<()> {
         let headers = msg.headers();
         let key = msg.key.as_deref();
-        self.emit(&msg.topic, key, Some(&msg.payload.bytes), &headers)
-            .await?;
+        self.emit_to(
+            &msg.topic,
+            msg.partition,
+            key,
+            Some(&msg.payload.bytes),
+            &headers,
+        )
+        .await?;
         if msg.tombstone {
-            self.emit(&msg.topic, key, None, &headers).await?;
+            self.emit_to(&msg.topic, msg.partition, key, None, &headers)
+                .await?;
         }
         Ok(())
     }

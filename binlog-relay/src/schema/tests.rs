@@ -19,6 +19,7 @@ fn user_table() -> TableInfo {
         table: "user".into(),
         columns: vec![col("id"), col("username"), col("password_hash")],
         pk: vec![0],
+        key: None,
         wire: Some(vec![]),
     }
 }

@@ -3,12 +3,14 @@
 //! deletes, NULLs, multi-row events and wide strings, decoded both ways;
 //! envelopes, keys and change times must be the same.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use binlog_relay::decode::{self, ChangeMeta};
 use binlog_relay::fastrow;
 use binlog_relay::format::{self, Format};
 use binlog_relay::image;
+use binlog_relay::keys::KeyColumns;
 use binlog_relay::position::FilePos;
 use binlog_relay::schema::SchemaTracker;
 use binlog_relay::source::{self, Flavor, SourceOptions, StreamStart};
@@ -116,7 +118,11 @@ async fn the_fast_decoder_writes_what_the_general_decoder_writes() {
     let mut stream = source::open(&opts, &StreamStart::FilePos(from.clone()))
         .await
         .expect("binlog stream");
-    let mut schema = SchemaTracker::new(Some(pool), Default::default());
+    // Key columns of every shape: a string among them, a nullable one, a
+    // table without a primary key.
+    let keys = KeyColumns::parse(r".*\.every_type:vc,id;.*\.pair:v,a;.*\.nokey:y").unwrap();
+    let mut schema =
+        SchemaTracker::new(Some(pool), Default::default()).with_key_columns(Arc::new(keys));
     let mut file = from.file.clone();
     let (mut events, mut rows) = (0, 0);
     while let Some(ev) = stream.next().await {
@@ -138,18 +144,34 @@ async fn the_fast_decoder_writes_what_the_general_decoder_writes() {
                 let op = decode::op_of(&r);
                 let general = decode::decode_rows(&info, op, r.rows(tme)).expect("general decode");
                 assert_eq!(fast.len(), general.len(), "{}", info.table);
+                let key_names = match info.table.as_str() {
+                    "every_type" => ["vc", "id"],
+                    "pair" => ["v", "a"],
+                    _ => ["y", ""],
+                };
                 for (i, change) in general.into_iter().enumerate() {
                     let (before, after) = fast.change(i);
+                    let key = fast
+                        .image(i, op)
+                        .and_then(|img| format::key(Format::Debezium, &info, &img));
                     assert_eq!(
-                        fast.image(i, op).and_then(|img| format::key(
-                            Format::Debezium,
-                            &info,
-                            &img
-                        )),
+                        key,
                         change
                             .image()
                             .and_then(|img| format::key(Format::Debezium, &info, img)),
                         "key of {} row {i}",
+                        info.table
+                    );
+                    let key: serde_json::Map<String, serde_json::Value> =
+                        serde_json::from_str(&key.expect("every row has a key")).expect("key JSON");
+                    assert_eq!(
+                        key.keys().map(String::as_str).collect::<Vec<_>>(),
+                        key_names
+                            .iter()
+                            .copied()
+                            .filter(|n| !n.is_empty())
+                            .collect::<Vec<_>>(),
+                        "key columns of {} row {i}",
                         info.table
                     );
                     assert_eq!(

@@ -98,7 +98,8 @@ async fn canal_format_writes_flat_messages() {
         expect("DELETE", row("2"), Value::Null),
     ];
     for (m, want) in msgs.iter().zip(want) {
-        assert_eq!(m.key, Some(json!({"owner_id": 7, "kind": 2})), "{m:#?}");
+        // canal's key is the debezium key: the key columns.
+        assert_eq!(m.key, Some(json!({"owner_id": 7})), "{m:#?}");
         let mut v = m.value.clone().unwrap();
         assert_eq!(
             take(&mut v, "id").as_u64(),
@@ -185,6 +186,61 @@ async fn maxwell_format_writes_rows_with_commit_on_the_last_of_each_transaction(
     }
     assert_eq!(xids[3], xids[4], "one transaction, one xid");
     assert!(xids[0] < xids[1] && xids[1] < xids[2] && xids[2] < xids[3]);
+
+    relay.stop().await.expect("clean stop");
+    env.cleanup().await;
+}
+
+/// Maxwell's key stays the primary key (Maxwell's meaning), but a table with
+/// key columns is partitioned by them: both counters of a user land on the
+/// partition their debezium key `{"owner_id":…}` would.
+#[tokio::test]
+async fn maxwell_rows_keep_primary_key_keys_and_are_partitioned_by_the_key_columns() {
+    const PARTITIONS: i32 = 4;
+    let env = Env::new().await;
+    let topic = env.topic("counter");
+    env.kafka
+        .create_topics(&[topic.as_str(), env.tx_topic().as_str()], PARTITIONS)
+        .await;
+    let settings = Settings {
+        format: Format::Maxwell,
+        ..env.settings()
+    };
+    let relay = env.start_with(settings, RunOptions::default()).await;
+    let owners = 7..=12u64;
+    for owner in owners.clone() {
+        env.exec_tx(&[
+            &format!(
+                "INSERT INTO counter (owner_id, kind, value, updated_at) VALUES ({owner}, 1, 1, NOW(6))"
+            ),
+            &format!(
+                "INSERT INTO counter (owner_id, kind, value, updated_at) VALUES ({owner}, 2, 1, NOW(6))"
+            ),
+        ])
+        .await;
+    }
+    let rows = 2 * owners.clone().count();
+    let msgs = consume_until(&env, std::slice::from_ref(&topic), "every row", |m| {
+        m.len() >= rows
+    })
+    .await;
+    assert_eq!(msgs.len(), rows, "{msgs:#?}");
+    let db = env.db.name.as_str();
+    for m in &msgs {
+        let data = &m.value.as_ref().unwrap()["data"];
+        assert_eq!(
+            m.key,
+            Some(json!({"database": db, "table": "counter",
+                        "pk.owner_id": data["owner_id"], "pk.kind": data["kind"]})),
+            "{m:#?}"
+        );
+        let placed_by = json!({"owner_id": data["owner_id"]}).to_string();
+        assert_eq!(
+            Some(m.partition),
+            binlog_relay::format::partition_of(placed_by.as_bytes(), PARTITIONS),
+            "{m:#?}"
+        );
+    }
 
     relay.stop().await.expect("clean stop");
     env.cleanup().await;

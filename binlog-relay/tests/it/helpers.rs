@@ -23,6 +23,7 @@ pub const DEADLINE: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone)]
 pub struct Msg {
     pub topic: String,
+    pub partition: i32,
     pub key: Option<Value>,
     pub value: Option<Value>,
     pub headers: HashMap<String, String>,
@@ -342,6 +343,7 @@ pub async fn consume_within(
                     .unwrap_or_default();
                 got.push(Msg {
                     topic: m.topic().to_owned(),
+                    partition: m.partition(),
                     key: parse(m.key()),
                     value: parse(m.payload()),
                     headers,

@@ -8,5 +8,6 @@ mod crash;
 mod fast;
 mod format;
 mod helpers;
+mod keys;
 mod replay;
 mod stream;

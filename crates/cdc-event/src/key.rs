@@ -1,14 +1,19 @@
-//! Message keys: the row's primary key as a JSON object with the key columns in
-//! index order, e.g. `{"id":42}` or `{"owner_id":7,"kind":2}`. Same key → same
-//! partition → per-row order.
+//! Message keys: the row's key columns as a JSON object, in key order. The
+//! key columns are the relay's `message_key_columns` for the table, else its
+//! primary key in index order: by default `{"owner_id":7}` for `counter` (both
+//! counters of a user share it), `{"from_id":1,"to_id":2}` for `follow` (one
+//! key per pair, whatever the row's id), `{"id":42}` for `user`; with the
+//! setting empty, `{"owner_id":7,"kind":2}` and `{"id":42}`. Same key → same
+//! partition → per-key order (so per-row order while a row's key columns do
+//! not change).
 
 use serde_json::{Map, Value};
 
-/// Builds the key for a row from its primary-key columns (in index order).
+/// Builds the key for a row from its key columns (in key order).
 /// Columns missing from the row are encoded as `null`.
-pub fn encode_key(pk_columns: &[&str], row: &Map<String, Value>) -> String {
-    let mut key = Map::with_capacity(pk_columns.len());
-    for col in pk_columns {
+pub fn encode_key(key_columns: &[&str], row: &Map<String, Value>) -> String {
+    let mut key = Map::with_capacity(key_columns.len());
+    for col in key_columns {
         key.insert(
             (*col).to_owned(),
             row.get(*col).cloned().unwrap_or(Value::Null),

@@ -5,7 +5,8 @@
 //! - [`envelope`]: the Debezium-compatible change envelope (without the schema
 //!   block), the transaction-metadata and heartbeat records.
 //! - [`topic`]: the only place a topic name is built.
-//! - [`key`]: message keys (the row's primary key as a JSON object).
+//! - [`key`]: message keys (the row's key columns as a JSON object: the
+//!   relay's `message_key_columns`, else the primary key).
 //! - [`gtid`]: MariaDB / MySQL GTID values as carried in headers and tokens.
 //! - [`time`]: change times from the row image (freshness metrics).
 //! - [`write`]: the envelope written as bytes without building it (the
