@@ -1,6 +1,6 @@
 # Thin targets over scripts/. `make up` and `make test` are the two commands.
 SHELL := /bin/bash
-.PHONY: up test fuzz chaos down status migrate lint fmt install bench bench-idle bench-syncer-memory bench-syncer-throughput bench-relay bench-freshness bench-follow-baseline
+.PHONY: up test fuzz chaos chaos-group down status migrate lint fmt install bench bench-idle bench-syncer-memory bench-syncer-throughput bench-relay bench-freshness bench-follow-baseline
 
 up:            ## install what is missing, start the stack and every sluice process
 	scripts/up.sh
@@ -13,6 +13,9 @@ fuzz:          ## each cargo-fuzz target for FUZZ_SECONDS (default 60); nightly 
 
 chaos:         ## the fault suite, long form (needs `make up`; report in .state/chaos/)
 	scripts/chaos.sh
+
+chaos-group:   ## a 3-syncer group, one member killed every 10 s under 1,000 writes/s (needs `SLUICE_SYNCERS=3 make up`)
+	scripts/chaos.sh --group
 
 down:          ## stop everything `make up` started
 	scripts/mesh.sh down

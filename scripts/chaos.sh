@@ -10,6 +10,13 @@
 #
 #   scripts/chaos.sh           long form (~3 min of load, 3 rounds of kills)
 #   scripts/chaos.sh --short   short form for CI (~40 s of load, 1 round)
+#   scripts/chaos.sh --group   a group of SLUICE_SYNCERS (3) cache-syncers over
+#                              row topics of 6 or more partitions: 1,000
+#                              writes/s for 60 s while one member is killed
+#                              (-9) and restarted every 10 s, in turn; a
+#                              read-your-writes load beside it must see no
+#                              stale token read, and the watermark, sampled
+#                              every 50 ms, must never decrease (issue #18)
 #
 # Report: .state/chaos/report.json. Exit status 1 when an acknowledged write
 # is missing or verify finds a difference.
@@ -20,12 +27,20 @@ cd "$ROOT"
 PROFILE=${PROFILE:-debug}
 export PROFILE
 
-SHORT=false
-[ "${1:-}" = "--short" ] && SHORT=true
+SHORT=false GROUP=false
+case "${1:-}" in
+--short) SHORT=true ;;
+--group) GROUP=true ;;
+"") ;;
+*) echo "usage: $0 [--short|--group]" >&2; exit 2 ;;
+esac
 if $SHORT; then
-    ROUNDS=1 DURATION=40 RATE=${CHAOS_RATE:-100} PAUSE=4
+    ROUNDS=1 DURATION=40 RATE=${CHAOS_RATE:-100} PAUSE=4 CONNS=16
+elif $GROUP; then
+    ROUNDS=0 DURATION=${CHAOS_DURATION:-60} RATE=${CHAOS_RATE:-1000} PAUSE=10 CONNS=64
+    export SLUICE_SYNCERS=${SLUICE_SYNCERS:-3}
 else
-    ROUNDS=3 DURATION=180 RATE=${CHAOS_RATE:-200} PAUSE=8
+    ROUNDS=3 DURATION=180 RATE=${CHAOS_RATE:-200} PAUSE=8 CONNS=16
 fi
 OUT="$SLUICE_STATE/chaos"
 mkdir -p "$OUT"
@@ -55,12 +70,48 @@ kill9() { # name
 # restarts it, as a supervisor would).
 heal() { scripts/mesh.sh up >/dev/null 2>&1 || die "the mesh did not come back"; }
 
+if $GROUP; then
+    # Six or more partitions per row topic, or the group has too few to share.
+    for t in user follow counter; do
+        n=$(scripts/kafka-tool.sh topics --describe --topic "sluice.$SLUICE_DB.$t" 2>/dev/null |
+            grep -oE 'PartitionCount: *[0-9]+' | grep -oE '[0-9]+' | head -1 || true)
+        [ "${n:-0}" -ge 6 ] || die "sluice.$SLUICE_DB.$t has ${n:-no} partitions; the group form needs 6 or more (a fresh stack has 6: make down; rm -rf .state; make up)"
+    done
+    log "group of $SLUICE_SYNCERS syncers: $(SLUICE_SYNCERS=$SLUICE_SYNCERS scripts/mesh.sh status | grep -c '^cache-syncer.*running') running"
+fi
+
 log "load: $RATE writes/s for ${DURATION}s; $ROUNDS round(s) of faults"
-"$LOADGEN" chaos -c 16 -d "$DURATION" --rate "$RATE" --settle 300 \
+"$LOADGEN" chaos -c "$CONNS" -d "$DURATION" --rate "$RATE" --settle 300 \
     --report "$OUT/loadgen.json" --json >"$OUT/loadgen.out" 2>"$OUT/loadgen.err" &
 LG=$!
-trap 'kill $LG 2>/dev/null || true' EXIT
-sleep "$PAUSE"
+RYW= WM=
+trap 'kill $LG $RYW $WM 2>/dev/null || true' EXIT
+if $GROUP; then
+    # Read-your-writes beside the load: each connection toggles its own pair
+    # and reads it back with the token (exit 1 on a stale token read).
+    "$LOADGEN" rest-ryw -c 4 -d "$DURATION" --rate 40 --quiet \
+        --report "$OUT/ryw.json" --json >"$OUT/ryw.out" 2>"$OUT/ryw.err" &
+    RYW=$!
+    # The published watermark, every 50 ms, for the never-decreases check.
+    (
+        while :; do
+            redis-cli -p "$SLUICE_REDIS_PORT" HGET "${SYNCER_REDIS__NAMESPACE:-sluice}:watermark" seq 2>/dev/null || true
+            sleep 0.05
+        done
+    ) >"$OUT/watermark.samples" &
+    WM=$!
+    # One member killed (-9) every PAUSE seconds, in turn, for the run.
+    members=(cache-syncer)
+    for i in $(seq 2 "$SLUICE_SYNCERS"); do members+=("cache-syncer@$i"); done
+    k=0
+    while kill -0 "$LG" 2>/dev/null && [ "$k" -lt $((DURATION / PAUSE)) ]; do
+        sleep "$PAUSE"
+        kill9 "${members[$((k % ${#members[@]}))]}"
+        k=$((k + 1))
+    done
+else
+    sleep "$PAUSE"
+fi
 
 for round in $(seq 1 "$ROUNDS"); do
     log "round $round"
@@ -87,6 +138,13 @@ log "faults done; waiting for the load to end and the pipeline to settle"
 set +e
 wait $LG
 lg_rc=$?
+ryw_rc=0
+if $GROUP; then
+    wait "$RYW"
+    ryw_rc=$?
+    kill "$WM" 2>/dev/null
+    wait "$WM" 2>/dev/null
+fi
 set -e
 trap - EXIT
 [ -s "$OUT/loadgen.json" ] || die "sluice-loadgen wrote no report (exit $lg_rc): $(tail -5 "$OUT/loadgen.err")"
@@ -104,9 +162,9 @@ for _ in $(seq 1 30); do
     sleep 2
 done
 
-python3 - "$OUT" "$diffs" "${faults[@]}" <<'EOF'
-import json, sys
-out, diffs, faults = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+python3 - "$OUT" "$diffs" "$GROUP" "${faults[@]}" <<'EOF'
+import json, os, sys
+out, diffs, group, faults = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "true", sys.argv[4:]
 lg = json.load(open(f"{out}/loadgen.json"))
 c = lg.get("chaos", {})
 report = {
@@ -123,11 +181,21 @@ report = {
     "lost_acknowledged_writes": c.get("lost_acknowledged_writes"),
     "verify_differences": diffs,
 }
+if group:
+    ryw = json.load(open(f"{out}/ryw.json")) if os.path.exists(f"{out}/ryw.json") else {}
+    report["token_reads"] = ryw.get("token_reads")
+    seqs = [int(l) for l in open(f"{out}/watermark.samples") if l.strip().isdigit()]
+    report["watermark_samples"] = len(seqs)
+    report["watermark_regressions"] = sum(1 for a, b in zip(seqs, seqs[1:]) if b < a)
 json.dump(report, open(f"{out}/report.json", "w"), indent=2)
 print(json.dumps(report, indent=2))
 EOF
-if [ "$lg_rc" != 0 ] || [ "$diffs" != 0 ]; then
-    log "FAILED: loadgen exit $lg_rc, verify differences $diffs (see $OUT)"
+regressions=0
+if $GROUP; then
+    regressions=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["watermark_regressions"])' "$OUT/report.json")
+fi
+if [ "$lg_rc" != 0 ] || [ "$diffs" != 0 ] || [ "$ryw_rc" != 0 ] || [ "$regressions" != 0 ]; then
+    log "FAILED: loadgen exit $lg_rc, verify differences $diffs, read-your-writes exit $ryw_rc, watermark regressions $regressions (see $OUT)"
     tail -5 "$OUT/verify.out" >&2 || true
     exit 1
 fi

@@ -34,12 +34,15 @@ export DATABASE_URL=${DATABASE_URL:-$SLUICE_MYSQL_URL/$SLUICE_DB}
 
 # Topics of the default prefix `sluice` (DESIGN §4): one per table, plus the
 # transaction, heartbeat and dead-letter topics.
-# Partitions of each row-change topic (and of the dead-letter topic). Four,
+# Partitions of each row-change topic (and of the dead-letter topic). Six,
 # like the relay's own default and compose: an idle Kafka broker costs nothing
-# per partition (it answers a fetch when data arrives), per-row order only
-# needs the key -> partition mapping, which any count keeps, and the scale-out
-# work (several syncers in one consumer group) needs more than one partition
-# to share out. The transaction and heartbeat topics keep one partition: their
-# records are ordered as a whole.
-export SLUICE_TOPIC_PARTITIONS=${SLUICE_TOPIC_PARTITIONS:-4}
+# per partition (it answers a fetch when data arrives), per-key order only
+# needs the key -> partition mapping, which any count keeps, and several
+# cache-syncers in one consumer group (`SLUICE_SYNCERS=N make up`, issue #18)
+# share the partitions out: six give two, three or six members an even share.
+# The transaction and heartbeat topics keep one partition: their records are
+# ordered as a whole. Topics that exist keep their count; adding partitions
+# to a topic moves keys to other partitions, so do it only with the pipeline
+# caught up (`scripts/kafka-tool.sh topics --alter --topic <t> --partitions 6`).
+export SLUICE_TOPIC_PARTITIONS=${SLUICE_TOPIC_PARTITIONS:-6}
 export SLUICE_TOPICS=${SLUICE_TOPICS:-"sluice.$SLUICE_DB.user sluice.$SLUICE_DB.follow sluice.$SLUICE_DB.counter sluice.transaction sluice.heartbeat sluice.dlq"}

@@ -8,6 +8,11 @@
 #   scripts/mesh.sh start|stop <name>    one process
 #   scripts/mesh.sh exec <binary> [args] run a binary with the mesh's environment
 #
+# SLUICE_SYNCERS=N starts N cache-syncers in one consumer group: the first
+# is `cache-syncer` (admin 9102), the others `cache-syncer@2`, `@3`, …
+# (admin 9112, 9113, …). `down` and `status` cover every one that runs,
+# whatever SLUICE_SYNCERS says then.
+#
 # A process is "up" when its admin port answers /healthz.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -44,6 +49,22 @@ PROCESSES=(
     "gateway 9888"
 )
 
+SLUICE_SYNCERS=${SLUICE_SYNCERS:-1}
+[[ "$SLUICE_SYNCERS" =~ ^[1-9][0-9]?$ ]] || { echo "SLUICE_SYNCERS must be 1..99, not '$SLUICE_SYNCERS'" >&2; exit 2; }
+if [ "$SLUICE_SYNCERS" -gt 1 ]; then
+    extra=()
+    for i in $(seq 2 "$SLUICE_SYNCERS"); do extra+=("cache-syncer@$i $((9110 + i)) run"); done
+    PROCESSES=("${PROCESSES[0]}" "${PROCESSES[1]}" "${extra[@]}" "${PROCESSES[@]:2}")
+fi
+# Extra syncers started earlier (by pid file), so that down/status see them.
+for pidfile in "$MESH"/cache-syncer@*.pid; do
+    [ -e "$pidfile" ] || continue
+    name=$(basename "$pidfile" .pid)
+    i=${name#cache-syncer@}
+    [ "$i" -le "$SLUICE_SYNCERS" ] 2>/dev/null && continue
+    PROCESSES+=("$name $((9110 + i)) run")
+done
+
 log() { printf '%s\n' "$*" >&2; }
 
 alive() { [ -f "$MESH/$1.pid" ] && kill -0 "$(cat "$MESH/$1.pid")" 2>/dev/null; }
@@ -57,11 +78,16 @@ start_one() { # name port args...
         log "$name: already running (pid $(cat "$MESH/$name.pid")), admin 127.0.0.1:$port"
         return
     fi
-    local bin="$ROOT/target/$PROFILE/$name"
+    # `cache-syncer@2` is the cache-syncer binary on its own admin port.
+    local bin="$ROOT/target/$PROFILE/${name%%@*}"
     [ -x "$bin" ] || { log "$name: $bin is not built (run cargo build --workspace)"; return 1; }
     mkdir -p "$MESH"
     # shellcheck disable=SC2086
-    setsid "$bin" "$@" </dev/null >>"$MESH/$name.log" 2>&1 &
+    if [[ "$name" == cache-syncer* ]]; then
+        SYNCER_ADMIN__ADDR=127.0.0.1:$port setsid "$bin" "$@" </dev/null >>"$MESH/$name.log" 2>&1 &
+    else
+        setsid "$bin" "$@" </dev/null >>"$MESH/$name.log" 2>&1 &
+    fi
     echo $! >"$MESH/$name.pid"
     local deadline=$((SECONDS + 60))
     until healthy "$port"; do

@@ -97,7 +97,7 @@ impl Default for Settings {
             heartbeat_interval: Duration::from_secs(5),
             watermark_interval: Duration::from_millis(10),
             checkpoint_interval: Duration::from_millis(200),
-            topic_partitions: 4,
+            topic_partitions: 6,
             create_topics: true,
             retry_backoff: Duration::from_secs(1),
             snapshot: SnapshotSettings::default(),

@@ -13,7 +13,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cache_syncer::apply::{Applier, Progress};
+use cache_syncer::apply::{Applier, Record};
 use cache_syncer::plan::Effect;
 use common::keys::Keys;
 use rand::{Rng, SeedableRng};
@@ -114,6 +114,7 @@ async fn main() {
     let pool = db.pool.clone();
     let applier = Applier {
         redis: conn.clone(),
+        fence: conn.clone(),
         pool,
         keys: Keys::new("bench", buckets),
         list_cap: 1000,
@@ -137,7 +138,7 @@ async fn main() {
             .map(|&(owner, kind, value)| Effect::SetCounter { owner, kind, value })
             .collect();
         applier
-            .apply(&effects, &Progress::new())
+            .apply(&effects, &Record::default())
             .await
             .expect("apply");
     }

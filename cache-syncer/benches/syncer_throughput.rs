@@ -16,7 +16,7 @@
 
 use std::time::{Duration, Instant};
 
-use cache_syncer::apply::Progress;
+use cache_syncer::apply::Record;
 use cache_syncer::config::Settings;
 use cache_syncer::consumer::{StatusHandle, SyncStatus, Syncer};
 use cache_syncer::plan::{Change, Effect, plan};
@@ -187,7 +187,7 @@ async fn main() {
         .collect();
     let apply = Instant::now();
     for chunk in effects.chunks(settings.batch_max) {
-        applier.apply(chunk, &Progress::new()).await.unwrap();
+        applier.apply(chunk, &Record::default()).await.unwrap();
     }
     let apply_secs = apply.elapsed().as_secs_f64();
 

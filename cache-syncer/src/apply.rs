@@ -1,24 +1,35 @@
 //! Idempotent application of planned effects to Redis and to the `user`
-//! table's redundant counter columns.
+//! table's redundant counter columns, fenced against a former owner.
 //!
-//! One call applies a whole batch: every Redis write of the batch goes in one
-//! MULTI/EXEC pipeline (all or nothing) while, at the same time, the counter
-//! columns are written with joined `UPDATE`s, only for the latest
-//! value of each counter in the batch. Only when both succeeded are the
-//! partitions' new applied seqs recorded: a crash before that leaves the
-//! batch to be delivered and applied again, which changes nothing, as every
-//! effect is absolute. (Recording the seqs with the Redis writes, before the
-//! UPDATE, would let a crash in between skip the redelivered batch and leave
-//! the columns behind.)
+//! One call applies a whole batch, in two steps:
+//! 1. the counter columns of the users whose counters changed, in one
+//!    `UPDATE user SET follow_count = (SELECT value FROM counter …)` per
+//!    1,000 users: computed from the `counter` table inside the statement,
+//!    never from the batch, so a late or repeated write (a former owner's
+//!    batch landing after the new owner's) writes today's value, not an
+//!    older one. The pool runs at READ COMMITTED, where that subquery is a
+//!    consistent read that locks no `counter` row (at REPEATABLE READ it
+//!    would take shared locks and deadlock with the follow transactions);
+//! 2. every Redis write of the batch in one MULTI/EXEC (all or nothing),
+//!    together with the partitions' new applied seqs and offsets, and only
+//!    while this member's claims on those partitions are still current (a
+//!    WATCH on the claims hash; see [`Record`]).
+//!
+//! The seqs are recorded with the Redis writes and after the UPDATE: a crash
+//! before step 2 leaves the batch to be delivered and applied again, which
+//! changes nothing, as every effect is absolute. (Recording them before the
+//! UPDATE would let a crash in between skip the redelivered batch and leave
+//! the columns behind.) Remaining window: two members' UPDATEs of one user
+//! running at the same instant, the older statement's read view taken before
+//! the newer's commit and its row write after it, leave the columns one
+//! change behind until the user's next counter change; `verify` shows it.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU8, Ordering};
 
 use futures::StreamExt as _;
 
 use common::keys::{CounterKind, Keys};
-use redis::AsyncCommands as _;
 use redis::aio::ConnectionManager;
 use sqlx::MySqlPool;
 
@@ -29,6 +40,10 @@ use crate::plan::Effect;
 #[derive(Clone)]
 pub struct Applier {
     pub redis: ConnectionManager,
+    /// A connection of its own for the fenced MULTI/EXEC (its WATCH must
+    /// not be shared with other callers' commands); used by one apply at a
+    /// time.
+    pub fence: ConnectionManager,
     pub pool: MySqlPool,
     pub keys: Keys,
     pub list_cap: usize,
@@ -37,15 +52,106 @@ pub struct Applier {
 /// New applied seq of one partition (`topic/partition` → seq).
 pub type Progress = BTreeMap<String, u64>;
 
-impl Applier {
-    /// Applies `effects` in order to Redis (atomically) and to the user
-    /// counter columns in MySQL, concurrently; then records `progress`.
-    pub async fn apply(&self, effects: &[Effect], progress: &Progress) -> Result<()> {
-        if effects.is_empty() && progress.is_empty() {
-            return Ok(());
+/// What a batch records with its Redis writes, and the claims that must
+/// still hold for them to land.
+#[derive(Debug, Default, Clone)]
+pub struct Record {
+    /// Partition → the epoch this member claimed it with. When set, the
+    /// writes land only if every one of them is still the partition's
+    /// current epoch (`<ns>:syncer:epoch`); a member assigned the partition
+    /// since has raised it.
+    pub epochs: BTreeMap<String, i64>,
+    /// Partition → its new applied seq (`<ns>:syncer:applied`).
+    pub seqs: Progress,
+    /// Partition → the offset after its last message in the batch
+    /// (`<ns>:syncer:offsets`), the applied position the watermark rests on.
+    pub offsets: BTreeMap<String, i64>,
+}
+
+impl Record {
+    /// Only applied seqs, no fence (tests, tools).
+    pub fn seqs(seqs: Progress) -> Self {
+        Self {
+            seqs,
+            ..Self::default()
         }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.seqs.is_empty() && self.offsets.is_empty()
+    }
+}
+
+/// How a fenced apply ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Everything is written and recorded.
+    Applied,
+    /// Nothing was written to Redis: these partitions were claimed by
+    /// another member since this one claimed them. The caller drops their
+    /// events and applies the rest.
+    Lost(Vec<String>),
+}
+
+impl Applier {
+    /// Applies `effects` in order: the user counter columns, then Redis
+    /// atomically with `record`, fenced by its epochs (see the module doc).
+    pub async fn apply(&self, effects: &[Effect], record: &Record) -> Result<Outcome> {
+        if effects.is_empty() && record.is_empty() {
+            return Ok(Outcome::Applied);
+        }
+        self.write_user_columns(effects).await?;
         let mut pipe = redis::pipe();
         pipe.atomic();
+        self.queue_effects(&mut pipe, effects);
+        if !record.seqs.is_empty() {
+            pipe.hset_multiple(self.keys.syncer_applied(), &fields(&record.seqs))
+                .ignore();
+        }
+        if !record.offsets.is_empty() {
+            pipe.hset_multiple(self.keys.syncer_offsets(), &fields(&record.offsets))
+                .ignore();
+        }
+        if record.epochs.is_empty() {
+            let mut conn = self.redis.clone();
+            let _: () = pipe.query_async(&mut conn).await?;
+            return Ok(Outcome::Applied);
+        }
+        let epochs_key = self.keys.syncer_epochs();
+        let names: Vec<&str> = record.epochs.keys().map(String::as_str).collect();
+        let mut conn = self.fence.clone();
+        loop {
+            let (current,): (Vec<Option<i64>>,) = redis::pipe()
+                .cmd("WATCH")
+                .arg(&epochs_key)
+                .ignore()
+                .cmd("HMGET")
+                .arg(&epochs_key)
+                .arg(&names)
+                .query_async(&mut conn)
+                .await?;
+            let lost: Vec<String> = record
+                .epochs
+                .iter()
+                .zip(&current)
+                .filter(|((_, mine), now)| **now != Some(**mine))
+                .map(|((p, _), _)| p.clone())
+                .collect();
+            if !lost.is_empty() {
+                let _: () = redis::cmd("UNWATCH").query_async(&mut conn).await?;
+                return Ok(Outcome::Lost(lost));
+            }
+            // Nil: the claims hash changed between WATCH and EXEC (some
+            // member was assigned some partition); look again.
+            let done: Option<redis::Value> = pipe.query_async(&mut conn).await?;
+            if done.is_some() {
+                return Ok(Outcome::Applied);
+            }
+        }
+    }
+
+    /// The Redis writes of `effects`, in order, into `pipe`.
+    fn queue_effects(&self, pipe: &mut redis::Pipeline, effects: &[Effect]) {
         let cap = self.list_cap as isize;
         for e in effects {
             match *e {
@@ -74,134 +180,67 @@ impl Applier {
                 }
             }
         }
-        let redis_writes = async {
-            if !effects.is_empty() {
-                let mut conn = self.redis.clone();
-                let _: () = pipe.query_async(&mut conn).await?;
-            }
-            Ok::<(), crate::error::Error>(())
-        };
-        let (redis, mysql) = tokio::join!(redis_writes, self.write_user_columns(effects));
-        redis?;
-        mysql?;
-        if !progress.is_empty() {
-            let fields: Vec<(&str, u64)> = progress.iter().map(|(k, v)| (k.as_str(), *v)).collect();
-            let mut conn = self.redis.clone();
-            let _: () = conn
-                .hset_multiple(self.keys.syncer_applied(), &fields)
-                .await?;
-        }
-        Ok(())
     }
 
-    /// The last value of each counter in the batch into the user rows:
-    /// `UPDATE user u JOIN (SELECT id, follow, follower UNION ALL …) t …`,
-    /// one row per user carrying both columns (NULL = unchanged), 1,000
+    /// The counter columns of every user whose counters the batch changes,
+    /// computed from the `counter` table ([`user_columns_sql`]): 1,000
     /// users per statement, two statements at a time over disjoint id
     /// ranges (so they never wait on each other's row locks).
-    ///
-    /// A join on such a derived table updated 2.3–3× more rows per second
-    /// on the stack's MariaDB than `SET … = CASE id WHEN … END` (whose every
-    /// row walks the whole CASE list; see BENCHMARKS.md).
     async fn write_user_columns(&self, effects: &[Effect]) -> Result<()> {
         let (following, followers) = (CounterKind::Following.code(), CounterKind::Followers.code());
-        let mut latest: BTreeMap<u64, (Option<i64>, Option<i64>)> = BTreeMap::new();
-        for e in effects {
-            if let Effect::SetCounter { owner, kind, value } = *e {
-                let row = latest.entry(owner).or_default();
-                if kind == following {
-                    row.0 = Some(value);
-                } else if kind == followers {
-                    row.1 = Some(value);
+        let mut owners: Vec<u64> = effects
+            .iter()
+            .filter_map(|e| match *e {
+                Effect::SetCounter { owner, kind, .. }
+                    if kind == following || kind == followers =>
+                {
+                    Some(owner)
                 }
-            }
+                _ => None,
+            })
+            .collect();
+        if owners.is_empty() {
+            return Ok(());
         }
-        let rows: Vec<UserRow> = latest.into_iter().collect();
-        let statements: Vec<_> = rows.chunks(1000).map(|c| self.write_chunk(c)).collect();
+        owners.sort_unstable();
+        owners.dedup();
+        let statements: Vec<_> = owners
+            .chunks(1000)
+            .map(|c| sqlx::raw_sql(sqlx::AssertSqlSafe(user_columns_sql(c))).execute(&self.pool))
+            .collect();
         let mut running = futures::stream::iter(statements).buffer_unordered(2);
         while let Some(done) = running.next().await {
             done?;
         }
         Ok(())
     }
-
-    /// One chunk's statement, in the form the server takes.
-    async fn write_chunk(&self, chunk: &[UserRow]) -> std::result::Result<(), sqlx::Error> {
-        if ROWS_FORM.load(Ordering::Relaxed) != UNION_ROWS {
-            match self.execute(user_columns_sql(chunk, true)).await {
-                Ok(()) => {
-                    ROWS_FORM.store(VALUES_ROWS, Ordering::Relaxed);
-                    return Ok(());
-                }
-                Err(sqlx::Error::Database(e))
-                    if ROWS_FORM.load(Ordering::Relaxed) == UNKNOWN
-                        && e.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
-                            .is_some_and(|e| e.number() == ER_PARSE_ERROR) =>
-                {
-                    tracing::info!("the server has no VALUES rows (MySQL); using UNION ALL rows");
-                    ROWS_FORM.store(UNION_ROWS, Ordering::Relaxed);
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        self.execute(user_columns_sql(chunk, false)).await
-    }
-
-    async fn execute(&self, sql: String) -> std::result::Result<(), sqlx::Error> {
-        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-            .execute(&self.pool)
-            .await
-            .map(drop)
-    }
 }
 
-/// A user's new counter columns: `(id, (follow_count, follower_count))`,
-/// `None` = unchanged.
-pub type UserRow = (u64, (Option<i64>, Option<i64>));
+fn fields<V: Copy>(map: &BTreeMap<String, V>) -> Vec<(&str, V)> {
+    map.iter().map(|(k, v)| (k.as_str(), *v)).collect()
+}
 
-/// Which derived-table form the server takes, learnt from the first batch:
-/// MariaDB's table value constructor (`VALUES (…), (…)`: ~30% more rows
-/// per second on MariaDB 10.11 with the binlog on than the same rows as
-/// `SELECT … UNION ALL SELECT …`), or, where that is a syntax error
-/// (MySQL 8 spells it `VALUES ROW(…)`), the UNION form both understand.
-static ROWS_FORM: AtomicU8 = AtomicU8::new(UNKNOWN);
-const UNKNOWN: u8 = 0;
-const VALUES_ROWS: u8 = 1;
-const UNION_ROWS: u8 = 2;
-/// MySQL's `ER_PARSE_ERROR`.
-const ER_PARSE_ERROR: u16 = 1064;
-
-/// `UPDATE user u JOIN (<rows>) t …` for one chunk. The values are integers
-/// written into the text: no prepared statement per chunk size, nothing to
-/// inject.
-pub fn user_columns_sql(chunk: &[UserRow], values_rows: bool) -> String {
-    let mut sql = String::with_capacity(320 + chunk.len() * 40);
-    let int = |v: Option<i64>| v.map_or_else(|| "NULL".to_owned(), |v| v.to_string());
-    sql.push_str("UPDATE user u JOIN (");
-    if values_rows {
-        sql.push_str("WITH t(id, f, r) AS (VALUES ");
-        for (i, (owner, (f, r))) in chunk.iter().enumerate() {
-            let sep = if i == 0 { "" } else { ", " };
-            let _ = write!(sql, "{sep}({owner}, {}, {})", int(*f), int(*r));
-        }
-        sql.push_str(") SELECT id, f, r FROM t");
-    } else {
-        for (i, (owner, (f, r))) in chunk.iter().enumerate() {
-            let (f, r) = (int(*f), int(*r));
-            if i == 0 {
-                let _ = write!(sql, "SELECT {owner} AS id, {f} AS f, {r} AS r");
-            } else {
-                let _ = write!(sql, " UNION ALL SELECT {owner}, {f}, {r}");
-            }
-        }
-    }
-    // Skip rows already right: no binlog noise on replays.
-    sql.push_str(
-        ") t ON u.id = t.id \
-         SET u.follow_count = COALESCE(t.f, u.follow_count), \
-             u.follower_count = COALESCE(t.r, u.follower_count) \
-         WHERE u.follow_count <> COALESCE(t.f, u.follow_count) \
-            OR u.follower_count <> COALESCE(t.r, u.follower_count)",
+/// `UPDATE user SET follow_count = (SELECT value FROM counter …), … WHERE id
+/// IN (…)` for `owners`: each column becomes its `counter` row's value (0
+/// without one). Rows already right are not written, so a replay adds no
+/// binlog noise. The ids are integers written into the text: no prepared
+/// statement per chunk size, nothing to inject.
+pub fn user_columns_sql(owners: &[u64]) -> String {
+    let (following, followers) = (CounterKind::Following.code(), CounterKind::Followers.code());
+    let mut sql = String::with_capacity(320 + owners.len() * 8);
+    let _ = write!(
+        sql,
+        "UPDATE user SET \
+         follow_count = COALESCE((SELECT c.value FROM counter c \
+                                  WHERE c.owner_id = user.id AND c.kind = {following}), 0), \
+         follower_count = COALESCE((SELECT c.value FROM counter c \
+                                    WHERE c.owner_id = user.id AND c.kind = {followers}), 0) \
+         WHERE id IN ("
     );
+    for (i, owner) in owners.iter().enumerate() {
+        let sep = if i == 0 { "" } else { ", " };
+        let _ = write!(sql, "{sep}{owner}");
+    }
+    sql.push(')');
     sql
 }

@@ -8,7 +8,19 @@
 //! - `dlq.rs`: the dead-letter topic;
 //! - `progress.rs`: per-partition applied position, offsets stored, status
 //!   and metrics after each batch;
-//! - `lag.rs`: the background consumer-lag check.
+//! - `ownership.rs`: the rebalance callback, partition claims and the fence;
+//! - `lag.rs`: the background consumer-lag check;
+//! - `watermark.rs`: heartbeats, read outside the group, into the watermark.
+//!
+//! # A member of a group
+//! Any number of syncers share the group (`group_id`) with the
+//! cooperative-sticky assignor: a rebalance moves only the partitions that
+//! change owner. A member assigned a partition claims it before any of its
+//! messages is delivered (raising its epoch in Redis and reading its applied
+//! seq, see [`crate::ownership`]); a revoked partition's offsets are no
+//! longer stored; a batch applies only while its member's claims are
+//! current, so a former owner's late batch is refused instead of landing
+//! over the new owner's newer writes.
 //!
 //! # At-least-once
 //! Offsets are stored (`enable.auto.offset.store=false`) only after a batch's
@@ -36,11 +48,12 @@
 //!
 //! # Watermark
 //! A relay heartbeat names its acknowledged position and, in
-//! `acked_offsets`, where the messages up to it landed. Once the applied
-//! position of every assigned partition among them has reached its offset,
-//! the heartbeat's position becomes the watermark (see [`crate::watermark`]).
-//! A heartbeat without `acked_offsets` (a relay that produced nothing since
-//! it started) cannot move it; it is counted
+//! `acked_offsets`, where the messages up to it landed. Each member reads
+//! every heartbeat outside the group; once the group's applied position
+//! (recorded by each partition's owner with its batches) has reached every
+//! target, the heartbeat's position becomes the watermark (see
+//! [`crate::watermark`]). A heartbeat without `acked_offsets` (a relay that
+//! produced nothing since it started) cannot move it; it is counted
 //! (`cache_syncer_heartbeats_without_offsets_total`).
 //!
 //! # Errors
@@ -58,9 +71,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::OwnedMessage;
+use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use redis::AsyncCommands;
+use secrecy::ExposeSecret;
 use serde::Serialize;
 
 use crate::apply::Applier;
@@ -70,9 +83,12 @@ use crate::dlq::DeadLetters;
 use crate::error::{Error, Result};
 use crate::job::{self, ApplyJob};
 use crate::lag::LagCheck;
-use crate::metrics as m;
+use crate::ownership::{Claimed, Ownership, SyncContext};
 use crate::progress::{self, Applied};
-use crate::watermark::{Pending, Tracker, Watermark};
+use crate::watermark::{Publisher, Watermark};
+
+/// The group member's Kafka consumer, with the rebalance callback.
+pub type GroupConsumer = StreamConsumer<SyncContext>;
 
 /// Progress of one partition, as `/status` shows it.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -91,7 +107,9 @@ pub struct PartitionStatus {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct SyncStatus {
     pub group_id: String,
-    /// `topic/partition` → progress.
+    /// Consumer-group rebalances this member took part in.
+    pub rebalances: u64,
+    /// `topic/partition` → progress, for the partitions this member owns.
     pub partitions: BTreeMap<String, PartitionStatus>,
     /// Messages taken from Kafka (decoded), applied or not yet.
     pub events_received: u64,
@@ -99,14 +117,16 @@ pub struct SyncStatus {
     pub events_skipped: u64,
     pub dead_lettered: u64,
     /// Messages whose batch is finished — applied, skipped, dead-lettered,
-    /// or a heartbeat — and whose offsets are stored (for commit). Grows
-    /// once per batch, after its effects are in Redis and MySQL.
+    /// or left to a partition's new owner — with their offsets stored (for
+    /// commit) where still owned. Grows once per batch, after its effects
+    /// are in Redis and MySQL.
     pub messages_done: u64,
     /// Last apply error that is being retried, if any.
     pub retrying: Option<String>,
     /// Everything at or below this relay position is visible in Redis.
     pub watermark: Option<Watermark>,
-    /// Relay heartbeats waiting for the partitions to drain past them.
+    /// Relay heartbeats waiting for the group's partitions to be applied
+    /// past them.
     pub watermark_pending: usize,
     /// What the oldest of them still waits for.
     pub watermark_waiting_on: Vec<String>,
@@ -118,7 +138,9 @@ pub type StatusHandle = Arc<Mutex<SyncStatus>>;
 /// The syncer: one consumer-group member.
 pub struct Syncer {
     settings: Settings,
-    consumer: Arc<StreamConsumer>,
+    consumer: Arc<GroupConsumer>,
+    /// Partitions owned and their claims (shared with the rebalance callback).
+    ownership: Arc<Ownership>,
     dlq: DeadLetters,
     applier: Applier,
     /// Messages into actions; the seq rule's planned seqs.
@@ -130,10 +152,10 @@ pub struct Syncer {
     apply_gate: Option<Arc<tokio::sync::Semaphore>>,
     status: StatusHandle,
     lag: LagCheck,
-    heartbeat_topic: String,
-    tracker: Tracker,
-    /// Heartbeats seen without `acked_offsets` (the first is logged at warn).
-    beats_without_offsets: u64,
+    /// Reads heartbeats and publishes the watermark (spawned by `run`).
+    publisher: Option<Publisher>,
+    /// Wakes the publisher after each recorded batch.
+    wake: Arc<tokio::sync::Notify>,
 }
 
 /// How long shutdown waits for the batch being applied.
@@ -153,6 +175,14 @@ pub fn consumer_config(settings: &Settings) -> ClientConfig {
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false")
+        // A rebalance moves only the partitions that change owner; the
+        // others keep being applied meanwhile.
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        // A member killed without leaving the group loses its partitions
+        // after this long (librdkafka's default is 45 s); the broker's
+        // lowest allowed value is 6 s.
+        .set("session.timeout.ms", "6000")
+        .set("heartbeat.interval.ms", "1500")
         // Notice topics the relay creates after the syncer started.
         .set("topic.metadata.refresh.interval.ms", "10000")
         // Kafka answers a fetch as soon as one byte is there
@@ -181,34 +211,44 @@ pub fn partition_key(topic: &str, partition: i32) -> String {
 }
 
 impl Syncer {
-    /// Creates the group member, subscribes, and loads the applied seqs.
+    /// Creates the group member and subscribes; partitions are claimed as
+    /// the group assigns them.
     pub async fn new(settings: Settings, applier: Applier, status: StatusHandle) -> Result<Self> {
-        let consumer: StreamConsumer = consumer_config(&settings).create()?;
-        let heartbeat_topic = cdc_event::topic::heartbeat_topic(&settings.kafka.topic_prefix);
-        let mut topics = settings.topics();
-        topics.push(heartbeat_topic.clone());
+        let redis_url = settings.redis.resolve_url(settings.dev)?;
+        let client = redis::Client::open(redis_url.expose_secret())?;
+        let ownership = Ownership::new(client, applier.keys.clone());
+        let context = SyncContext {
+            ownership: Arc::clone(&ownership),
+        };
+        let consumer: GroupConsumer = consumer_config(&settings).create_with_context(context)?;
+        let topics = settings.topics();
         let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
         consumer.subscribe(&refs)?;
         let dlq = DeadLetters::new(&settings)?;
-        let mut conn = applier.redis.clone();
-        let applied: HashMap<String, u64> = conn.hgetall(applier.keys.syncer_applied()).await?;
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let publisher = Publisher::new(
+            &settings,
+            applier.redis.clone(),
+            Arc::clone(&status),
+            Arc::clone(&wake),
+        )?;
         status
             .lock()
             .map(|mut s| s.group_id = settings.group_id.clone())
             .ok();
         Ok(Self {
-            decoder: Decoder::new(heartbeat_topic.clone(), settings.reapply, applied.clone()),
-            applied: Applied::new(applied),
+            decoder: Decoder::new(settings.reapply, HashMap::new()),
+            applied: Applied::new(HashMap::new()),
             settings,
             consumer: Arc::new(consumer),
+            ownership,
             dlq,
             applier,
             apply_gate: None,
             status,
             lag: LagCheck::new(),
-            heartbeat_topic,
-            tracker: Tracker::default(),
-            beats_without_offsets: 0,
+            publisher: Some(publisher),
+            wake,
         })
     }
     /// Runs until `shutdown` resolves, then finishes the batch in flight and
@@ -219,6 +259,17 @@ impl Syncer {
     /// turns. Batches are still applied one after the other, in order, and
     /// a batch's offsets are stored only after its own apply succeeded.
     pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) -> Result<()> {
+        let (stop_publisher, stopped) = tokio::sync::watch::channel(false);
+        let publisher = self.publisher.take().map(|p| tokio::spawn(p.run(stopped)));
+        let res = self.run_loop(shutdown).await;
+        let _ = stop_publisher.send(true);
+        if let Some(p) = publisher {
+            let _ = p.await;
+        }
+        res
+    }
+
+    async fn run_loop(mut self, shutdown: impl std::future::Future<Output = ()>) -> Result<()> {
         tokio::pin!(shutdown);
         let mut ready: Vec<Incoming> = Vec::new();
         loop {
@@ -231,7 +282,7 @@ impl Syncer {
                     continue;
                 }
             } else {
-                self.top_up(&mut ready).await;
+                self.top_up(&mut ready).await?;
             }
             let batch = std::mem::take(&mut ready);
             let job = self.prepare(&batch).await?;
@@ -268,7 +319,7 @@ impl Syncer {
                     res = self.consumer.recv(), if !stop && ready.len() < self.settings.batch_max => {
                         match res {
                             Ok(m) => {
-                                let inc = self.take(m.detach());
+                                let inc = self.take(m.detach()).await?;
                                 ready.push(inc);
                             }
                             Err(e) => tracing::warn!(error = %e, "kafka consumer error"),
@@ -316,7 +367,7 @@ impl Syncer {
         let first = match tokio::time::timeout(wait, self.consumer.recv()).await {
             Err(_) => {
                 self.lag.maybe_start(&self.consumer, &self.status);
-                self.advance_watermark().await?;
+                self.sync_ownership().await?;
                 return Ok(Vec::new());
             }
             Ok(Err(e)) => {
@@ -328,18 +379,18 @@ impl Syncer {
             }
             Ok(Ok(m)) => m.detach(),
         };
-        let mut batch = vec![self.take(first)];
-        self.top_up(&mut batch).await;
+        let mut batch = vec![self.take(first).await?];
+        self.top_up(&mut batch).await?;
         Ok(batch)
     }
 
     /// Adds the messages that arrive without a pause (1 ms) to `batch`, up
     /// to `batch_max`.
-    async fn top_up(&mut self, batch: &mut Vec<Incoming>) {
+    async fn top_up(&mut self, batch: &mut Vec<Incoming>) -> Result<()> {
         while batch.len() < self.settings.batch_max {
             match tokio::time::timeout(Duration::from_millis(1), self.consumer.recv()).await {
                 Ok(Ok(m)) => {
-                    let inc = self.take(m.detach());
+                    let inc = self.take(m.detach()).await?;
                     batch.push(inc);
                 }
                 Ok(Err(e)) => {
@@ -349,29 +400,84 @@ impl Syncer {
                 Err(_) => break,
             }
         }
+        Ok(())
     }
 
-    /// Takes a consumed message: counted as received, then decoded.
-    fn take(&mut self, msg: OwnedMessage) -> Incoming {
+    /// Takes a consumed message: counted as received, then decoded, after
+    /// any rebalance since the last one is taken into the seq rule.
+    async fn take(&mut self, msg: OwnedMessage) -> Result<Incoming> {
+        self.sync_ownership().await?;
         if let Ok(mut st) = self.status.lock() {
             st.events_received += 1;
         }
-        self.decoder.decode(msg)
+        Ok(self.decoder.decode(msg))
     }
 
-    /// Dead-letters the batch's poison messages and gathers its effects and
-    /// the partitions' new applied seqs.
+    /// Takes rebalances into the seq rule: a revoked partition is
+    /// forgotten, a claimed one starts from the applied seq its claim found.
+    /// Claims that failed in the rebalance callback (Redis unreachable) are
+    /// retried here, before anything more is decoded.
+    async fn sync_ownership(&mut self) -> Result<()> {
+        if self.ownership.changed() {
+            let changes = self.ownership.take_changes();
+            for p in &changes.revoked {
+                self.decoder.restart_partition(p, None);
+                self.applied.restart_partition(p, None);
+            }
+            self.restart(&changes.claimed);
+            if let Ok(mut st) = self.status.lock() {
+                st.rebalances = self.ownership.rebalances();
+                for p in &changes.revoked {
+                    st.partitions.remove(p);
+                }
+            }
+        }
+        let mut pause = Duration::from_millis(100);
+        while !self.ownership.unclaimed().is_empty() {
+            let mut conn = self.applier.redis.clone();
+            match self.ownership.claim_pending(&mut conn).await {
+                Ok(claims) => self.restart(&claims),
+                Err(e) if e.is_transient() => {
+                    tracing::warn!(error = %e, retry_in = ?pause, "cannot claim assigned partitions; retrying");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    fn restart(&mut self, claims: &[Claimed]) {
+        for c in claims {
+            self.decoder.restart_partition(&c.partition, c.applied_seq);
+            self.applied.restart_partition(&c.partition, c.applied_seq);
+        }
+    }
+
+    /// Dead-letters the batch's poison messages and gathers its effects,
+    /// the partitions' new applied positions and this member's claims on
+    /// them.
     async fn prepare(&self, batch: &[Incoming]) -> Result<ApplyJob> {
         for inc in batch {
             if let Action::Poison(reason) = &inc.action {
                 self.dlq.send(&inc.msg, reason).await?;
             }
         }
-        Ok(ApplyJob::new(batch))
+        let mut partitions: Vec<String> = Vec::new();
+        for inc in batch {
+            let key = partition_key(inc.msg.topic(), inc.msg.partition());
+            if !partitions.contains(&key) {
+                partitions.push(key);
+            }
+        }
+        let epochs = self.ownership.epochs(partitions.iter().map(String::as_str));
+        Ok(ApplyJob::new(batch, epochs))
     }
 
-    /// After a batch's apply: stores its offsets, updates progress and
-    /// metrics, and moves the watermark past a drained heartbeat.
+    /// After a batch's apply: stores its offsets (for the partitions still
+    /// owned and not refused by the fence), updates progress and metrics,
+    /// and wakes the watermark publisher.
     async fn finish(&mut self, batch: &[Incoming], job: ApplyJob) -> Result<()> {
         let applied_at = progress::now_us();
         drop(job.spans);
@@ -384,88 +490,17 @@ impl Syncer {
         }
         let rejected: Vec<usize> = job.rejected.iter().map(|(at, _)| *at).collect();
         job::count_effects(&job.effects);
-        self.applied
-            .record(&self.consumer, &self.status, batch, &rejected, applied_at)?;
-        let beat = batch.iter().rev().find_map(|inc| match &inc.action {
-            Action::Heartbeat {
-                acked_seq: Some(seq),
-                acked_gtid,
-                acked_offsets,
-            } => Some((*seq, acked_gtid.clone(), acked_offsets)),
-            _ => None,
-        });
-        if let Some((seq, gtid, offsets)) = beat
-            && let Some(targets) = self.heartbeat_targets(seq, offsets)
-        {
-            self.applied
-                .load_committed_for(&self.consumer, &targets)
-                .await;
-            self.tracker.push(Pending { seq, gtid, targets });
-        }
-        self.advance_watermark().await
-    }
-
-    /// The heartbeat's offsets for the partitions this member holds (the
-    /// others are another member's business). `None` before any assignment,
-    /// and when the heartbeat has no offsets: a relay sends none until it
-    /// has produced a row change, and then the heartbeat proves nothing
-    /// about what was delivered before; a later one will.
-    fn heartbeat_targets(
-        &mut self,
-        seq: u64,
-        offsets: &[cdc_event::envelope::PartitionOffset],
-    ) -> Option<Vec<(String, i32, i64)>> {
-        if offsets.is_empty() {
-            metrics::counter!(m::HEARTBEATS_WITHOUT_OFFSETS).increment(1);
-            self.beats_without_offsets += 1;
-            if self.beats_without_offsets == 1 {
-                tracing::warn!(
-                    acked_seq = seq,
-                    "a relay heartbeat without acked_offsets cannot move the watermark; waiting for one with them"
-                );
-            } else {
-                tracing::debug!(
-                    acked_seq = seq,
-                    "relay heartbeat without acked_offsets ignored"
-                );
-            }
-            return None;
-        }
-        let assigned = self.consumer.assignment().ok()?;
-        let targets: Vec<_> = offsets
-            .iter()
-            .filter(|o| o.topic != self.heartbeat_topic)
-            .filter(|o| assigned.find_partition(&o.topic, o.partition).is_some())
-            .map(|o| (o.topic.clone(), o.partition, o.next))
-            .collect();
-        (assigned.count() > 0).then_some(targets)
-    }
-
-    /// Moves the watermark past every heartbeat whose targets are applied
-    /// (recorded after their batch's apply, not merely fetched) and
-    /// publishes it.
-    async fn advance_watermark(&mut self) -> Result<()> {
-        let now_ms = chrono::Utc::now().timestamp_millis();
-        let applied = &self.applied;
-        let position = |t: &str, p: i32| applied.next_offset(t, p);
-        let moved = self.tracker.advance(position, now_ms);
-        if let Ok(mut st) = self.status.lock() {
-            st.watermark_pending = self.tracker.pending();
-            st.watermark_waiting_on = self.tracker.waiting_on(position);
-        }
-        let Some(w) = moved else { return Ok(()) };
-        let mut conn = self.applier.redis.clone();
-        let mut fields = vec![("seq", w.seq.to_string()), ("ts_ms", w.ts_ms.to_string())];
-        if let Some(g) = &w.gtid {
-            fields.push(("gtid", g.clone()));
-        }
-        let _: () = conn
-            .hset_multiple(self.applier.keys.watermark(), &fields)
-            .await?;
-        metrics::gauge!(m::WATERMARK_SEQ).set(w.seq as f64);
-        if let Ok(mut st) = self.status.lock() {
-            st.watermark = Some(w);
-        }
+        let ownership = &self.ownership;
+        let settled = |p: &str| !job.lost.contains(p) && ownership.owns(p);
+        self.applied.record(
+            &self.consumer,
+            &self.status,
+            batch,
+            &rejected,
+            settled,
+            applied_at,
+        )?;
+        self.wake.notify_one();
         Ok(())
     }
 }

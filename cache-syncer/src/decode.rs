@@ -1,8 +1,9 @@
 //! Decoding a consumed message into what to do with it, and the seq rule.
 //!
 //! Pure: no Kafka client, no Redis; a [`Decoder`] turns an `OwnedMessage`
-//! into an [`Incoming`] (apply these effects, skip, a relay heartbeat, or
-//! poison to dead-letter) and keeps the one piece of state that needs:
+//! into an [`Incoming`] (apply these effects, skip, or poison to
+//! dead-letter; relay heartbeats are read outside the group, by
+//! [`crate::watermark`]) and keeps the one piece of state that needs:
 //! the highest `sluice.seq` per partition taken into a batch.
 //!
 //! # The seq rule
@@ -43,20 +44,12 @@ pub(crate) enum Action {
     },
     /// Tombstone, or already applied.
     Skip,
-    /// A relay heartbeat with its acknowledged position.
-    Heartbeat {
-        acked_seq: Option<u64>,
-        acked_gtid: Option<String>,
-        /// Where the messages up to `acked_seq` landed.
-        acked_offsets: Vec<cdc_event::envelope::PartitionOffset>,
-    },
     /// Cannot be applied: dead-letter it with this reason.
     Poison(String),
 }
 
 /// Decodes messages and applies the seq rule.
 pub(crate) struct Decoder {
-    heartbeat_topic: String,
     /// Apply events below the partition's seq too (a fresh member replaying
     /// on purpose).
     reapply: bool,
@@ -71,9 +64,8 @@ pub(crate) struct Decoder {
 
 impl Decoder {
     /// A decoder starting from the partitions' applied seqs.
-    pub fn new(heartbeat_topic: String, reapply: bool, applied: HashMap<String, u64>) -> Self {
+    pub fn new(reapply: bool, applied: HashMap<String, u64>) -> Self {
         Self {
-            heartbeat_topic,
             reapply,
             planned: applied,
             key_buf: String::new(),
@@ -83,6 +75,21 @@ impl Decoder {
     /// Forgets what was planned but not applied: back to `applied`.
     pub fn reset(&mut self, applied: &HashMap<String, u64>) {
         self.planned.clone_from(applied);
+    }
+
+    /// A partition claimed anew: its planned seq becomes the applied seq
+    /// its claim found (none: everything is admitted), whatever this member
+    /// planned when it owned the partition before (a batch of then may have
+    /// been refused by the fence, never applied).
+    pub fn restart_partition(&mut self, partition: &str, applied: Option<u64>) {
+        match applied {
+            Some(seq) => {
+                self.planned.insert(partition.to_owned(), seq);
+            }
+            None => {
+                self.planned.remove(partition);
+            }
+        }
     }
 
     /// What to do with `msg`: a change that passes the seq rule is planned
@@ -96,17 +103,6 @@ impl Decoder {
         let traceparent = header(&msg, common::telemetry::TRACEPARENT);
         let action = match msg.payload() {
             None => Action::Skip,
-            Some(bytes) if msg.topic() == self.heartbeat_topic => {
-                match serde_json::from_slice::<cdc_event::envelope::Heartbeat>(bytes) {
-                    Ok(hb) => Action::Heartbeat {
-                        acked_seq: hb.acked_seq,
-                        acked_gtid: hb.acked_gtid,
-                        acked_offsets: hb.acked_offsets,
-                    },
-                    // A heartbeat proves nothing when unreadable; not poison.
-                    Err(_) => Action::Skip,
-                }
-            }
             Some(bytes) => match plan::Change::parse(bytes) {
                 Err(e) => Action::Poison(format!("invalid envelope: {e}")),
                 Ok(change) => {
@@ -212,7 +208,7 @@ mod tests {
         }
         OwnedMessage::new(
             Some(payload.into_bytes()),
-            Some(br#"{"owner_id":1,"kind":1}"#.to_vec()),
+            Some(br#"{"owner_id":1}"#.to_vec()),
             TOPIC.into(),
             Timestamp::NotAvailable,
             0,
@@ -224,7 +220,7 @@ mod tests {
     /// A decoder whose partition 0 applied seq 10.
     fn decoder(reapply: bool) -> Decoder {
         let applied = HashMap::from([(format!("{TOPIC}/0"), 10)]);
-        Decoder::new("sluice.heartbeat".into(), reapply, applied)
+        Decoder::new(reapply, applied)
     }
 
     fn applied(inc: &Incoming) -> bool {
@@ -279,31 +275,25 @@ mod tests {
     }
 
     #[test]
-    fn heartbeats_and_bad_envelopes_are_not_changes() {
+    fn a_bad_envelope_is_poison() {
         let mut d = decoder(false);
-        let beat = br#"{"ts_ms":0,"pos":"f:4","gtid":null,"seq":5,"acked_seq":5,
-            "acked_offsets":[{"topic":"sluice.db.counter","partition":0,"next":3}]}"#;
-        let hb = OwnedMessage::new(
-            Some(beat.to_vec()),
-            None,
-            "sluice.heartbeat".into(),
-            Timestamp::NotAvailable,
-            0,
-            0,
-            None,
-        );
-        match d.decode(hb).action {
-            Action::Heartbeat {
-                acked_seq,
-                acked_offsets,
-                ..
-            } => assert_eq!((acked_seq, acked_offsets.len()), (Some(5), 1)),
-            _ => panic!("not a heartbeat"),
-        }
         let bad = change(1, 11, false).set_payload(Some(b"{not json".to_vec()));
         assert!(
             matches!(d.decode(bad).action, Action::Poison(r) if r.starts_with("invalid envelope"))
         );
+    }
+
+    #[test]
+    fn a_reclaimed_partition_starts_from_the_seq_its_claim_found() {
+        // Seq 12 planned while this member owned partition 0; the batch was
+        // refused by the fence. Claimed again with applied seq 10, 11 must
+        // apply; with no applied seq at all, anything does.
+        let mut d = decoder(false);
+        assert!(applied(&d.decode(change(3, 12, false))));
+        d.restart_partition(&format!("{TOPIC}/0"), Some(10));
+        assert!(applied(&d.decode(change(2, 11, false))));
+        d.restart_partition(&format!("{TOPIC}/0"), None);
+        assert!(applied(&d.decode(change(1, 1, false))));
     }
 
     #[test]

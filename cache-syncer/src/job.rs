@@ -10,13 +10,21 @@
 //! then the batch's events are applied one at a time and those that still
 //! fail are left in [`ApplyJob::rejected`] for the dead-letter topic, so one
 //! bad change never stalls the stream.
+//!
+//! # Fencing
+//! A job carries the member's claims on its partitions ([`Record::epochs`]).
+//! When the apply finds one of them taken over by another member, the
+//! partition's events are dropped from the job ([`ApplyJob::lost`]) and the
+//! rest is applied: the new owner applies them from the group's committed
+//! offset.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use rdkafka::message::Message;
 
-use crate::apply::{Applier, Progress};
+use crate::apply::{Applier, Outcome, Record};
 use crate::consumer::{StatusHandle, partition_key};
 use crate::decode::{Action, Incoming};
 use crate::error::Result;
@@ -27,14 +35,20 @@ use crate::plan::Effect;
 /// next batch can be consumed meanwhile).
 pub(crate) struct ApplyJob {
     pub effects: Vec<Effect>,
-    /// Each applied event's place in the batch and its slice of `effects`.
-    events: Vec<(usize, Range<usize>)>,
-    progress: Progress,
+    /// Each applied event's place in the batch, its partition and its slice
+    /// of `effects`.
+    events: Vec<(usize, String, Range<usize>)>,
+    record: Record,
     /// Trace spans covering the apply (empty unless tracing).
     pub spans: Vec<tracing::Span>,
     /// Events that failed definitively on their own (batch index, error):
     /// dead-lettered before the batch's offsets are stored.
     pub rejected: Vec<(usize, String)>,
+    /// Partitions of the batch this member no longer holds a claim on
+    /// (revoked, or claimed by another member since): their events were
+    /// not applied and their offsets are not stored; the new owner
+    /// consumes them again from the group's committed offset.
+    pub lost: BTreeSet<String>,
 }
 
 /// Attempts of a batch (and then of each of its events) that failed with a
@@ -42,29 +56,42 @@ pub(crate) struct ApplyJob {
 pub(crate) const DEFINITE_ATTEMPTS: u32 = 3;
 
 impl ApplyJob {
-    /// Gathers the batch's effects and the partitions' new applied seqs.
-    pub fn new(batch: &[Incoming]) -> Self {
+    /// Gathers the batch's effects, the partitions' new applied seqs and
+    /// offsets, and `epochs`, the claims they are fenced by. Partitions
+    /// without a claim are lost from the start.
+    pub fn new(batch: &[Incoming], epochs: BTreeMap<String, i64>) -> Self {
         let mut effects = Vec::new();
         let mut events = Vec::new();
-        let mut progress = Progress::new();
+        let mut record = Record {
+            epochs,
+            ..Record::default()
+        };
+        let mut lost = BTreeSet::new();
         for (at, inc) in batch.iter().enumerate() {
+            let key = partition_key(inc.msg.topic(), inc.msg.partition());
+            if !record.epochs.contains_key(&key) {
+                lost.insert(key);
+                continue;
+            }
+            let next = record.offsets.entry(key.clone()).or_insert(0);
+            *next = (*next).max(inc.msg.offset() + 1);
             if let Action::Apply { effects: e, .. } = &inc.action {
                 let from = effects.len();
                 effects.extend(e.iter().cloned());
-                events.push((at, from..effects.len()));
                 if let Some(seq) = inc.seq {
-                    let key = partition_key(inc.msg.topic(), inc.msg.partition());
-                    let entry = progress.entry(key).or_insert(seq);
+                    let entry = record.seqs.entry(key.clone()).or_insert(seq);
                     *entry = (*entry).max(seq);
                 }
+                events.push((at, key, from..effects.len()));
             }
         }
         Self {
             effects,
             events,
-            progress,
+            record,
             spans: apply_spans(batch),
             rejected: Vec::new(),
+            lost,
         }
     }
 
@@ -76,22 +103,80 @@ impl ApplyJob {
     /// (in order; effects are absolute, so applying the others again is
     /// harmless) and those that still fail are left in `rejected` for the
     /// dead-letter topic, so one bad change never stalls the stream.
+    ///
+    /// Partitions another member has claimed since are dropped from the
+    /// batch (into `lost`) and the rest is applied.
     pub async fn run(&mut self, applier: Applier, status: StatusHandle) -> Result<()> {
         let started = Instant::now();
-        if let Err(e) = apply_with_retries(&applier, &status, &self.effects, &self.progress).await {
+        let whole = loop {
+            match apply_with_retries(&applier, &status, &self.effects, &self.record).await {
+                Ok(Outcome::Lost(parts)) => self.drop_partitions(parts),
+                Ok(Outcome::Applied) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+        };
+        if let Err(e) = whole {
             tracing::warn!(error = %e, events = self.events.len(), "a batch cannot be applied; applying its events one at a time");
-            let none = Progress::new();
-            for (at, range) in &self.events {
-                let effects = &self.effects[range.clone()];
-                if let Err(e) = apply_with_retries(&applier, &status, effects, &none).await {
-                    tracing::error!(error = %e, "an event cannot be applied; dead-lettering it");
-                    self.rejected.push((*at, e.to_string()));
+            let mut at_event = 0;
+            while at_event < self.events.len() {
+                let (at, part, range) = &self.events[at_event];
+                let fence = Record {
+                    epochs: self
+                        .record
+                        .epochs
+                        .get_key_value(part)
+                        .map(|(k, v)| (k.clone(), *v))
+                        .into_iter()
+                        .collect(),
+                    ..Record::default()
+                };
+                match apply_with_retries(&applier, &status, &self.effects[range.clone()], &fence)
+                    .await
+                {
+                    Ok(Outcome::Applied) => at_event += 1,
+                    Ok(Outcome::Lost(parts)) => self.drop_partitions(parts),
+                    Err(e) => {
+                        tracing::error!(error = %e, "an event cannot be applied; dead-lettering it");
+                        self.rejected.push((*at, e.to_string()));
+                        at_event += 1;
+                    }
                 }
             }
-            apply_with_retries(&applier, &status, &[], &self.progress).await?;
+            // The batch's positions, on their own.
+            loop {
+                let record = self.record.clone();
+                match apply_with_retries(&applier, &status, &[], &record).await? {
+                    Outcome::Applied => break,
+                    Outcome::Lost(parts) => self.drop_partitions(parts),
+                }
+            }
         }
         metrics::histogram!(m::APPLY_SECONDS).record(started.elapsed().as_secs_f64());
         Ok(())
+    }
+
+    /// Drops `parts` from the batch: their events, seqs, offsets and claims.
+    fn drop_partitions(&mut self, parts: Vec<String>) {
+        tracing::info!(partitions = ?parts, "partitions claimed by another member; their events in this batch are left to it");
+        metrics::counter!(m::FENCED_BATCHES).increment(1);
+        let mut effects = Vec::with_capacity(self.effects.len());
+        let mut events = Vec::with_capacity(self.events.len());
+        for (at, part, range) in self.events.drain(..) {
+            if parts.contains(&part) {
+                continue;
+            }
+            let from = effects.len();
+            effects.extend_from_slice(&self.effects[range]);
+            events.push((at, part, from..effects.len()));
+        }
+        self.effects = effects;
+        self.events = events;
+        for p in parts {
+            self.record.epochs.remove(&p);
+            self.record.seqs.remove(&p);
+            self.record.offsets.remove(&p);
+            self.lost.insert(p);
+        }
     }
 }
 
@@ -116,15 +201,15 @@ pub(crate) async fn apply_with_retries(
     applier: &Applier,
     status: &StatusHandle,
     effects: &[Effect],
-    progress: &Progress,
-) -> Result<()> {
+    record: &Record,
+) -> Result<Outcome> {
     let mut pause = Duration::from_millis(50);
     let mut definite = 0;
     loop {
-        match applier.apply(effects, progress).await {
-            Ok(()) => {
+        match applier.apply(effects, record).await {
+            Ok(outcome) => {
                 status.lock().map(|mut s| s.retrying = None).ok();
-                return Ok(());
+                return Ok(outcome);
             }
             Err(e) => {
                 if !e.is_transient() {

@@ -10,9 +10,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::TopicPartitionList;
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::Consumer;
 
-use crate::consumer::{StatusHandle, offset_in, partition_key};
+use crate::consumer::{GroupConsumer, StatusHandle, offset_in, partition_key};
 use crate::metrics as m;
 
 /// How often lag is asked of the broker.
@@ -35,7 +35,7 @@ impl LagCheck {
     }
 
     /// Starts a check in the background when one is due and none is running.
-    pub fn maybe_start(&mut self, consumer: &Arc<StreamConsumer>, status: &StatusHandle) {
+    pub fn maybe_start(&mut self, consumer: &Arc<GroupConsumer>, status: &StatusHandle) {
         if self.last.elapsed() < EVERY || self.running.as_ref().is_some_and(|t| !t.is_finished()) {
             return;
         }

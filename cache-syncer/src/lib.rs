@@ -15,8 +15,10 @@
 //!   - `dlq`: the dead-letter producer;
 //!   - `progress`: per-partition applied position, offsets stored, status
 //!     and metrics after each batch;
+//!   - `ownership`: the rebalance callback, partition claims, the fence;
 //!   - `lag`: the background consumer-lag check.
-//! - [`watermark`]: the applied watermark (read-your-writes basis).
+//! - [`watermark`]: heartbeats read outside the group into the applied
+//!   watermark (read-your-writes basis), from the group's recorded positions.
 //! - [`rebuild`] / [`verify`]: refill from MySQL; prove Redis == MySQL.
 //! - [`startup`]: wiring with the admin server.
 //!
@@ -32,6 +34,7 @@ pub mod error;
 mod job;
 mod lag;
 pub mod metrics;
+mod ownership;
 pub mod plan;
 mod progress;
 pub mod rebuild;

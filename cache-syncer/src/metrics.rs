@@ -25,6 +25,11 @@ pub const HEARTBEATS_WITHOUT_OFFSETS: &str = "cache_syncer_heartbeats_without_of
 /// Commit-to-Redis latency: from the row's own microsecond change time
 /// (`counter.updated_at`, `follow.created_at`/`deleted_at`) to the moment
 /// the batch holding it was applied.
+/// Batches (or events) whose partitions another member had claimed since:
+/// their events were left to it.
+pub const FENCED_BATCHES: &str = "cache_syncer_fenced_batches_total";
+/// Consumer-group rebalances this member took part in (assign or revoke).
+pub const REBALANCES: &str = "cache_syncer_rebalances_total";
 pub const FRESHNESS_SECONDS: &str = "cache_syncer_commit_to_applied_seconds";
 
 /// Registers descriptions so `/metrics` explains each series.
@@ -49,6 +54,11 @@ pub fn describe() {
         HEARTBEATS_WITHOUT_OFFSETS,
         "relay heartbeats without acked_offsets (cannot move the watermark)"
     );
+    describe_counter!(
+        FENCED_BATCHES,
+        "applies refused because another member claimed their partitions"
+    );
+    describe_counter!(REBALANCES, "consumer-group rebalances (assign or revoke)");
     describe_histogram!(
         FRESHNESS_SECONDS,
         metrics::Unit::Seconds,
@@ -59,4 +69,6 @@ pub fn describe() {
     metrics::counter!(DLQ_TOTAL).absolute(0);
     metrics::counter!(RETRIES).absolute(0);
     metrics::counter!(EVENTS_SKIPPED).absolute(0);
+    metrics::counter!(FENCED_BATCHES).absolute(0);
+    metrics::counter!(REBALANCES).absolute(0);
 }

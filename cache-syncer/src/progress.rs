@@ -5,95 +5,68 @@
 //! - An offset is stored (for librdkafka to commit) only after the batch
 //!   holding its message was applied, skipped or dead-lettered: at least
 //!   once, never past an unapplied change.
-//! - The *next offset to apply* of a partition is one past the last message
-//!   whose batch was recorded here, or the group's committed offset for a
-//!   partition this member has not applied to yet. The watermark rests on
-//!   it, never on the fetch position, which runs ahead while the next batch
-//!   is consumed during an apply.
-//! - Applied seqs only grow; they are the floor of the seq rule after a
-//!   failed batch (see [`crate::decode`]).
+//! - No offset is stored for a partition this member no longer owns, nor for
+//!   one whose events the fence refused (the new owner consumes them again).
+//! - The applied position the watermark rests on is recorded in Redis with
+//!   the batch's writes (see [`crate::apply`]), never taken from the fetch
+//!   position, which runs ahead while the next batch is consumed.
+//! - Applied seqs only grow while a partition is owned; they are the floor
+//!   of the seq rule after a failed batch (see [`crate::decode`]). A
+//!   partition claimed anew starts from the seq its claim found.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use rdkafka::Message;
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::Consumer;
 
-use crate::consumer::{StatusHandle, offset_in, partition_key};
+use crate::consumer::{GroupConsumer, StatusHandle, partition_key};
 use crate::decode::{Action, Incoming};
 use crate::error::{Error, Result};
 use crate::metrics as m;
 
-/// Per partition (`topic/partition`): the highest applied seq and the next
-/// offset to apply.
+/// Per partition (`topic/partition`): the highest applied seq.
 #[derive(Debug, Default)]
 pub(crate) struct Applied {
     /// Highest seq recorded as applied (after the apply).
     seqs: HashMap<String, u64>,
-    /// Next offset to apply (see the module doc).
-    next: HashMap<String, i64>,
 }
 
 impl Applied {
     /// Starts from the applied seqs recorded in Redis.
     pub fn new(seqs: HashMap<String, u64>) -> Self {
-        Self {
-            seqs,
-            next: HashMap::new(),
-        }
+        Self { seqs }
     }
 
     pub fn seqs(&self) -> &HashMap<String, u64> {
         &self.seqs
     }
 
-    /// The next offset to apply on `topic`/`partition` (everything below it
-    /// applied), when known.
-    pub fn next_offset(&self, topic: &str, partition: i32) -> Option<i64> {
-        self.next.get(&partition_key(topic, partition)).copied()
-    }
-
-    /// For target partitions this member has applied nothing to yet, the
-    /// next offset to apply is the group's committed offset (everything
-    /// below it was applied by an earlier run); 0 when the group has none.
-    /// Asked of the broker once per such partition.
-    pub async fn load_committed_for(
-        &mut self,
-        consumer: &Arc<StreamConsumer>,
-        targets: &[(String, i32, i64)],
-    ) {
-        let missing = targets
-            .iter()
-            .any(|(t, p, target)| *target > 0 && !self.next.contains_key(&partition_key(t, *p)));
-        if !missing {
-            return;
-        }
-        let consumer = Arc::clone(consumer);
-        let committed =
-            tokio::task::spawn_blocking(move || consumer.committed(Duration::from_secs(5)))
-                .await
-                .ok()
-                .and_then(|r| r.ok());
-        let Some(committed) = committed else {
-            return; // asked again with the next heartbeat
-        };
-        for (t, p, _) in targets {
-            let next = offset_in(&committed, t, *p).unwrap_or(0);
-            self.next.entry(partition_key(t, *p)).or_insert(next);
+    /// A partition claimed anew: its applied seq is what the claim found.
+    pub fn restart_partition(&mut self, partition: &str, applied: Option<u64>) {
+        match applied {
+            Some(seq) => {
+                self.seqs.insert(partition.to_owned(), seq);
+            }
+            None => {
+                self.seqs.remove(partition);
+            }
         }
     }
 
     /// Records a batch after its apply: stores its offsets, updates progress,
     /// `/status` and metrics. `rejected` are the batch indexes of events
-    /// that were dead-lettered after the apply; `applied_at` (µs since the
-    /// epoch) dates the batch's changes for the freshness histogram.
+    /// that were dead-lettered after the apply; `settled(partition)` says
+    /// whether the partition's messages are this member's to record (owned,
+    /// and not refused by the fence); `applied_at` (µs since the epoch)
+    /// dates the batch's changes for the freshness histogram.
     pub fn record(
         &mut self,
-        consumer: &StreamConsumer,
+        consumer: &GroupConsumer,
         status: &StatusHandle,
         batch: &[Incoming],
         rejected: &[usize],
+        settled: impl Fn(&str) -> bool,
         applied_at: i64,
     ) -> Result<()> {
         // Per partition: the last offset, the highest applied seq and the
@@ -105,6 +78,7 @@ impl Applied {
             partition: i32,
             offset: i64,
             applied: Option<(u64, Option<&'a String>)>,
+            settled: bool,
         }
         let mut parts: Vec<Last<'_>> = Vec::new();
         let mut applied_by: Vec<(&str, &'static str, u64)> = Vec::new();
@@ -123,12 +97,16 @@ impl Applied {
                         partition,
                         offset: inc.msg.offset(),
                         applied: None,
+                        settled: settled(&partition_key(topic, partition)),
                     });
                     parts.len() - 1
                 }
             };
             let last = &mut parts[at];
             last.offset = last.offset.max(inc.msg.offset());
+            if !last.settled {
+                continue;
+            }
             if rejected.contains(&i) {
                 dead_n += 1;
                 continue;
@@ -156,7 +134,6 @@ impl Applied {
                         fresh.record((applied_at - at).max(0) as f64 / 1e6);
                     }
                 }
-                Action::Heartbeat { .. } => {}
                 Action::Skip => skipped_n += u64::from(inc.msg.payload().is_some()),
                 Action::Poison(_) => dead_n += 1,
             }
@@ -175,10 +152,16 @@ impl Applied {
         status.events_skipped += skipped_n;
         status.dead_lettered += dead_n;
         for last in parts {
-            consumer.store_offset(last.topic, last.partition, last.offset)?;
+            if !last.settled {
+                continue;
+            }
             let key = partition_key(last.topic, last.partition);
-            let next = self.next.entry(key.clone()).or_insert(0);
-            *next = (*next).max(last.offset + 1);
+            if let Err(e) = consumer.store_offset(last.topic, last.partition, last.offset) {
+                // Revoked between the check and the store: the new owner
+                // consumes these messages again from the committed offset.
+                tracing::info!(error = %e, partition = %key, "offset not stored: the partition is no longer assigned");
+                continue;
+            }
             let ps = status.partitions.entry(key.clone()).or_default();
             ps.next_offset = Some(last.offset + 1);
             if let Some((seq, gtid)) = last.applied {

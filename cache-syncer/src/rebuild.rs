@@ -14,7 +14,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use redis::AsyncCommands;
 use sqlx::{MySqlConnection, Row};
 
-use crate::apply::{Applier, Progress};
+use crate::apply::{Applier, Record};
 use crate::error::Result;
 use crate::plan::Effect;
 
@@ -86,7 +86,7 @@ pub async fn rebuild(applier: &Applier) -> Result<RebuildReport> {
                 value: r.try_get(2)?,
             });
         }
-        applier.apply(&effects, &Progress::new()).await?;
+        applier.apply(&effects, &Record::default()).await?;
         report.counters += rows.len() as u64;
         bar.inc(rows.len() as u64);
     }
@@ -117,7 +117,7 @@ pub async fn rebuild(applier: &Applier) -> Result<RebuildReport> {
                 at_us: r.try_get(3)?,
             });
         }
-        applier.apply(&effects, &Progress::new()).await?;
+        applier.apply(&effects, &Record::default()).await?;
         report.follows += rows.len() as u64;
         bar.inc(rows.len() as u64);
     }

@@ -21,18 +21,25 @@ use crate::error::{Error, Result};
 /// Redis busier still. A dead Redis is still noticed within this bound.
 const REDIS_RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Connects MySQL (pool) and Redis (multiplexed, reconnecting).
+/// Connects MySQL (pool, READ COMMITTED) and Redis (multiplexed,
+/// reconnecting; a second connection for the fenced writes).
 pub async fn connect(settings: &Settings) -> Result<Applier> {
     let url = settings.mysql.resolve_url(settings.dev)?;
-    let pool = common::db::connect(&url, settings.mysql.max_connections.unwrap_or(4)).await?;
+    // READ COMMITTED: the user-column UPDATE reads `counter` without
+    // locking it (see `apply`).
+    let pool =
+        common::db::connect_read_committed(&url, settings.mysql.max_connections.unwrap_or(4))
+            .await?;
     let redis_url = settings.redis.resolve_url(settings.dev)?;
     let client = redis::Client::open(redis_url.expose_secret())?;
     let config = redis::aio::ConnectionManagerConfig::new()
         .set_connection_timeout(Some(Duration::from_secs(2)))
         .set_response_timeout(Some(REDIS_RESPONSE_TIMEOUT));
-    let redis = ConnectionManager::new_with_config(client, config).await?;
+    let redis = ConnectionManager::new_with_config(client.clone(), config.clone()).await?;
+    let fence = ConnectionManager::new_with_config(client, config).await?;
     Ok(Applier {
         redis,
+        fence,
         pool,
         keys: settings.redis.keys(),
         list_cap: settings.list_cap,

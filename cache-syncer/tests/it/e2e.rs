@@ -2,7 +2,6 @@
 //! reading the binlog, the broker, and the syncer; Redis and the user
 //! counter columns must converge to MySQL (`verify` reports no difference).
 
-use std::process::{Child, Command};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,8 +9,8 @@ use proto::relation::v1::FollowRequest;
 use redis::AsyncCommands;
 
 use crate::harness::{
-    CONVERGE, Harness, converged, relay_state_dir, start_pipeline, start_relation_service,
-    start_relay, start_relay_with,
+    CONVERGE, Harness, converged, relay_state_dir, spawn_syncer_process, start_pipeline,
+    start_relation_service, start_relay, start_relay_with,
 };
 
 #[tokio::test]
@@ -64,40 +63,6 @@ async fn follows_and_unfollows_through_the_relation_service_converge_in_redis_an
     assert_eq!(cols, (0, 2));
     let bit_count: i64 = r.bitcount(keys.follow_bloom()).await.unwrap();
     assert!(bit_count > 0, "the bloom filter is fed");
-}
-
-struct Killed(Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn_syncer_process(h: &Harness) -> Killed {
-    let s = &h.settings;
-    let child = Command::new(env!("CARGO_BIN_EXE_cache-syncer"))
-        .env("SYNCER_MYSQL__URL", &h.db.url)
-        .env("SYNCER_REDIS__URL", &h.redis.url)
-        .env("SYNCER_REDIS__NAMESPACE", &s.redis.namespace)
-        .env(
-            "SYNCER_REDIS__COUNTER_BUCKETS",
-            s.redis.counter_buckets.to_string(),
-        )
-        .env(
-            "SYNCER_REDIS__BLOOM__BITS_LOG2",
-            s.redis.bloom.bits_log2.to_string(),
-        )
-        .env("SYNCER_KAFKA__BROKERS", &s.kafka.brokers)
-        .env("SYNCER_KAFKA__TOPIC_PREFIX", &s.kafka.topic_prefix)
-        .env("SYNCER_GROUP_ID", &s.group_id)
-        .env("SYNCER_SOURCE_DB", &s.source_db)
-        .env("SYNCER_LIST_CAP", s.list_cap.to_string())
-        .env("SYNCER_ADMIN__ADDR", "127.0.0.1:0")
-        .env("RUST_LOG", "warn")
-        .spawn()
-        .expect("spawn cache-syncer");
-    Killed(child)
 }
 
 #[tokio::test]

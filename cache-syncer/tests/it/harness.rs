@@ -90,6 +90,11 @@ impl RunningSyncer {
 
 impl Harness {
     pub async fn new() -> Self {
+        Self::with_partitions(2).await
+    }
+
+    /// A harness whose topics have `partitions` partitions each.
+    pub async fn with_partitions(partitions: i32) -> Self {
         let _ = common::telemetry::init("cache-syncer-test");
         let db = TestDb::new().await;
         let redis = TestRedis::new().await;
@@ -110,7 +115,7 @@ impl Harness {
         topics.push(cdc_event::topic::dlq_topic(&kafka.prefix));
         topics.push(cdc_event::topic::heartbeat_topic(&kafka.prefix));
         let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
-        kafka.create_topics(&refs, 2).await;
+        kafka.create_topics(&refs, partitions).await;
         let producer = kafka
             .client_config()
             .set("acks", "all")
@@ -290,7 +295,8 @@ impl Harness {
             .unwrap();
         let mut out = BTreeMap::new();
         for k in keys {
-            if k.ends_with(":syncer:applied") {
+            // The syncer's own bookkeeping (positions, claims), not state.
+            if k.contains(":syncer:") {
                 continue;
             }
             let t: String = redis::cmd("TYPE")
@@ -329,6 +335,58 @@ impl Harness {
                 .unwrap();
         }
     }
+
+    /// Sets MySQL's counter row (`owner`, `kind`) to `value`, as the
+    /// services' transactions leave it (the user columns are read from it).
+    pub async fn set_counter(&self, owner: u64, kind: u8, value: i64) {
+        sqlx::query(
+            "INSERT INTO counter (owner_id, kind, value) VALUES (?, ?, ?) \
+             ON DUPLICATE KEY UPDATE value = VALUES(value)",
+        )
+        .bind(owner)
+        .bind(kind)
+        .bind(value)
+        .execute(&self.db.pool)
+        .await
+        .unwrap();
+    }
+}
+
+/// A child process, killed (-9) when dropped.
+pub struct Killed(pub std::process::Child);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The cache-syncer binary over the harness' settings, as a child process
+/// (so a test can kill -9 it).
+pub fn spawn_syncer_process(h: &Harness) -> Killed {
+    let s = &h.settings;
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_cache-syncer"))
+        .env("SYNCER_MYSQL__URL", &h.db.url)
+        .env("SYNCER_REDIS__URL", &h.redis.url)
+        .env("SYNCER_REDIS__NAMESPACE", &s.redis.namespace)
+        .env(
+            "SYNCER_REDIS__COUNTER_BUCKETS",
+            s.redis.counter_buckets.to_string(),
+        )
+        .env(
+            "SYNCER_REDIS__BLOOM__BITS_LOG2",
+            s.redis.bloom.bits_log2.to_string(),
+        )
+        .env("SYNCER_KAFKA__BROKERS", &s.kafka.brokers)
+        .env("SYNCER_KAFKA__TOPIC_PREFIX", &s.kafka.topic_prefix)
+        .env("SYNCER_GROUP_ID", &s.group_id)
+        .env("SYNCER_SOURCE_DB", &s.source_db)
+        .env("SYNCER_LIST_CAP", s.list_cap.to_string())
+        .env("SYNCER_ADMIN__ADDR", "127.0.0.1:0")
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .expect("spawn cache-syncer");
+    Killed(child)
 }
 
 pub const T1: &str = "2026-11-26T10:00:00.000001";

@@ -4,6 +4,7 @@
 //! loop (`Syncer::run`) in a task and tests wait on its status.
 
 mod e2e;
+mod group;
 mod harness;
 mod ops;
 mod ryw;

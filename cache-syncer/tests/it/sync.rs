@@ -32,9 +32,12 @@ async fn follow_and_counter_events_converge_redis_and_user_columns() {
     );
     h.send(r#"{"id":1}"#, &e, None).await;
     let e = h.event("counter", Op::Create, None, Some(counter_row(1, 1, 1)));
-    h.send(r#"{"owner_id":1,"kind":1}"#, &e, None).await;
+    h.send(r#"{"owner_id":1}"#, &e, None).await;
     let e = h.event("counter", Op::Create, None, Some(counter_row(2, 2, 1)));
-    h.send(r#"{"owner_id":2,"kind":2}"#, &e, None).await;
+    h.send(r#"{"owner_id":2}"#, &e, None).await;
+    // The rows the changes come from (the user columns are read from them).
+    h.set_counter(1, 1, 1).await;
+    h.set_counter(2, 2, 1).await;
     h.drain(&mut syncer, 3).await;
 
     let keys = h.settings.redis.keys();
@@ -76,7 +79,8 @@ async fn follow_and_counter_events_converge_redis_and_user_columns() {
         Some(counter_row(2, 2, 1)),
         Some(counter_row(2, 2, 0)),
     );
-    h.send(r#"{"owner_id":2,"kind":2}"#, &e, None).await;
+    h.send(r#"{"owner_id":2}"#, &e, None).await;
+    h.set_counter(2, 2, 0).await;
     h.drain(&mut syncer, 2).await;
     let followers: Vec<u64> = r.zrange(keys.followers(2), 0, -1).await.unwrap();
     assert!(followers.is_empty());
@@ -131,14 +135,14 @@ async fn duplicated_and_redelivered_messages_leave_redis_unchanged() {
     );
     let s1 = h.send(r#"{"id":1}"#, &e, None).await;
     let c = h.event("counter", Op::Create, None, Some(counter_row(2, 2, 1)));
-    let s2 = h.send(r#"{"owner_id":2,"kind":2}"#, &c, None).await;
+    let s2 = h.send(r#"{"owner_id":2}"#, &c, None).await;
     h.drain(&mut syncer, 2).await;
     let before = h.redis_state().await;
 
     // Copies of older changes again (a relay's duplicate or replay carries
     // the number the change had the first time, below what was applied).
     h.send(r#"{"id":1}"#, &e, Some(s1 - 1)).await;
-    h.send(r#"{"owner_id":2,"kind":2}"#, &c, Some(s2 - 1)).await;
+    h.send(r#"{"owner_id":2}"#, &c, Some(s2 - 1)).await;
     h.drain(&mut syncer, 2).await;
     assert_eq!(
         status.lock().unwrap().events_skipped,
@@ -209,26 +213,20 @@ async fn a_poison_message_lands_in_the_dlq_and_the_stream_goes_on() {
     h.add_users(2).await;
     let (mut syncer, status) = h.syncer().await;
     let topic = h.topic("counter");
-    h.send_raw(
-        &topic,
-        r#"{"owner_id":1,"kind":1}"#,
-        Some(b"{not json"),
-        Some(1),
-    )
-    .await;
+    h.send_raw(&topic, r#"{"owner_id":1}"#, Some(b"{not json"), Some(1))
+        .await;
     let bad = h.event(
         "counter",
         Op::Create,
         None,
         Some(json!({"owner_id": "x", "kind": 1, "value": 1})),
     );
-    h.send(r#"{"owner_id":9,"kind":1}"#, &bad, Some(2)).await;
+    h.send(r#"{"owner_id":9}"#, &bad, Some(2)).await;
     // A tombstone is skipped, not dead-lettered.
-    h.send_raw(&topic, r#"{"owner_id":1,"kind":1}"#, None, None)
-        .await;
+    h.send_raw(&topic, r#"{"owner_id":1}"#, None, None).await;
     h.seq = 2;
     let good = h.event("counter", Op::Create, None, Some(counter_row(1, 1, 1)));
-    h.send(r#"{"owner_id":1,"kind":1}"#, &good, None).await;
+    h.send(r#"{"owner_id":1}"#, &good, None).await;
     h.drain(&mut syncer, 4).await;
 
     let keys = h.settings.redis.keys();
@@ -272,9 +270,9 @@ async fn watermark_follows_relay_heartbeats_once_partitions_are_drained() {
     let beat = json!({"ts_ms": 0, "pos": "mysql-bin.000001:4", "gtid": "0-1-3", "seq": last,
                       "acked_seq": last, "acked_gtid": "0-1-3",
                       "acked_offsets": h.acked_offsets()});
+    h.drain(&mut syncer, 3).await;
     h.send_heartbeat(&beat).await;
-    h.drain(&mut syncer, 4).await;
-    // Drained partitions turn the heartbeat into the watermark (poll, no sleep).
+    // Applied partitions turn the heartbeat into the watermark (poll, no sleep).
     let w = testkit::eventually(
         std::time::Duration::from_secs(30),
         "watermark never reached the heartbeat",
@@ -293,10 +291,11 @@ async fn watermark_follows_relay_heartbeats_once_partitions_are_drained() {
 
 #[tokio::test]
 async fn a_batch_whose_mysql_half_fails_records_no_progress_and_applies_on_redelivery() {
-    use cache_syncer::apply::Progress;
+    use cache_syncer::apply::{Progress, Record};
     use cache_syncer::plan::Effect;
     let h = Harness::new().await;
     h.add_users(1).await;
+    h.set_counter(1, 2, 5).await;
     let applier = h.applier().await;
     let effects = [Effect::SetCounter {
         owner: 1,
@@ -305,6 +304,7 @@ async fn a_batch_whose_mysql_half_fails_records_no_progress_and_applies_on_redel
     }];
     let mut progress = Progress::new();
     progress.insert("topic/0".into(), 7);
+    let progress = Record::seqs(progress);
     let mut conn = h.redis.conn.clone();
     let applied_key = applier.keys.syncer_applied();
     // The counter columns cannot be written while the table is away.
@@ -324,6 +324,9 @@ async fn a_batch_whose_mysql_half_fails_records_no_progress_and_applies_on_redel
         .unwrap();
     // The redelivered batch applies and is recorded.
     applier.apply(&effects, &progress).await.unwrap();
+    let slot = applier.keys.counter(2, 1);
+    let cached: Option<i64> = conn.hget(&slot.key, slot.field).await.unwrap();
+    assert_eq!(cached, Some(5));
     let applied: Option<u64> = conn.hget(&applied_key, "topic/0").await.unwrap();
     assert_eq!(applied, Some(7));
     let column: i64 =
@@ -341,7 +344,10 @@ async fn replayed_older_changes_behind_newer_ones_never_roll_a_counter_back() {
     // newer one is still in flight or in the same batch.
     let mut h = Harness::new().await;
     h.add_users(2).await;
-    let key = r#"{"owner_id":2,"kind":2}"#;
+    // MySQL's counter row as the last change leaves it: the user columns
+    // are computed from it.
+    h.set_counter(2, 2, 4).await;
+    let key = r#"{"owner_id":2}"#;
     let mut seqs = Vec::new();
     for value in 1..=3 {
         let c = h.event("counter", Op::Create, None, Some(counter_row(2, 2, value)));
@@ -400,12 +406,36 @@ async fn replayed_older_changes_behind_newer_ones_never_roll_a_counter_back() {
 }
 
 #[tokio::test]
-async fn both_row_forms_of_the_user_column_update_write_the_same_columns() {
-    // MariaDB takes `VALUES` rows (what the syncer uses here); MySQL gets
-    // `UNION ALL` rows. MariaDB understands both, so both are checked.
-    use cache_syncer::apply::user_columns_sql;
+async fn user_columns_come_from_the_counter_table_so_a_late_batch_cannot_roll_them_back() {
+    // A former owner's batch landing after the new owner's carries an older
+    // counter value; the columns are read from `counter` inside the UPDATE,
+    // so it writes today's value whatever the batch says.
+    use cache_syncer::apply::Record;
+    use cache_syncer::plan::Effect;
     let h = Harness::new().await;
     h.add_users(3).await;
+    h.set_counter(1, 1, 10).await;
+    h.set_counter(1, 2, 20).await;
+    h.set_counter(2, 2, 7).await;
+    let applier = h.applier().await;
+    let late = [
+        Effect::SetCounter {
+            owner: 1,
+            kind: 1,
+            value: 3,
+        },
+        Effect::SetCounter {
+            owner: 2,
+            kind: 2,
+            value: 1,
+        },
+        Effect::SetCounter {
+            owner: 99,
+            kind: 1,
+            value: 1,
+        },
+    ];
+    applier.apply(&late, &Record::default()).await.unwrap();
     let cols = |id: u64| {
         sqlx::query_as::<_, (i64, i64)>(
             "SELECT CAST(follow_count AS SIGNED), CAST(follower_count AS SIGNED) FROM user WHERE id = ?",
@@ -413,29 +443,57 @@ async fn both_row_forms_of_the_user_column_update_write_the_same_columns() {
         .bind(id)
         .fetch_one(&h.db.pool)
     };
-    for (values_rows, base) in [(true, 10), (false, 20)] {
-        let rows = [
-            (1, (Some(base + 1), Some(base + 2))),
-            (2, (None, Some(base + 3))),
-            (3, (Some(base + 4), None)),
-            (99, (Some(7), Some(7))),
-        ];
-        sqlx::raw_sql(sqlx::AssertSqlSafe(user_columns_sql(&rows, values_rows)))
-            .execute(&h.db.pool)
-            .await
-            .unwrap();
-        assert_eq!(cols(1).await.unwrap(), (base + 1, base + 2));
-        assert_eq!(cols(2).await.unwrap().1, base + 3);
-        assert_eq!(cols(3).await.unwrap().0, base + 4);
-        // NULL leaves a column alone.
-        assert_eq!(cols(2).await.unwrap().0, 0);
-        assert_eq!(cols(3).await.unwrap().1, 0);
-    }
+    assert_eq!(cols(1).await.unwrap(), (10, 20));
+    assert_eq!(cols(2).await.unwrap(), (0, 7), "no counter row counts 0");
+    assert_eq!(
+        cols(3).await.unwrap(),
+        (0, 0),
+        "a user not in the batch is left alone"
+    );
     let users: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM user")
         .fetch_one(&h.db.pool)
         .await
         .unwrap();
     assert_eq!(users, 3, "an unknown user is not created");
+}
+
+#[tokio::test]
+async fn the_user_column_update_takes_no_lock_on_counter_rows() {
+    // A follow transaction holds its counter rows while the syncer writes
+    // the columns of the same users: the UPDATE reads `counter` without
+    // locking it (READ COMMITTED), so it neither waits nor deadlocks.
+    use cache_syncer::apply::Record;
+    use cache_syncer::plan::Effect;
+    let h = Harness::new().await;
+    h.add_users(1).await;
+    h.set_counter(1, 1, 5).await;
+    let applier = h.applier().await;
+    let mut holder = h.db.pool.begin().await.unwrap();
+    sqlx::query("UPDATE counter SET value = value + 1 WHERE owner_id = 1 AND kind = 1")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let effects = [Effect::SetCounter {
+        owner: 1,
+        kind: 1,
+        value: 6,
+    }];
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        applier.apply(&effects, &Record::default()),
+    )
+    .await
+    .expect("the UPDATE waited on the counter row's lock")
+    .unwrap();
+    holder.commit().await.unwrap();
+    // The committed value now; the next batch of this user writes it.
+    applier.apply(&effects, &Record::default()).await.unwrap();
+    let column: i64 =
+        sqlx::query_scalar("SELECT CAST(follow_count AS SIGNED) FROM user WHERE id = 1")
+            .fetch_one(&h.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(column, 6);
 }
 
 /// Polls the syncer's status until `done` holds (deadline: 60 s); returns it.
@@ -451,11 +509,10 @@ async fn status_when(
     .await
 }
 
-/// The pipelined loop consumes batch N+1 while batch N is applied. A
-/// heartbeat in batch N that covers a change of batch N+1 must not move the
-/// watermark until N+1 is applied: the fetch position has passed the change
-/// by then, the applied position has not. Deterministic: each apply waits
-/// for a permit of the syncer's test gate.
+/// The watermark rests on applied positions, never on what was fetched: a
+/// heartbeat that covers a consumed change whose apply is held must not move
+/// it until that apply is done. Deterministic: each apply waits for a
+/// permit of the syncer's test gate.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_heartbeat_never_moves_the_watermark_past_a_consumed_but_unapplied_change() {
     use rdkafka::message::{Header, OwnedHeaders};
@@ -464,6 +521,7 @@ async fn a_heartbeat_never_moves_the_watermark_past_a_consumed_but_unapplied_cha
 
     let h = Harness::new().await;
     h.add_users(1).await;
+    h.set_counter(1, 1, 7).await;
     let (syncer, status) = h.build_syncer().await;
     let gate = Arc::new(tokio::sync::Semaphore::new(0));
     let syncer = syncer.with_apply_gate(Arc::clone(&gate));
@@ -472,20 +530,8 @@ async fn a_heartbeat_never_moves_the_watermark_past_a_consumed_but_unapplied_cha
         let _ = stopped.await;
     }));
 
-    // H: the relay's heartbeat saying change seq 1 landed on counter/0
-    // before offset 1, i.e. at offset 0 (the change M, produced below).
-    let counter = h.topic("counter");
-    let beat = json!({"ts_ms": 0, "pos": "mysql-bin.000001:4", "gtid": "0-1-1", "seq": 1,
-                      "acked_seq": 1, "acked_gtid": "0-1-1",
-                      "acked_offsets": [{"topic": counter, "partition": 0, "next": 1}]});
-    h.send_heartbeat(&beat).await;
-    // Batch N = {H}; its apply waits at the gate.
-    status_when(&status, "the heartbeat consumed", |s| {
-        s.events_received >= 1
-    })
-    .await;
-
     // M: counter (1, following) = 7, seq 1, on counter/0 (offset 0).
+    let counter = h.topic("counter");
     let e = h.event("counter", Op::Create, None, Some(counter_row(1, 1, 7)));
     let payload = serde_json::to_vec(&e).unwrap();
     let delivered = h
@@ -493,7 +539,7 @@ async fn a_heartbeat_never_moves_the_watermark_past_a_consumed_but_unapplied_cha
         .send(
             FutureRecord::<str, [u8]>::to(&counter)
                 .partition(0)
-                .key(r#"{"owner_id":1,"kind":1}"#)
+                .key(r#"{"owner_id":1}"#)
                 .payload(&payload)
                 .headers(OwnedHeaders::new().insert(Header {
                     key: cdc_event::HEADER_SEQ,
@@ -508,12 +554,16 @@ async fn a_heartbeat_never_moves_the_watermark_past_a_consumed_but_unapplied_cha
         (0, 0),
         "a fresh partition"
     );
-    // Consumed into batch N+1 while N is held.
-    status_when(&status, "the change consumed", |s| s.events_received >= 2).await;
+    // Consumed into a batch whose apply waits at the gate.
+    status_when(&status, "the change consumed", |s| s.events_received >= 1).await;
 
-    // Batch N applies; N+1 waits at the gate.
-    gate.add_permits(1);
-    let st = status_when(&status, "batch N finished", |s| {
+    // H: the relay's heartbeat saying change seq 1 landed on counter/0
+    // before offset 1.
+    let beat = json!({"ts_ms": 0, "pos": "mysql-bin.000001:4", "gtid": "0-1-1", "seq": 1,
+                      "acked_seq": 1, "acked_gtid": "0-1-1",
+                      "acked_offsets": [{"topic": counter, "partition": 0, "next": 1}]});
+    h.send_heartbeat(&beat).await;
+    let st = status_when(&status, "the heartbeat read", |s| {
         s.watermark.is_some() || s.watermark_pending > 0
     })
     .await;
@@ -527,7 +577,7 @@ async fn a_heartbeat_never_moves_the_watermark_past_a_consumed_but_unapplied_cha
     let value: Option<i64> = r.hget(&slot.key, slot.field).await.unwrap();
     assert_eq!(value, None, "M must still be unapplied here");
 
-    // Batch N+1 applies: now the watermark covers it.
+    // M's batch applies: now the watermark covers it.
     gate.add_permits(1);
     let st = status_when(&status, "the watermark at seq 1", |s| {
         s.watermark.as_ref().map(|w| w.seq) == Some(1)
@@ -600,7 +650,7 @@ async fn a_change_redis_cannot_take_goes_to_the_dlq_while_other_follows_converge
     );
     h.send(r#"{"id":2}"#, &good, None).await;
     let count = h.event("counter", Op::Create, None, Some(counter_row(4, 2, 1)));
-    h.send(r#"{"owner_id":4,"kind":2}"#, &count, None).await;
+    h.send(r#"{"owner_id":4}"#, &count, None).await;
     let started = std::time::Instant::now();
     h.drain(&mut syncer, 3).await;
     let took = started.elapsed();
@@ -644,7 +694,7 @@ async fn a_change_marked_as_an_operators_replay_is_applied_again() {
     let mut h = Harness::new().await;
     h.add_users(2).await;
     let (mut syncer, status) = h.syncer().await;
-    let key = r#"{"owner_id":2,"kind":2}"#;
+    let key = r#"{"owner_id":2}"#;
     let one = h.event("counter", Op::Create, None, Some(counter_row(2, 2, 1)));
     let two = h.event("counter", Op::Create, None, Some(counter_row(2, 2, 2)));
     let s1 = h.send(key, &one, None).await;
@@ -664,4 +714,51 @@ async fn a_change_marked_as_an_operators_replay_is_applied_again() {
     let n: Option<i64> = r.hget(&slot.key, slot.field).await.unwrap();
     assert_eq!(n, Some(2), "the replay ends where the source is");
     assert_eq!(status.lock().unwrap().events_skipped, 0);
+}
+
+#[tokio::test]
+async fn a_batch_fenced_by_a_newer_claim_writes_nothing_and_names_the_lost_partition() {
+    // A former owner's batch carries the epoch it claimed the partition
+    // with; once another member raised it, the batch writes nothing (no
+    // effect, no seq, no offset) and reports the partition lost.
+    use cache_syncer::apply::{Outcome, Record};
+    use cache_syncer::plan::Effect;
+    let h = Harness::new().await;
+    let applier = h.applier().await;
+    let keys = h.settings.redis.keys();
+    let mut r = h.redis.conn.clone();
+    let _: () = r.hset(keys.syncer_epochs(), "t/0", 2).await.unwrap();
+    let _: () = r.hset(keys.syncer_epochs(), "t/1", 5).await.unwrap();
+    let effects = [Effect::SetCounter {
+        owner: 1,
+        kind: 2,
+        value: 9,
+    }];
+    let record = |epoch0: i64| Record {
+        epochs: [("t/0".to_owned(), epoch0), ("t/1".to_owned(), 5)].into(),
+        seqs: [("t/0".to_owned(), 40)].into(),
+        offsets: [("t/0".to_owned(), 12), ("t/1".to_owned(), 3)].into(),
+    };
+    let slot = keys.counter(2, 1);
+
+    let late = applier.apply(&effects, &record(1)).await.unwrap();
+    assert_eq!(late, Outcome::Lost(vec!["t/0".to_owned()]));
+    let value: Option<i64> = r.hget(&slot.key, slot.field).await.unwrap();
+    assert_eq!(value, None, "a fenced batch wrote an effect");
+    let seq: Option<u64> = r.hget(keys.syncer_applied(), "t/0").await.unwrap();
+    let offset: Option<i64> = r.hget(keys.syncer_offsets(), "t/1").await.unwrap();
+    assert_eq!(
+        (seq, offset),
+        (None, None),
+        "a fenced batch recorded progress"
+    );
+
+    // The current owner's batch lands, with its positions.
+    let current = applier.apply(&effects, &record(2)).await.unwrap();
+    assert_eq!(current, Outcome::Applied);
+    let value: Option<i64> = r.hget(&slot.key, slot.field).await.unwrap();
+    assert_eq!(value, Some(9));
+    let seq: Option<u64> = r.hget(keys.syncer_applied(), "t/0").await.unwrap();
+    let offset: Option<i64> = r.hget(keys.syncer_offsets(), "t/0").await.unwrap();
+    assert_eq!((seq, offset), (Some(40), Some(12)));
 }

@@ -120,6 +120,22 @@ impl Keys {
         format!("{}:syncer:applied", self.ns)
     }
 
+    /// Hash of the cache-syncer group's partition claims: per
+    /// `topic/partition`, the epoch of its current owner (raised by each
+    /// member that is assigned the partition). A write of a former owner is
+    /// refused once the epoch moved on.
+    pub fn syncer_epochs(&self) -> String {
+        format!("{}:syncer:epoch", self.ns)
+    }
+
+    /// Hash of the cache-syncer group's applied positions: per
+    /// `topic/partition`, the offset after the last message whose batch is
+    /// applied, recorded by its owner with the batch's writes. The
+    /// watermark rests on it.
+    pub fn syncer_offsets(&self) -> String {
+        format!("{}:syncer:offsets", self.ns)
+    }
+
     /// Glob matching every key of this namespace (for tests and rebuilds).
     pub fn all_pattern(&self) -> String {
         format!("{}:*", self.ns)

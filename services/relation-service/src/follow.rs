@@ -16,7 +16,7 @@
 //!    consistency token.
 //!
 //! # Error handling
-//! The transaction runs at READ COMMITTED ([`connect_pool`]; no gap locks,
+//! The transaction runs at READ COMMITTED ([`common::db::connect_read_committed`]; no gap locks,
 //! and the binlog is ROW so this is replication-safe). A new follow costs six
 //! round trips: BEGIN, the locking read, the insert, the counter upsert,
 //! COMMIT and the GTID read. Deadlocks (1213), lock-wait timeouts (1205)
@@ -169,7 +169,7 @@ async fn run_once(
     from: u64,
     to: u64,
 ) -> std::result::Result<Outcome, TxError> {
-    // The pool's sessions run at READ COMMITTED (see `connect_pool`).
+    // The pool's sessions run at READ COMMITTED (see `common::db::connect_read_committed`).
     let mut tx = conn.begin().await?;
 
     let active: Option<i64> = sqlx::query_scalar(
@@ -287,29 +287,4 @@ async fn check_users(
         }
     }
     Ok(())
-}
-
-/// A pool whose sessions run at READ COMMITTED: no gap locks, so two first
-/// follows of different pairs never block each other on index gaps (the
-/// binlog is ROW, which makes READ COMMITTED replication-safe).
-pub async fn connect_pool(
-    url: &secrecy::SecretString,
-    max_connections: u32,
-) -> std::result::Result<MySqlPool, sqlx::Error> {
-    use secrecy::ExposeSecret;
-    use std::str::FromStr;
-    let opts = sqlx::mysql::MySqlConnectOptions::from_str(url.expose_secret())?;
-    sqlx::mysql::MySqlPoolOptions::new()
-        .max_connections(max_connections)
-        .acquire_timeout(Duration::from_secs(5))
-        .after_connect(|conn, _meta| {
-            Box::pin(async move {
-                sqlx::query("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
-                    .execute(conn)
-                    .await?;
-                Ok(())
-            })
-        })
-        .connect_with(opts)
-        .await
 }

@@ -21,11 +21,11 @@ impl GrpcService for Settings {
     const DESCRIPTORS: &'static [u8] = proto::FILE_DESCRIPTOR_SET;
     type Server = RelationServiceServer<RelationGrpc>;
 
-    /// Sessions at READ COMMITTED ([`crate::follow::connect_pool`]).
+    /// Sessions at READ COMMITTED ([`common::db::connect_read_committed`]):
+    /// no gap locks, so two first follows of different pairs never block
+    /// each other on index gaps.
     async fn connect_pool(url: &SecretString, max_connections: u32) -> anyhow::Result<MySqlPool> {
-        crate::follow::connect_pool(url, max_connections)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot connect to mysql: {e}"))
+        Ok(common::db::connect_read_committed(url, max_connections).await?)
     }
 
     /// Connects Redis; follows are written in MySQL only.
