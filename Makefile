@@ -1,6 +1,6 @@
 # Thin targets over scripts/. `make up` and `make test` are the two commands.
 SHELL := /bin/bash
-.PHONY: up test fuzz chaos chaos-group down status migrate lint fmt install bench bench-idle bench-syncer-memory bench-syncer-throughput bench-relay bench-freshness bench-follow-baseline
+.PHONY: up test fuzz chaos chaos-group down status migrate lint fmt install bench bench-idle bench-syncer-memory bench-syncer-throughput bench-syncer-group bench-relay bench-freshness bench-follow-baseline
 
 up:            ## install what is missing, start the stack and every sluice process
 	scripts/up.sh
@@ -45,6 +45,9 @@ bench-syncer-memory:      ## Redis bytes per counter, buckets vs strings (needs 
 
 bench-syncer-throughput:  ## syncer events/s from a pre-filled topic on the stack's Kafka, beside the apply path alone (needs the stack)
 	scripts/bench-syncer.sh
+
+bench-syncer-group:  ## syncer events/s with 1, 2 and 3 members in one consumer group, in turn (needs the stack)
+	scripts/bench-syncer.sh --group
 
 bench-relay:              ## relay rows/s to the stack's Kafka, publish ceiling, decode-only, mariadb-binlog (needs the stack)
 	scripts/bench-relay.sh

@@ -67,7 +67,15 @@ done
 
 log() { printf '%s\n' "$*" >&2; }
 
-alive() { [ -f "$MESH/$1.pid" ] && kill -0 "$(cat "$MESH/$1.pid")" 2>/dev/null; }
+# Running, and not a zombie: a process killed with -9 whose parent (init,
+# once mesh.sh has exited) has not reaped it yet still answers kill -0.
+alive() {
+    local pid
+    [ -f "$MESH/$1.pid" ] || return 1
+    pid=$(cat "$MESH/$1.pid")
+    kill -0 "$pid" 2>/dev/null || return 1
+    [[ "$(ps -o stat= -p "$pid" 2>/dev/null)" != Z* ]]
+}
 
 healthy() { curl -fsS -m 1 "http://127.0.0.1:$1/healthz" >/dev/null 2>&1; }
 

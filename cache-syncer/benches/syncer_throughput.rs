@@ -9,10 +9,19 @@
 //! UPDATEs + offset store). The
 //! apply path alone (no Kafka) is timed on the same events for comparison.
 //!
+//! `BENCH_MEMBERS=N` (default 1) runs N syncers in one consumer group (in
+//! this process) over the topic's 6 partitions; the clock then starts once
+//! every member holds partitions and the group covers all of them, and
+//! stops when the positions the members recorded cover every event.
+//!
+//! The `counter` table holds each counter's last value, as after the
+//! writes that produced the events: the user columns are read from it.
+//!
 //! Run: `make bench-syncer-throughput` (`scripts/bench-syncer.sh`: the
 //! stack's Kafka broker, with the syncer's default consumer settings and
-//! with `BENCH_CONSUMER`), or `cargo bench -p cache-syncer --bench
-//! syncer_throughput` against `SLUICE_KAFKA_BROKERS`.
+//! with `BENCH_CONSUMER`), `make bench-syncer-group` (1, 2 and 3 members),
+//! or `cargo bench -p cache-syncer --bench syncer_throughput` against
+//! `SLUICE_KAFKA_BROKERS`.
 
 use std::time::{Duration, Instant};
 
@@ -38,6 +47,7 @@ fn env(name: &str, default: u64) -> u64 {
 async fn main() {
     let events = env("BENCH_EVENTS", 200_000);
     let owners = env("BENCH_OWNERS", 50_000);
+    let members = env("BENCH_MEMBERS", 1).max(1) as usize;
     let db = TestDb::new().await;
     let mut redis = TestRedis::new().await;
     let kafka = TestKafka::new().await;
@@ -73,7 +83,7 @@ async fn main() {
     let mut topics = settings.topics();
     topics.push(cdc_event::topic::heartbeat_topic(&kafka.prefix));
     let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
-    kafka.create_topics(&refs, 4).await;
+    kafka.create_topics(&refs, PARTITIONS).await;
     let topic = cdc_event::topic::topic_for(&kafka.prefix, &db.name, "counter");
 
     let envelopes: Vec<(String, ChangeEvent)> = (0..events)
@@ -104,9 +114,31 @@ async fn main() {
                 ts_ms: 0,
                 transaction: None,
             };
-            (format!(r#"{{"owner_id":{owner},"kind":{kind}}}"#), event)
+            (format!(r#"{{"owner_id":{owner}}}"#), event)
         })
         .collect();
+    // Each counter's last value, as the writes left the `counter` table.
+    let mut last = std::collections::BTreeMap::new();
+    for (_, e) in &envelopes {
+        let after = e.after.as_ref().unwrap();
+        last.insert(
+            (after["owner_id"].as_u64().unwrap(), after["kind"].as_u64().unwrap()),
+            after["value"].as_i64().unwrap(),
+        );
+    }
+    let rows: Vec<String> = last
+        .iter()
+        .map(|((o, k), v)| format!("({o},{k},{v})"))
+        .collect();
+    for chunk in rows.chunks(1000) {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO counter (owner_id, kind, value) VALUES {}",
+            chunk.join(",")
+        )))
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    }
 
     let producer: FutureProducer = kafka
         .client_config()
@@ -149,36 +181,11 @@ async fn main() {
     let fill_secs = fill.elapsed().as_secs_f64();
 
     let applier = cache_syncer::startup::connect(&settings).await.unwrap();
-    let status: StatusHandle = std::sync::Arc::new(std::sync::Mutex::new(SyncStatus::default()));
-    let syncer = Syncer::new(settings.clone(), applier.clone(), status.clone())
-        .await
-        .unwrap();
-    // `run`, the pipelined loop the binary uses, until every event is
-    // applied. The first batch (joining the group takes seconds) is not
-    // timed: the clock starts once it is done.
-    let watch = status.clone();
-    let running = tokio::spawn(syncer.run(async move {
-        loop {
-            if watch.lock().unwrap().events_applied >= events {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-    }));
-    let first = loop {
-        let (done, applied) = {
-            let st = status.lock().unwrap();
-            (st.messages_done, st.events_applied)
-        };
-        if done > 0 {
-            break applied as usize;
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
+    let (timed, consume_secs) = if members == 1 {
+        one_member(&settings, &applier, events).await
+    } else {
+        group(&settings, &applier, &topic, events, members).await
     };
-    let started = Instant::now();
-    running.await.unwrap().unwrap();
-    let consume_secs = started.elapsed().as_secs_f64();
-    let timed = (events as usize - first) as f64;
 
     // The apply path alone on the same events.
     let effects: Vec<Effect> = envelopes
@@ -221,7 +228,12 @@ async fn main() {
         n / fill_secs
     );
     println!(
-        "| syncer: consume + plan + apply + store offsets (after the first batch) | {consume_secs:.2} | {:.0} |",
+        "| syncer, {members} member(s): consume + plan + apply + store offsets ({}) | {consume_secs:.2} | {:.0} |",
+        if members == 1 {
+            "after the first batch"
+        } else {
+            "once the group holds every partition"
+        },
         timed / consume_secs
     );
     println!(
@@ -235,4 +247,117 @@ async fn main() {
     redis.cleanup().await;
     db.drop_db().await;
     kafka.delete_topics().await;
+}
+
+/// Partitions of the bench's topics (as the local stack's).
+const PARTITIONS: i32 = 6;
+
+/// One member's pipelined `run`, the loop the binary uses, until every
+/// event is applied. The first batch (joining the group takes seconds) is
+/// not timed: the clock starts once it is done. Returns (events timed,
+/// seconds).
+async fn one_member(
+    settings: &Settings,
+    applier: &cache_syncer::apply::Applier,
+    events: u64,
+) -> (f64, f64) {
+    let status: StatusHandle = std::sync::Arc::new(std::sync::Mutex::new(SyncStatus::default()));
+    let syncer = Syncer::new(settings.clone(), applier.clone(), status.clone())
+        .await
+        .unwrap();
+    let watch = status.clone();
+    let running = tokio::spawn(syncer.run(async move {
+        loop {
+            if watch.lock().unwrap().events_applied >= events {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }));
+    let first = loop {
+        let (done, applied) = {
+            let st = status.lock().unwrap();
+            (st.messages_done, st.events_applied)
+        };
+        if done > 0 {
+            break applied;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    };
+    let started = Instant::now();
+    running.await.unwrap().unwrap();
+    ((events - first) as f64, started.elapsed().as_secs_f64())
+}
+
+/// `members` syncers in one group. The clock starts once every member holds
+/// partitions and together they hold all of them; it stops when the
+/// positions the members recorded (`<ns>:syncer:offsets`) cover every
+/// event. Returns (events applied in between, seconds).
+async fn group(
+    settings: &Settings,
+    applier: &cache_syncer::apply::Applier,
+    topic: &str,
+    events: u64,
+    members: usize,
+) -> (f64, f64) {
+    use redis::AsyncCommands;
+    let mut stops = Vec::new();
+    let mut statuses = Vec::new();
+    let mut tasks = Vec::new();
+    for _ in 0..members {
+        let status: StatusHandle =
+            std::sync::Arc::new(std::sync::Mutex::new(SyncStatus::default()));
+        let syncer = Syncer::new(settings.clone(), applier.clone(), status.clone())
+            .await
+            .unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tasks.push(tokio::spawn(syncer.run(async move {
+            let _ = stopped.await;
+        })));
+        stops.push(stop);
+        statuses.push(status);
+    }
+    let mut redis = applier.redis.clone();
+    let offsets_key = applier.keys.syncer_offsets();
+    let prefix = format!("{topic}/");
+    let mut recorded = async move || -> u64 {
+        let all: std::collections::HashMap<String, u64> =
+            redis.hgetall(&offsets_key).await.unwrap();
+        all.iter()
+            .filter(|(k, _)| k.starts_with(&prefix))
+            .map(|(_, v)| *v)
+            .sum()
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let owned: Vec<usize> = statuses
+            .iter()
+            .map(|s| {
+                s.lock()
+                    .unwrap()
+                    .owned
+                    .iter()
+                    .filter(|p| p.starts_with(topic))
+                    .count()
+            })
+            .collect();
+        if owned.iter().all(|n| *n > 0) && owned.iter().sum::<usize>() == PARTITIONS as usize {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the group never settled: {owned:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let (from, started) = (recorded().await, Instant::now());
+    while recorded().await < events {
+        assert!(Instant::now() < deadline + Duration::from_secs(600), "the group stalled");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    for s in stops {
+        let _ = s.send(());
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    ((events - from) as f64, secs)
 }

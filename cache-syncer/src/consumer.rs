@@ -109,6 +109,8 @@ pub struct SyncStatus {
     pub group_id: String,
     /// Consumer-group rebalances this member took part in.
     pub rebalances: u64,
+    /// Partitions this member owns (`topic/partition`), claimed or not yet.
+    pub owned: Vec<String>,
     /// `topic/partition` → progress, for the partitions this member owns.
     pub partitions: BTreeMap<String, PartitionStatus>,
     /// Messages taken from Kafka (decoded), applied or not yet.
@@ -427,6 +429,7 @@ impl Syncer {
             self.restart(&changes.claimed);
             if let Ok(mut st) = self.status.lock() {
                 st.rebalances = self.ownership.rebalances();
+                st.owned = self.ownership.owned();
                 for p in &changes.revoked {
                     st.partitions.remove(p);
                 }

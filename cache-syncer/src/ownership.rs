@@ -192,6 +192,13 @@ impl Ownership {
         self.state().owned.contains_key(partition)
     }
 
+    /// The partitions owned, sorted.
+    pub fn owned(&self) -> Vec<String> {
+        let mut owned: Vec<String> = self.state().owned.keys().cloned().collect();
+        owned.sort();
+        owned
+    }
+
     /// Rebalances seen since the start.
     pub fn rebalances(&self) -> u64 {
         self.state().rebalances
