@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared settings of the local stack; every value can be overridden from the
 # environment. Sourced by the other scripts (not run on its own).
 : "${ROOT:=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
@@ -24,6 +25,15 @@ export SLUICE_KAFKA_SASL_PORT=${SLUICE_KAFKA_SASL_PORT:-9094}
 export SLUICE_KAFKA_SASL_USER=${SLUICE_KAFKA_SASL_USER:-sluice}
 export SLUICE_KAFKA_SASL_PASSWORD=${SLUICE_KAFKA_SASL_PASSWORD:-sluice-dev-kafka-password}
 export SLUICE_PROMETHEUS_PORT=${SLUICE_PROMETHEUS_PORT:-9090}
+# etcd (issue #18): one member for service discovery (the gRPC services will
+# register under a lease, the gateway will watch). Started only by
+# `SLUICE_ETCD=1 make up`, or by `SLUICE_INSTANCES=N make up` with N > 1.
+export SLUICE_ETCD_PORT=${SLUICE_ETCD_PORT:-2379}
+export SLUICE_ETCD_PEER_PORT=${SLUICE_ETCD_PEER_PORT:-2380}
+# Redis Cluster (issue #18): three masters (at least three; commas or spaces),
+# each with its cluster bus on port + 10000. Started only by
+# `SLUICE_REDIS_CLUSTER=1 make up`, besides the single Redis above.
+export SLUICE_REDIS_CLUSTER_PORTS=${SLUICE_REDIS_CLUSTER_PORTS:-7001,7002,7003}
 export SLUICE_DB=${SLUICE_DB:-sluice}
 
 # Connection strings the binaries and the test kit read (dev mode only).
@@ -31,6 +41,15 @@ export SLUICE_MYSQL_URL=${SLUICE_MYSQL_URL:-mysql://root@127.0.0.1:$SLUICE_MYSQL
 export SLUICE_REDIS_URL=${SLUICE_REDIS_URL:-redis://127.0.0.1:$SLUICE_REDIS_PORT}
 export SLUICE_KAFKA_BROKERS=${SLUICE_KAFKA_BROKERS:-127.0.0.1:$SLUICE_KAFKA_PORT}
 export DATABASE_URL=${DATABASE_URL:-$SLUICE_MYSQL_URL/$SLUICE_DB}
+# Exported whether or not etcd and the cluster run: only the switches start them.
+export SLUICE_ETCD_ENDPOINTS=${SLUICE_ETCD_ENDPOINTS:-http://127.0.0.1:$SLUICE_ETCD_PORT}
+if [ -z "${SLUICE_REDIS_CLUSTER_URLS:-}" ]; then
+    for _port in ${SLUICE_REDIS_CLUSTER_PORTS//,/ }; do
+        SLUICE_REDIS_CLUSTER_URLS="${SLUICE_REDIS_CLUSTER_URLS:+$SLUICE_REDIS_CLUSTER_URLS,}redis://127.0.0.1:$_port"
+    done
+    unset _port
+fi
+export SLUICE_REDIS_CLUSTER_URLS
 
 # Topics of the default prefix `sluice` (DESIGN §4): one per table, plus the
 # transaction, heartbeat and dead-letter topics.

@@ -10,8 +10,12 @@
 #
 # SLUICE_SYNCERS=N starts N cache-syncers in one consumer group: the first
 # is `cache-syncer` (admin 9102), the others `cache-syncer@2`, `@3`, …
-# (admin 9112, 9113, …). `down` and `status` cover every one that runs,
-# whatever SLUICE_SYNCERS says then.
+# (admin 9112, 9113, …). SLUICE_INSTANCES=N starts N instances of each gRPC
+# service, registered in etcd (the stack's, SLUICE_ETCD_ENDPOINTS), and the
+# gateway balances over them: `user-service@2` serves gRPC on 8180 and its
+# admin port on 9180, `@3` on 8280/9280, … (count-service and
+# relation-service likewise from 8081/9081 and 8082/9082). `down` and
+# `status` cover every one that runs, whatever the variables say then.
 #
 # A process is "up" when its admin port answers /healthz.
 set -euo pipefail
@@ -56,14 +60,46 @@ if [ "$SLUICE_SYNCERS" -gt 1 ]; then
     for i in $(seq 2 "$SLUICE_SYNCERS"); do extra+=("cache-syncer@$i $((9110 + i)) run"); done
     PROCESSES=("${PROCESSES[0]}" "${PROCESSES[1]}" "${extra[@]}" "${PROCESSES[@]:2}")
 fi
-# Extra syncers started earlier (by pid file), so that down/status see them.
-for pidfile in "$MESH"/cache-syncer@*.pid; do
+SLUICE_INSTANCES=${SLUICE_INSTANCES:-1}
+[[ "$SLUICE_INSTANCES" =~ ^[1-9]$ ]] || { echo "SLUICE_INSTANCES must be 1..9, not '$SLUICE_INSTANCES'" >&2; exit 2; }
+# Admin port of instance <i> of a service whose first admin port is <base>.
+instance_admin() { echo $(($1 + 100 * ($2 - 1))); }
+if [ "$SLUICE_INSTANCES" -gt 1 ]; then
+    extra=()
+    for i in $(seq 2 "$SLUICE_INSTANCES"); do
+        extra+=("user-service@$i $(instance_admin 9080 "$i")"
+            "count-service@$i $(instance_admin 9081 "$i")"
+            "relation-service@$i $(instance_admin 9082 "$i")")
+    done
+    last=$((${#PROCESSES[@]} - 1)) # the gateway, started after every service
+    PROCESSES=("${PROCESSES[@]:0:$last}" "${extra[@]}" "${PROCESSES[$last]}")
+fi
+# Extra syncers and service instances started earlier (by pid file), so that
+# down/status see them.
+for pidfile in "$MESH"/*@*.pid; do
     [ -e "$pidfile" ] || continue
     name=$(basename "$pidfile" .pid)
-    i=${name#cache-syncer@}
-    [ "$i" -le "$SLUICE_SYNCERS" ] 2>/dev/null && continue
-    PROCESSES+=("$name $((9110 + i)) run")
+    i=${name#*@}
+    case "$name" in
+    cache-syncer@*)
+        [ "$i" -le "$SLUICE_SYNCERS" ] 2>/dev/null && continue
+        PROCESSES+=("$name $((9110 + i)) run")
+        ;;
+    user-service@* | count-service@* | relation-service@*)
+        [ "$i" -le "$SLUICE_INSTANCES" ] 2>/dev/null && continue
+        case "$name" in user-*) base=9080 ;; count-*) base=9081 ;; *) base=9082 ;; esac
+        PROCESSES=("$name $(instance_admin "$base" "$i")" "${PROCESSES[@]}")
+        ;;
+    esac
 done
+# With several instances, every service registers in etcd and the gateway
+# watches it.
+if [ "$SLUICE_INSTANCES" -gt 1 ]; then
+    for prefix in USER RELATION COUNT GATEWAY; do
+        var="${prefix}_DISCOVERY__ETCD"
+        [ -n "${!var:-}" ] || export "$var=$SLUICE_ETCD_ENDPOINTS"
+    done
+fi
 
 log() { printf '%s\n' "$*" >&2; }
 
@@ -93,6 +129,12 @@ start_one() { # name port args...
     # shellcheck disable=SC2086
     if [[ "$name" == cache-syncer* ]]; then
         SYNCER_ADMIN__ADDR=127.0.0.1:$port setsid "$bin" "$@" </dev/null >>"$MESH/$name.log" 2>&1 &
+    elif [[ "$name" == *-service@* ]]; then
+        # Instance i: gRPC port = admin port - 1000 (8180 for 9180, …).
+        local prefix
+        prefix=$(tr '[:lower:]' '[:upper:]' <<<"${name%%-service@*}")
+        env "${prefix}_GRPC_ADDR=127.0.0.1:$((port - 1000))" "${prefix}_ADMIN__ADDR=127.0.0.1:$port" \
+            setsid "$bin" "$@" </dev/null >>"$MESH/$name.log" 2>&1 &
     else
         setsid "$bin" "$@" </dev/null >>"$MESH/$name.log" 2>&1 &
     fi
@@ -157,9 +199,9 @@ status)
     for entry in "${PROCESSES[@]}"; do
         read -r name port _ <<<"$entry"
         if alive "$name"; then
-            printf '%-17s running  pid %-7s admin 127.0.0.1:%s\n' "$name" "$(cat "$MESH/$name.pid")" "$port"
+            printf '%-19s running  pid %-7s admin 127.0.0.1:%s\n' "$name" "$(cat "$MESH/$name.pid")" "$port"
         else
-            printf '%-17s stopped\n' "$name"
+            printf '%-19s stopped\n' "$name"
         fi
     done
     ;;

@@ -10,6 +10,13 @@
 #   scripts/stack.sh check     exit 0 only when every server answers
 #   scripts/stack.sh restart-kafka [--kill]   stop (SIGTERM, or SIGKILL with
 #                              --kill) and start the broker; its data stays
+#   scripts/stack.sh start|stop etcd|redis-cluster   start or stop one of the
+#                              optional parts only (the rest is left alone)
+#
+# Optional parts (issue #18), off unless a switch asks for them:
+#   SLUICE_ETCD=1              etcd, one member (also on when SLUICE_INSTANCES > 1)
+#   SLUICE_REDIS_CLUSTER=1     a Redis Cluster of three masters, besides the Redis
+# `down` stops them whether or not the switch is set (by their pid files).
 #
 # Every step is idempotent: a second `up` is a no-op.
 set -euo pipefail
@@ -22,6 +29,16 @@ source "$ROOT/scripts/env.sh"
 exec 4>&2
 log() { printf '%s\n' "$*" >&4; }
 die() { printf 'error: %s\n' "$*" >&4; exit 1; }
+
+# The switches: 1, true, yes or on.
+is_on() { case "${1:-}" in 1 | true | yes | on) return 0 ;; *) return 1 ;; esac; }
+etcd_wanted() {
+    is_on "${SLUICE_ETCD:-}" && return 0
+    local n=${SLUICE_INSTANCES:-1}
+    [[ $n =~ ^[0-9]+$ ]] || die "SLUICE_INSTANCES must be a number (got '$n')"
+    [ "$n" -gt 1 ]
+}
+redis_cluster_wanted() { is_on "${SLUICE_REDIS_CLUSTER:-}"; }
 
 as_root() {
     if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
@@ -64,6 +81,27 @@ install_packages() {
             as_root /etc/init.d/prometheus stop >/dev/null 2>&1 || true
         fi
     fi
+    if etcd_wanted; then install_etcd; fi
+}
+
+# etcd 3.4.23 and etcdctl from Debian (etcd-server, etcd-client; ~10 s).
+install_etcd() {
+    if command -v etcd >/dev/null && command -v etcdctl >/dev/null; then return; fi
+    local fresh=0
+    command -v etcd >/dev/null || fresh=1
+    apt_install etcd-server etcd-client
+    # Where no policy-rc.d forbids it, the package starts its own member
+    # (localhost:2379, /var/lib/etcd) as a system service, and at every boot:
+    # stop and disable it, the stack runs its own.
+    if [ "$fresh" = 1 ]; then
+        if [ -d /run/systemd/system ]; then
+            as_root systemctl disable --now etcd.service >/dev/null 2>&1 || true
+        elif [ -x /etc/init.d/etcd ]; then
+            as_root /etc/init.d/etcd stop >/dev/null 2>&1 || true
+            as_root update-rc.d etcd disable >/dev/null 2>&1 || true
+        fi
+    fi
+    log "etcd: installed $(etcd --version 2>/dev/null | sed -n 1p)"
 }
 
 # Apache Kafka's broker and tools: the runtime jars of scripts/kafka/pom.xml,
@@ -100,8 +138,14 @@ cmd_install() {
 }
 
 # ---------------------------------------------------------------- helpers
+# Running, and not a zombie: a process killed with -9 whose parent (init,
+# once this script has exited) has not reaped it yet still answers kill -0.
 pid_alive() { # pidfile
-    [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null
+    local pid
+    [ -f "$1" ] || return 1
+    pid=$(cat "$1")
+    kill -0 "$pid" 2>/dev/null || return 1
+    [[ "$(ps -o stat= -p "$pid" 2>/dev/null)" != Z* ]]
 }
 
 port_open() { # port
@@ -357,6 +401,145 @@ prometheus_ready() {
     curl -fsS -m 1 "http://127.0.0.1:$SLUICE_PROMETHEUS_PORT/-/ready"
 }
 
+# ---------------------------------------------------------------- etcd
+# One member (Debian's etcd 3.4), for service discovery (issue #18): the
+# services will register under a lease, the gateway will watch. Loopback
+# only, no auth; its data stays in the state folder. The --initial-* flags
+# only matter the first time (an existing data dir keeps its member).
+ETC="$SLUICE_STATE/etcd"
+start_etcd() {
+    if pid_alive "$ETC/etcd.pid"; then
+        log "etcd: already running (pid $(cat "$ETC/etcd.pid")) on 127.0.0.1:$SLUICE_ETCD_PORT"
+        return
+    fi
+    port_taken_by_other etcd "$SLUICE_ETCD_PORT" "$ETC/etcd.pid"
+    port_taken_by_other "etcd (peer)" "$SLUICE_ETCD_PEER_PORT" "$ETC/etcd.pid"
+    command -v etcd >/dev/null || die "etcd is not installed: run SLUICE_ETCD=1 scripts/stack.sh install"
+    mkdir -p "$ETC"
+    # etcd 3.4 exits at once on any architecture but amd64 and ppc64le unless
+    # ETCD_UNSUPPORTED_ARCH names the one it runs on (its
+    # op-guide/supported-platform.md; arm64 is "experimental" there).
+    local arch arch_env=()
+    arch=$(dpkg --print-architecture 2>/dev/null || uname -m)
+    case "$arch" in
+    amd64 | x86_64 | ppc64el | ppc64le) ;;
+    *)
+        case "$arch" in
+        aarch64) arch=arm64 ;;
+        armhf | armel | armv7l) arch=arm ;;
+        i386 | i686) arch=386 ;;
+        mips64el) arch=mips64le ;;
+        esac
+        arch_env=("ETCD_UNSUPPORTED_ARCH=${ETCD_UNSUPPORTED_ARCH:-$arch}")
+        ;;
+    esac
+    local client="http://127.0.0.1:$SLUICE_ETCD_PORT" peer="http://127.0.0.1:$SLUICE_ETCD_PEER_PORT"
+    # `exec` (and env's own exec) keep the recorded pid that of etcd itself.
+    # Periodic compaction keeps the revisions of lease churn from piling up.
+    (cd "$ETC" && exec setsid env "${arch_env[@]}" etcd \
+        --name sluice --data-dir "$ETC/data" \
+        --listen-client-urls "$client" --advertise-client-urls "$client" \
+        --listen-peer-urls "$peer" --initial-advertise-peer-urls "$peer" \
+        --initial-cluster "sluice=$peer" --initial-cluster-token sluice-local \
+        --initial-cluster-state new \
+        --auto-compaction-mode periodic --auto-compaction-retention 1h \
+        --logger zap --log-outputs stderr \
+        </dev/null >>"$ETC/etcd.log" 2>&1 4>&-) &
+    echo $! >"$ETC/etcd.pid"
+    wait_for "etcd: started on 127.0.0.1:$SLUICE_ETCD_PORT (peer $SLUICE_ETCD_PEER_PORT, $(etcd --version 2>/dev/null | sed -n 1p), data $ETC/data)" 30 \
+        etcd_ready || { tail -n 20 "$ETC/etcd.log" >&2; die "etcd did not become healthy within 30s (log: $ETC/etcd.log)"; }
+}
+
+etcd_healthy() {
+    local out
+    out=$(curl -fsS -m 1 "http://127.0.0.1:$SLUICE_ETCD_PORT/health") || return 1
+    [[ $out == *'"health":"true"'* ]]
+}
+
+etcd_ready() {
+    pid_alive "$ETC/etcd.pid" || { tail -n 5 "$ETC/etcd.log" >&4; die "etcd exited during start-up"; }
+    etcd_healthy
+}
+
+stop_etcd() { stop_pid etcd "$ETC/etcd.pid" etcd; }
+
+# ---------------------------------------------------------------- Redis Cluster
+# Masters only (no replicas), each in .state/redis-cluster/<port>/ with its
+# own nodes file, log and pid file, and the settings of the single Redis
+# above (no persistence: after a restart a node is empty, but the nodes
+# files keep the cluster formed). Formed once, when every node is fresh.
+RCL="$SLUICE_STATE/redis-cluster"
+read -ra RCL_PORTS <<<"${SLUICE_REDIS_CLUSTER_PORTS//,/ }"
+
+rcl_info() { # port: the node's CLUSTER INFO, without the \r
+    local out
+    out=$(redis-cli -h 127.0.0.1 -p "$1" cluster info) || return 1
+    printf '%s\n' "${out//$'\r'/}"
+}
+
+redis_cluster_ok() { # every node answers cluster_state:ok
+    local port
+    for port in "${RCL_PORTS[@]}"; do
+        [[ $(rcl_info "$port") == *cluster_state:ok* ]] || return 1
+    done
+}
+
+start_redis_cluster() {
+    [ ${#RCL_PORTS[@]} -ge 3 ] ||
+        die "redis-cluster: Redis Cluster needs at least 3 masters (SLUICE_REDIS_CLUSTER_PORTS=$SLUICE_REDIS_CLUSTER_PORTS)"
+    local port dir info fresh=0 formed=0
+    for port in "${RCL_PORTS[@]}"; do
+        dir="$RCL/$port"
+        if pid_alive "$dir/redis.pid"; then
+            log "redis-cluster: node already running (pid $(cat "$dir/redis.pid")) on 127.0.0.1:$port"
+            continue
+        fi
+        port_taken_by_other redis-cluster "$port" "$dir/redis.pid"
+        port_taken_by_other "redis-cluster (bus)" "$((port + 10000))" "$dir/redis.pid"
+        mkdir -p "$dir"
+        redis-server --daemonize yes --bind 127.0.0.1 --port "$port" \
+            --pidfile "$dir/redis.pid" --dir "$dir" --logfile "$dir/redis.log" \
+            --cluster-enabled yes --cluster-config-file nodes.conf \
+            --save "" --appendonly no >/dev/null 4>&-
+    done
+    for port in "${RCL_PORTS[@]}"; do
+        wait_for "redis-cluster: node on 127.0.0.1:$port answers" 30 \
+            redis-cli -h 127.0.0.1 -p "$port" ping || die "redis-cluster: node $port did not answer within 30s ($RCL/$port/redis.log)"
+    done
+    # A fresh node knows only itself and serves no slot; a formed one knows
+    # the others from its nodes file.
+    for port in "${RCL_PORTS[@]}"; do
+        info=$(rcl_info "$port") || die "redis-cluster: CLUSTER INFO failed on $port"
+        if [[ $info == *cluster_known_nodes:1$'\n'* && $info == *cluster_slots_assigned:0$'\n'* ]]; then
+            fresh=$((fresh + 1))
+        elif [[ $info == *cluster_known_nodes:${#RCL_PORTS[@]}$'\n'* ]]; then
+            formed=$((formed + 1))
+        fi
+    done
+    if [ "$fresh" = "${#RCL_PORTS[@]}" ]; then
+        local addrs=() t0=$SECONDS
+        for port in "${RCL_PORTS[@]}"; do addrs+=("127.0.0.1:$port"); done
+        redis-cli --cluster create "${addrs[@]}" --cluster-replicas 0 --cluster-yes \
+            >"$RCL/create.log" 2>&1 || { cat "$RCL/create.log" >&2; die "redis-cluster: redis-cli --cluster create failed"; }
+        log "redis-cluster: formed ${addrs[*]} (16384 slots over ${#RCL_PORTS[@]} masters, $((SECONDS - t0)) s)"
+    elif [ "$formed" != "${#RCL_PORTS[@]}" ]; then
+        die "redis-cluster: the nodes ${RCL_PORTS[*]} are neither all fresh nor all in one cluster ($fresh fresh, $formed formed); stop it (scripts/stack.sh stop redis-cluster) and remove $RCL to form it anew"
+    fi
+    wait_for "redis-cluster: cluster_state:ok on 127.0.0.1:${RCL_PORTS[*]} (state $RCL)" 30 \
+        redis_cluster_ok || die "redis-cluster: cluster_state is not ok after 30s (redis-cli -p ${RCL_PORTS[0]} cluster info; logs in $RCL/<port>/redis.log)"
+}
+
+# Every node that has a pid file, whether or not it is in the port list now.
+stop_redis_cluster() {
+    local pidfile found=0
+    for pidfile in "$RCL"/*/redis.pid; do
+        [ -e "$pidfile" ] || continue
+        found=1
+        stop_pid "redis-cluster:$(basename "$(dirname "$pidfile")")" "$pidfile" redis-server
+    done
+    [ "$found" = 1 ] || log "redis-cluster: not running"
+}
+
 # ---------------------------------------------------------------- stop
 stop_pid() { # name pidfile expected-comm
     local name=$1 pidfile=$2 comm=$3 pid
@@ -385,6 +568,8 @@ stop_pid() { # name pidfile expected-comm
 }
 
 cmd_down() {
+    stop_etcd
+    stop_redis_cluster
     stop_pid prometheus "$PRM/prometheus.pid" prometheus
     stop_pid kafka "$KFK/kafka.pid" java
     stop_pid redis "$RDS/redis.pid" redis-server
@@ -399,18 +584,52 @@ show() { # name pidfile port
     fi
 }
 
+redis_cluster_running() { # any node, listed or not
+    local pidfile
+    for pidfile in "$RCL"/*/redis.pid; do pid_alive "$pidfile" && return 0; done
+    return 1
+}
+
 cmd_status() {
     show mariadb "$MDB/mariadbd.pid" "$SLUICE_MYSQL_PORT"
     show redis "$RDS/redis.pid" "$SLUICE_REDIS_PORT"
     show kafka "$KFK/kafka.pid" "$SLUICE_KAFKA_PORT"
     show prometheus "$PRM/prometheus.pid" "$SLUICE_PROMETHEUS_PORT"
+    # The optional parts: "off" when neither asked for nor running.
+    if etcd_wanted || pid_alive "$ETC/etcd.pid"; then
+        show etcd "$ETC/etcd.pid" "$SLUICE_ETCD_PORT"
+    else
+        printf '%-14s off      (SLUICE_ETCD=1 or SLUICE_INSTANCES>1 starts it)\n' etcd
+    fi
+    if redis_cluster_wanted || redis_cluster_running; then
+        local port dir state
+        for port in "${RCL_PORTS[@]}"; do show redis-cluster "$RCL/$port/redis.pid" "$port"; done
+        for dir in "$RCL"/*/; do # nodes running off the current port list
+            port=$(basename "$dir")
+            [[ " ${RCL_PORTS[*]} " == *" $port "* ]] || ! pid_alive "$dir/redis.pid" ||
+                show redis-cluster "$dir/redis.pid" "$port"
+        done
+        state=$(rcl_info "${RCL_PORTS[0]}" 2>/dev/null | grep -m1 '^cluster_state:' || true)
+        printf '%-14s %s\n' "" "${state:-cluster_state: no answer on ${RCL_PORTS[0]}}"
+    else
+        printf '%-14s off      (SLUICE_REDIS_CLUSTER=1 starts it)\n' redis-cluster
+    fi
 }
 
+# The optional parts are checked when asked for or running.
 cmd_check() {
     pid_alive "$MDB/mariadbd.pid" && pid_alive "$RDS/redis.pid" && pid_alive "$KFK/kafka.pid" &&
         pid_alive "$PRM/prometheus.pid" &&
         port_open "$SLUICE_MYSQL_PORT" && port_open "$SLUICE_REDIS_PORT" && port_open "$SLUICE_KAFKA_PORT" &&
-        port_open "$SLUICE_PROMETHEUS_PORT"
+        port_open "$SLUICE_PROMETHEUS_PORT" || return 1
+    if etcd_wanted || pid_alive "$ETC/etcd.pid"; then
+        pid_alive "$ETC/etcd.pid" && etcd_healthy >/dev/null 2>&1 || return 1
+    fi
+    if redis_cluster_wanted || redis_cluster_running; then
+        local port
+        for port in "${RCL_PORTS[@]}"; do pid_alive "$RCL/$port/redis.pid" || return 1; done
+        redis_cluster_ok >/dev/null 2>&1 || return 1
+    fi
 }
 
 cmd_up() {
@@ -421,11 +640,15 @@ cmd_up() {
     start_kafka
     create_topics
     start_prometheus
+    if redis_cluster_wanted; then start_redis_cluster; fi
+    if etcd_wanted; then start_etcd; fi
     log "stack is up (state in $SLUICE_STATE):"
     log "  mariadb     mysql://root@127.0.0.1:$SLUICE_MYSQL_PORT/$SLUICE_DB"
     log "  redis       redis://127.0.0.1:$SLUICE_REDIS_PORT"
     log "  kafka       127.0.0.1:$SLUICE_KAFKA_PORT"
     log "  prometheus  http://127.0.0.1:$SLUICE_PROMETHEUS_PORT"
+    if redis_cluster_wanted; then log "  redis-cluster $SLUICE_REDIS_CLUSTER_URLS"; fi
+    if etcd_wanted; then log "  etcd        $SLUICE_ETCD_ENDPOINTS"; fi
 }
 
 # Run the command only when executed (sourcing gives the functions, for debugging).
@@ -451,6 +674,22 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
         stop_pid redis "$RDS/redis.pid" redis-server
         start_redis
         ;;
-    *) die "usage: $0 install|up|down|status|check|restart-kafka [--kill]|restart-redis" ;;
+    start | stop) # one optional part only, whatever the switches say
+        case "$1:${2:-}" in
+        start:etcd)
+            install_etcd
+            mkdir -p "$SLUICE_STATE"
+            start_etcd
+            ;;
+        start:redis-cluster)
+            mkdir -p "$SLUICE_STATE"
+            start_redis_cluster
+            ;;
+        stop:etcd) stop_etcd ;;
+        stop:redis-cluster) stop_redis_cluster ;;
+        *) die "usage: $0 $1 etcd|redis-cluster" ;;
+        esac
+        ;;
+    *) die "usage: $0 install|up|down|status|check|restart-kafka [--kill]|restart-redis|start|stop etcd|redis-cluster" ;;
     esac
 fi

@@ -6,6 +6,8 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 source "$ROOT/scripts/env.sh"
 cd "$ROOT"
 
+# etcd too: the gateway's discovery tests register service instances in it.
+export SLUICE_ETCD=${SLUICE_ETCD:-1}
 scripts/stack.sh check || scripts/stack.sh up
 # compose/ cannot run here (no Docker engine): check its least privilege by reading it.
 python3 scripts/check-compose.py

@@ -122,7 +122,10 @@ async fn main() {
     for (_, e) in &envelopes {
         let after = e.after.as_ref().unwrap();
         last.insert(
-            (after["owner_id"].as_u64().unwrap(), after["kind"].as_u64().unwrap()),
+            (
+                after["owner_id"].as_u64().unwrap(),
+                after["kind"].as_u64().unwrap(),
+            ),
             after["value"].as_i64().unwrap(),
         );
     }
@@ -344,12 +347,18 @@ async fn group(
         if owned.iter().all(|n| *n > 0) && owned.iter().sum::<usize>() == PARTITIONS as usize {
             break;
         }
-        assert!(Instant::now() < deadline, "the group never settled: {owned:?}");
+        assert!(
+            Instant::now() < deadline,
+            "the group never settled: {owned:?}"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let (from, started) = (recorded().await, Instant::now());
     while recorded().await < events {
-        assert!(Instant::now() < deadline + Duration::from_secs(600), "the group stalled");
+        assert!(
+            Instant::now() < deadline + Duration::from_secs(600),
+            "the group stalled"
+        );
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let secs = started.elapsed().as_secs_f64();

@@ -88,6 +88,8 @@ pub struct Serve {
     pub limits: GrpcServerSettings,
     /// Checks every call of the service (health and reflection stay open).
     pub mesh: crate::mesh_auth::MeshAuth,
+    /// Where the instance registers (nowhere when etcd is not configured).
+    pub discovery: crate::discovery::DiscoverySettings,
 }
 
 impl Serve {
@@ -111,6 +113,21 @@ impl Serve {
             .build_v1()?;
 
         spawn_readiness_probe(self.pool, self.ready.clone(), stop.wait());
+        // Registered once ready, withdrawn as soon as the stop is asked for
+        // (while the server drains).
+        let registration = self.discovery.enabled().then(|| {
+            let address = self.discovery.advertise.clone().unwrap_or_else(|| {
+                let addr = self.grpc.local_addr().map(|a| a.to_string());
+                format!("http://{}", addr.unwrap_or_default())
+            });
+            crate::discovery::spawn_registration(
+                self.discovery.clone(),
+                self.name,
+                address,
+                self.ready.clone(),
+                stop.wait(),
+            )
+        });
         let admin = tokio::spawn(Admin::new(self.ready).serve(self.admin, stop.wait()));
 
         tracing::info!(addr = %self.grpc.local_addr()?, "{} serving gRPC", self.name);
@@ -135,6 +152,9 @@ impl Serve {
             ))
             .serve_with_incoming_shutdown(incoming, stop.wait())
             .await?;
+        if let Some(r) = registration {
+            let _ = r.await;
+        }
         admin.await??;
         tracing::info!("{} stopped", self.name);
         Ok(())
@@ -222,6 +242,7 @@ impl<S: GrpcService> GrpcApp<S> {
         let pool_size = shared.mysql.max_connections.unwrap_or(DEFAULT_POOL_SIZE);
         let (grpc_addr, admin_addr) = (shared.grpc_addr, shared.admin.addr);
         let limits = shared.grpc.clone();
+        let discovery = shared.discovery.clone();
         let pool = S::connect_pool(&url, pool_size).await?;
         let server = settings.connect(pool.clone()).await?;
         let grpc = TcpListener::bind(grpc_addr).await?;
@@ -236,6 +257,7 @@ impl<S: GrpcService> GrpcApp<S> {
                 ready: Readiness::default(),
                 limits,
                 mesh,
+                discovery,
             },
             server,
         })

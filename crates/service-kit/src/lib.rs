@@ -11,6 +11,9 @@
 //!   MySQL, Redis).
 //! - [`grpc`]: one skeleton for a gRPC service (validate, connect, bind,
 //!   serve, drain), the RED metrics layer, the client channel type.
+//! - [`discovery`]: registration in etcd under a lease, and the watch the
+//!   gateway balances over; [`pool`]: the channel over several instances
+//!   that fails over from a dead one.
 //! - [`conn`]: the accepted-connection wrapper of the gRPC services and the
 //!   gateway (a slot or a read hook attached to the socket).
 //! - [`mesh_auth`]: membership proofs and acting-user assertions between
@@ -25,9 +28,11 @@
 //! Depends on `common` and `cdc-event` only among workspace crates.
 
 pub mod conn;
+pub mod discovery;
 pub mod grpc;
 pub mod jwt;
 pub mod mesh_auth;
+pub mod pool;
 pub mod ratelimit;
 pub mod readpath;
 pub mod service;

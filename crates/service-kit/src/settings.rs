@@ -131,6 +131,8 @@ pub struct ServiceCommon {
     pub redis: RedisSettings,
     /// Read-your-writes wait (`*_CONSISTENCY__WAIT`).
     pub consistency: ConsistencySettings,
+    /// Registration in etcd (`*_DISCOVERY__ETCD`; off when empty).
+    pub discovery: crate::discovery::DiscoverySettings,
 }
 
 impl Default for ServiceCommon {
@@ -154,6 +156,7 @@ impl ServiceCommon {
             mysql: MysqlSettings::default(),
             redis: RedisSettings::default(),
             consistency: ConsistencySettings::default(),
+            discovery: crate::discovery::DiscoverySettings::default(),
         }
     }
 
@@ -165,6 +168,7 @@ impl ServiceCommon {
         self.redis.resolve_url(self.dev)?;
         self.grpc.validate()?;
         self.mesh.resolve_secret(self.dev)?;
+        self.discovery.validate()?;
         Ok(())
     }
 }

@@ -19,12 +19,17 @@ pub struct Settings {
     pub http_addr: SocketAddr,
     /// Admin HTTP listener (`/metrics`, `/healthz`, `/readyz`).
     pub admin: AdminSettings,
-    /// gRPC endpoint of user-service.
+    /// gRPC endpoint of user-service; several, comma-separated, are
+    /// balanced over. Unused when `discovery.etcd` is set.
     pub user_url: String,
-    /// gRPC endpoint of relation-service.
+    /// gRPC endpoint(s) of relation-service (as `user_url`).
     pub relation_url: String,
-    /// gRPC endpoint of count-service.
+    /// gRPC endpoint(s) of count-service (as `user_url`).
     pub count_url: String,
+    /// The services' instances from etcd (`GATEWAY_DISCOVERY__ETCD`): when
+    /// set, the gateway balances over the registered instances and follows
+    /// their registrations and withdrawals instead of the static URLs.
+    pub discovery: service_kit::discovery::DiscoverySettings,
     /// Token checking; must share user-service's secret.
     pub jwt: JwtSettings,
     /// The mesh secret the gateway signs its gRPC calls with
@@ -73,6 +78,7 @@ impl Default for Settings {
             user_url: "http://127.0.0.1:8080".into(),
             relation_url: "http://127.0.0.1:8082".into(),
             count_url: "http://127.0.0.1:8081".into(),
+            discovery: Default::default(),
             jwt: JwtSettings::default(),
             mesh: Default::default(),
             request_timeout: Duration::from_secs(5),
@@ -100,12 +106,15 @@ impl ServiceSettings for Settings {
             ("relation_url", &self.relation_url),
             ("count_url", &self.count_url),
         ] {
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(ConfigError::Invalid(format!(
-                    "{name} must be an http:// or https:// url, got {url:?}"
-                )));
+            for url in url.split(',').map(str::trim) {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(ConfigError::Invalid(format!(
+                        "{name} must be http:// or https:// urls (comma-separated), got {url:?}"
+                    )));
+                }
             }
         }
+        self.discovery.validate()?;
         if self.body_limit == 0 || self.max_in_flight == 0 {
             return Err(ConfigError::Invalid(
                 "body_limit and max_in_flight must be positive".into(),

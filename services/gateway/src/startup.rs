@@ -30,10 +30,10 @@ use axum::routing::{get, post};
 use common::admin::{Admin, Readiness};
 use service_kit::jwt::JwtCodec;
 use service_kit::mesh_auth::MeshAuth;
+use service_kit::pool::Pool;
 use service_kit::settings::ServiceSettings;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -45,7 +45,7 @@ use crate::error::ApiError;
 use crate::listener::Limits;
 use crate::metrics::{REQUEST_DURATION_SECONDS, REQUESTS_TOTAL, SHED_TOTAL, TIMEOUTS_TOTAL};
 use crate::ratelimit::PerClient;
-use crate::state::{AppState, channel};
+use crate::state::{AppState, backend};
 use crate::{counts, listener, openapi, ratelimit, relations, users};
 use proto::count::v1::count_service_client::CountServiceClient;
 use proto::relation::v1::relation_service_client::RelationServiceClient;
@@ -171,7 +171,7 @@ pub struct Application {
     router: Router,
     limits: Limits,
     /// Channels to the services, for the readiness probe.
-    backends: Vec<(&'static str, Channel)>,
+    backends: Vec<(&'static str, Pool)>,
 }
 
 impl Application {
@@ -180,10 +180,11 @@ impl Application {
         settings.validate()?;
         let jwt = JwtCodec::new(settings.jwt.resolve_secret(settings.dev)?, settings.jwt.ttl);
         let t = settings.request_timeout;
+        let d = &settings.discovery;
         let (user, relation, count) = (
-            channel(&settings.user_url, t)?,
-            channel(&settings.relation_url, t)?,
-            channel(&settings.count_url, t)?,
+            backend("user-service", &settings.user_url, t, d)?,
+            backend("relation-service", &settings.relation_url, t, d)?,
+            backend("count-service", &settings.count_url, t, d)?,
         );
         let backends = vec![
             ("user.v1.UserService", user.clone()),
@@ -256,7 +257,7 @@ impl Application {
 /// Marks the gateway ready while every service answers its gRPC health
 /// check with SERVING.
 fn spawn_readiness_probe(
-    backends: Vec<(&'static str, Channel)>,
+    backends: Vec<(&'static str, Pool)>,
     ready: Readiness,
     stopped: impl Future<Output = ()> + Send + 'static,
 ) {
