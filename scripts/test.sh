@@ -25,6 +25,9 @@ mariadb --no-defaults -h127.0.0.1 -P"$SLUICE_MYSQL_PORT" -uroot -N -e \
 # topics carry its prefix `t_<suffix>.`; tests delete their own.
 scripts/kafka-tool.sh topics --delete --if-exists --topic 't_.*' >/dev/null
 cargo test --workspace "$@"
+# Python's grpcio-reflection (v1alpha) against each running service port:
+# exactly one sluice service per port, and its health SERVING.
+scripts/grpc-reflection-check.sh
 # The tests that kill -9 and restart the shared broker, alone after the suite
 # (--workspace, like the run above, so no crate is rebuilt with other
 # features): the broker's own durability (topics, messages, committed

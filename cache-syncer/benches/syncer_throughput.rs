@@ -323,28 +323,35 @@ async fn group(
     let mut redis = applier.redis.clone();
     let offsets_key = applier.keys.syncer_offsets();
     let prefix = format!("{topic}/");
+    let wanted = prefix.clone();
     let mut recorded = async move || -> u64 {
         let all: std::collections::HashMap<String, u64> =
             redis.hgetall(&offsets_key).await.unwrap();
         all.iter()
-            .filter(|(k, _)| k.starts_with(&prefix))
+            .filter(|(k, _)| k.starts_with(&wanted))
             .map(|(_, v)| *v)
             .sum()
     };
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let owned: Vec<usize> = statuses
+        // Every member holds partitions (of any topic; the assignor decides
+        // how the bench topic's are shared) and the group holds all of
+        // the bench topic's.
+        let owned: Vec<(usize, usize)> = statuses
             .iter()
             .map(|s| {
-                s.lock()
-                    .unwrap()
-                    .owned
-                    .iter()
-                    .filter(|p| p.starts_with(topic))
-                    .count()
+                let st = s.lock().unwrap();
+                let here = st.owned.iter().filter(|p| p.starts_with(&prefix)).count();
+                (st.owned.len(), here)
             })
             .collect();
-        if owned.iter().all(|n| *n > 0) && owned.iter().sum::<usize>() == PARTITIONS as usize {
+        if owned.iter().all(|(n, _)| *n > 0)
+            && owned.iter().map(|(_, h)| h).sum::<usize>() == PARTITIONS as usize
+        {
+            println!(
+                "# members' partitions of the bench topic: {:?}",
+                owned.iter().map(|(_, h)| h).collect::<Vec<_>>()
+            );
             break;
         }
         assert!(

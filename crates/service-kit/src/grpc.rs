@@ -106,13 +106,31 @@ impl Serve {
 
         describe();
         let (health, health_svc) = tonic_health::server::health_reporter();
-        health.set_serving::<S>().await;
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(self.descriptors)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        // NOT_SERVING until the first readiness check finds MySQL.
+        health.set_not_serving::<S>().await;
+        // Reflection lists this port's service only (plus health and
+        // reflection themselves), in both protocol versions: v1 (grpcurl)
+        // and v1alpha (grpcio-reflection, older clients).
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(self.descriptors)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+                .with_service_name(<S as NamedService>::NAME)
+                .with_service_name(HEALTH_SERVICE)
+        };
+        let reflection_v1 = reflection()
+            .with_service_name("grpc.reflection.v1.ServerReflection")
             .build_v1()?;
+        let reflection_v1alpha = reflection()
+            .with_service_name("grpc.reflection.v1alpha.ServerReflection")
+            .build_v1alpha()?;
 
-        spawn_readiness_probe(self.pool, self.ready.clone(), stop.wait());
+        spawn_readiness_probe(
+            self.pool,
+            self.ready.clone(),
+            Health::of::<S>(health),
+            stop.wait(),
+        );
         // Registered once ready, withdrawn as soon as the stop is asked for
         // (while the server drains).
         let registration = self.discovery.enabled().then(|| {
@@ -145,7 +163,8 @@ impl Serve {
             .max_connection_age_grace(l.max_connection_age_grace)
             .layer(RedLayer::default())
             .add_service(health_svc)
-            .add_service(reflection)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
             .add_service(tonic::service::interceptor::InterceptedService::new(
                 service,
                 self.mesh.server(),
@@ -314,23 +333,79 @@ pub fn capped(
 /// A connection holding one of [`capped`]'s slots.
 pub type Capped<T> = Attached<T, OwnedSemaphorePermit>;
 
-/// Marks the service ready while MySQL answers `SELECT 1`.
+/// The gRPC health service's name.
+const HEALTH_SERVICE: &str = "grpc.health.v1.Health";
+
+/// How often the readiness probe asks MySQL.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
+
+/// The health reporter of one served service: its own status and the
+/// server's overall one (`""`).
+pub struct Health {
+    reporter: tonic_health::server::HealthReporter,
+    service: &'static str,
+}
+
+impl Health {
+    pub fn of<S: NamedService>(reporter: tonic_health::server::HealthReporter) -> Self {
+        Self {
+            reporter,
+            service: S::NAME,
+        }
+    }
+
+    async fn set(&self, serving: bool) {
+        let status = if serving {
+            tonic_health::ServingStatus::Serving
+        } else {
+            tonic_health::ServingStatus::NotServing
+        };
+        for name in [self.service, ""] {
+            self.reporter.set_service_status(name, status).await;
+        }
+    }
+}
+
+/// Marks the service ready, and its gRPC health SERVING, while MySQL
+/// answers `SELECT 1` (asked every second); NOT_SERVING and not ready while
+/// it does not, and once the stop is asked for.
 pub fn spawn_readiness_probe(
     pool: sqlx::MySqlPool,
     ready: Readiness,
+    health: Health,
     stopped: impl Future<Output = ()> + Send + 'static,
 ) {
     tokio::spawn(async move {
         let probe = async {
+            let mut last = None;
             loop {
                 let ok = sqlx::query("SELECT 1").execute(&pool).await.is_ok();
                 ready.set(ok);
-                tokio::time::sleep(Duration::from_secs(if ok { 5 } else { 1 })).await;
+                if last != Some(ok) {
+                    if last.is_some() {
+                        tracing::warn!(
+                            serving = ok,
+                            "MySQL {}; health is now {}",
+                            if ok {
+                                "answers again"
+                            } else {
+                                "does not answer"
+                            },
+                            if ok { "SERVING" } else { "NOT_SERVING" }
+                        );
+                    }
+                    health.set(ok).await;
+                    last = Some(ok);
+                }
+                tokio::time::sleep(PROBE_EVERY).await;
             }
         };
         tokio::select! {
             _ = probe => {},
-            _ = stopped => ready.set(false),
+            _ = stopped => {
+                ready.set(false);
+                health.set(false).await;
+            }
         }
     });
 }

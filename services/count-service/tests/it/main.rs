@@ -212,3 +212,192 @@ async fn a_path_the_server_does_not_serve_adds_no_metric_labels() {
         "counted as unknown"
     );
 }
+
+/// A TCP proxy in front of the stack's MariaDB that a test can cut (every
+/// connection closed, nothing accepted) and restore on the same port: MySQL
+/// unreachable for one service, without stopping the shared server.
+struct MysqlProxy {
+    port: u16,
+    tasks: Option<tokio::task::JoinSet<()>>,
+}
+
+impl MysqlProxy {
+    async fn start() -> Self {
+        let mut p = Self {
+            port: 0,
+            tasks: None,
+        };
+        p.up().await;
+        p
+    }
+
+    /// Listens (again) on the proxy's port and forwards every connection.
+    async fn up(&mut self) {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
+            .await
+            .expect("proxy port");
+        self.port = listener.local_addr().unwrap().port();
+        let upstream = testkit::mysql_server_url();
+        let target = upstream
+            .rsplit('@')
+            .next()
+            .unwrap()
+            .trim_end_matches('/')
+            .to_owned();
+        let mut tasks = tokio::task::JoinSet::new();
+        let conns = std::sync::Arc::new(tokio::sync::Mutex::new(tokio::task::JoinSet::new()));
+        let held = conns.clone();
+        tasks.spawn(async move {
+            // Connections live in their own set, dropped (aborted) with it.
+            let _held = held;
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else {
+                    return;
+                };
+                let target = target.clone();
+                conns.lock().await.spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+            }
+        });
+        self.tasks = Some(tasks);
+    }
+
+    /// Closes every connection and stops listening.
+    async fn down(&mut self) {
+        if let Some(mut tasks) = self.tasks.take() {
+            tasks.abort_all();
+            while tasks.join_next().await.is_some() {}
+        }
+    }
+
+    /// `url` (the test database's) through the proxy.
+    fn url(&self, url: &str) -> String {
+        let (scheme_user, rest) = url.split_once('@').expect("user@host in the url");
+        let path = rest.split_once('/').map_or("", |(_, p)| p);
+        format!("{scheme_user}@127.0.0.1:{}/{path}", self.port)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_is_not_serving_while_mysql_is_unreachable_and_serving_again_after() {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+
+    let (db, redis) = (TestDb::new().await, TestRedis::new().await);
+    let mut proxy = MysqlProxy::start().await;
+    let mut service = testkit::service_common(&db, &redis);
+    service.mysql.url = Some(secrecy::SecretString::from(proxy.url(&db.url)));
+    let app = Application::build(Settings {
+        service,
+        ..Default::default()
+    })
+    .await
+    .expect("build count-service");
+    let port = app.port();
+    tokio::spawn(app.run_until(std::future::pending()));
+    let channel = Channel::from_shared(format!("http://127.0.0.1:{port}"))
+        .unwrap()
+        .connect_lazy();
+    let status = |name: &'static str| {
+        let mut health = HealthClient::new(channel.clone());
+        async move {
+            health
+                .check(HealthCheckRequest {
+                    service: name.into(),
+                })
+                .await
+                .ok()
+                .map(|r| r.into_inner().status)
+        }
+    };
+    let serving = ServingStatus::Serving as i32;
+    let not_serving = ServingStatus::NotServing as i32;
+    for (what, want) in [
+        ("SERVING with MySQL up", serving),
+        ("NOT_SERVING with MySQL unreachable", not_serving),
+        ("SERVING again once MySQL is back", serving),
+    ] {
+        if want == not_serving {
+            proxy.down().await;
+        } else if what.contains("again") {
+            proxy.up().await;
+        }
+        testkit::eventually(std::time::Duration::from_secs(30), what, || async {
+            let (svc, all) = (status("count.v1.CountService").await, status("").await);
+            (svc == Some(want) && all == Some(want)).then_some(())
+        })
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn reflection_lists_this_ports_service_only_in_v1_and_v1alpha() {
+    let (db, redis) = (TestDb::new().await, TestRedis::new().await);
+    let (_, port, _) = start_with_ports(&db, &redis).await;
+    let channel = Channel::from_shared(format!("http://127.0.0.1:{port}"))
+        .unwrap()
+        .connect_lazy();
+
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient as V1;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest as V1Req;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse as V1Resp;
+    let req = tonic_reflection::pb::v1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(V1Req::ListServices(String::new())),
+    };
+    let mut answers = V1::new(channel.clone())
+        .server_reflection_info(futures::stream::iter([req]))
+        .await
+        .expect("reflection v1")
+        .into_inner();
+    let answer = answers.message().await.expect("v1 answer").expect("one");
+    let Some(V1Resp::ListServicesResponse(list)) = answer.message_response else {
+        panic!("not a service list")
+    };
+    let mut v1: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    v1.sort();
+    assert_eq!(
+        v1,
+        [
+            "count.v1.CountService",
+            "grpc.health.v1.Health",
+            "grpc.reflection.v1.ServerReflection"
+        ]
+    );
+
+    use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient as V1a;
+    use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest as V1aReq;
+    use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse as V1aResp;
+    let req = tonic_reflection::pb::v1alpha::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(V1aReq::ListServices(String::new())),
+    };
+    let mut answers = V1a::new(channel)
+        .server_reflection_info(futures::stream::iter([req]))
+        .await
+        .expect("reflection v1alpha")
+        .into_inner();
+    let answer = answers
+        .message()
+        .await
+        .expect("v1alpha answer")
+        .expect("one");
+    let Some(V1aResp::ListServicesResponse(list)) = answer.message_response else {
+        panic!("not a service list")
+    };
+    let sluice: Vec<String> = list
+        .service
+        .into_iter()
+        .map(|s| s.name)
+        .filter(|n| !n.starts_with("grpc."))
+        .collect();
+    assert_eq!(
+        sluice,
+        ["count.v1.CountService"],
+        "one sluice service per port"
+    );
+}

@@ -191,16 +191,23 @@ async fn grpc_reflection_and_health_answer_like_grpcurl_expects() {
         .connect()
         .await
         .unwrap();
-    let mut health = HealthClient::new(channel.clone());
-    let status = health
-        .check(HealthCheckRequest {
-            service: "relation.v1.RelationService".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .status;
-    assert_eq!(status, ServingStatus::Serving as i32);
+    // SERVING once the first readiness check has found MySQL.
+    let health = HealthClient::new(channel.clone());
+    testkit::eventually(std::time::Duration::from_secs(10), "SERVING", || {
+        let mut health = health.clone();
+        async move {
+            let status = health
+                .check(HealthCheckRequest {
+                    service: "relation.v1.RelationService".into(),
+                })
+                .await
+                .ok()?
+                .into_inner()
+                .status;
+            (status == ServingStatus::Serving as i32).then_some(())
+        }
+    })
+    .await;
 
     let mut reflection = ServerReflectionClient::new(channel);
     let req = ServerReflectionRequest {
