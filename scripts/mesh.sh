@@ -125,6 +125,12 @@ start_one() { # name port args...
     # `cache-syncer@2` is the cache-syncer binary on its own admin port.
     local bin="$ROOT/target/$PROFILE/${name%%@*}"
     [ -x "$bin" ] || { log "$name: $bin is not built (run cargo build --workspace)"; return 1; }
+    # A process just killed may still hold its admin port while its last
+    # threads exit (its main thread already a zombie): wait for the port.
+    for _ in $(seq 1 200); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || break
+        sleep 0.05
+    done
     mkdir -p "$MESH"
     # shellcheck disable=SC2086
     if [[ "$name" == cache-syncer* ]]; then

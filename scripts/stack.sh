@@ -663,6 +663,9 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
         if [ "${2:-}" = --kill ] && pid_alive "$KFK/kafka.pid"; then
             kill -9 "$(cat "$KFK/kafka.pid")"
             while pid_alive "$KFK/kafka.pid"; do sleep 0.05; done
+            # The JVM's main thread can be a zombie while its other threads
+            # still hold the sockets: wait for the port itself (bounded).
+            for _ in $(seq 1 600); do port_open "$SLUICE_KAFKA_PORT" || break; sleep 0.05; done
             rm -f "$KFK/kafka.pid"
             log "kafka: killed (SIGKILL)"
         else

@@ -158,6 +158,15 @@ impl Applier {
                 Effect::SetCounter { owner, kind, value } => {
                     let slot = self.keys.counter(kind, owner);
                     pipe.hset(&slot.key, slot.field, value).ignore();
+                    // The leaderboard holds every user with followers.
+                    if kind == CounterKind::Followers.code() {
+                        let board = self.keys.leaderboard_followers();
+                        if value > 0 {
+                            pipe.zadd(board, owner, value).ignore();
+                        } else {
+                            pipe.zrem(board, owner).ignore();
+                        }
+                    }
                 }
                 Effect::AddEdge { from, to, at_us } => {
                     let following = self.keys.following(from);

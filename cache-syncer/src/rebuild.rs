@@ -143,7 +143,8 @@ pub async fn fix_user_columns(applier: &Applier) -> Result<u64> {
     Ok(res.rows_affected())
 }
 
-/// Deletes counters, lists, the bloom filter and cached profiles of the namespace.
+/// Deletes counters, lists, the bloom filter, the leaderboard and cached
+/// profiles of the namespace (the counters' refill fills the leaderboard).
 async fn clear_cache_keys(applier: &Applier) -> Result<u64> {
     let ns = applier.keys.namespace();
     let mut conn = applier.redis.clone();
@@ -168,6 +169,11 @@ async fn clear_cache_keys(applier: &Applier) -> Result<u64> {
             deleted += n;
         }
     }
-    let n: u64 = conn.unlink(applier.keys.follow_bloom()).await?;
+    let n: u64 = conn
+        .unlink(&[
+            applier.keys.follow_bloom(),
+            applier.keys.leaderboard_followers(),
+        ])
+        .await?;
     Ok(deleted + n)
 }

@@ -8,7 +8,9 @@
 //! - every user's following / followers ZSET is the newest part of its
 //!   active follows in MySQL (members and scores), holding all of them when
 //!   there are at most `list_cap`;
-//! - the bloom filter has every bit of every active follow (no false negatives).
+//! - the bloom filter has every bit of every active follow (no false negatives);
+//! - the followers leaderboard holds exactly the users with followers, each
+//!   scored with its `counter` value.
 //!
 //! Run it when the pipeline is quiet (after `await_applied` or when lag is
 //! 0): changes in flight show up as differences.
@@ -46,6 +48,12 @@ pub enum Diff {
         from: u64,
         to: u64,
     },
+    /// A leaderboard member missing, extra, or scored differently.
+    Leaderboard {
+        owner: u64,
+        mysql: Option<i64>,
+        redis: Option<i64>,
+    },
 }
 
 impl fmt::Display for Diff {
@@ -74,6 +82,14 @@ impl fmt::Display for Diff {
             Diff::Bloom { from, to } => {
                 write!(f, "bloom: follow {from}->{to} is missing (false negative)")
             }
+            Diff::Leaderboard {
+                owner,
+                mysql,
+                redis,
+            } => write!(
+                f,
+                "leaderboard user {owner}: followers mysql={mysql:?} redis={redis:?}"
+            ),
         }
     }
 }
@@ -101,6 +117,7 @@ pub async fn verify(applier: &Applier, repair: bool) -> Result<VerifyReport> {
     check_user_columns(conn, &mut report).await?;
     check_lists(applier, conn, &mut report).await?;
     check_bloom(applier, conn, &mut report).await?;
+    check_leaderboard(applier, conn, &mut report).await?;
     if repair && !report.diffs.is_empty() {
         report.repaired = repair_all(applier, &report.diffs).await?;
     }
@@ -402,6 +419,63 @@ async fn check_bloom(
     Ok(())
 }
 
+/// The followers leaderboard against `counter` (kind 2, value > 0): both
+/// read whole, in chunks (one member per user with followers).
+async fn check_leaderboard(
+    applier: &Applier,
+    conn: &mut MySqlConnection,
+    report: &mut VerifyReport,
+) -> Result<()> {
+    let mut want: BTreeMap<u64, i64> = BTreeMap::new();
+    let mut owner = 0u64;
+    loop {
+        let rows: Vec<(u64, i64)> = sqlx::query_as(
+            "SELECT owner_id, value FROM counter WHERE kind = 2 AND value > 0 AND owner_id > ? \
+             ORDER BY owner_id LIMIT ?",
+        )
+        .bind(owner)
+        .bind(CHUNK)
+        .fetch_all(&mut *conn)
+        .await?;
+        let Some(last) = rows.last() else { break };
+        owner = last.0;
+        want.extend(rows);
+    }
+    let mut redis = applier.redis.clone();
+    let board = applier.keys.leaderboard_followers();
+    let mut got: BTreeMap<u64, i64> = BTreeMap::new();
+    let mut from = 0isize;
+    loop {
+        let chunk: Vec<(u64, i64)> = redis
+            .zrange_withscores(&board, from, from + CHUNK as isize - 1)
+            .await?;
+        if chunk.is_empty() {
+            break;
+        }
+        from += chunk.len() as isize;
+        got.extend(chunk);
+    }
+    for (o, v) in &want {
+        if got.get(o) != Some(v) {
+            report.diffs.push(Diff::Leaderboard {
+                owner: *o,
+                mysql: Some(*v),
+                redis: got.get(o).copied(),
+            });
+        }
+    }
+    for (o, v) in &got {
+        if !want.contains_key(o) {
+            report.diffs.push(Diff::Leaderboard {
+                owner: *o,
+                mysql: None,
+                redis: Some(*v),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Rewrites every differing item from MySQL. Returns how many were fixed.
 async fn repair_all(applier: &Applier, diffs: &[Diff]) -> Result<u64> {
     let mut redis = applier.redis.clone();
@@ -446,6 +520,13 @@ async fn repair_all(applier: &Applier, diffs: &[Diff]) -> Result<u64> {
                         .ignore();
                 }
                 let _: () = pipe.query_async(&mut redis).await?;
+            }
+            Diff::Leaderboard { owner, mysql, .. } => {
+                let board = applier.keys.leaderboard_followers();
+                let _: () = match mysql {
+                    Some(v) => redis.zadd(board, *owner, *v).await?,
+                    None => redis.zrem(board, *owner).await?,
+                };
             }
         }
         fixed += 1;

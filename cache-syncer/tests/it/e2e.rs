@@ -9,8 +9,8 @@ use proto::relation::v1::FollowRequest;
 use redis::AsyncCommands;
 
 use crate::harness::{
-    CONVERGE, Harness, converged, relay_state_dir, spawn_syncer_process, start_pipeline,
-    start_relation_service, start_relay, start_relay_with,
+    CONVERGE, Harness, converged, relay_state_dir, set_follow, spawn_syncer_process,
+    start_pipeline, start_relation_service, start_relay, start_relay_with,
 };
 
 #[tokio::test]
@@ -299,4 +299,80 @@ async fn a_relay_that_lost_its_state_goes_on_from_latest_and_a_replay_converges(
         assert_eq!(cached.unwrap_or(0), rows, "user {uid}'s follower count");
     }
     stop_relay(relay).await;
+}
+
+/// The followers leaderboard (`<ns>:leaderboard:followers`) as readers
+/// order it: most followers first, equal counts by lower id.
+async fn leaderboard(h: &Harness) -> Vec<(u64, i64)> {
+    let mut r = h.redis.conn.clone();
+    let mut all: Vec<(u64, i64)> = r
+        .zrange_withscores(h.settings.redis.keys().leaderboard_followers(), 0, -1)
+        .await
+        .unwrap();
+    all.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    all
+}
+
+/// MySQL's answer to the same question.
+async fn most_followed(h: &Harness) -> Vec<(u64, i64)> {
+    sqlx::query_as(
+        "SELECT owner_id, value FROM counter WHERE kind = 2 AND value > 0 \
+         ORDER BY value DESC, owner_id",
+    )
+    .fetch_all(&h.db.pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn the_leaderboard_is_the_counter_tables_order_after_random_follows_after_rebuild_and_in_verify()
+ {
+    use rand::{Rng, SeedableRng};
+    let mut h = Harness::new().await;
+    // Lists long enough to hold every follow: a capped list that dropped
+    // its oldest entry cannot get it back after a newer one is unfollowed
+    // (a limitation of the list cap, not of the leaderboard).
+    h.settings.list_cap = 100;
+    let users = 30u64;
+    h.add_users(users).await;
+    let (_relay, mut client) = start_pipeline(&h).await;
+    // Random follows and unfollows (some repeated: refusals are fine).
+    let mut rng = rand::rngs::StdRng::seed_from_u64(18);
+    for _ in 0..300 {
+        let (from, to) = (rng.random_range(1..=users), rng.random_range(1..=users / 3));
+        if from != to {
+            let _ = set_follow(&mut client, from, to, !rng.random_bool(0.25)).await;
+        }
+    }
+    // `verify` (leaderboard included) reports nothing once converged.
+    converged(&h).await;
+    let want = most_followed(&h).await;
+    assert!(want.len() > 3, "too few users with followers: {want:?}");
+    assert_eq!(leaderboard(&h).await, want, "after the follows");
+
+    // Wiped, then rebuilt from MySQL.
+    let mut r = h.redis.conn.clone();
+    let _: () = r
+        .del(h.settings.redis.keys().leaderboard_followers())
+        .await
+        .unwrap();
+    let applier = h.applier().await;
+    cache_syncer::rebuild::rebuild(&applier).await.unwrap();
+    assert_eq!(leaderboard(&h).await, want, "after rebuild");
+
+    // A wrong score and a member MySQL does not have: verify names both,
+    // repair rewrites them.
+    let board = h.settings.redis.keys().leaderboard_followers();
+    let _: () = r.zadd(&board, want[0].0, want[0].1 + 5).await.unwrap();
+    let _: () = r.zadd(&board, 9_999u64, 3).await.unwrap();
+    let found = cache_syncer::verify::verify(&applier, false).await.unwrap();
+    let text: Vec<String> = found.diffs.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        text.iter().filter(|d| d.starts_with("leaderboard")).count(),
+        2,
+        "{text:#?}"
+    );
+    let repaired = cache_syncer::verify::verify(&applier, true).await.unwrap();
+    assert_eq!(repaired.repaired, 2, "{:#?}", repaired.diffs);
+    assert_eq!(leaderboard(&h).await, want, "after repair");
 }

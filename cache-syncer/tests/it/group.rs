@@ -9,12 +9,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-use proto::relation::v1::{FollowRequest, GetRelationCountRequest, IsFollowRequest};
+use proto::relation::v1::{GetRelationCountRequest, IsFollowRequest};
 use redis::AsyncCommands;
 use tonic::Request;
 
 use crate::harness::{
-    Harness, converged, spawn_syncer_process, start_relation_service, start_relay,
+    Harness, converged, set_follow, spawn_syncer_process, start_relation_service, start_relay,
 };
 
 const MEMBERS: usize = 3;
@@ -88,17 +88,9 @@ async fn three_members_with_one_killed_every_few_seconds_converge_and_never_serv
                     if from == to {
                         continue;
                     }
-                    let req = FollowRequest {
-                        from_id: from,
-                        to_id: to,
-                    };
-                    let auth = service_kit::mesh_auth::MeshAuth::dev();
-                    let res = if following.contains(&(from, to)) {
-                        c.unfollow(auth.acting(from, req)).await
-                    } else {
-                        c.follow(auth.acting(from, req)).await
-                    };
-                    if res.is_ok_and(|r| r.into_inner().changed) {
+                    let follow = !following.contains(&(from, to));
+                    let res = set_follow(&mut c, from, to, follow).await;
+                    if res.is_ok_and(|r| r.changed) {
                         if !following.remove(&(from, to)) {
                             following.insert((from, to));
                         }
@@ -118,17 +110,7 @@ async fn three_members_with_one_killed_every_few_seconds_converge_and_never_serv
             let mut following = false;
             while !stop.load(Relaxed) {
                 following = !following;
-                let pair = FollowRequest {
-                    from_id: a,
-                    to_id: b,
-                };
-                let auth = service_kit::mesh_auth::MeshAuth::dev();
-                let w = if following {
-                    c.follow(auth.acting(a, pair)).await
-                } else {
-                    c.unfollow(auth.acting(a, pair)).await
-                };
-                let w = w.expect("write").into_inner();
+                let w = set_follow(&mut c, a, b, following).await.expect("write");
                 let count = c
                     .get_relation_count(with_token(
                         GetRelationCountRequest { user_id: b },

@@ -501,3 +501,24 @@ pub async fn start_pipeline(
     tokio::spawn(syncer.run_until_stopped(std::future::pending()));
     (relay, client)
 }
+
+/// Follows (`follow`) or unfollows `to` as `from` through relation-service;
+/// the write's answer, or its error.
+pub async fn set_follow(
+    client: &mut RelationServiceClient<service_kit::mesh_auth::MeshChannel>,
+    from: u64,
+    to: u64,
+    follow: bool,
+) -> Result<proto::relation::v1::FollowResponse, tonic::Status> {
+    let req = proto::relation::v1::FollowRequest {
+        from_id: from,
+        to_id: to,
+    };
+    let auth = service_kit::mesh_auth::MeshAuth::dev();
+    let answer = if follow {
+        client.follow(auth.acting(from, req)).await
+    } else {
+        client.unfollow(auth.acting(from, req)).await
+    };
+    answer.map(tonic::Response::into_inner)
+}

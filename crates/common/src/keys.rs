@@ -110,6 +110,12 @@ impl Keys {
         format!("{}:user:{}", self.ns, uid)
     }
 
+    /// ZSET of the most-followed users: member = user id, score = its
+    /// followers count; every user with at least one follower (#21).
+    pub fn leaderboard_followers(&self) -> String {
+        format!("{}:leaderboard:followers", self.ns)
+    }
+
     pub fn watermark(&self) -> String {
         format!("{}:watermark", self.ns)
     }

@@ -4,7 +4,8 @@
 //! every known kind) in request order, duplicates kept, missing counters 0.
 //! With `consistency-token` metadata it waits (bounded) for the syncer's
 //! watermark to cover that write, then reads Redis, else MySQL.
-//! AwaitApplied exposes that wait on its own.
+//! AwaitApplied exposes that wait on its own. Leaderboard reads the
+//! syncer's followers ZSET (`<ns>:leaderboard:followers`), else MySQL.
 
 use common::keys::CounterKind;
 use pb::count_service_server::CountService;
@@ -27,6 +28,77 @@ pub const CONSISTENCY_METADATA: &str = consistency::TOKEN_METADATA;
 pub struct CountGrpc {
     pub counts: CountReader,
     pub barrier: Barrier,
+    pub leaderboard: Leaderboard,
+}
+
+/// Most entries one Leaderboard call may ask for.
+pub const MAX_LEADERBOARD: u32 = 100;
+
+/// The most-followed users: Redis's ZSET (every user with followers,
+/// scored by their count), else MySQL's `counter` rows.
+#[derive(Clone)]
+pub struct Leaderboard {
+    pub pool: sqlx::MySqlPool,
+    pub redis: service_kit::readpath::redis_cache::RedisCache,
+    pub keys: common::keys::Keys,
+}
+
+/// One leaderboard entry: (user id, followers).
+pub type Entry = (u64, u64);
+
+impl Leaderboard {
+    /// The top `limit`, and where they were read (`Cached`/`Synced`: Redis,
+    /// `Primary`: MySQL). An empty ZSET is answered by MySQL: it may not be
+    /// built yet (a wiped Redis before `rebuild`).
+    pub async fn top(&self, limit: usize, mode: ReadMode) -> Result<(Vec<Entry>, ReadMode)> {
+        if mode != ReadMode::Primary
+            && let Some(top) = self.read_redis(limit).await
+            && !top.is_empty()
+        {
+            return Ok((top, mode));
+        }
+        Ok((self.read_mysql(limit).await?, ReadMode::Primary))
+    }
+
+    /// ZREVRANGE orders equal scores by member, as strings; MySQL's order
+    /// is by user id. So the whole run of the last score is read and the
+    /// answer sorted by (followers desc, id asc).
+    async fn read_redis(&self, limit: usize) -> Option<Vec<Entry>> {
+        let board = self.keys.leaderboard_followers();
+        self.redis
+            .run(|mut conn| async move {
+                use redis::AsyncCommands as _;
+                let top: Vec<(u64, u64)> = conn
+                    .zrevrange_withscores(&board, 0, limit as isize - 1)
+                    .await?;
+                let Some(&(_, last)) = top.last() else {
+                    return Ok(Vec::new());
+                };
+                let ties: Vec<(u64, u64)> =
+                    conn.zrangebyscore_withscores(&board, last, last).await?;
+                let mut all: Vec<Entry> = top.into_iter().filter(|(_, s)| *s > last).collect();
+                all.extend(ties);
+                all.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+                all.truncate(limit);
+                Ok(all)
+            })
+            .await
+    }
+
+    async fn read_mysql(&self, limit: usize) -> Result<Vec<Entry>> {
+        let rows: Vec<(u64, i64)> = sqlx::query_as(
+            "SELECT owner_id, value FROM counter WHERE kind = 2 AND value > 0 \
+             ORDER BY value DESC, owner_id LIMIT ?",
+        )
+        .bind(limit as u64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(service_kit::store::StoreError::from)?;
+        Ok(rows
+            .into_iter()
+            .map(|(o, v)| (o, v.max(0) as u64))
+            .collect())
+    }
 }
 
 /// Longest wait an `AwaitApplied` call may ask for.
@@ -96,6 +168,31 @@ impl CountService for CountGrpc {
         let outcome = if result.is_ok() { "ok" } else { "error" };
         metrics::counter!(REQUESTS_TOTAL, "outcome" => outcome).increment(1);
         Ok(consistency::tag(Response::new(result?), mode))
+    }
+
+    #[tracing::instrument(target = "sluice_trace", skip_all, fields(limit = req.get_ref().limit))]
+    async fn leaderboard(
+        &self,
+        req: Request<pb::LeaderboardRequest>,
+    ) -> Result<Response<pb::LeaderboardResponse>, Status> {
+        let limit = req.get_ref().limit;
+        if !(1..=MAX_LEADERBOARD).contains(&limit) {
+            return Err(Status::invalid_argument(format!(
+                "limit must be 1..={MAX_LEADERBOARD}, got {limit}"
+            )));
+        }
+        let mode = self.barrier.for_request(&req).await?;
+        let (top, source) = self.leaderboard.top(limit as usize, mode).await?;
+        let entries = top
+            .into_iter()
+            .map(|(user_id, followers)| pb::LeaderboardEntry { user_id, followers })
+            .collect();
+        let mut resp = Response::new(pb::LeaderboardResponse { entries });
+        resp.metadata_mut().insert(
+            consistency::READ_SOURCE_HEADER,
+            tonic::metadata::MetadataValue::from_static(source.as_str()),
+        );
+        Ok(resp)
     }
 
     async fn await_applied(

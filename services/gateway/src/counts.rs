@@ -77,3 +77,44 @@ pub async fn get_counts(
         .collect();
     Ok((headers, Json(json!({ "counts": counts }))))
 }
+
+/// Query of `/v1/leaderboard/followers`.
+#[derive(Debug, Default, Deserialize)]
+pub struct LeaderboardQuery {
+    pub limit: Option<String>,
+}
+
+/// Entries when `limit` is not given.
+pub const DEFAULT_LEADERBOARD_LIMIT: u32 = 10;
+
+/// `GET /v1/leaderboard/followers?limit=` (1..100, default 10):
+/// `{"items":[{"user_id":7,"follower_count":42}, …]}`, most followers first
+/// (equal counts: lower id first), with `Read-Source`.
+pub async fn leaderboard(
+    State(st): State<AppState>,
+    read: ReadToken,
+    q: Result<Query<LeaderboardQuery>, QueryRejection>,
+) -> ApiResult<(HeaderMap, Json<Value>)> {
+    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let limit = match q.limit.as_deref().map(str::trim) {
+        None | Some("") => DEFAULT_LEADERBOARD_LIMIT,
+        Some(s) => s
+            .parse::<u32>()
+            .ok()
+            .filter(|l| (1..=100).contains(l))
+            .ok_or_else(|| ApiError::bad_request("limit must be a number from 1 to 100"))?,
+    };
+    let r = st
+        .counts
+        .clone()
+        .leaderboard(read.request(pb::LeaderboardRequest { limit }))
+        .await?;
+    let headers = read_source(&r);
+    let items: Vec<Value> = r
+        .into_inner()
+        .entries
+        .into_iter()
+        .map(|e| json!({"user_id": e.user_id, "follower_count": e.followers}))
+        .collect();
+    Ok((headers, Json(json!({ "items": items }))))
+}

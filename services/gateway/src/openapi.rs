@@ -139,6 +139,16 @@ pub const ROUTES: &[RouteDoc] = &[
     },
     RouteDoc {
         method: "get",
+        path: "/v1/leaderboard/followers",
+        summary: "The most-followed users, live (most followers first; equal counts: lower id first)",
+        auth: false,
+        throttled: false,
+        body: None,
+        ok: (200, "Leaderboard"),
+        query: &[("limit", "entries 1..=100, default 10")],
+    },
+    RouteDoc {
+        method: "get",
         path: "/openapi.json",
         summary: "This document",
         auth: false,
@@ -175,6 +185,8 @@ fn schemas() -> Value {
             "next_cursor": {"type": ["string", "null"]}}},
         "Counts": {"type": "object", "properties": {"counts": {"type": "array", "items": {"type": "object", "properties": {
             "user_id": {"type": "integer"}, "follow_count": {"type": "integer"}, "follower_count": {"type": "integer"}}}}}},
+        "Leaderboard": {"type": "object", "properties": {"items": {"type": "array", "items": {"type": "object", "properties": {
+            "user_id": {"type": "integer"}, "follower_count": {"type": "integer"}}}}}},
         "OpenApi": {"type": "object"},
         "Error": {"type": "object", "properties": {"error": {"type": "object", "properties": {"code": {"type": "string"}, "message": {"type": "string"}}, "required": ["code", "message"]}}},
     })

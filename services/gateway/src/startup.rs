@@ -146,6 +146,7 @@ pub fn router(state: AppState, settings: &Settings) -> Router {
         .route("/v1/users/{id}/following", get(relations::following))
         .route("/v1/users/{id}/followers", get(relations::followers))
         .route("/v1/counts", get(counts::get_counts))
+        .route("/v1/leaderboard/followers", get(counts::leaderboard))
         .route(
             "/openapi.json",
             get(|| async { axum::Json(openapi::document()) }),

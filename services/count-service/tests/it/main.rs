@@ -401,3 +401,58 @@ async fn reflection_lists_this_ports_service_only_in_v1_and_v1alpha() {
         "one sluice service per port"
     );
 }
+
+#[tokio::test]
+async fn the_leaderboard_orders_ties_by_id_from_redis_and_from_mysql_alike() {
+    use proto::count::v1::LeaderboardRequest;
+    let (db, redis) = (TestDb::new().await, TestRedis::new().await);
+    // Followers: user 1 → 9, users 10 and 11 → 5 each (a tie), user 3 → 2.
+    let rows = [(1u64, 9i64), (10, 5), (11, 5), (3, 2)];
+    for (owner, value) in rows {
+        sqlx::query("INSERT INTO counter (owner_id, kind, value) VALUES (?, 2, ?), (?, 1, 7)")
+            .bind(owner)
+            .bind(value)
+            .bind(owner)
+            .execute(&db.pool)
+            .await
+            .unwrap();
+    }
+    let (mut c, _, _) = start_with_ports(&db, &redis).await;
+    let top = |limit: u32| LeaderboardRequest { limit };
+    let entries = |r: tonic::Response<proto::count::v1::LeaderboardResponse>| {
+        let source = r
+            .metadata()
+            .get("read-source")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        let e: Vec<(u64, u64)> = r
+            .into_inner()
+            .entries
+            .into_iter()
+            .map(|e| (e.user_id, e.followers))
+            .collect();
+        (e, source)
+    };
+
+    // Nothing in Redis yet: MySQL answers.
+    let (e, source) = entries(c.leaderboard(top(2)).await.unwrap());
+    assert_eq!((e, source.as_str()), (vec![(1, 9), (10, 5)], "primary"));
+
+    // The syncer's ZSET: the same order, although Redis orders the tie
+    // "11" before "10" (members compare as strings).
+    let mut r = redis.conn.clone();
+    let board = redis.keys(4096).leaderboard_followers();
+    for (owner, value) in rows {
+        let _: () = r.zadd(&board, owner, value).await.unwrap();
+    }
+    let (e, source) = entries(c.leaderboard(top(2)).await.unwrap());
+    assert_eq!((e, source.as_str()), (vec![(1, 9), (10, 5)], "cache"));
+    let (e, _) = entries(c.leaderboard(top(100)).await.unwrap());
+    assert_eq!(e, vec![(1, 9), (10, 5), (11, 5), (3, 2)]);
+
+    for bad in [0, 101] {
+        let err = c.leaderboard(top(bad)).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "limit {bad}");
+    }
+}

@@ -464,3 +464,52 @@ async fn invented_http_methods_add_no_metric_series() {
     assert!(metrics.contains("method=\"other\""), "counted as other");
     m.cleanup().await;
 }
+
+#[tokio::test]
+async fn the_followers_leaderboard_ranks_users_and_refuses_a_bad_limit() {
+    let m = spawn_mesh().await;
+    let (a, ta) = m.register("lb_a").await;
+    let (b, tb) = m.register("lb_b").await;
+    let (c, _) = m.register("lb_c").await;
+    // c is followed twice, b once.
+    for (token, from, to) in [(&ta, a, c), (&tb, b, c), (&ta, a, b)] {
+        let r = m
+            .send(
+                Method::PUT,
+                &format!("/v1/users/{from}/following/{to}"),
+                Some(token),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    }
+    // No syncer in this mesh: the leaderboard is read from MySQL.
+    let r = m
+        .send(Method::GET, "/v1/leaderboard/followers", None, None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(
+        r.body["items"],
+        json!([{"user_id": c, "follower_count": 2}, {"user_id": b, "follower_count": 1}])
+    );
+    assert_eq!(
+        r.headers.get("read-source").and_then(|v| v.to_str().ok()),
+        Some("primary")
+    );
+    let r = m
+        .send(Method::GET, "/v1/leaderboard/followers?limit=1", None, None)
+        .await;
+    assert_eq!(r.body["items"].as_array().map(Vec::len), Some(1));
+    for bad in ["0", "101", "x"] {
+        let r = m
+            .send(
+                Method::GET,
+                &format!("/v1/leaderboard/followers?limit={bad}"),
+                None,
+                None,
+            )
+            .await;
+        assert_error(&r, 400, "bad_request");
+    }
+    m.cleanup().await;
+}
