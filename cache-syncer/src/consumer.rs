@@ -436,7 +436,7 @@ impl Syncer {
             }
         }
         let mut pause = Duration::from_millis(100);
-        while !self.ownership.unclaimed().is_empty() {
+        while self.ownership.has_unclaimed() {
             let mut conn = self.applier.redis.clone();
             match self.ownership.claim_pending(&mut conn).await {
                 Ok(claims) => self.restart(&claims),

@@ -75,6 +75,9 @@ struct State {
 pub(crate) struct Ownership {
     state: Mutex<State>,
     changed: AtomicBool,
+    /// Set while some owned partition's claim is still to do (checked per
+    /// message, so an atomic rather than the lock).
+    unclaimed: AtomicBool,
     client: redis::Client,
     keys: Keys,
 }
@@ -84,6 +87,7 @@ impl Ownership {
         Arc::new(Self {
             state: Mutex::new(State::default()),
             changed: AtomicBool::new(false),
+            unclaimed: AtomicBool::new(false),
             client,
             keys,
         })
@@ -115,6 +119,7 @@ impl Ownership {
                 for p in partitions {
                     st.owned.insert(p, None);
                 }
+                self.unclaimed.store(true, Ordering::Release);
             }
         }
         drop(st);
@@ -145,6 +150,11 @@ impl Ownership {
         std::mem::take(&mut self.state().changes)
     }
 
+    /// Whether some owned partition's claim failed in the callback.
+    pub fn has_unclaimed(&self) -> bool {
+        self.unclaimed.load(Ordering::Acquire)
+    }
+
     /// Partitions owned whose claim failed in the callback.
     pub fn unclaimed(&self) -> Vec<String> {
         let st = self.state();
@@ -163,6 +173,7 @@ impl Ownership {
     ) -> Result<Vec<Claimed>> {
         let pending = self.unclaimed();
         if pending.is_empty() {
+            self.unclaimed.store(false, Ordering::Release);
             return Ok(Vec::new());
         }
         let reply: Vec<redis::Value> = self.claim_cmd(&pending).query_async(conn).await?;
@@ -174,6 +185,9 @@ impl Ownership {
                 *slot = Some(c.epoch);
                 out.push(c);
             }
+        }
+        if st.owned.values().all(Option::is_some) {
+            self.unclaimed.store(false, Ordering::Release);
         }
         Ok(out)
     }
