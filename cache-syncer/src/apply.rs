@@ -13,7 +13,10 @@
 //! 2. every Redis write of the batch in one MULTI/EXEC (all or nothing),
 //!    together with the partitions' new applied seqs and offsets, and only
 //!    while this member's claims on those partitions are still current (a
-//!    WATCH on the claims hash; see [`Record`]).
+//!    WATCH on the claims hash; see [`Record`]);
+//! 3. the capped follow lists an unfollow may have left short: refilled
+//!    from MySQL's newest rows (a full list had dropped its oldest entries;
+//!    see `refill_lists`).
 //!
 //! The seqs are recorded with the Redis writes and after the UPDATE: a crash
 //! before step 2 leaves the batch to be delivered and applied again, which
@@ -104,6 +107,12 @@ impl Applier {
         let mut pipe = redis::pipe();
         pipe.atomic();
         self.queue_effects(&mut pipe, effects);
+        // The length of every list an unfollow shortened, after the batch
+        // (the EXEC's only replies, in this order).
+        let shortened = shortened_lists(effects);
+        for (list, _) in &shortened {
+            pipe.zcard(self.list_key(list));
+        }
         if !record.seqs.is_empty() {
             pipe.hset_multiple(self.keys.syncer_applied(), &fields(&record.seqs))
                 .ignore();
@@ -114,7 +123,8 @@ impl Applier {
         }
         if record.epochs.is_empty() {
             let mut conn = self.redis.clone();
-            let _: () = pipe.query_async(&mut conn).await?;
+            let lengths: Vec<usize> = pipe.query_async(&mut conn).await?;
+            self.refill_lists(&shortened, &lengths).await?;
             return Ok(Outcome::Applied);
         }
         let epochs_key = self.keys.syncer_epochs();
@@ -143,11 +153,61 @@ impl Applier {
             }
             // Nil: the claims hash changed between WATCH and EXEC (some
             // member was assigned some partition); look again.
-            let done: Option<redis::Value> = pipe.query_async(&mut conn).await?;
-            if done.is_some() {
+            let done: Option<Vec<usize>> = pipe.query_async(&mut conn).await?;
+            if let Some(lengths) = done {
+                self.refill_lists(&shortened, &lengths).await?;
                 return Ok(Outcome::Applied);
             }
         }
+    }
+
+    fn list_key(&self, list: &List) -> String {
+        match *list {
+            List::Following(uid) => self.keys.following(uid),
+            List::Followers(uid) => self.keys.followers(uid),
+        }
+    }
+
+    /// Refills from MySQL every list an unfollow left shorter than the cap
+    /// while it may have been full before the batch (its length plus the
+    /// batch's removals from it reach the cap): a full list has dropped its
+    /// oldest entries, and removing a newer one must bring the next older
+    /// back, which only MySQL knows. Written after the batch, from MySQL's
+    /// current rows: never older than what the batch wrote.
+    async fn refill_lists(&self, shortened: &[(List, usize)], lengths: &[usize]) -> Result<()> {
+        let cap = self.list_cap;
+        for ((list, removed), &len) in shortened.iter().zip(lengths) {
+            if len >= cap || len + removed < cap {
+                continue;
+            }
+            let (column, by) = match *list {
+                List::Following(uid) => ("to_id", ("from_id", uid)),
+                List::Followers(uid) => ("from_id", ("to_id", uid)),
+            };
+            let newest: Vec<(u64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {column}, TIMESTAMPDIFF(MICROSECOND, '1970-01-01', created_at) \
+                 FROM follow WHERE {} = ? AND deleted_at IS NULL \
+                 ORDER BY created_at DESC LIMIT ?",
+                by.0
+            )))
+            .bind(by.1)
+            .bind(cap as u64)
+            .fetch_all(&self.pool)
+            .await?;
+            if newest.is_empty() {
+                continue;
+            }
+            let key = self.list_key(list);
+            let mut pipe = redis::pipe();
+            pipe.atomic();
+            for (member, score) in &newest {
+                pipe.zadd(&key, member, score).ignore();
+            }
+            pipe.zremrangebyrank(&key, 0, -(cap as isize + 1)).ignore();
+            let mut conn = self.redis.clone();
+            let _: () = pipe.query_async(&mut conn).await?;
+        }
+        Ok(())
     }
 
     /// The Redis writes of `effects`, in order, into `pipe`.
@@ -223,6 +283,29 @@ impl Applier {
         }
         Ok(())
     }
+}
+
+/// A capped follow list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum List {
+    Following(u64),
+    Followers(u64),
+}
+
+/// Every list the batch removes from, with how many removals.
+fn shortened_lists(effects: &[Effect]) -> Vec<(List, usize)> {
+    let mut out: Vec<(List, usize)> = Vec::new();
+    for e in effects {
+        if let Effect::RemoveEdge { from, to } = *e {
+            for list in [List::Following(from), List::Followers(to)] {
+                match out.iter_mut().find(|(l, _)| *l == list) {
+                    Some((_, n)) => *n += 1,
+                    None => out.push((list, 1)),
+                }
+            }
+        }
+    }
+    out
 }
 
 fn fields<V: Copy>(map: &BTreeMap<String, V>) -> Vec<(&str, V)> {

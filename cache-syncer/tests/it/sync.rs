@@ -762,3 +762,61 @@ async fn a_batch_fenced_by_a_newer_claim_writes_nothing_and_names_the_lost_parti
     let offset: Option<i64> = r.hget(keys.syncer_offsets(), "t/0").await.unwrap();
     assert_eq!((seq, offset), (Some(40), Some(12)));
 }
+
+#[tokio::test]
+async fn a_full_list_gets_its_next_older_entry_back_when_a_newer_one_is_unfollowed() {
+    // list_cap is 3: following 4 users keeps the newest 3; unfollowing the
+    // newest must bring the oldest back (from MySQL), as verify expects.
+    let mut h = Harness::new().await;
+    let (mut syncer, _) = h.syncer().await;
+    let at = |s: u64| format!("2026-11-26T10:00:0{s}.000000");
+    for (i, to) in [60u64, 61, 62, 63].into_iter().enumerate() {
+        let created = at(i as u64);
+        sqlx::query("INSERT INTO follow (id, from_id, to_id, created_at) VALUES (?, 50, ?, ?)")
+            .bind(100 + i as u64)
+            .bind(to)
+            .bind(&created)
+            .execute(&h.db.pool)
+            .await
+            .unwrap();
+        let e = h.event(
+            "follow",
+            Op::Create,
+            None,
+            Some(follow_row(100 + i as u64, 50, to, &created, None)),
+        );
+        h.send(&format!(r#"{{"from_id":50,"to_id":{to}}}"#), &e, None)
+            .await;
+    }
+    h.drain(&mut syncer, 4).await;
+    let key = h.settings.redis.keys().following(50);
+    let mut r = h.redis.conn.clone();
+    let newest: Vec<u64> = r.zrevrange(&key, 0, -1).await.unwrap();
+    assert_eq!(newest, [63, 62, 61], "capped at 3");
+
+    // Unfollow 63 (soft delete), as relation-service commits it.
+    sqlx::query("UPDATE follow SET deleted_at = NOW(6) WHERE id = 103")
+        .execute(&h.db.pool)
+        .await
+        .unwrap();
+    let e = h.event(
+        "follow",
+        Op::Update,
+        Some(follow_row(103, 50, 63, &at(3), None)),
+        Some(follow_row(103, 50, 63, &at(3), Some(T2))),
+    );
+    h.send(r#"{"from_id":50,"to_id":63}"#, &e, None).await;
+    h.drain(&mut syncer, 1).await;
+    let newest: Vec<(u64, i64)> = r.zrevrange_withscores(&key, 0, -1).await.unwrap();
+    assert_eq!(
+        newest.iter().map(|(m, _)| *m).collect::<Vec<_>>(),
+        [62, 61, 60],
+        "the oldest entry came back"
+    );
+    // 2026-11-26T10:00:00 UTC in µs, as the relay renders DATETIME(6).
+    assert_eq!(
+        newest[2].1, 1_795_687_200_000_000,
+        "its score is its follow time"
+    );
+    syncer.stop().await;
+}
