@@ -71,7 +71,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::message::OwnedMessage;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use secrecy::ExposeSecret;
 use serde::Serialize;
@@ -467,15 +467,7 @@ impl Syncer {
                 self.dlq.send(&inc.msg, reason).await?;
             }
         }
-        let mut partitions: Vec<String> = Vec::new();
-        for inc in batch {
-            let key = partition_key(inc.msg.topic(), inc.msg.partition());
-            if !partitions.contains(&key) {
-                partitions.push(key);
-            }
-        }
-        let epochs = self.ownership.epochs(partitions.iter().map(String::as_str));
-        Ok(ApplyJob::new(batch, epochs))
+        Ok(ApplyJob::new(batch, |p| self.ownership.epoch(p)))
     }
 
     /// After a batch's apply: stores its offsets (for the partitions still

@@ -18,7 +18,7 @@
 //! rest is applied: the new owner applies them from the group's committed
 //! offset.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
@@ -57,22 +57,42 @@ pub(crate) const DEFINITE_ATTEMPTS: u32 = 3;
 
 impl ApplyJob {
     /// Gathers the batch's effects, the partitions' new applied seqs and
-    /// offsets, and `epochs`, the claims they are fenced by. Partitions
-    /// without a claim are lost from the start.
-    pub fn new(batch: &[Incoming], epochs: BTreeMap<String, i64>) -> Self {
+    /// offsets, and the claims they are fenced by: `epoch_of(partition)`,
+    /// asked once per partition of the batch. Partitions without a claim
+    /// are lost from the start.
+    pub fn new(batch: &[Incoming], epoch_of: impl Fn(&str) -> Option<i64>) -> Self {
         let mut effects = Vec::new();
         let mut events = Vec::new();
-        let mut record = Record {
-            epochs,
-            ..Record::default()
-        };
+        let mut record = Record::default();
         let mut lost = BTreeSet::new();
+        // Per partition of the batch, its key and claim, found once.
+        let mut parts: Vec<(&str, i32, String, bool)> = Vec::new();
         for (at, inc) in batch.iter().enumerate() {
-            let key = partition_key(inc.msg.topic(), inc.msg.partition());
-            if !record.epochs.contains_key(&key) {
-                lost.insert(key);
+            let (topic, partition) = (inc.msg.topic(), inc.msg.partition());
+            let at_part = match parts
+                .iter()
+                .position(|(t, p, _, _)| *p == partition && *t == topic)
+            {
+                Some(i) => i,
+                None => {
+                    let key = partition_key(topic, partition);
+                    let claimed = match epoch_of(&key) {
+                        Some(epoch) => {
+                            record.epochs.insert(key.clone(), epoch);
+                            true
+                        }
+                        None => false,
+                    };
+                    parts.push((topic, partition, key, claimed));
+                    parts.len() - 1
+                }
+            };
+            let (_, _, key, claimed) = &parts[at_part];
+            if !claimed {
+                lost.insert(key.clone());
                 continue;
             }
+            let key = key.clone();
             let next = record.offsets.entry(key.clone()).or_insert(0);
             *next = (*next).max(inc.msg.offset() + 1);
             if let Action::Apply { effects: e, .. } = &inc.action {

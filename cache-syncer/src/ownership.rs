@@ -23,7 +23,7 @@
 //! refused by the fence once the new owner has claimed it, or lands first
 //! and is then seen by the new owner's claim.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -192,13 +192,9 @@ impl Ownership {
         Ok(out)
     }
 
-    /// Epochs of every partition in `partitions` this member holds a claim
-    /// on; the others are absent.
-    pub fn epochs<'a>(&self, partitions: impl Iterator<Item = &'a str>) -> BTreeMap<String, i64> {
-        let st = self.state();
-        partitions
-            .filter_map(|p| Some((p.to_owned(), st.owned.get(p).copied().flatten()?)))
-            .collect()
+    /// This member's epoch for `partition`, when it owns and claimed it.
+    pub fn epoch(&self, partition: &str) -> Option<i64> {
+        self.state().owned.get(partition).copied().flatten()
     }
 
     /// Whether this member owns `partition` now.
