@@ -71,7 +71,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::OwnedMessage;
+use rdkafka::message::{Message as _, OwnedMessage};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use secrecy::ExposeSecret;
 use serde::Serialize;
@@ -286,7 +286,11 @@ impl Syncer {
             } else {
                 self.top_up(&mut ready).await?;
             }
-            let batch = std::mem::take(&mut ready);
+            let mut batch = std::mem::take(&mut ready);
+            self.drop_stale(&mut batch);
+            if batch.is_empty() {
+                continue;
+            }
             let job = self.prepare(&batch).await?;
             let mut stop = false;
             // The apply runs as its own task (on the other worker thread
@@ -423,7 +427,7 @@ impl Syncer {
         if self.ownership.changed() {
             let changes = self.ownership.take_changes();
             for p in &changes.revoked {
-                self.decoder.restart_partition(p, None);
+                self.decoder.forget_partition(p);
                 self.applied.restart_partition(p, None);
             }
             self.restart(&changes.claimed);
@@ -453,8 +457,44 @@ impl Syncer {
 
     fn restart(&mut self, claims: &[Claimed]) {
         for c in claims {
-            self.decoder.restart_partition(&c.partition, c.applied_seq);
+            self.decoder
+                .claim_partition(&c.partition, c.epoch, c.applied_seq);
             self.applied.restart_partition(&c.partition, c.applied_seq);
+        }
+    }
+
+    /// Drops from `batch` the messages decoded under a claim this member no
+    /// longer holds: their partition was revoked since (its new owner
+    /// consumes them), or revoked and assigned back (claimed anew, and
+    /// fetched again from the group's committed offset). Applying them would
+    /// write changes over newer ones another member applied meanwhile, and
+    /// storing their offsets could move the committed offset past messages
+    /// of a batch the fence refused; nothing of them is applied or stored.
+    fn drop_stale(&self, batch: &mut Vec<Incoming>) {
+        // Per partition of the batch, its claim now: asked once each.
+        let mut now: Vec<(&str, i32, Option<i64>)> = Vec::new();
+        let mut stale = vec![false; batch.len()];
+        for (inc, is_stale) in batch.iter().zip(stale.iter_mut()) {
+            let (topic, partition) = (inc.msg.topic(), inc.msg.partition());
+            let claim = match now.iter().find(|(t, p, _)| *p == partition && *t == topic) {
+                Some((_, _, c)) => *c,
+                None => {
+                    let c = self.ownership.epoch(&partition_key(topic, partition));
+                    now.push((topic, partition, c));
+                    c
+                }
+            };
+            *is_stale = claim.is_none() || inc.claim != claim;
+        }
+        let dropped = stale.iter().filter(|s| **s).count();
+        if dropped > 0 {
+            tracing::info!(
+                messages = dropped,
+                "dropping messages decoded under a claim given up since; they are consumed again from the committed offset"
+            );
+            metrics::counter!(crate::metrics::STALE_DROPPED).increment(dropped as u64);
+            let mut flags = stale.into_iter();
+            batch.retain(|_| !flags.next().unwrap_or(false));
         }
     }
 

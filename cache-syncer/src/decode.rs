@@ -31,6 +31,13 @@ pub(crate) struct Incoming {
     pub gtid: Option<String>,
     /// The relay transaction's span context (tracing on only).
     pub traceparent: Option<String>,
+    /// The claim (epoch) this member held on the message's partition when
+    /// it decoded it; `None` when it held none. A message decoded under a
+    /// claim that has changed since is not applied (see
+    /// [`crate::consumer`]): its action was decided against a seq rule
+    /// that no longer holds, and the partition is fetched again from the
+    /// group's committed offset anyway.
+    pub claim: Option<i64>,
     pub action: Action,
 }
 
@@ -58,6 +65,8 @@ pub(crate) struct Decoder {
     /// before anything decoded later. Reset to the applied seqs when a batch
     /// fails.
     planned: HashMap<String, u64>,
+    /// This member's claim (epoch) per partition it owns.
+    claims: HashMap<String, i64>,
     /// Reused for the `topic/partition` key of each message decoded.
     key_buf: String,
 }
@@ -68,6 +77,7 @@ impl Decoder {
         Self {
             reapply,
             planned: applied,
+            claims: HashMap::new(),
             key_buf: String::new(),
         }
     }
@@ -77,11 +87,12 @@ impl Decoder {
         self.planned.clone_from(applied);
     }
 
-    /// A partition claimed anew: its planned seq becomes the applied seq
-    /// its claim found (none: everything is admitted), whatever this member
-    /// planned when it owned the partition before (a batch of then may have
-    /// been refused by the fence, never applied).
-    pub fn restart_partition(&mut self, partition: &str, applied: Option<u64>) {
+    /// A partition claimed (anew) with `epoch`: its planned seq becomes the
+    /// applied seq its claim found (none: everything is admitted), whatever
+    /// this member planned when it owned the partition before (a batch of
+    /// then may have been refused by the fence, never applied), and the
+    /// messages decoded from now on carry the new claim.
+    pub fn claim_partition(&mut self, partition: &str, epoch: i64, applied: Option<u64>) {
         match applied {
             Some(seq) => {
                 self.planned.insert(partition.to_owned(), seq);
@@ -90,6 +101,14 @@ impl Decoder {
                 self.planned.remove(partition);
             }
         }
+        self.claims.insert(partition.to_owned(), epoch);
+    }
+
+    /// A partition revoked: what was planned for it and its claim are
+    /// forgotten.
+    pub fn forget_partition(&mut self, partition: &str) {
+        self.planned.remove(partition);
+        self.claims.remove(partition);
     }
 
     /// What to do with `msg`: a change that passes the seq rule is planned
@@ -101,12 +120,17 @@ impl Decoder {
         let replay = header_bytes(&msg, cdc_event::HEADER_REPLAY) == Some(b"1");
         let gtid = header(&msg, cdc_event::HEADER_GTID);
         let traceparent = header(&msg, common::telemetry::TRACEPARENT);
+        // The partition's key, written into a reused buffer: no allocation
+        // per message.
+        self.key_buf.clear();
+        let _ = write!(self.key_buf, "{}/{}", msg.topic(), msg.partition());
+        let claim = self.claims.get(self.key_buf.as_str()).copied();
         let action = match msg.payload() {
             None => Action::Skip,
             Some(bytes) => match plan::Change::parse(bytes) {
                 Err(e) => Action::Poison(format!("invalid envelope: {e}")),
                 Ok(change) => {
-                    if self.admit(msg.topic(), msg.partition(), seq, replay) {
+                    if self.admit(seq, replay) {
                         match change.plan() {
                             Ok(p) => Action::Apply {
                                 effects: p.effects,
@@ -127,17 +151,15 @@ impl Decoder {
             seq,
             gtid,
             traceparent,
+            claim,
             action,
         }
     }
 
-    /// The seq rule: whether a change numbered `seq` on `topic`/`partition`
-    /// is applied (and then taken into the partition's planned seq).
-    fn admit(&mut self, topic: &str, partition: i32, seq: Option<u64>, replay: bool) -> bool {
-        // The partition's key, written into a reused buffer: no allocation
-        // per message.
-        self.key_buf.clear();
-        let _ = write!(self.key_buf, "{topic}/{partition}");
+    /// The seq rule: whether a change numbered `seq` on the partition in
+    /// `key_buf` is applied (and then taken into the partition's planned
+    /// seq).
+    fn admit(&mut self, seq: Option<u64>, replay: bool) -> bool {
         let done = self.planned.get(self.key_buf.as_str()).copied();
         // Below what this partition applied or planned: an old change seen
         // again (redelivery, a relay's duplicate or replay), skipped unless
@@ -290,10 +312,21 @@ mod tests {
         // apply; with no applied seq at all, anything does.
         let mut d = decoder(false);
         assert!(applied(&d.decode(change(3, 12, false))));
-        d.restart_partition(&format!("{TOPIC}/0"), Some(10));
+        d.claim_partition(&format!("{TOPIC}/0"), 4, Some(10));
         assert!(applied(&d.decode(change(2, 11, false))));
-        d.restart_partition(&format!("{TOPIC}/0"), None);
+        d.claim_partition(&format!("{TOPIC}/0"), 5, None);
         assert!(applied(&d.decode(change(1, 1, false))));
+    }
+
+    #[test]
+    fn a_message_carries_the_claim_it_was_decoded_under() {
+        let mut d = decoder(false);
+        let p = format!("{TOPIC}/0");
+        assert_eq!(d.decode(change(1, 11, false)).claim, None);
+        d.claim_partition(&p, 7, Some(10));
+        assert_eq!(d.decode(change(1, 12, false)).claim, Some(7));
+        d.forget_partition(&p);
+        assert_eq!(d.decode(change(1, 13, false)).claim, None);
     }
 
     #[test]

@@ -28,6 +28,10 @@ pub const HEARTBEATS_WITHOUT_OFFSETS: &str = "cache_syncer_heartbeats_without_of
 /// Batches (or events) whose partitions another member had claimed since:
 /// their events were left to it.
 pub const FENCED_BATCHES: &str = "cache_syncer_fenced_batches_total";
+/// Consumed messages dropped unapplied because the claim they were decoded
+/// under was given up before their batch was prepared (revoked, or revoked
+/// and claimed anew): consumed again from the committed offset.
+pub const STALE_DROPPED: &str = "cache_syncer_stale_messages_dropped_total";
 /// Consumer-group rebalances this member took part in (assign or revoke).
 pub const REBALANCES: &str = "cache_syncer_rebalances_total";
 pub const FRESHNESS_SECONDS: &str = "cache_syncer_commit_to_applied_seconds";
@@ -58,6 +62,10 @@ pub fn describe() {
         FENCED_BATCHES,
         "applies refused because another member claimed their partitions"
     );
+    describe_counter!(
+        STALE_DROPPED,
+        "consumed messages dropped unapplied: decoded under a claim given up since"
+    );
     describe_counter!(REBALANCES, "consumer-group rebalances (assign or revoke)");
     describe_histogram!(
         FRESHNESS_SECONDS,
@@ -71,4 +79,5 @@ pub fn describe() {
     metrics::counter!(EVENTS_SKIPPED).absolute(0);
     metrics::counter!(FENCED_BATCHES).absolute(0);
     metrics::counter!(REBALANCES).absolute(0);
+    metrics::counter!(STALE_DROPPED).absolute(0);
 }

@@ -383,7 +383,10 @@ pub fn spawn_syncer_process(h: &Harness) -> Killed {
         .env("SYNCER_SOURCE_DB", &s.source_db)
         .env("SYNCER_LIST_CAP", s.list_cap.to_string())
         .env("SYNCER_ADMIN__ADDR", "127.0.0.1:0")
-        .env("RUST_LOG", "warn")
+        .env(
+            "RUST_LOG",
+            std::env::var("SYNCER_CHILD_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .spawn()
         .expect("spawn cache-syncer");
     Killed(child)
@@ -476,9 +479,14 @@ pub async fn converged(h: &Harness) {
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "still {} differences after {CONVERGE:?}, e.g. {}",
+            "still {} differences after {CONVERGE:?}:\n  {}",
             r.diffs.len(),
-            r.diffs[0]
+            r.diffs
+                .iter()
+                .take(20)
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n  ")
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
