@@ -374,3 +374,126 @@ async fn the_leaderboard_is_the_counter_tables_order_after_random_follows_after_
     assert_eq!(repaired.repaired, 2, "{:#?}", repaired.diffs);
     assert_eq!(leaderboard(&h).await, want, "after repair");
 }
+
+/// Walks every page of `user`'s list in `dir` at page size `limit` through
+/// the relation-service (with `token`, when given), comparing each page with
+/// MySQL's page for the same cursor. Returns how many pages came from the
+/// ZSETs (`cache` or `synced-cache`) and how many from MySQL (`primary`).
+async fn compare_pages(
+    h: &Harness,
+    client: &mut proto::relation::v1::relation_service_client::RelationServiceClient<
+        service_kit::mesh_auth::MeshChannel,
+    >,
+    dir: relation_service::list::Direction,
+    user: u64,
+    limit: u32,
+    token: Option<&str>,
+) -> (u32, u32) {
+    use relation_service::list::Direction;
+    let (mut redis, mut mysql) = (0, 0);
+    let mut cursor = String::new();
+    loop {
+        let mut req = tonic::Request::new(proto::relation::v1::ListRequest {
+            user_id: user,
+            cursor: cursor.clone(),
+            limit,
+        });
+        if let Some(t) = token {
+            req.metadata_mut()
+                .insert("consistency-token", t.parse().expect("ascii token"));
+        }
+        let resp = match dir {
+            Direction::Following => client.following_list(req).await,
+            Direction::Followers => client.follower_list(req).await,
+        }
+        .expect("list page");
+        let source = resp
+            .metadata()
+            .get("read-source")
+            .and_then(|v| v.to_str().ok())
+            .expect("every list answer names its source")
+            .to_owned();
+        let got = resp.into_inner();
+        let want = relation_service::list::page(&h.db.pool, dir, user, &cursor, limit)
+            .await
+            .expect("mysql page");
+        let got_items: Vec<(u64, i64)> = got
+            .items
+            .iter()
+            .map(|e| (e.user_id, e.followed_at_us))
+            .collect();
+        let want_items: Vec<(u64, i64)> = want
+            .items
+            .iter()
+            .map(|e| (e.user_id, e.followed_at_us))
+            .collect();
+        let where_ = format!("{dir:?} of {user}, limit {limit}, cursor {cursor:?}, from {source}");
+        assert_eq!(got_items, want_items, "{where_}");
+        assert_eq!(
+            got.next_cursor,
+            want.next.map(|c| c.encode()).unwrap_or_default(),
+            "{where_}"
+        );
+        match source.as_str() {
+            "primary" => mysql += 1,
+            "cache" | "synced-cache" => redis += 1,
+            other => panic!("unknown read-source {other:?}"),
+        }
+        if got.next_cursor.is_empty() {
+            return (redis, mysql);
+        }
+        cursor = got.next_cursor;
+    }
+}
+
+#[tokio::test]
+async fn list_pages_from_redis_equal_mysql_pages_for_the_same_cursors_while_follows_arrive() {
+    use rand::{Rng, SeedableRng};
+    use relation_service::list::Direction;
+    // The harness's list cap is 3: the followers of users 1..=3 outgrow it,
+    // so their deeper pages must come from MySQL and their first from Redis.
+    let h = Harness::new().await;
+    let users = 12u64;
+    h.add_users(users).await;
+    let (_relay, mut client) = start_pipeline(&h).await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(21);
+    let (mut redis, mut mysql) = (0u32, 0u32);
+    for round in 0..5 {
+        // A burst of follows and unfollows, then every page of every list
+        // compared, with the burst's last token and without one.
+        let mut token = None;
+        for _ in 0..25 {
+            let from = rng.random_range(1..=users);
+            let to = if rng.random_bool(0.6) {
+                rng.random_range(1..=3)
+            } else {
+                rng.random_range(1..=users)
+            };
+            if from == to {
+                continue;
+            }
+            let r = set_follow(&mut client, from, to, !rng.random_bool(0.2))
+                .await
+                .expect("write");
+            if r.changed {
+                token = Some(r.consistency_token);
+            }
+        }
+        let Some(token) = token else { continue };
+        h.redis.await_applied(&token, CONVERGE).await;
+        for user in 1..=users {
+            for dir in [Direction::Following, Direction::Followers] {
+                for limit in [1, 2, 5] {
+                    for t in [Some(token.as_str()), None] {
+                        let (r, m) = compare_pages(&h, &mut client, dir, user, limit, t).await;
+                        redis += r;
+                        mysql += m;
+                    }
+                }
+            }
+        }
+        println!("round {round}: {redis} pages from the ZSETs, {mysql} from MySQL so far");
+    }
+    assert!(redis > 100, "only {redis} pages came from the ZSETs");
+    assert!(mysql > 10, "only {mysql} pages came from MySQL");
+}

@@ -392,3 +392,105 @@ pub fn service_common(db: &TestDb, redis: &TestRedis) -> service_kit::settings::
         ..service_kit::settings::ServiceCommon::on_ports(0, 0)
     }
 }
+
+/// A TCP proxy in front of one of the stack's servers that a test can cut
+/// (every connection closed, nothing accepted) and restore on the same
+/// port: the server unreachable for one service, without stopping the
+/// shared server the other tests use.
+pub struct TcpProxy {
+    /// `host:port` forwarded to.
+    target: String,
+    port: u16,
+    tasks: Option<tokio::task::JoinSet<()>>,
+}
+
+impl TcpProxy {
+    /// A proxy, up, in front of the server `url` names
+    /// (`scheme://[user[:pass]@]host:port[/path]`).
+    pub async fn for_url(url: &str) -> Self {
+        let (_, authority, _) = split_url(url);
+        let target = authority
+            .rsplit_once('@')
+            .map_or(authority, |(_, hostport)| hostport)
+            .to_owned();
+        let mut p = Self {
+            target,
+            port: 0,
+            tasks: None,
+        };
+        p.up().await;
+        p
+    }
+
+    /// Listens (again) on the proxy's port and forwards every connection.
+    pub async fn up(&mut self) {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
+            .await
+            .expect("proxy port");
+        self.port = listener.local_addr().expect("proxy address").port();
+        let target = self.target.clone();
+        let mut tasks = tokio::task::JoinSet::new();
+        let conns = std::sync::Arc::new(tokio::sync::Mutex::new(tokio::task::JoinSet::new()));
+        let held = conns.clone();
+        tasks.spawn(async move {
+            // Connections live in their own set, dropped (aborted) with it.
+            let _held = held;
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else {
+                    return;
+                };
+                let target = target.clone();
+                conns.lock().await.spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+            }
+        });
+        self.tasks = Some(tasks);
+    }
+
+    /// Closes every connection and stops listening.
+    pub async fn down(&mut self) {
+        if let Some(mut tasks) = self.tasks.take() {
+            tasks.abort_all();
+            while tasks.join_next().await.is_some() {}
+        }
+    }
+
+    /// `url` with its host and port replaced by the proxy's (user, password
+    /// and path kept).
+    pub fn url(&self, url: &str) -> String {
+        let (scheme, authority, path) = split_url(url);
+        let user = authority
+            .rsplit_once('@')
+            .map_or(String::new(), |(u, _)| format!("{u}@"));
+        format!("{scheme}://{user}127.0.0.1:{}{path}", self.port)
+    }
+}
+
+/// `scheme://authority/path` → (scheme, authority, `/path` or "").
+fn split_url(url: &str) -> (&str, &str, &str) {
+    let (scheme, rest) = url.split_once("://").expect("scheme:// in the url");
+    match rest.find('/') {
+        Some(i) => (scheme, &rest[..i], &rest[i..]),
+        None => (scheme, rest, ""),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn a_proxy_url_keeps_user_and_path_and_swaps_the_address() {
+        let p = super::TcpProxy::for_url("mysql://root:pw@127.0.0.1:3307/db").await;
+        assert_eq!(p.target, "127.0.0.1:3307");
+        assert_eq!(
+            p.url("mysql://root:pw@127.0.0.1:3307/db"),
+            format!("mysql://root:pw@127.0.0.1:{}/db", p.port)
+        );
+        assert_eq!(
+            p.url("redis://127.0.0.1:6380"),
+            format!("redis://127.0.0.1:{}", p.port)
+        );
+    }
+}

@@ -4,9 +4,9 @@
 //! A read carrying `consistency-token` metadata (the gateway forwards the
 //! `Consistency-Token` header) waits, bounded, until the cache-syncer's
 //! applied watermark covers that write, then reads Redis; past the deadline
-//! it reads MySQL (`service_kit::readpath::consistency`). Lists read MySQL
-//! whenever a token is present. The `read-source` response metadata says
-//! which way a token-carrying read went.
+//! it reads MySQL (`service_kit::readpath::consistency`). The `read-source`
+//! response metadata says which way a token-carrying read went; list pages
+//! always say where they were read (`crate::list`).
 
 use pb::relation_service_server::RelationService;
 use proto::relation::v1 as pb;
@@ -14,8 +14,8 @@ use service_kit::mesh_auth::acting_user;
 use tonic::{Request, Response, Status};
 
 use crate::follow::{self, Op};
-use crate::list::{self, Direction, FirstPages};
-use service_kit::readpath::consistency::{self, Barrier, ReadMode};
+use crate::list::{Direction, Lists};
+use service_kit::readpath::consistency::{self, Barrier};
 use service_kit::readpath::counts::CountReader;
 use service_kit::readpath::follow_check::FollowChecker;
 
@@ -28,7 +28,7 @@ pub struct RelationGrpc {
     pub pool: sqlx::MySqlPool,
     pub counts: CountReader,
     pub follows: FollowChecker,
-    pub first_pages: FirstPages,
+    pub lists: Lists,
     pub barrier: Barrier,
     pub write_attempts: u32,
 }
@@ -42,12 +42,10 @@ impl RelationGrpc {
             self.follows.invalidate(req.from_id, req.to_id).await;
             self.counts.invalidate(req.from_id).await;
             self.counts.invalidate(req.to_id).await;
-            self.first_pages
+            self.lists
                 .invalidate(Direction::Following, req.from_id)
                 .await;
-            self.first_pages
-                .invalidate(Direction::Followers, req.to_id)
-                .await;
+            self.lists.invalidate(Direction::Followers, req.to_id).await;
         }
         Ok(pb::FollowResponse {
             following: outcome.following,
@@ -56,22 +54,23 @@ impl RelationGrpc {
         })
     }
 
+    /// A list page, tagged with where it was read.
     async fn list(
         &self,
         dir: Direction,
-        req: pb::ListRequest,
-        mode: ReadMode,
-    ) -> Result<pb::ListResponse, Status> {
-        if req.user_id == 0 {
+        req: Request<pb::ListRequest>,
+    ) -> Result<Response<pb::ListResponse>, Status> {
+        if req.get_ref().user_id == 0 {
             return Err(Status::invalid_argument("user_id is required"));
         }
-        let page = if req.cursor.is_empty() && mode == ReadMode::Cached {
-            self.first_pages.get(dir, req.user_id, req.limit).await?
-        } else {
-            list::page(&self.pool, dir, req.user_id, &req.cursor, req.limit).await?
-        };
+        let mode = self.barrier.for_request(&req).await?;
+        let req = req.into_inner();
+        let (page, source) = self
+            .lists
+            .page(dir, req.user_id, &req.cursor, req.limit, mode)
+            .await?;
         metrics::counter!(crate::metrics::LIST_PAGES_TOTAL, "list" => dir.name()).increment(1);
-        Ok(pb::ListResponse {
+        let mut resp = Response::new(pb::ListResponse {
             items: page
                 .items
                 .into_iter()
@@ -81,7 +80,12 @@ impl RelationGrpc {
                 })
                 .collect(),
             next_cursor: page.next.map(|c| c.encode()).unwrap_or_default(),
-        })
+        });
+        resp.metadata_mut().insert(
+            consistency::READ_SOURCE_HEADER,
+            tonic::metadata::MetadataValue::from_static(source.as_str()),
+        );
+        Ok(resp)
     }
 }
 
@@ -114,20 +118,14 @@ impl RelationService for RelationGrpc {
         &self,
         req: Request<pb::ListRequest>,
     ) -> Result<Response<pb::ListResponse>, Status> {
-        let mode = consistency::primary_if_token(&req)?;
-        self.list(Direction::Following, req.into_inner(), mode)
-            .await
-            .map(|r| consistency::tag(Response::new(r), mode))
+        self.list(Direction::Following, req).await
     }
 
     async fn follower_list(
         &self,
         req: Request<pb::ListRequest>,
     ) -> Result<Response<pb::ListResponse>, Status> {
-        let mode = consistency::primary_if_token(&req)?;
-        self.list(Direction::Followers, req.into_inner(), mode)
-            .await
-            .map(|r| consistency::tag(Response::new(r), mode))
+        self.list(Direction::Followers, req).await
     }
 
     async fn is_follow(

@@ -11,7 +11,7 @@ use sqlx::MySqlPool;
 
 use crate::config::Settings;
 use crate::grpc::RelationGrpc;
-use crate::list::FirstPages;
+use crate::list::Lists;
 use crate::metrics::{READS_TOTAL, REDIS_ERRORS_TOTAL};
 
 /// A built, bound, not yet serving relation-service.
@@ -37,7 +37,14 @@ impl GrpcService for Settings {
             counts: layers.counts(),
             follows: layers.follows(),
             barrier: layers.barrier(&self.service.consistency),
-            first_pages: FirstPages::new(pool.clone(), c.capacity, c.ttl),
+            lists: Lists::new(
+                pool.clone(),
+                layers.redis.clone(),
+                layers.keys.clone(),
+                c.capacity,
+                c.ttl,
+                READS_TOTAL,
+            ),
             pool,
             write_attempts: self.write_attempts,
         }))

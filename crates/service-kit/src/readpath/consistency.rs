@@ -389,18 +389,6 @@ pub fn token_of<T>(req: &tonic::Request<T>) -> Result<Option<&str>, tonic::Statu
     }
 }
 
-/// For reads served from MySQL whenever a token is present (lists): checks
-/// the token's syntax only — there is nothing to wait for.
-pub fn primary_if_token<T>(req: &tonic::Request<T>) -> Result<ReadMode, tonic::Status> {
-    match token_of(req)?.map(str::trim).filter(|t| !t.is_empty()) {
-        None => Ok(ReadMode::Cached),
-        Some(t) => t
-            .parse::<Token>()
-            .map(|_| ReadMode::Primary)
-            .map_err(to_status),
-    }
-}
-
 /// Adds the `read-source` metadata to a response of a token-carrying read.
 pub fn tag<T>(mut resp: tonic::Response<T>, mode: ReadMode) -> tonic::Response<T> {
     if mode != ReadMode::Cached {

@@ -213,74 +213,6 @@ async fn a_path_the_server_does_not_serve_adds_no_metric_labels() {
     );
 }
 
-/// A TCP proxy in front of the stack's MariaDB that a test can cut (every
-/// connection closed, nothing accepted) and restore on the same port: MySQL
-/// unreachable for one service, without stopping the shared server.
-struct MysqlProxy {
-    port: u16,
-    tasks: Option<tokio::task::JoinSet<()>>,
-}
-
-impl MysqlProxy {
-    async fn start() -> Self {
-        let mut p = Self {
-            port: 0,
-            tasks: None,
-        };
-        p.up().await;
-        p
-    }
-
-    /// Listens (again) on the proxy's port and forwards every connection.
-    async fn up(&mut self) {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
-            .await
-            .expect("proxy port");
-        self.port = listener.local_addr().unwrap().port();
-        let upstream = testkit::mysql_server_url();
-        let target = upstream
-            .rsplit('@')
-            .next()
-            .unwrap()
-            .trim_end_matches('/')
-            .to_owned();
-        let mut tasks = tokio::task::JoinSet::new();
-        let conns = std::sync::Arc::new(tokio::sync::Mutex::new(tokio::task::JoinSet::new()));
-        let held = conns.clone();
-        tasks.spawn(async move {
-            // Connections live in their own set, dropped (aborted) with it.
-            let _held = held;
-            loop {
-                let Ok((mut client, _)) = listener.accept().await else {
-                    return;
-                };
-                let target = target.clone();
-                conns.lock().await.spawn(async move {
-                    if let Ok(mut server) = tokio::net::TcpStream::connect(&target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                    }
-                });
-            }
-        });
-        self.tasks = Some(tasks);
-    }
-
-    /// Closes every connection and stops listening.
-    async fn down(&mut self) {
-        if let Some(mut tasks) = self.tasks.take() {
-            tasks.abort_all();
-            while tasks.join_next().await.is_some() {}
-        }
-    }
-
-    /// `url` (the test database's) through the proxy.
-    fn url(&self, url: &str) -> String {
-        let (scheme_user, rest) = url.split_once('@').expect("user@host in the url");
-        let path = rest.split_once('/').map_or("", |(_, p)| p);
-        format!("{scheme_user}@127.0.0.1:{}/{path}", self.port)
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_is_not_serving_while_mysql_is_unreachable_and_serving_again_after() {
     use tonic_health::pb::HealthCheckRequest;
@@ -288,7 +220,8 @@ async fn health_is_not_serving_while_mysql_is_unreachable_and_serving_again_afte
     use tonic_health::pb::health_client::HealthClient;
 
     let (db, redis) = (TestDb::new().await, TestRedis::new().await);
-    let mut proxy = MysqlProxy::start().await;
+    // MySQL unreachable for this service only, through a proxy it can cut.
+    let mut proxy = testkit::TcpProxy::for_url(&testkit::mysql_server_url()).await;
     let mut service = testkit::service_common(&db, &redis);
     service.mysql.url = Some(secrecy::SecretString::from(proxy.url(&db.url)));
     let app = Application::build(Settings {

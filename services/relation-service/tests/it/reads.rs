@@ -299,3 +299,172 @@ async fn is_follow_trusts_a_clear_bloom_bit_and_confirms_a_maybe_in_mysql() {
     assert!(c.is_follow(req).await.unwrap().into_inner().following);
     app.cleanup().await;
 }
+
+/// One page of `user`'s following list through the service: its user ids,
+/// next cursor and `read-source`.
+async fn following_page(
+    c: &mut proto::relation::v1::relation_service_client::RelationServiceClient<
+        service_kit::mesh_auth::MeshChannel,
+    >,
+    user: u64,
+    cursor: &str,
+    limit: u32,
+) -> (Vec<u64>, String, String) {
+    let resp = c
+        .following_list(proto::relation::v1::ListRequest {
+            user_id: user,
+            cursor: cursor.to_owned(),
+            limit,
+        })
+        .await
+        .expect("following page");
+    let source = resp
+        .metadata()
+        .get("read-source")
+        .and_then(|v| v.to_str().ok())
+        .expect("a list answer names its source")
+        .to_owned();
+    let page = resp.into_inner();
+    let ids = page.items.iter().map(|e| e.user_id).collect();
+    (ids, page.next_cursor, source)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_counts_and_is_follow_answer_from_mysql_while_redis_is_down_and_from_redis_once_back()
+{
+    use relation_service::list::Direction;
+    use std::time::Duration;
+    let db = TestDb::new().await;
+    let redis = TestRedis::new().await;
+    // Redis reachable through a proxy this test cuts and restores.
+    let mut proxy = testkit::TcpProxy::for_url(&redis.url).await;
+    let mut s = settings(&db, &redis);
+    s.service.redis.url = Some(SecretString::from(proxy.url(&redis.url)));
+    s.cache.redis_timeout = Duration::from_millis(500);
+    // First pages are also kept in process: briefly, so reads reach Redis.
+    s.cache.ttl = Duration::from_millis(50);
+    let app = spawn_with(s, db, redis).await;
+    let [a, b, c_id, d] = app.users(4).await[..] else {
+        unreachable!()
+    };
+    let mut c = app.client.clone();
+    for to in [b, c_id, d] {
+        c.follow(service_kit::mesh_auth::MeshAuth::dev().acting(
+            a,
+            FollowRequest {
+                from_id: a,
+                to_id: to,
+            },
+        ))
+        .await
+        .unwrap();
+    }
+    // What the syncer would have written for a: its following ZSET (scores
+    // = MySQL's follow times) and its following counter.
+    let mysql = relation_service::list::page(&app.db.pool, Direction::Following, a, "", 10)
+        .await
+        .unwrap();
+    let newest_first: Vec<u64> = mysql.items.iter().map(|e| e.user_id).collect();
+    assert_eq!(newest_first.len(), 3);
+    let keys = app.redis.keys(common::keys::DEFAULT_COUNTER_BUCKETS);
+    let mut conn = app.redis.conn.clone();
+    for e in &mysql.items {
+        let _: () = conn
+            .zadd(keys.following(a), e.user_id, e.followed_at_us)
+            .await
+            .unwrap();
+    }
+    let slot = keys.counter(common::keys::CounterKind::Following.code(), a);
+    let _: () = conn.hset(&slot.key, slot.field, 3).await.unwrap();
+
+    // Walks a's following list two at a time: ids and the sources seen.
+    let walk = |mut c: proto::relation::v1::relation_service_client::RelationServiceClient<_>| async move {
+        let (first, next, s1) = following_page(&mut c, a, "", 2).await;
+        let (rest, end, s2) = following_page(&mut c, a, &next, 2).await;
+        assert!(end.is_empty(), "two pages hold three entries");
+        ([first, rest].concat(), [s1, s2])
+    };
+    let counts = |mut c: proto::relation::v1::relation_service_client::RelationServiceClient<_>| async move {
+        let n = c
+            .get_relation_count(GetRelationCountRequest { user_id: a })
+            .await
+            .unwrap()
+            .into_inner();
+        let yes = c
+            .is_follow(IsFollowRequest {
+                from_id: a,
+                to_id: b,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .following;
+        let no = c
+            .is_follow(IsFollowRequest {
+                from_id: b,
+                to_id: a,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .following;
+        (n.follow_count, yes, no)
+    };
+
+    // Redis up: both pages from the ZSET, equal to MySQL's.
+    let (ids, sources) = walk(c.clone()).await;
+    assert_eq!(ids, newest_first);
+    assert_eq!(sources, ["cache", "cache"]);
+    assert_eq!(counts(c.clone()).await, (3, true, false));
+
+    // Redis down: the same answers, from MySQL.
+    proxy.down().await;
+    testkit::eventually(Duration::from_secs(30), "pages from MySQL", || async {
+        let (ids, sources) = walk(c.clone()).await;
+        assert_eq!(ids, newest_first, "a page while Redis is down");
+        (sources == ["primary", "primary"]).then_some(())
+    })
+    .await;
+    assert_eq!(counts(c.clone()).await, (3, true, false));
+    // A write while Redis is down lands in MySQL and is read back.
+    c.unfollow(service_kit::mesh_auth::MeshAuth::dev().acting(
+        a,
+        FollowRequest {
+            from_id: a,
+            to_id: d,
+        },
+    ))
+    .await
+    .unwrap();
+    let (ids, _, source) = following_page(&mut c, a, "", 10).await;
+    assert_eq!(
+        ids,
+        newest_first
+            .iter()
+            .copied()
+            .filter(|&u| u != d)
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(source, "primary");
+
+    // Redis back (the syncer would have applied the unfollow): the ZSET
+    // answers again.
+    proxy.up().await;
+    let _: () = conn.zrem(keys.following(a), d).await.unwrap();
+    let _: () = conn.hset(&slot.key, slot.field, 2).await.unwrap();
+    let want: Vec<u64> = newest_first.into_iter().filter(|&u| u != d).collect();
+    testkit::eventually(
+        Duration::from_secs(30),
+        "pages from Redis again",
+        || async {
+            let mut c = c.clone();
+            let (ids, next, source) = following_page(&mut c, a, "", 1).await;
+            let (rest, _, source2) = following_page(&mut c, a, &next, 1).await;
+            assert_eq!([ids, rest].concat(), want, "a page once Redis is back");
+            (source == "cache" && source2 == "cache").then_some(())
+        },
+    )
+    .await;
+    assert_eq!(counts(c.clone()).await, (2, true, false));
+    app.cleanup().await;
+}
