@@ -66,23 +66,42 @@ fn to_pb(p: &Profile, c: UserCounts, is_follow: bool) -> pb::User {
 }
 
 impl UserGrpc {
+    /// One user with its counters and `is_follow` for `viewer`. Counters
+    /// come from the cache layers (local, Redis), else from the `user` row
+    /// read with the profile (Redis down, user not synced yet: one query for
+    /// both); with a token the watermark covered (`Synced`) from that row
+    /// (exact then); with one it did not (`Primary`) from `counter`.
     async fn get_user_inner(&self, user_id: u64, viewer: u64, mode: ReadMode) -> Result<pb::User> {
         let fresh = mode != ReadMode::Cached;
         if user_id == 0 {
             return Err(Error::InvalidArgument("user_id is required".into()));
         }
-        let profile = self
-            .profiles
-            .get(user_id, fresh)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("user {user_id} not found")))?;
-        let (counts, is_follow) = tokio::try_join!(self.counts.get(user_id, mode), async {
+        let not_found = || Error::NotFound(format!("user {user_id} not found"));
+        let is_follow = async {
             if viewer == 0 || viewer == user_id {
                 Ok(false)
             } else {
-                self.follows.is_follow(viewer, user_id, mode).await
+                Ok(self.follows.is_follow(viewer, user_id, mode).await?)
             }
-        })?;
+        };
+        let counts = async {
+            match mode {
+                ReadMode::Cached => Ok(self.counts.get_cached(user_id).await),
+                ReadMode::Synced => Ok(None),
+                ReadMode::Primary => Ok(Some(self.counts.get(user_id, mode).await?)),
+            }
+        };
+        let (profile, counts, is_follow) =
+            tokio::try_join!(self.profiles.get(user_id, fresh), counts, is_follow)?;
+        let profile = profile.ok_or_else(not_found)?;
+        let counts = match counts {
+            Some(c) => c,
+            None => self
+                .profiles
+                .row_counts(user_id)
+                .await?
+                .ok_or_else(not_found)?,
+        };
         Ok(to_pb(&profile, counts, is_follow))
     }
 

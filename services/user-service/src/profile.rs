@@ -7,6 +7,16 @@
 //! one id share one load (`try_get_with`), so a burst of requests for an
 //! unknown id reaches MySQL once per `negative_ttl`.
 //!
+//! # Counters from the user row
+//! The MySQL read takes the row's redundant counter columns
+//! (`follow_count`, `follower_count`, kept by the cache-syncer) with the
+//! profile, in the same query, and keeps them briefly ([`Profiles::row_counts`]):
+//! a profile read that finds no counters in the cache layers (Redis down,
+//! or the user not synced yet) answers from that one row instead of a
+//! second query on `counter`. The columns trail the `counter` rows by the
+//! pipeline's lag, like Redis; once the watermark covers a write's token
+//! they include it (the syncer writes them before it records the batch).
+//!
 //! # Writes
 //! UpdateProfile changes the row in one transaction, reads it back in the
 //! same transaction and returns it with the commit's GTID. It drops the
@@ -23,8 +33,10 @@ use moka::future::Cache;
 use serde::{Deserialize, Serialize};
 use sqlx::{Connection, MySqlPool};
 
+use crate::config::CacheSettings;
 use crate::error::{Error, Result};
 use crate::metrics::{PROFILE_UPDATES_TOTAL, READS_TOTAL};
+use service_kit::readpath::counts::UserCounts;
 use service_kit::readpath::redis_cache::RedisCache;
 
 /// Longest avatar / background image URL and signature, in characters (the column sizes).
@@ -44,20 +56,30 @@ pub struct Profile {
     pub created_at_ms: i64,
 }
 
-type Row = (u64, String, String, String, String, NaiveDateTime);
+type Row = (u64, String, String, String, String, NaiveDateTime, u64, u64);
 
-const SELECT_PROFILE: &str =
-    "SELECT id, username, avatar, background_image, signature, created_at FROM user WHERE id = ?";
+/// The profile and the row's redundant counters, in one read.
+const SELECT_PROFILE: &str = "SELECT id, username, avatar, background_image, signature, \
+     created_at, follow_count, follower_count FROM user WHERE id = ?";
 
-fn from_row((id, username, avatar, background_image, signature, created_at): Row) -> Profile {
-    Profile {
+fn from_row(
+    (id, username, avatar, background_image, signature, created_at, following, followers): Row,
+) -> (Profile, UserCounts) {
+    let profile = Profile {
         id,
         username,
         avatar,
         background_image,
         signature,
         created_at_ms: created_at.and_utc().timestamp_millis(),
-    }
+    };
+    (
+        profile,
+        UserCounts {
+            following,
+            followers,
+        },
+    )
 }
 
 /// Per-entry lifetime: positive answers `ttl`, "no such user" `negative_ttl`.
@@ -150,30 +172,53 @@ pub struct Profiles {
     redis: RedisCache,
     keys: Keys,
     local: Cache<u64, Option<Arc<Profile>>>,
+    /// The counter columns read with a profile from MySQL, for the request
+    /// that caused the read (kept the counters' cache lifetime).
+    row_counts: Cache<u64, UserCounts>,
     redis_ttl: Duration,
 }
 
 impl Profiles {
-    pub fn new(
-        pool: MySqlPool,
-        redis: RedisCache,
-        keys: Keys,
-        capacity: u64,
-        ttl: Duration,
-        negative_ttl: Duration,
-        redis_ttl: Duration,
-    ) -> Self {
+    /// Profiles cached as `cache` says (`profile_ttl`, `negative_ttl`,
+    /// `redis_profile_ttl`; row counters for `ttl`).
+    pub fn new(pool: MySqlPool, redis: RedisCache, keys: Keys, cache: &CacheSettings) -> Self {
         let local = Cache::builder()
-            .max_capacity(capacity)
-            .expire_after(ProfileExpiry { ttl, negative_ttl })
+            .max_capacity(cache.capacity)
+            .expire_after(ProfileExpiry {
+                ttl: cache.profile_ttl,
+                negative_ttl: cache.negative_ttl,
+            })
             .build();
         Self {
             pool,
             redis,
             keys,
             local,
-            redis_ttl,
+            row_counts: Cache::builder()
+                .max_capacity(cache.capacity)
+                .time_to_live(cache.ttl)
+                .build(),
+            redis_ttl: cache.redis_profile_ttl,
         }
+    }
+
+    /// The `user` row's counter columns of `id`: those read with its
+    /// profile moments ago when there are, else one query. `None`: no such
+    /// user.
+    pub async fn row_counts(&self, id: u64) -> Result<Option<UserCounts>> {
+        if let Some(c) = self.row_counts.remove(&id).await {
+            return Ok(Some(c));
+        }
+        Self::count_read("mysql_row");
+        let row: Option<(u64, u64)> =
+            sqlx::query_as("SELECT follow_count, follower_count FROM user WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(|(following, followers)| UserCounts {
+            following,
+            followers,
+        }))
     }
 
     fn count_read(layer: &'static str) {
@@ -219,9 +264,10 @@ impl Profiles {
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
-        let Some(p) = row.map(from_row) else {
+        let Some((p, counts)) = row.map(from_row) else {
             return Ok(None);
         };
+        self.row_counts.insert(id, counts).await;
         // Cache-aside fill of the one Redis key services may write.
         if let Ok(json) = serde_json::to_string(&p) {
             let key = self.keys.user_profile(id);
@@ -268,7 +314,7 @@ impl Profiles {
         let token = service_kit::write::commit_token(&mut conn).await?;
         self.local.invalidate(&id).await;
         metrics::counter!(PROFILE_UPDATES_TOTAL).increment(1);
-        Ok((from_row(row), token))
+        Ok((from_row(row).0, token))
     }
 }
 

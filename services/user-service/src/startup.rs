@@ -32,15 +32,7 @@ impl GrpcService for Settings {
         Ok(UserServiceServer::new(UserGrpc {
             accounts: Arc::new(Accounts::new(pool.clone(), &self.password)?),
             jwt,
-            profiles: Profiles::new(
-                pool.clone(),
-                layers.redis.clone(),
-                layers.keys.clone(),
-                c.capacity,
-                c.profile_ttl,
-                c.negative_ttl,
-                c.redis_profile_ttl,
-            ),
+            profiles: Profiles::new(pool.clone(), layers.redis.clone(), layers.keys.clone(), c),
             counts: layers.counts(),
             follows: layers.follows(),
             barrier: layers.barrier(&self.service.consistency),

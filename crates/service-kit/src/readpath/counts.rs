@@ -190,6 +190,21 @@ impl CountReader {
         Ok(out)
     }
 
+    /// The counters of one user from the cache layers only (the local entry,
+    /// then Redis), `None` when neither has them (not synced yet, Redis down
+    /// or slow): for a caller with a MySQL source of its own (user-service
+    /// reads the `user` row's redundant columns with the profile).
+    pub async fn get_cached(&self, owner: u64) -> Option<UserCounts> {
+        if let Some(c) = self.local.get(&owner).await {
+            self.count_read("local", 1);
+            return Some(c);
+        }
+        let (mut found, _) = self.load_redis(&[owner]).await;
+        let c = found.remove(&owner)?;
+        self.local.insert(owner, c).await;
+        Some(c)
+    }
+
     /// Forgets the local entry of `owner` (after this process changed it).
     pub async fn invalidate(&self, owner: u64) {
         self.local.invalidate(&owner).await;
@@ -197,6 +212,16 @@ impl CountReader {
 
     /// Redis, then MySQL for whatever Redis could not answer.
     async fn load(&self, owners: &[u64]) -> Result<HashMap<u64, UserCounts>> {
+        let (mut out, missing) = self.load_redis(owners).await;
+        if !missing.is_empty() {
+            out.extend(self.load_mysql(&missing).await?);
+        }
+        Ok(out)
+    }
+
+    /// What Redis holds of `owners`' counters, and the owners it could not
+    /// answer for (not synced yet, or Redis down or slow: all of them).
+    async fn load_redis(&self, owners: &[u64]) -> (HashMap<u64, UserCounts>, Vec<u64>) {
         let mut out = HashMap::with_capacity(owners.len());
         let mut pipe = redis::pipe();
         for &o in owners {
@@ -233,10 +258,7 @@ impl CountReader {
             _ => missing.extend_from_slice(owners),
         }
         self.count_read("redis", out.len());
-        if !missing.is_empty() {
-            out.extend(self.load_mysql(&missing).await?);
-        }
-        Ok(out)
+        (out, missing)
     }
 
     /// The `counter` rows of `owners`; users without rows are absent (0).

@@ -53,7 +53,19 @@ async fn register(
 }
 
 async fn follow(db: &TestDb, from: u64, to: u64) {
-    // What relation-service's transaction leaves behind.
+    // What relation-service's transaction leaves behind, and what the
+    // cache-syncer then writes into the user rows' redundant columns.
+    sqlx::query(
+        "UPDATE user SET follow_count = follow_count + (id = ?), \
+         follower_count = follower_count + (id = ?) WHERE id IN (?, ?)",
+    )
+    .bind(from)
+    .bind(to)
+    .bind(from)
+    .bind(to)
+    .execute(&db.pool)
+    .await
+    .unwrap();
     sqlx::query("INSERT INTO follow (from_id, to_id) VALUES (?, ?)")
         .bind(from)
         .bind(to)
@@ -476,6 +488,74 @@ async fn a_connection_that_never_speaks_http2_is_closed_and_its_slot_goes_to_a_r
     tokio::time::timeout(Duration::from_secs(5), until_closed)
         .await
         .expect("the silent connection is still open");
+    redis.cleanup().await;
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn profiles_and_counts_answer_from_the_user_row_while_redis_is_down_and_from_redis_once_back()
+{
+    let (db, mut redis) = (TestDb::new().await, TestRedis::new().await);
+    // Redis reachable through a proxy this test cuts and restores.
+    let mut proxy = testkit::TcpProxy::for_url(&redis.url).await;
+    let mut s = settings(&db, &redis);
+    s.service.redis.url = Some(SecretString::from(proxy.url(&redis.url)));
+    s.cache.redis_timeout = Duration::from_millis(500);
+    // Brief local caches, so reads reach Redis and MySQL.
+    s.cache.ttl = Duration::from_millis(50);
+    s.cache.profile_ttl = Duration::from_millis(50);
+    let mut c = start(s).await;
+    let a = register(&mut c, "row_a").await;
+    let b = register(&mut c, "row_b").await;
+    follow(&db, a, b).await;
+    // The syncer's bucket for b says 7 followers (the row says 1): which
+    // source answered is visible.
+    let keys = redis.keys(common::keys::DEFAULT_COUNTER_BUCKETS);
+    let slot = keys.counter(common::keys::CounterKind::Followers.code(), b);
+    let mut conn = redis.conn.clone();
+    let _: () = conn.hset(&slot.key, slot.field, 7).await.unwrap();
+    let reader = c.clone();
+    let get = |id: u64| {
+        let mut c = reader.clone();
+        async move {
+            c.get_user(GetUserRequest {
+                user_id: id,
+                viewer_id: 0,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .user
+            .unwrap()
+        }
+    };
+    let u = get(b).await;
+    assert_eq!((u.username.as_str(), u.follower_count), ("row_b", 7));
+
+    // Redis down: profile and counters from the user row.
+    proxy.down().await;
+    testkit::eventually(Duration::from_secs(30), "counters from the row", || async {
+        let u = get(b).await;
+        assert_eq!(u.username, "row_b");
+        (u.follower_count == 1).then_some(())
+    })
+    .await;
+    let u = get(a).await;
+    assert_eq!((u.username.as_str(), u.follow_count), ("row_a", 1));
+    // A user registered while Redis is down is read like any other.
+    let d = register(&mut c, "row_d").await;
+    let u = get(d).await;
+    assert_eq!(
+        (u.username.as_str(), u.follow_count, u.follower_count),
+        ("row_d", 0, 0)
+    );
+
+    // Redis back: the buckets answer again.
+    proxy.up().await;
+    testkit::eventually(Duration::from_secs(30), "counters from Redis again", || async {
+        (get(b).await.follower_count == 7).then_some(())
+    })
+    .await;
     redis.cleanup().await;
     db.drop_db().await;
 }
