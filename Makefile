@@ -8,6 +8,9 @@ up:            ## install what is missing, start the stack and every sluice proc
 test:          ## the whole test suite (starts the stack if needed)
 	scripts/test.sh
 
+schemathesis:  ## the REST contract check: schemathesis against the running gateway for SCHEMATHESIS_SECONDS (default 300; needs `make up`)
+	scripts/schemathesis.sh $${SCHEMATHESIS_SECONDS:-300}
+
 fuzz:          ## each cargo-fuzz target for FUZZ_SECONDS (default 60); nightly + cargo-fuzz
 	scripts/fuzz.sh
 

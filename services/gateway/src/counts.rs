@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{ReadToken, read_source};
+use crate::extract::{ReadToken, parse_digits, parse_id, read_source};
 use crate::state::AppState;
 
 /// Query of `/v1/counts`.
@@ -21,17 +21,36 @@ pub struct CountsQuery {
     pub kinds: Option<String>,
 }
 
-fn parse_list<T: std::str::FromStr>(s: Option<&str>, what: &str) -> ApiResult<Vec<T>> {
+/// Reads a comma-separated list: blanks around an item and empty items are
+/// ignored, every other item must be read by `parse`; 400 otherwise.
+fn parse_list<T>(
+    s: Option<&str>,
+    parse: impl Fn(&str) -> Option<T>,
+    what: &str,
+) -> ApiResult<Vec<T>> {
     s.unwrap_or_default()
         .split(',')
         .map(str::trim)
         .filter(|p| !p.is_empty())
         .map(|p| {
-            p.parse::<T>().map_err(|_| {
+            parse(p).ok_or_else(|| {
                 ApiError::bad_request(format!("{what} must be comma-separated numbers"))
             })
         })
         .collect()
+}
+
+/// The user ids of `?user_ids=`, each read like a path id ([`parse_id`]:
+/// digits only, positive; `+5` and `0` are 400s here too). The count
+/// service then wants 1..=1000 of them.
+pub fn parse_user_ids(s: Option<&str>) -> ApiResult<Vec<u64>> {
+    parse_list(s, |p| parse_id(p).ok(), "user_ids")
+}
+
+/// The counter kinds of `?kinds=` (digits only; the count service knows 1
+/// and 2, empty means both).
+pub fn parse_kinds(s: Option<&str>) -> ApiResult<Vec<u32>> {
+    parse_list(s, parse_digits::<u32>, "kinds")
 }
 
 /// `{"counts":[{"user_id":1,"follow_count":3,"follower_count":5}, …]}` in request order.
@@ -41,8 +60,8 @@ pub async fn get_counts(
     q: Result<Query<CountsQuery>, QueryRejection>,
 ) -> ApiResult<(HeaderMap, Json<Value>)> {
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let user_ids: Vec<u64> = parse_list(q.user_ids.as_deref(), "user_ids")?;
-    let kinds: Vec<u32> = parse_list(q.kinds.as_deref(), "kinds")?;
+    let user_ids = parse_user_ids(q.user_ids.as_deref())?;
+    let kinds = parse_kinds(q.kinds.as_deref())?;
     let r = st
         .counts
         .clone()
@@ -87,6 +106,22 @@ pub struct LeaderboardQuery {
 /// Entries when `limit` is not given.
 pub const DEFAULT_LEADERBOARD_LIMIT: u32 = 10;
 
+/// Most entries `?limit=` may ask for (the count service's bound too).
+pub const MAX_LEADERBOARD_LIMIT: u32 = 100;
+
+/// `?limit=` of the leaderboard: absent or blank is the default, else a
+/// number in 1..=[`MAX_LEADERBOARD_LIMIT`]; 400 otherwise.
+pub fn leaderboard_limit(q: Option<&str>) -> ApiResult<u32> {
+    match q.map(str::trim) {
+        None | Some("") => Ok(DEFAULT_LEADERBOARD_LIMIT),
+        Some(s) => s
+            .parse::<u32>()
+            .ok()
+            .filter(|l| (1..=MAX_LEADERBOARD_LIMIT).contains(l))
+            .ok_or_else(|| ApiError::bad_request("limit must be a number from 1 to 100")),
+    }
+}
+
 /// `GET /v1/leaderboard/followers?limit=` (1..100, default 10):
 /// `{"items":[{"user_id":7,"follower_count":42}, …]}`, most followers first
 /// (equal counts: lower id first), with `Read-Source`.
@@ -96,14 +131,7 @@ pub async fn leaderboard(
     q: Result<Query<LeaderboardQuery>, QueryRejection>,
 ) -> ApiResult<(HeaderMap, Json<Value>)> {
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let limit = match q.limit.as_deref().map(str::trim) {
-        None | Some("") => DEFAULT_LEADERBOARD_LIMIT,
-        Some(s) => s
-            .parse::<u32>()
-            .ok()
-            .filter(|l| (1..=100).contains(l))
-            .ok_or_else(|| ApiError::bad_request("limit must be a number from 1 to 100"))?,
-    };
+    let limit = leaderboard_limit(q.limit.as_deref())?;
     let r = st
         .counts
         .clone()

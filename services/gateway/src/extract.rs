@@ -188,13 +188,19 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T>
     }
 }
 
+/// Reads a number written in ASCII digits only (leading zeros allowed):
+/// no sign, no blanks. Rust's own parser would also take `+5`.
+pub fn parse_digits<T: std::str::FromStr>(s: &str) -> Option<T> {
+    let digits = !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    digits.then(|| s.parse().ok()).flatten()
+}
+
 /// Parses a user id from a path segment (digits only, positive); 400
 /// otherwise. `+5` is refused (Rust's integer parser would take it), so one
 /// id has one spelling apart from leading zeros.
 pub fn parse_id(segment: &str) -> ApiResult<u64> {
-    let digits = !segment.is_empty() && segment.bytes().all(|b| b.is_ascii_digit());
-    match segment.parse::<u64>() {
-        Ok(id) if id > 0 && digits => Ok(id),
+    match parse_digits::<u64>(segment) {
+        Some(id) if id > 0 => Ok(id),
         _ => Err(ApiError::bad_request(format!(
             "invalid user id {segment:?}"
         ))),

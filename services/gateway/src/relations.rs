@@ -95,19 +95,24 @@ fn list_request(
     q: Result<Query<ListQuery>, QueryRejection>,
 ) -> ApiResult<pb::ListRequest> {
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let limit = match q.limit.as_deref() {
-        None | Some("") => DEFAULT_LIMIT,
-        // Out-of-range numbers go to the service, which answers 422.
-        Some(s) => s
-            .parse::<u64>()
-            .map(|n| u32::try_from(n).unwrap_or(u32::MAX))
-            .map_err(|_| ApiError::bad_request("limit must be a number"))?,
-    };
     Ok(pb::ListRequest {
         user_id,
         cursor: q.cursor.unwrap_or_default(),
-        limit,
+        limit: list_limit(q.limit.as_deref())?,
     })
+}
+
+/// `?limit=` of the lists: absent or empty is [`DEFAULT_LIMIT`], a number
+/// is passed on (the relation service answers one outside 1..=100 with
+/// 422), anything else is 400.
+pub fn list_limit(q: Option<&str>) -> ApiResult<u32> {
+    match q {
+        None | Some("") => Ok(DEFAULT_LIMIT),
+        Some(s) => s
+            .parse::<u64>()
+            .map(|n| u32::try_from(n).unwrap_or(u32::MAX))
+            .map_err(|_| ApiError::bad_request("limit must be a number")),
+    }
 }
 
 fn list_json(r: pb::ListResponse) -> Json<Value> {

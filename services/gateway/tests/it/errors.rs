@@ -408,6 +408,23 @@ async fn odd_ids_tokens_and_profile_fields_get_json_400s_that_leak_nothing() {
         .send(Method::PUT, "/v1/users/me/following/+1", Some(&token), None)
         .await;
     assert_error(&r, 400, "bad_request");
+    // Nor in `/v1/counts`: its ids and kinds have the one spelling too (a
+    // `+` in a query is `%2B`; a bare `+` is a blank, which is trimmed).
+    for q in ["user_ids=%2B1", "user_ids=1,0", "user_ids=1&kinds=%2B1"] {
+        let r = m
+            .send(Method::GET, &format!("/v1/counts?{q}"), None, None)
+            .await;
+        assert_error(&r, 400, "bad_request");
+    }
+    let r = m
+        .send(
+            Method::GET,
+            "/v1/counts?user_ids=+1,,002+&kinds=",
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
 
     // A Consistency-Token that is not ASCII is refused, not ignored.
     let mut req = Request::get(format!("/v1/users/{alice}"))
