@@ -1,6 +1,6 @@
 # Thin targets over scripts/. `make up` and `make test` are the two commands.
 SHELL := /bin/bash
-.PHONY: up test fuzz chaos chaos-group down status migrate lint fmt install bench bench-idle bench-syncer-memory bench-syncer-throughput bench-syncer-group bench-relay bench-freshness bench-follow-baseline
+.PHONY: up test schemathesis fuzz chaos chaos-group down status migrate lint fmt install bench bench-idle bench-syncer-memory bench-list-memory bench-syncer-throughput bench-syncer-group bench-relay bench-freshness bench-follow-baseline
 
 up:            ## install what is missing, start the stack and every sluice process
 	scripts/up.sh
@@ -45,6 +45,9 @@ bench: bench-syncer-memory bench-syncer-throughput bench-relay  ## every benchma
 
 bench-syncer-memory:      ## Redis bytes per counter, buckets vs strings (needs the stack for MySQL)
 	. scripts/env.sh && cargo bench -p cache-syncer --bench syncer_memory
+
+bench-list-memory:        ## Redis bytes of the follow-list ZSETs at 1M users (Pareto), capped vs uncapped
+	. scripts/env.sh && cargo bench -p cache-syncer --bench list_memory
 
 bench-syncer-throughput:  ## syncer events/s from a pre-filled topic on the stack's Kafka, beside the apply path alone (needs the stack)
 	scripts/bench-syncer.sh

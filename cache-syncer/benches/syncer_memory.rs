@@ -10,103 +10,22 @@
 //! Run: `make bench-syncer` (or `cargo bench -p cache-syncer --bench syncer_memory`).
 //! Env: `BENCH_USERS` (1000000), `BENCH_BUCKETS` (4096).
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod benchkit;
 
+use std::time::Instant;
+
+use benchkit::{config, env_or, pareto, start_redis, used_memory};
 use cache_syncer::apply::{Applier, Record};
 use cache_syncer::plan::Effect;
 use common::keys::Keys;
-use rand::{Rng, SeedableRng};
-
-struct RedisProc(Child);
-impl Drop for RedisProc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-async fn used_memory(conn: &mut redis::aio::ConnectionManager) -> i64 {
-    let info: String = redis::cmd("INFO")
-        .arg("memory")
-        .query_async(conn)
-        .await
-        .expect("info");
-    info.lines()
-        .find_map(|l| l.strip_prefix("used_memory:"))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("used_memory")
-}
-
-/// Pareto(α, x_min = 1) sample, capped.
-fn pareto(rng: &mut impl Rng, alpha: f64, cap: f64) -> i64 {
-    let u: f64 = rng.random_range(f64::EPSILON..1.0);
-    (u.powf(-1.0 / alpha)).min(cap).floor() as i64
-}
+use rand::SeedableRng;
 
 #[tokio::main]
 async fn main() {
-    let users: u64 = std::env::var("BENCH_USERS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000);
-    let buckets: u64 = std::env::var("BENCH_BUCKETS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(4096);
-    let port = free_port();
-    let dir = std::env::temp_dir().join(format!("sluice-bench-redis-{port}"));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let _redis = RedisProc(
-        Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .arg("--dir")
-            .arg(&dir)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start redis-server (apt-get install redis-server)"),
-    );
-    let url = format!("redis://127.0.0.1:{port}");
-    let client = redis::Client::open(url.as_str()).unwrap();
-    let mut conn = loop {
-        match redis::aio::ConnectionManager::new(client.clone()).await {
-            Ok(c) => break c,
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    };
-    let version: String = redis::cmd("INFO")
-        .arg("server")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    let version = version
-        .lines()
-        .find_map(|l| l.strip_prefix("redis_version:"))
-        .unwrap_or("?")
-        .trim()
-        .to_owned();
-    let max_entries: Vec<String> = redis::cmd("CONFIG")
-        .arg("GET")
-        .arg("hash-max-listpack-entries")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let users: u64 = env_or("BENCH_USERS", 1_000_000);
+    let buckets: u64 = env_or("BENCH_BUCKETS", 4096);
+    let (_redis, mut conn, version) = start_redis().await;
+    let max_entries = config(&mut conn, "hash-max-listpack-entries").await;
 
     // The applier also writes the user columns: give it a throwaway database
     // with no user rows (the UPDATEs match nothing), dropped at the end.
@@ -179,8 +98,7 @@ async fn main() {
         "# syncer_memory: redis {version}, {users} users x 2 kinds = {n} counters, B = {buckets} buckets per kind"
     );
     println!(
-        "#   hash-max-listpack-entries {:?}; largest follower count {max_val}",
-        max_entries.get(1)
+        "#   hash-max-listpack-entries {max_entries}; largest follower count {max_val}"
     );
     println!("| layout | used_memory | bytes per counter |");
     println!("|---|---|---|");
