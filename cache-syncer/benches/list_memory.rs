@@ -27,7 +27,11 @@ type List = (String, Vec<(u32, i64)>);
 
 /// Writes `lists` (each cut to `cap` newest entries when given) and returns
 /// the entries written.
-async fn load(conn: &mut redis::aio::ConnectionManager, lists: &[&List], cap: Option<usize>) -> u64 {
+async fn load(
+    conn: &mut redis::aio::ConnectionManager,
+    lists: &[&List],
+    cap: Option<usize>,
+) -> u64 {
     let mut pipe = redis::pipe();
     let (mut queued, mut written) = (0usize, 0u64);
     for (key, members) in lists {

@@ -97,9 +97,7 @@ async fn main() {
     println!(
         "# syncer_memory: redis {version}, {users} users x 2 kinds = {n} counters, B = {buckets} buckets per kind"
     );
-    println!(
-        "#   hash-max-listpack-entries {max_entries}; largest follower count {max_val}"
-    );
+    println!("#   hash-max-listpack-entries {max_entries}; largest follower count {max_val}");
     println!("| layout | used_memory | bytes per counter |");
     println!("|---|---|---|");
     println!(

@@ -123,7 +123,24 @@ impl UserGrpc {
                 .await?;
         let found: Vec<_> = profiles.into_iter().flatten().collect();
         let found_ids: Vec<u64> = found.iter().map(|p| p.id).collect();
-        let counts = self.counts.get_many(&found_ids, mode).await?;
+        // As for one user (see `get_user_inner`): the cache layers, else
+        // the user rows read with the profiles (or in one query).
+        let counts = match mode {
+            ReadMode::Cached => {
+                let mut counts = self.counts.get_many_cached(&found_ids).await;
+                let rest: Vec<u64> = found_ids
+                    .iter()
+                    .copied()
+                    .filter(|id| !counts.contains_key(id))
+                    .collect();
+                if !rest.is_empty() {
+                    counts.extend(self.profiles.row_counts_many(&rest).await?);
+                }
+                counts
+            }
+            ReadMode::Synced => self.profiles.row_counts_many(&found_ids).await?,
+            ReadMode::Primary => self.counts.get_many(&found_ids, mode).await?,
+        };
         let follows: HashMap<u64, bool> = if viewer == 0 {
             HashMap::new()
         } else {

@@ -205,6 +205,33 @@ impl CountReader {
         Some(c)
     }
 
+    /// [`get_cached`](Self::get_cached) for many users at once (one Redis
+    /// pipeline for the local misses): the users found, absent the others.
+    pub async fn get_many_cached(&self, owners: &[u64]) -> HashMap<u64, UserCounts> {
+        let mut out = HashMap::with_capacity(owners.len());
+        let mut missing = Vec::new();
+        for &o in owners {
+            if out.contains_key(&o) || missing.contains(&o) {
+                continue;
+            }
+            match self.local.get(&o).await {
+                Some(c) => {
+                    out.insert(o, c);
+                }
+                None => missing.push(o),
+            }
+        }
+        self.count_read("local", out.len());
+        if !missing.is_empty() {
+            let (found, _) = self.load_redis(&missing).await;
+            for (&o, &c) in &found {
+                self.local.insert(o, c).await;
+            }
+            out.extend(found);
+        }
+        out
+    }
+
     /// Forgets the local entry of `owner` (after this process changed it).
     pub async fn invalidate(&self, owner: u64) {
         self.local.invalidate(&owner).await;

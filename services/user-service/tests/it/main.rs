@@ -542,6 +542,23 @@ async fn profiles_and_counts_answer_from_the_user_row_while_redis_is_down_and_fr
     .await;
     let u = get(a).await;
     assert_eq!((u.username.as_str(), u.follow_count), ("row_a", 1));
+    let batch = |ids: Vec<u64>| {
+        let mut c = reader.clone();
+        async move {
+            c.batch_get_users(BatchGetUsersRequest {
+                user_ids: ids,
+                viewer_id: 0,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .users
+            .iter()
+            .map(|u| (u.id, u.follow_count, u.follower_count))
+            .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(batch(vec![a, b]).await, vec![(a, 1, 0), (b, 0, 1)]);
     // A user registered while Redis is down is read like any other.
     let d = register(&mut c, "row_d").await;
     let u = get(d).await;
@@ -552,10 +569,13 @@ async fn profiles_and_counts_answer_from_the_user_row_while_redis_is_down_and_fr
 
     // Redis back: the buckets answer again.
     proxy.up().await;
-    testkit::eventually(Duration::from_secs(30), "counters from Redis again", || async {
-        (get(b).await.follower_count == 7).then_some(())
-    })
+    testkit::eventually(
+        Duration::from_secs(30),
+        "counters from Redis again",
+        || async { (get(b).await.follower_count == 7).then_some(()) },
+    )
     .await;
+    assert_eq!(batch(vec![b]).await, vec![(b, 0, 7)]);
     redis.cleanup().await;
     db.drop_db().await;
 }
