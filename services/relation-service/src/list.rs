@@ -38,10 +38,10 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, NaiveDateTime};
 use std::sync::Arc;
-use std::time::Duration;
 
 use common::keys::{CounterKind, Keys};
 use moka::future::Cache;
+use service_kit::readpath::Layers;
 use service_kit::readpath::consistency::ReadMode;
 use service_kit::readpath::redis_cache::RedisCache;
 use sqlx::MySqlPool;
@@ -274,23 +274,18 @@ pub struct Lists {
 }
 
 impl Lists {
-    pub fn new(
-        pool: MySqlPool,
-        redis: RedisCache,
-        keys: Keys,
-        capacity: u64,
-        ttl: Duration,
-        reads_metric: &'static str,
-    ) -> Self {
+    /// Over the service's read layers (pool, Redis, keys; first pages kept
+    /// `cache.ttl`, at most `cache.capacity`).
+    pub fn new(layers: &Layers) -> Self {
         Self {
-            pool,
-            redis,
-            keys,
+            pool: layers.pool.clone(),
+            redis: layers.redis.clone(),
+            keys: layers.keys.clone(),
             first: Cache::builder()
-                .max_capacity(capacity)
-                .time_to_live(ttl)
+                .max_capacity(layers.capacity)
+                .time_to_live(layers.ttl)
                 .build(),
-            reads_metric,
+            reads_metric: layers.reads_metric,
         }
     }
 

@@ -37,14 +37,7 @@ impl GrpcService for Settings {
             counts: layers.counts(),
             follows: layers.follows(),
             barrier: layers.barrier(&self.service.consistency),
-            lists: Lists::new(
-                pool.clone(),
-                layers.redis.clone(),
-                layers.keys.clone(),
-                c.capacity,
-                c.ttl,
-                READS_TOTAL,
-            ),
+            lists: Lists::new(&layers),
             pool,
             write_attempts: self.write_attempts,
         }))
