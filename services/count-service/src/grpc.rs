@@ -38,20 +38,50 @@ pub const MAX_LEADERBOARD: u32 = 100;
 /// scored by their count), else MySQL's `counter` rows.
 #[derive(Clone)]
 pub struct Leaderboard {
-    pub pool: sqlx::MySqlPool,
-    pub redis: service_kit::readpath::redis_cache::RedisCache,
-    pub keys: common::keys::Keys,
+    pool: sqlx::MySqlPool,
+    redis: service_kit::readpath::redis_cache::RedisCache,
+    keys: common::keys::Keys,
+    /// The top [`MAX_LEADERBOARD`] as Redis answered it moments ago (kept
+    /// `cache.ttl`), cut to any smaller `limit`: the order is total, so the
+    /// first `limit` of the top 100 are the top `limit`.
+    local: moka::future::Cache<(), std::sync::Arc<Vec<Entry>>>,
 }
 
 /// One leaderboard entry: (user id, followers).
 pub type Entry = (u64, u64);
 
 impl Leaderboard {
-    /// The top `limit`, and where they were read (`Cached`/`Synced`: Redis,
-    /// `Primary`: MySQL). An empty ZSET is answered by MySQL: it may not be
-    /// built yet (a wiped Redis before `rebuild`).
+    /// Over the service's read layers; Redis answers kept `layers.ttl`.
+    pub fn new(layers: &service_kit::readpath::Layers) -> Self {
+        Self {
+            pool: layers.pool.clone(),
+            redis: layers.redis.clone(),
+            keys: layers.keys.clone(),
+            local: moka::future::Cache::builder()
+                .max_capacity(1)
+                .time_to_live(layers.ttl)
+                .build(),
+        }
+    }
+
+    /// The top `limit`, and where they were read (`Cached`: the local
+    /// entry or Redis, `Synced`: Redis, `Primary`: MySQL). An empty ZSET is
+    /// answered by MySQL: it may not be built yet (a wiped Redis before
+    /// `rebuild`), and such an answer is not kept.
     pub async fn top(&self, limit: usize, mode: ReadMode) -> Result<(Vec<Entry>, ReadMode)> {
-        if mode != ReadMode::Primary
+        let cut = |top: &[Entry]| top[..top.len().min(limit)].to_vec();
+        if mode == ReadMode::Cached {
+            if let Some(top) = self.local.get(&()).await {
+                return Ok((cut(&top), mode));
+            }
+            if let Some(top) = self.read_redis(MAX_LEADERBOARD as usize).await
+                && !top.is_empty()
+            {
+                let top = std::sync::Arc::new(top);
+                self.local.insert((), top.clone()).await;
+                return Ok((cut(&top), mode));
+            }
+        } else if mode == ReadMode::Synced
             && let Some(top) = self.read_redis(limit).await
             && !top.is_empty()
         {

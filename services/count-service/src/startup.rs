@@ -25,11 +25,7 @@ impl GrpcService for Settings {
         Ok(CountServiceServer::new(CountGrpc {
             counts: layers.counts(),
             barrier: layers.barrier(&self.service.consistency),
-            leaderboard: crate::grpc::Leaderboard {
-                pool: layers.pool.clone(),
-                redis: layers.redis.clone(),
-                keys: layers.keys.clone(),
-            },
+            leaderboard: crate::grpc::Leaderboard::new(&layers),
         }))
     }
 }

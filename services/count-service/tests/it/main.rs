@@ -383,6 +383,12 @@ async fn the_leaderboard_orders_ties_by_id_from_redis_and_from_mysql_alike() {
     assert_eq!((e, source.as_str()), (vec![(1, 9), (10, 5)], "cache"));
     let (e, _) = entries(c.leaderboard(top(100)).await.unwrap());
     assert_eq!(e, vec![(1, 9), (10, 5), (11, 5), (3, 2)]);
+    // Cut from the top 100 kept in process: the same prefix.
+    let (e, source) = entries(c.leaderboard(top(3)).await.unwrap());
+    assert_eq!(
+        (e, source.as_str()),
+        (vec![(1, 9), (10, 5), (11, 5)], "cache")
+    );
 
     for bad in [0, 101] {
         let err = c.leaderboard(top(bad)).await.unwrap_err();
