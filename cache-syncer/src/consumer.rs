@@ -17,7 +17,7 @@
 //! cooperative-sticky assignor: a rebalance moves only the partitions that
 //! change owner. A member assigned a partition claims it before any of its
 //! messages is delivered (raising its epoch in Redis and reading its applied
-//! seq, see [`crate::ownership`]); a revoked partition's offsets are no
+//! seq, see `ownership.rs`); a revoked partition's offsets are no
 //! longer stored; a batch applies only while its member's claims are
 //! current, so a former owner's late batch is refused instead of landing
 //! over the new owner's newer writes.

@@ -227,6 +227,10 @@ impl Publisher {
     /// Reads heartbeats and publishes the watermark until `stop` fires.
     pub async fn run(mut self, mut stop: tokio::sync::watch::Receiver<bool>) {
         self.load_current().await;
+        // Failures to advance while Redis is down: the first is logged at
+        // once, then one line per `QUIET` with how many there were.
+        const QUIET: Duration = Duration::from_secs(30);
+        let (mut failing, mut last_warned) = (0u64, None::<Instant>);
         loop {
             if !self.assigned {
                 self.assigned = self.assign().await;
@@ -244,8 +248,19 @@ impl Publisher {
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(RECHECK) => {}
             }
-            if let Err(e) = self.advance().await {
-                tracing::warn!(error = %e, "cannot advance the watermark; retrying");
+            match self.advance().await {
+                Err(e) => {
+                    failing += 1;
+                    if last_warned.is_none_or(|t| t.elapsed() >= QUIET) {
+                        tracing::warn!(error = %e, failures = failing, "cannot advance the watermark; retrying");
+                        last_warned = Some(Instant::now());
+                    }
+                }
+                Ok(()) if failing > 0 => {
+                    tracing::info!(failures = failing, "the watermark advances again");
+                    (failing, last_warned) = (0, None);
+                }
+                Ok(()) => {}
             }
         }
     }
