@@ -69,13 +69,53 @@ pub struct SnapshotProgress {
     pub last_key: Option<serde_json::Value>,
 }
 
-/// Reads and atomically replaces the checkpoint file.
-#[derive(Debug, Clone)]
-pub struct CheckpointStore {
-    path: PathBuf,
+/// Where the checkpoint lives: a file in the state folder (one relay), or
+/// the source database's state table under the leader's epoch (`ha`, see
+/// [`crate::ha`]).
+#[derive(Clone)]
+pub enum CheckpointStore {
+    File(FileStore),
+    Table(crate::ha::Leadership),
 }
 
 impl CheckpointStore {
+    /// The file store at `path`.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self::File(FileStore::new(path))
+    }
+
+    /// Where it is, for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::File(f) => f.path().display().to_string(),
+            Self::Table(_) => format!("the table {}", crate::ha::STATE_TABLE),
+        }
+    }
+
+    /// The saved checkpoint, or `None` when there is none yet.
+    pub async fn load(&self) -> Result<Option<Checkpoint>> {
+        match self {
+            Self::File(f) => f.load(),
+            Self::Table(t) => t.load().await,
+        }
+    }
+
+    /// Saves `cp` (see [`FileStore::save`] and [`crate::ha::Leadership::save`]).
+    pub async fn save(&self, cp: &Checkpoint) -> Result<()> {
+        match self {
+            Self::File(f) => f.save(cp),
+            Self::Table(t) => t.save(cp).await,
+        }
+    }
+}
+
+/// Reads and atomically replaces the checkpoint file.
+#[derive(Debug, Clone)]
+pub struct FileStore {
+    path: PathBuf,
+}
+
+impl FileStore {
     pub fn new(path: impl Into<PathBuf>) -> Self {
         Self { path: path.into() }
     }
@@ -152,7 +192,7 @@ mod tests {
     #[test]
     fn a_saved_checkpoint_loads_back_and_replaces_the_old_one() {
         let dir = temp_dir("roundtrip");
-        let store = CheckpointStore::new(dir.join("sub").join("checkpoint.json"));
+        let store = FileStore::new(dir.join("sub").join("checkpoint.json"));
         assert_eq!(store.load().unwrap(), None);
         let mut cp = Checkpoint {
             file: "mysql-bin.000001".into(),
@@ -181,7 +221,7 @@ mod tests {
         fs::create_dir_all(&dir).unwrap();
         let path = dir.join("checkpoint.json");
         fs::write(&path, b"{not json").unwrap();
-        let err = CheckpointStore::new(&path).load().unwrap_err();
+        let err = FileStore::new(&path).load().unwrap_err();
         assert!(err.to_string().contains("unreadable"), "{err}");
         let _ = fs::remove_dir_all(dir);
     }

@@ -78,6 +78,35 @@ pub struct Settings {
     pub idempotence: bool,
     /// Extra librdkafka producer properties (e.g. `compression.type = "zstd"`).
     pub producer: BTreeMap<String, String>,
+    /// Leader election among relays of one name (see [`crate::ha`]).
+    pub ha: HaSettings,
+}
+
+/// `RELAY_HA__*`: several relays of one logical name, one streaming.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HaSettings {
+    /// Off: one relay, its checkpoint a file in `state_dir` (as before).
+    /// On: the relay streams only while it holds the lease of `name` on the
+    /// source database, and keeps its checkpoint there, fenced by an epoch.
+    pub enabled: bool,
+    /// The logical relay: relays of one name share one lease and one
+    /// checkpoint (1..=64 characters).
+    pub name: String,
+    /// How long a leader that stopped answering (frozen, cut off) keeps the
+    /// lease: its lock session's `wait_timeout`. Whole seconds, >= 1.
+    #[serde(with = "common::config::duration")]
+    pub lease_timeout: Duration,
+}
+
+impl Default for HaSettings {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            name: "sluice".into(),
+            lease_timeout: Duration::from_secs(3),
+        }
+    }
 }
 
 impl Default for Settings {
@@ -103,6 +132,7 @@ impl Default for Settings {
             snapshot: SnapshotSettings::default(),
             idempotence: true,
             producer: BTreeMap::new(),
+            ha: HaSettings::default(),
         }
     }
 }
@@ -130,6 +160,16 @@ impl Settings {
         }
         if self.topic_partitions < 1 {
             return invalid("topic_partitions must be >= 1");
+        }
+        if self.ha.enabled {
+            let n = self.ha.name.chars().count();
+            if !(1..=64).contains(&n) {
+                return invalid("ha.name must be 1 to 64 characters");
+            }
+            let t = self.ha.lease_timeout;
+            if t < Duration::from_secs(1) || t.subsec_nanos() != 0 {
+                return invalid("ha.lease_timeout must be a whole number of seconds, at least 1s");
+            }
         }
         if self.heartbeat_interval.is_zero()
             || self.checkpoint_interval.is_zero()
@@ -193,8 +233,12 @@ impl Default for Filter {
 }
 
 impl Filter {
-    /// Whether changes of `db.table` are relayed.
+    /// Whether changes of `db.table` are relayed. The relay's own state
+    /// table ([`crate::ha::STATE_TABLE`]) never is.
     pub fn allows(&self, db: &str, table: &str) -> bool {
+        if table == crate::ha::STATE_TABLE {
+            return false;
+        }
         let full = |t: &String| {
             t.split_once('.')
                 .is_some_and(|(d, n)| d == db && n == table)

@@ -63,6 +63,10 @@ pub enum Error {
     BadStart(String),
     #[error("snapshot: {0}")]
     Snapshot(String),
+    /// This relay no longer leads its logical name (`ha`): another relay
+    /// took the lease, or raised the epoch since. Never retried.
+    #[error("no longer the leader: {0}")]
+    Fenced(String),
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -83,6 +87,7 @@ impl Error {
             | Error::Decode { .. }
             | Error::SchemaMismatch { .. }
             | Error::Checkpoint { .. }
+            | Error::Fenced(_)
             | Error::BadStart(_)
             | Error::Snapshot(_)
             | Error::Io(_) => ErrorKind::Definite,
@@ -109,6 +114,7 @@ impl Error {
             Error::Checkpoint { .. } => "checkpoint",
             Error::BadStart(_) => "start",
             Error::Snapshot(_) => "snapshot",
+            Error::Fenced(_) => "fenced",
             Error::Io(_) => "io",
         }
     }

@@ -40,6 +40,7 @@ pub mod error;
 pub mod events;
 pub mod fastrow;
 pub mod format;
+pub mod ha;
 pub mod image;
 pub mod keys;
 pub mod metrics;

@@ -27,3 +27,6 @@ pub const HEARTBEATS_TOTAL: &str = "binlog_relay_heartbeats_total";
 pub const SNAPSHOT_ROWS_TOTAL: &str = "binlog_relay_snapshot_rows_total";
 /// Tables still to copy in the running snapshot.
 pub const SNAPSHOT_TABLES_PENDING: &str = "binlog_relay_snapshot_tables_pending";
+/// 1 while this relay leads its `ha.name`, 0 while it waits as a standby
+/// (absent with `ha` off).
+pub const LEADER: &str = "binlog_relay_leader";

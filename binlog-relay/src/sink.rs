@@ -342,11 +342,11 @@ impl Acker {
             let mut last_save = Instant::now();
             let mut tick = tokio::time::interval(interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let save = |cp: &mut Option<Checkpoint>| -> Result<()> {
+            let save = async |cp: &mut Option<Checkpoint>| -> Result<()> {
                 if let (Some(store), Some(c)) = (&store, cp.take()) {
                     let mut c = c;
                     c.saved_at_ms = chrono::Utc::now().timestamp_millis();
-                    store.save(&c)?;
+                    store.save(&c).await?;
                     saves.increment(1);
                     if let Ok(mut s) = state.lock() {
                         s.saved = Some(c);
@@ -387,18 +387,18 @@ impl Acker {
                             }
                             pending = Some(cp);
                             if last_save.elapsed() >= interval {
-                                save(&mut pending)?;
+                                save(&mut pending).await?;
                                 last_save = Instant::now();
                             }
                         }
                         None => {
-                            save(&mut pending)?;
+                            save(&mut pending).await?;
                             return Ok(());
                         }
                     },
                     _ = tick.tick() => {
                         if pending.is_some() && last_save.elapsed() >= interval {
-                            save(&mut pending)?;
+                            save(&mut pending).await?;
                             last_save = Instant::now();
                         }
                     }

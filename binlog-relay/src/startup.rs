@@ -19,10 +19,23 @@ use crate::status::{Shared, probe_lag};
 pub struct Application {
     listener: TcpListener,
     port: u16,
-    relay: Relay,
+    start: Start,
     pool: sqlx::MySqlPool,
     shared: Shared,
     ready: Readiness,
+}
+
+/// The relay, or (with `ha` on) what it is built from once it holds the
+/// lease: a standby must not pin a start point or read the checkpoint
+/// before it leads.
+enum Start {
+    Now(Box<Relay>),
+    OnLease {
+        settings: Box<Settings>,
+        url: secrecy::SecretString,
+        flavor: Flavor,
+        opts: RunOptions,
+    },
 }
 
 impl Application {
@@ -39,20 +52,32 @@ impl Application {
         let shared = Shared::default();
         shared.update(|s| s.state = "starting".into());
         let ready = Readiness::default();
-        let relay = Relay::new(
-            settings,
-            url,
-            pool.clone(),
-            flavor,
-            opts,
-            shared.clone(),
-            ready.clone(),
-        )
-        .await?;
+        let start = if settings.ha.enabled {
+            Start::OnLease {
+                settings: Box::new(settings),
+                url,
+                flavor,
+                opts,
+            }
+        } else {
+            Start::Now(Box::new(
+                Relay::new(
+                    settings,
+                    url,
+                    pool.clone(),
+                    flavor,
+                    opts,
+                    shared.clone(),
+                    ready.clone(),
+                    None,
+                )
+                .await?,
+            ))
+        };
         Ok(Self {
             listener,
             port,
-            relay,
+            start,
             pool,
             shared,
             ready,
@@ -98,7 +123,36 @@ impl Application {
             self.shared.clone(),
             stop_rx.clone(),
         ));
-        let result = self.relay.run(stop_rx).await;
+        let result = match self.start {
+            Start::Now(relay) => relay.run(stop_rx).await,
+            Start::OnLease {
+                settings,
+                url,
+                flavor,
+                opts,
+            } => {
+                let mut stop = stop_rx.clone();
+                match crate::ha::acquire(&url, &settings.ha, &self.shared, &mut stop).await {
+                    Ok(None) => Ok(()),
+                    Ok(Some(lease)) => match Relay::new(
+                        *settings,
+                        url,
+                        self.pool.clone(),
+                        flavor,
+                        opts,
+                        self.shared.clone(),
+                        self.ready.clone(),
+                        Some(lease),
+                    )
+                    .await
+                    {
+                        Ok(relay) => relay.run(stop_rx).await,
+                        Err(e) => Err(e),
+                    },
+                    Err(e) => Err(e),
+                }
+            }
+        };
         let _ = stop_tx.send(true);
         stopper.abort();
         let _ = lag.await;

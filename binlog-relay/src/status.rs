@@ -17,8 +17,15 @@ use crate::source;
 /// The live document behind `/status`.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct StatusDoc {
-    /// `starting`, `streaming`, `reconnecting`, `stopped` or `failed`.
+    /// `starting`, `standby`, `streaming`, `reconnecting`, `stopped` or
+    /// `failed`.
     pub state: String,
+    /// With `ha` on: `leader` or `standby` (absent with `ha` off).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// With `ha` on, as leader: the epoch this relay raised.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<u64>,
     /// Read position: the end of the last transaction read.
     pub position: Option<String>,
     pub gtid: Option<String>,

@@ -93,6 +93,8 @@ pub struct Relay {
     /// Which columns make each table's message key.
     keys: Arc<KeyColumns>,
     store: CheckpointStore,
+    /// With `ha` on: the lease this relay streams under.
+    lease: Option<crate::ha::Leadership>,
     opts: RunOptions,
     resume: Resume,
     /// An operator's replay (`--from` other than `latest`): the server's
@@ -104,7 +106,10 @@ pub struct Relay {
 }
 
 impl Relay {
-    /// Resolves where to start (this is where `latest` is pinned).
+    /// Resolves where to start (this is where `latest` is pinned). With a
+    /// `lease` (`ha` on), the checkpoint is the state table's under the
+    /// lease's epoch, else the file in `state_dir`.
+    #[allow(clippy::too_many_arguments)]
     pub async fn new(
         settings: Settings,
         url: SecretString,
@@ -113,14 +118,29 @@ impl Relay {
         opts: RunOptions,
         shared: Shared,
         ready: common::admin::Readiness,
+        lease: Option<crate::ha::Leadership>,
     ) -> Result<Self> {
         let columns = Arc::new(settings.column_rules()?);
         let keys = Arc::new(settings.key_columns()?);
         // Existing tables now; tables created or altered later at their
         // first row (SchemaTracker).
         keys::check_tables(&pool, &settings.filter, &keys, &columns).await?;
-        let store = CheckpointStore::new(settings.checkpoint_path());
-        let saved = store.load()?;
+        let file = CheckpointStore::new(settings.checkpoint_path());
+        let (store, saved) = match &lease {
+            None => {
+                let saved = file.load().await?;
+                (file, saved)
+            }
+            Some(l) => {
+                let table = CheckpointStore::Table(l.clone());
+                // A first leader goes on from a single relay's file.
+                let saved = match table.load().await? {
+                    Some(cp) => Some(cp),
+                    None => file.load().await?,
+                };
+                (table, saved)
+            }
+        };
         let seq = saved.as_ref().map(|c| c.seq).unwrap_or(0);
         // Everything behind a saved checkpoint is acknowledged: heartbeats
         // may publish it before this run's first transaction.
@@ -139,7 +159,7 @@ impl Relay {
                     source::validate_file_pos(&pool, fp).await.map_err(|e| {
                         Error::BadStart(format!(
                             "the checkpoint in {} cannot be resumed: {e}",
-                            store.path().display()
+                            store.describe()
                         ))
                     })?;
                 }
@@ -186,6 +206,7 @@ impl Relay {
             columns,
             keys,
             store,
+            lease,
             opts,
             resume,
             replay_until,
@@ -240,7 +261,14 @@ impl Relay {
                 self.shared.acks.clone(),
             );
             let mut stream = Stream::new(&self, &mut output, &mut schema, acker);
-            let result = stream.run(&mut stop).await;
+            let result = match &self.lease {
+                None => stream.run(&mut stop).await,
+                // A leader that lost its lease stops at once.
+                Some(lease) => tokio::select! {
+                    r = stream.run(&mut stop) => r,
+                    e = lease.lost() => Err(e),
+                },
+            };
             let acker = stream.acker;
             let finished = acker.finish().await;
             match result.and(finished) {
@@ -261,8 +289,19 @@ impl Relay {
                         s.last_error = Some(e.to_string());
                     });
                     reconnects.increment(1);
+                    // Never back to the binlog without the lease: the new
+                    // leader's dump (same server_id) would be cut.
+                    if let Some(lease) = &self.lease
+                        && let Err(e) = lease.check().await
+                    {
+                        self.shared.update(|s| {
+                            s.state = "failed".into();
+                            s.last_error = Some(e.to_string());
+                        });
+                        return Err(e);
+                    }
                     if !self.opts.dry_run
-                        && let Some(cp) = self.store.load()?
+                        && let Some(cp) = self.store.load().await?
                     {
                         self.resume = Resume::from_checkpoint(&cp);
                     }

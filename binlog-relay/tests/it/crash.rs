@@ -441,3 +441,247 @@ async fn an_idempotent_relay_survives_a_broker_kill_9_mid_load() {
     drop(relay);
     env.cleanup().await;
 }
+
+/// `/status` of the relay on `port`, once it answers.
+async fn status_of(port: u16) -> Option<serde_json::Value> {
+    let (_, body) = crate::helpers::http_get(port, "/status").await?;
+    serde_json::from_str(&body).ok()
+}
+
+/// Two relay processes of one `ha.name` (one server_id): one streams, the
+/// other waits as a standby; a kill -9 of the leader hands the stream to
+/// the standby within the lease timeout, which goes on from the leader's
+/// checkpoint in the state table, and no committed row is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_takes_over_from_a_leader_killed_with_9_and_no_row_is_lost() {
+    let env = Env::new().await;
+    env.create_topics(&["counter"]).await;
+    let name = format!("it_{}", env.kafka.prefix);
+    let ha = [
+        ("RELAY_HA__ENABLED", "true".to_owned()),
+        ("RELAY_HA__NAME", name.clone()),
+        ("RELAY_HA__LEASE_TIMEOUT", "2s".to_owned()),
+    ];
+    let role = |port: u16| async move {
+        let s = status_of(port).await?;
+        Some((s["role"].as_str()?.to_owned(), s["epoch"].as_u64()))
+    };
+    let (a_port, b_port) = (free_port(), free_port());
+    let mut a = KillOnDrop(spawn_relay_with(&env, a_port, &ha));
+    let a_epoch = testkit::eventually(LONG, "the first relay leads", || async {
+        match role(a_port).await? {
+            (r, Some(e)) if r == "leader" => Some(e),
+            _ => None,
+        }
+    })
+    .await;
+    let b = KillOnDrop(spawn_relay_with(&env, b_port, &ha));
+    testkit::eventually(LONG, "the second relay waits as a standby", || async {
+        (role(b_port).await?.0 == "standby").then_some(())
+    })
+    .await;
+    // Readiness: the leader streams; the standby is not ready.
+    testkit::eventually(LONG, "the leader is ready", || async {
+        crate::helpers::http_get(a_port, "/readyz")
+            .await
+            .filter(|(code, _)| *code == 200)
+    })
+    .await;
+    assert_ne!(
+        crate::helpers::http_get(b_port, "/readyz")
+            .await
+            .map(|r| r.0),
+        Some(200),
+        "a standby is not ready"
+    );
+
+    let insert = |from: i64, to: i64| {
+        let env = &env;
+        async move {
+            for owner in from..=to {
+                env.exec(&format!(
+                    "INSERT INTO counter (owner_id, kind, value, updated_at) VALUES ({owner}, 1, {owner}, NOW(6))"
+                ))
+                .await;
+            }
+        }
+    };
+    let topic = env.topic("counter");
+    insert(1, 40).await;
+    consume_within(
+        &env,
+        std::slice::from_ref(&topic),
+        LONG,
+        "rows 1..=40 from the leader",
+        |m| ids(m, "owner_id").len() >= 40,
+    )
+    .await;
+
+    a.0.kill().expect("kill -9 the leader");
+    let killed = std::time::Instant::now();
+    a.0.wait().expect("reaped");
+    insert(41, 80).await;
+    let b_epoch = testkit::eventually(LONG, "the standby takes over", || async {
+        match role(b_port).await? {
+            (r, Some(e)) if r == "leader" => Some(e),
+            _ => None,
+        }
+    })
+    .await;
+    let takeover = killed.elapsed();
+    assert!(b_epoch > a_epoch, "epoch {b_epoch} after {a_epoch}");
+    let msgs = consume_within(
+        &env,
+        std::slice::from_ref(&topic),
+        LONG,
+        "rows 1..=80",
+        |m| ids(m, "owner_id").len() >= 80,
+    )
+    .await;
+    let want: HashSet<i64> = (1..=80).collect();
+    assert_eq!(ids(&msgs, "owner_id"), want);
+    // The new leader's checkpoint is in the table, under its epoch.
+    testkit::eventually(LONG, "the new leader's checkpoint", || async {
+        let row: Option<(u64, Option<String>)> =
+            sqlx::query_as("SELECT epoch, checkpoint FROM sluice_relay_state WHERE name = ?")
+                .bind(&name)
+                .fetch_optional(&env.db.pool)
+                .await
+                .ok()?;
+        let (epoch, cp) = row?;
+        (epoch == b_epoch && cp.is_some()).then_some(())
+    })
+    .await;
+
+    // A frozen leader (SIGSTOP) loses the lease once the server ends its
+    // silent session (the 2 s lease timeout); a third relay takes over, and
+    // the old leader, thawed, stops instead of streaming on.
+    let c_port = free_port();
+    let c = KillOnDrop(spawn_relay_with(&env, c_port, &ha));
+    testkit::eventually(LONG, "the third relay waits as a standby", || async {
+        (role(c_port).await?.0 == "standby").then_some(())
+    })
+    .await;
+    let mut b = b;
+    let signal = |sig: &str, pid: u32| {
+        let ok = Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill {sig} {pid}");
+    };
+    signal("-STOP", b.0.id());
+    let frozen = std::time::Instant::now();
+    insert(81, 120).await;
+    let c_epoch = testkit::eventually(
+        LONG,
+        "the standby takes over from a frozen leader",
+        || async {
+            match role(c_port).await? {
+                (r, Some(e)) if r == "leader" => Some(e),
+                _ => None,
+            }
+        },
+    )
+    .await;
+    let frozen_takeover = frozen.elapsed();
+    assert!(c_epoch > b_epoch, "epoch {c_epoch} after {b_epoch}");
+    signal("-CONT", b.0.id());
+    let until = std::time::Instant::now() + LONG;
+    let exit = loop {
+        if let Some(status) = b.0.try_wait().expect("try_wait") {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "the thawed former leader still runs after {LONG:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert!(
+        !exit.success(),
+        "a fenced relay exits with an error: {exit}"
+    );
+    let msgs = consume_within(
+        &env,
+        std::slice::from_ref(&topic),
+        LONG,
+        "rows 1..=120",
+        |m| ids(m, "owner_id").len() >= 120,
+    )
+    .await;
+    let want: HashSet<i64> = (1..=120).collect();
+    assert_eq!(ids(&msgs, "owner_id"), want);
+    println!(
+        "takeover {takeover:?} after kill -9, {frozen_takeover:?} after SIGSTOP (lease timeout 2s); \
+         {} messages for 120 rows",
+        msgs.len()
+    );
+    drop(c);
+    env.cleanup().await;
+}
+
+/// A former leader cannot move the checkpoint once another relay raised
+/// the epoch, and knows it lost the lease once its session is gone.
+#[tokio::test]
+async fn a_former_leader_cannot_move_the_checkpoint_or_keep_the_lease() {
+    let env = Env::new().await;
+    let mut settings = env.settings();
+    settings.ha.enabled = true;
+    settings.ha.name = format!("it_{}", env.kafka.prefix);
+    let url = secrecy::SecretString::from(env.db.url.clone());
+    let shared = binlog_relay::status::Shared::default();
+    let (_stop_tx, mut stop) = tokio::sync::watch::channel(false);
+    let lead = binlog_relay::ha::acquire(&url, &settings.ha, &shared, &mut stop)
+        .await
+        .expect("acquire")
+        .expect("not stopped");
+    let cp = binlog_relay::checkpoint::Checkpoint {
+        file: "mysql-bin.000001".into(),
+        pos: 4,
+        gtid: None,
+        seq: 1,
+        changes: 1,
+        saved_at_ms: 1,
+        snapshot: None,
+    };
+    lead.save(&cp).await.expect("the leader saves");
+    assert_eq!(lead.load().await.unwrap(), Some(cp.clone()));
+    lead.check().await.expect("the lease is held");
+
+    // Another relay took over (as `acquire` does on taking the lease).
+    sqlx::query("UPDATE sluice_relay_state SET epoch = epoch + 1 WHERE name = ?")
+        .bind(&settings.ha.name)
+        .execute(&env.db.pool)
+        .await
+        .unwrap();
+    let moved = binlog_relay::checkpoint::Checkpoint {
+        pos: 999,
+        ..cp.clone()
+    };
+    let err = lead.save(&moved).await.unwrap_err();
+    assert!(matches!(err, binlog_relay::Error::Fenced(_)), "{err}");
+    assert_eq!(
+        lead.load().await.unwrap(),
+        Some(cp),
+        "the checkpoint did not move"
+    );
+
+    // The lease session ended by the server (as `wait_timeout` ends a
+    // frozen leader's): the lease is gone.
+    let holder: Option<i64> = sqlx::query_scalar("SELECT IS_USED_LOCK(?)")
+        .bind(format!("sluice-relay:{}", settings.ha.name))
+        .fetch_one(&env.db.pool)
+        .await
+        .unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "KILL {}",
+        holder.expect("the lock is held")
+    )))
+    .execute(&env.db.pool)
+    .await
+    .unwrap();
+    let err = lead.check().await.unwrap_err();
+    assert!(matches!(err, binlog_relay::Error::Fenced(_)), "{err}");
+    env.cleanup().await;
+}
