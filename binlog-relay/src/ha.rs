@@ -112,6 +112,18 @@ pub async fn acquire(
         if *stop.borrow() {
             return Ok(None);
         }
+        // Who leads now, for `/status`.
+        let current: Option<(Option<String>, u64)> =
+            sqlx::query_as("SELECT leader, epoch FROM sluice_relay_state WHERE name = ?")
+                .bind(&ha.name)
+                .fetch_optional(&mut conn)
+                .await?;
+        if let Some((leader, epoch)) = current {
+            shared.update(|s| {
+                s.leader = leader;
+                s.epoch = Some(epoch);
+            });
+        }
         // Half-second tries: under sqlx's one-second slow-statement warning.
         let got: Option<i64> = sqlx::query_scalar("SELECT GET_LOCK(?, 0.5)")
             .bind(&lock)
@@ -121,12 +133,13 @@ pub async fn acquire(
             break;
         }
     }
+    let me = holder();
     sqlx::query(
         "INSERT INTO sluice_relay_state (name, epoch, leader) VALUES (?, 1, ?) \
          ON DUPLICATE KEY UPDATE epoch = epoch + 1, leader = VALUES(leader)",
     )
     .bind(&ha.name)
-    .bind(holder())
+    .bind(&me)
     .execute(&mut conn)
     .await?;
     let epoch: u64 = sqlx::query_scalar("SELECT epoch FROM sluice_relay_state WHERE name = ?")
@@ -136,6 +149,7 @@ pub async fn acquire(
     shared.update(|s| {
         s.role = Some("leader".into());
         s.epoch = Some(epoch);
+        s.leader = Some(me.clone());
     });
     metrics::gauge!(crate::metrics::LEADER).set(1.0);
     tracing::info!(name = %ha.name, epoch, "took the lease (leader)");

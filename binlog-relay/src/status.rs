@@ -23,9 +23,13 @@ pub struct StatusDoc {
     /// With `ha` on: `leader` or `standby` (absent with `ha` off).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
-    /// With `ha` on, as leader: the epoch this relay raised.
+    /// With `ha` on: the epoch this relay raised as leader, or (standby)
+    /// the current leader's.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub epoch: Option<u64>,
+    /// With `ha` on: who leads (`host:pid`), this relay or another.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leader: Option<String>,
     /// Read position: the end of the last transaction read.
     pub position: Option<String>,
     pub gtid: Option<String>,

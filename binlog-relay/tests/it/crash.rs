@@ -480,6 +480,14 @@ async fn a_standby_takes_over_from_a_leader_killed_with_9_and_no_row_is_lost() {
         (role(b_port).await?.0 == "standby").then_some(())
     })
     .await;
+    // The standby names the leader and its epoch.
+    testkit::eventually(LONG, "the standby shows the leader", || async {
+        let s = status_of(b_port).await?;
+        let leader = s["leader"].as_str()?;
+        (leader.ends_with(&format!(":{}", a.0.id())) && s["epoch"].as_u64() == Some(a_epoch))
+            .then_some(())
+    })
+    .await;
     // Readiness: the leader streams; the standby is not ready.
     testkit::eventually(LONG, "the leader is ready", || async {
         crate::helpers::http_get(a_port, "/readyz")
