@@ -242,3 +242,45 @@ impl Leadership {
         Ok(())
     }
 }
+
+/// The leader a [`step_down`] asked to stand down.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SteppedDown {
+    /// Its lease session, ended.
+    pub session: u64,
+    /// `host:pid`, as it recorded itself.
+    pub leader: Option<String>,
+    pub epoch: Option<u64>,
+}
+
+/// Makes the current leader of `name` stand down: ends its lease session
+/// (`KILL`, which needs the same account or `CONNECTION ADMIN`). The leader
+/// notices within a third of its lease timeout, stops streaming and waits
+/// as a standby; whichever relay takes the lock next leads (possibly the
+/// same one, if no other waits). `None` when no relay leads `name`.
+pub async fn step_down(url: &SecretString, name: &str) -> Result<Option<SteppedDown>> {
+    let pool = common::db::connect(url, 1).await?;
+    let session: Option<i64> = sqlx::query_scalar("SELECT IS_USED_LOCK(?)")
+        .bind(lock_name(name))
+        .fetch_one(&pool)
+        .await?;
+    let Some(session) = session.and_then(|s| u64::try_from(s).ok()) else {
+        pool.close().await;
+        return Ok(None);
+    };
+    let row: Option<(Option<String>, u64)> =
+        sqlx::query_as("SELECT leader, epoch FROM sluice_relay_state WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&pool)
+            .await
+            .unwrap_or(None);
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("KILL CONNECTION {session}")))
+        .execute(&pool)
+        .await?;
+    pool.close().await;
+    Ok(Some(SteppedDown {
+        session,
+        leader: row.as_ref().and_then(|r| r.0.clone()),
+        epoch: row.map(|r| r.1),
+    }))
+}

@@ -40,6 +40,10 @@ enum Command {
         #[arg(long)]
         format: Option<Format>,
     },
+    /// Make the leader of `ha.name` stand down (standby relays): its lease
+    /// session is ended; it stops streaming within a third of the lease
+    /// timeout and waits as a standby, and a waiting relay takes over.
+    StepDown,
     /// Topic management.
     Topics {
         #[command(subcommand)]
@@ -81,6 +85,22 @@ async fn main() -> anyhow::Result<()> {
             .await?;
             tracing::info!(admin_port = app.admin_port(), "binlog-relay started");
             app.run_until_stopped(common::shutdown::signal()).await?;
+        }
+        Command::StepDown => {
+            let url = settings.mysql.resolve_url(settings.dev)?;
+            match binlog_relay::ha::step_down(&url, &settings.ha.name)
+                .await
+                .context("stepping down")?
+            {
+                None => println!("no relay leads {:?}", settings.ha.name),
+                Some(d) => println!(
+                    "ended the lease session {} of {:?} (leader {}, epoch {}); it stands down within a third of its lease timeout",
+                    d.session,
+                    settings.ha.name,
+                    d.leader.as_deref().unwrap_or("?"),
+                    d.epoch.map_or_else(|| "?".to_owned(), |e| e.to_string()),
+                ),
+            }
         }
         Command::Topics {
             command: TopicsCommand::Create,

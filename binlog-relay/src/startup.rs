@@ -9,7 +9,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::Settings;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::preflight;
 use crate::relay::{Relay, RunOptions};
 use crate::source::Flavor;
@@ -130,28 +130,41 @@ impl Application {
                 url,
                 flavor,
                 opts,
-            } => {
+            } => loop {
+                // Leads while it holds the lease; a leader that loses it
+                // (another relay took over, or `step-down`) waits as a
+                // standby again.
                 let mut stop = stop_rx.clone();
-                match crate::ha::acquire(&url, &settings.ha, &self.shared, &mut stop).await {
-                    Ok(None) => Ok(()),
-                    Ok(Some(lease)) => match Relay::new(
-                        *settings,
-                        url,
-                        self.pool.clone(),
-                        flavor,
-                        opts,
-                        self.shared.clone(),
-                        self.ready.clone(),
-                        Some(lease),
-                    )
-                    .await
-                    {
-                        Ok(relay) => relay.run(stop_rx).await,
-                        Err(e) => Err(e),
-                    },
-                    Err(e) => Err(e),
+                let lease =
+                    match crate::ha::acquire(&url, &settings.ha, &self.shared, &mut stop).await {
+                        Ok(Some(lease)) => lease,
+                        Ok(None) => break Ok(()),
+                        Err(e) => break Err(e),
+                    };
+                let relay = match Relay::new(
+                    (*settings).clone(),
+                    url.clone(),
+                    self.pool.clone(),
+                    flavor,
+                    opts.clone(),
+                    self.shared.clone(),
+                    self.ready.clone(),
+                    Some(lease),
+                )
+                .await
+                {
+                    Ok(relay) => relay,
+                    Err(e) => break Err(e),
+                };
+                match relay.run(stop_rx.clone()).await {
+                    Err(Error::Fenced(reason)) if !*stop_rx.borrow() => {
+                        tracing::warn!(%reason, "no longer the leader; waiting as a standby again");
+                        self.ready.set(false);
+                        self.shared.update(|s| s.last_error = Some(reason));
+                    }
+                    other => break other,
                 }
-            }
+            },
         };
         let _ = stop_tx.send(true);
         stopper.abort();
