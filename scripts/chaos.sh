@@ -18,6 +18,11 @@
 #                              stale token read, and the watermark, sampled
 #                              every 50 ms, must never decrease (issue #18)
 #
+# With SLUICE_RELAYS=N (2 or more; `make up` with the same variable) the
+# relays run as leader and standbys (issue #19) and each relay kill hits the
+# current leader: a relay failover; a standby must take over and lose
+# nothing.
+#
 # Report: .state/chaos/report.json. Exit status 1 when an acknowledged write
 # is missing or verify finds a difference.
 set -euo pipefail
@@ -64,6 +69,19 @@ kill9() { # name
     fault "kill -9 $1 (pid $pid)"
     sleep 1 # the process is down for a moment: that is the fault
     scripts/mesh.sh start "$1" 2>/dev/null || die "$1 did not come back"
+}
+
+# The relay that leads now (SLUICE_RELAYS > 1), by its /status.
+leader_relay() {
+    local name port
+    for name in binlog-relay $(for i in $(seq 2 "${SLUICE_RELAYS:-1}"); do echo "binlog-relay@$i"; done); do
+        if [ "$name" = binlog-relay ]; then port=9101; else port=$((9300 + ${name#*@})); fi
+        if curl -fsS -m 1 "http://127.0.0.1:$port/status" 2>/dev/null | grep -q '"role":"leader"'; then
+            echo "$name"
+            return
+        fi
+    done
+    echo binlog-relay
 }
 
 # Something died on its own (a relay losing the broker exits; the mesh
@@ -115,7 +133,13 @@ fi
 
 for round in $(seq 1 "$ROUNDS"); do
     log "round $round"
-    kill9 binlog-relay
+    if [ "${SLUICE_RELAYS:-1}" -gt 1 ]; then
+        relay=$(leader_relay)
+        log "relay failover: killing the leader, $relay"
+        kill9 "$relay"
+    else
+        kill9 binlog-relay
+    fi
     sleep "$PAUSE"
     kill9 cache-syncer
     sleep "$PAUSE"

@@ -16,6 +16,10 @@
 # admin port on 9180, `@3` on 8280/9280, … (count-service and
 # relation-service likewise from 8081/9081 and 8082/9082). `down` and
 # `status` cover every one that runs, whatever the variables say then.
+# SLUICE_RELAYS=N starts N binlog-relays of one `ha.name` (issue #19): one
+# leads, the others wait as standbys; `binlog-relay` on admin 9101, then
+# `binlog-relay@2` on 9302, `@3` on 9303, … (RELAY_HA__ENABLED is set for
+# all of them, so the checkpoint lives in the source database).
 #
 # A process is "up" when its admin port answers /healthz.
 set -euo pipefail
@@ -53,6 +57,14 @@ PROCESSES=(
     "gateway 9888"
 )
 
+SLUICE_RELAYS=${SLUICE_RELAYS:-1}
+[[ "$SLUICE_RELAYS" =~ ^[1-9]$ ]] || { echo "SLUICE_RELAYS must be 1..9, not '$SLUICE_RELAYS'" >&2; exit 2; }
+if [ "$SLUICE_RELAYS" -gt 1 ]; then
+    export RELAY_HA__ENABLED=${RELAY_HA__ENABLED:-true}
+    extra=()
+    for i in $(seq 2 "$SLUICE_RELAYS"); do extra+=("binlog-relay@$i $((9300 + i)) run"); done
+    PROCESSES=("${PROCESSES[0]}" "${extra[@]}" "${PROCESSES[@]:1}")
+fi
 SLUICE_SYNCERS=${SLUICE_SYNCERS:-1}
 [[ "$SLUICE_SYNCERS" =~ ^[1-9][0-9]?$ ]] || { echo "SLUICE_SYNCERS must be 1..99, not '$SLUICE_SYNCERS'" >&2; exit 2; }
 if [ "$SLUICE_SYNCERS" -gt 1 ]; then
@@ -81,6 +93,10 @@ for pidfile in "$MESH"/*@*.pid; do
     name=$(basename "$pidfile" .pid)
     i=${name#*@}
     case "$name" in
+    binlog-relay@*)
+        [ "$i" -le "$SLUICE_RELAYS" ] 2>/dev/null && continue
+        PROCESSES=("$name $((9300 + i)) run" "${PROCESSES[@]}")
+        ;;
     cache-syncer@*)
         [ "$i" -le "$SLUICE_SYNCERS" ] 2>/dev/null && continue
         PROCESSES+=("$name $((9110 + i)) run")
@@ -133,7 +149,9 @@ start_one() { # name port args...
     done
     mkdir -p "$MESH"
     # shellcheck disable=SC2086
-    if [[ "$name" == cache-syncer* ]]; then
+    if [[ "$name" == binlog-relay@* ]]; then
+        RELAY_ADMIN__ADDR=127.0.0.1:$port setsid "$bin" "$@" </dev/null >>"$MESH/$name.log" 2>&1 &
+    elif [[ "$name" == cache-syncer* ]]; then
         SYNCER_ADMIN__ADDR=127.0.0.1:$port setsid "$bin" "$@" </dev/null >>"$MESH/$name.log" 2>&1 &
     elif [[ "$name" == *-service@* ]]; then
         # Instance i: gRPC port = admin port - 1000 (8180 for 9180, …).
