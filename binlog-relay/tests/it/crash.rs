@@ -733,3 +733,84 @@ async fn a_former_leader_cannot_move_the_checkpoint_or_keep_the_lease() {
     assert!(matches!(err, binlog_relay::Error::Fenced(_)), "{err}");
     env.cleanup().await;
 }
+
+/// Two relays of one `ha.name` under a 100,000-row load: kill -9 of the
+/// leader mid-load; the standby takes over and publishes (measured: kill to
+/// its first acknowledged message), and every row arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_a_100000_row_load_the_standby_publishes_soon_after_a_kill_9_and_every_row_arrives() {
+    const BATCHES: i64 = 100;
+    const BATCH: i64 = 1000;
+    let env = Env::new().await;
+    env.exec("CREATE TABLE bulk (id INT PRIMARY KEY, v INT NOT NULL)")
+        .await;
+    env.create_topics(&["bulk"]).await;
+    let topic = env.topic("bulk");
+    let ha = [
+        ("RELAY_HA__ENABLED", "true".to_owned()),
+        ("RELAY_HA__NAME", format!("it_{}", env.kafka.prefix)),
+        ("RELAY_HA__LEASE_TIMEOUT", "2s".to_owned()),
+    ];
+    let (a_port, b_port) = (free_port(), free_port());
+    let mut a = KillOnDrop(spawn_relay_with(&env, a_port, &ha));
+    testkit::eventually(LONG, "the first relay leads and is ready", || async {
+        crate::helpers::http_get(a_port, "/readyz")
+            .await
+            .filter(|(code, _)| *code == 200)
+    })
+    .await;
+    let b = KillOnDrop(spawn_relay_with(&env, b_port, &ha));
+    testkit::eventually(LONG, "the second relay waits as a standby", || async {
+        let s = status_of(b_port).await?;
+        (s["role"] == "standby").then_some(())
+    })
+    .await;
+
+    let pool = env.db.pool.clone();
+    let writer = tokio::spawn(async move {
+        for batch in 0..BATCHES {
+            let (lo, hi) = (batch * BATCH + 1, (batch + 1) * BATCH);
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "INSERT INTO bulk SELECT seq, 0 FROM seq_{lo}_to_{hi}"
+            )))
+            .execute(&pool)
+            .await
+            .expect("insert batch");
+        }
+    });
+    // Kill -9 once the leader has published a fifth of the load.
+    testkit::eventually(LONG, "the leader publishes part of the load", || async {
+        let s = status_of(a_port).await?;
+        (s["acked_messages"].as_u64()? >= 20_000).then_some(())
+    })
+    .await;
+    a.0.kill().expect("kill -9 the leader");
+    let killed = std::time::Instant::now();
+    a.0.wait().expect("reaped");
+    testkit::eventually(LONG, "the standby publishes", || async {
+        let s = status_of(b_port).await?;
+        (s["role"] == "leader" && s["acked_messages"].as_u64()? > 0).then_some(())
+    })
+    .await;
+    let publishes_after = killed.elapsed();
+    writer.await.expect("writer");
+    let rows = (BATCHES * BATCH) as usize;
+    let msgs = consume_within(&env, std::slice::from_ref(&topic), LONG, "every row", |m| {
+        ids(m, "id").len() >= rows
+    })
+    .await;
+    let seen = ids(&msgs, "id");
+    let missing = (1..=rows as i64).filter(|id| !seen.contains(id)).count();
+    assert_eq!(missing, 0, "rows missing after the failover");
+    println!(
+        "100,000 rows, kill -9 of the leader after 20,000 published: the standby published \
+         {publishes_after:?} later; {} messages for {rows} rows",
+        msgs.len()
+    );
+    assert!(
+        publishes_after < std::time::Duration::from_secs(15),
+        "the standby took {publishes_after:?} to publish"
+    );
+    drop(b);
+    env.cleanup().await;
+}
