@@ -448,6 +448,30 @@ async fn status_of(port: u16) -> Option<serde_json::Value> {
     serde_json::from_str(&body).ok()
 }
 
+/// Waits until the relay on `port` leads; its epoch.
+async fn leader_epoch(port: u16, what: &str) -> u64 {
+    testkit::eventually(LONG, what, || async {
+        let s = status_of(port).await?;
+        (s["role"] == "leader").then(|| s["epoch"].as_u64())?
+    })
+    .await
+}
+
+/// Waits until owners 1..=`n` of `topic` all arrived; the messages read.
+async fn owners_arrive(env: &Env, topic: &str, n: i64) -> Vec<Msg> {
+    let msgs = consume_within(
+        env,
+        &[topic.to_owned()],
+        LONG,
+        &format!("rows 1..={n}"),
+        |m| ids(m, "owner_id").len() as i64 >= n,
+    )
+    .await;
+    let want: HashSet<i64> = (1..=n).collect();
+    assert_eq!(ids(&msgs, "owner_id"), want);
+    msgs
+}
+
 /// Relay processes of one `ha.name` (one server_id): one streams, the
 /// others wait as standbys. A kill -9 of the leader hands the stream to a
 /// standby at once, a SIGSTOP within the lease timeout; the new leader goes
@@ -470,13 +494,7 @@ async fn a_standby_takes_over_from_a_leader_killed_with_9_and_no_row_is_lost() {
     };
     let (a_port, b_port) = (free_port(), free_port());
     let mut a = KillOnDrop(spawn_relay_with(&env, a_port, &ha));
-    let a_epoch = testkit::eventually(LONG, "the first relay leads", || async {
-        match role(a_port).await? {
-            (r, Some(e)) if r == "leader" => Some(e),
-            _ => None,
-        }
-    })
-    .await;
+    let a_epoch = leader_epoch(a_port, "the first relay leads").await;
     let b = KillOnDrop(spawn_relay_with(&env, b_port, &ha));
     testkit::eventually(LONG, "the second relay waits as a standby", || async {
         (role(b_port).await?.0 == "standby").then_some(())
@@ -518,38 +536,16 @@ async fn a_standby_takes_over_from_a_leader_killed_with_9_and_no_row_is_lost() {
     };
     let topic = env.topic("counter");
     insert(1, 40).await;
-    consume_within(
-        &env,
-        std::slice::from_ref(&topic),
-        LONG,
-        "rows 1..=40 from the leader",
-        |m| ids(m, "owner_id").len() >= 40,
-    )
-    .await;
+    owners_arrive(&env, &topic, 40).await;
 
     a.0.kill().expect("kill -9 the leader");
     let killed = std::time::Instant::now();
     a.0.wait().expect("reaped");
     insert(41, 80).await;
-    let b_epoch = testkit::eventually(LONG, "the standby takes over", || async {
-        match role(b_port).await? {
-            (r, Some(e)) if r == "leader" => Some(e),
-            _ => None,
-        }
-    })
-    .await;
+    let b_epoch = leader_epoch(b_port, "the standby takes over").await;
     let takeover = killed.elapsed();
     assert!(b_epoch > a_epoch, "epoch {b_epoch} after {a_epoch}");
-    let msgs = consume_within(
-        &env,
-        std::slice::from_ref(&topic),
-        LONG,
-        "rows 1..=80",
-        |m| ids(m, "owner_id").len() >= 80,
-    )
-    .await;
-    let want: HashSet<i64> = (1..=80).collect();
-    assert_eq!(ids(&msgs, "owner_id"), want);
+    owners_arrive(&env, &topic, 80).await;
     // The new leader's checkpoint is in the table, under its epoch.
     testkit::eventually(LONG, "the new leader's checkpoint", || async {
         let row: Option<(u64, Option<String>)> =
@@ -583,17 +579,7 @@ async fn a_standby_takes_over_from_a_leader_killed_with_9_and_no_row_is_lost() {
     signal("-STOP", b.0.id());
     let frozen = std::time::Instant::now();
     insert(81, 120).await;
-    let c_epoch = testkit::eventually(
-        LONG,
-        "the standby takes over from a frozen leader",
-        || async {
-            match role(c_port).await? {
-                (r, Some(e)) if r == "leader" => Some(e),
-                _ => None,
-            }
-        },
-    )
-    .await;
+    let c_epoch = leader_epoch(c_port, "the standby takes over from a frozen leader").await;
     let frozen_takeover = frozen.elapsed();
     assert!(c_epoch > b_epoch, "epoch {c_epoch} after {b_epoch}");
     signal("-CONT", b.0.id());
@@ -608,16 +594,7 @@ async fn a_standby_takes_over_from_a_leader_killed_with_9_and_no_row_is_lost() {
         b.0.try_wait().expect("try_wait").is_none(),
         "a relay that lost the lead keeps running as a standby"
     );
-    let msgs = consume_within(
-        &env,
-        std::slice::from_ref(&topic),
-        LONG,
-        "rows 1..=120",
-        |m| ids(m, "owner_id").len() >= 120,
-    )
-    .await;
-    let want: HashSet<i64> = (1..=120).collect();
-    assert_eq!(ids(&msgs, "owner_id"), want);
+    owners_arrive(&env, &topic, 120).await;
 
     // `binlog-relay step-down`: the leader stands down, a relay takes over.
     let s = env.settings();
@@ -649,16 +626,7 @@ async fn a_standby_takes_over_from_a_leader_killed_with_9_and_no_row_is_lost() {
         None
     })
     .await;
-    let msgs = consume_within(
-        &env,
-        std::slice::from_ref(&topic),
-        LONG,
-        "rows 1..=160",
-        |m| ids(m, "owner_id").len() >= 160,
-    )
-    .await;
-    let want: HashSet<i64> = (1..=160).collect();
-    assert_eq!(ids(&msgs, "owner_id"), want);
+    let msgs = owners_arrive(&env, &topic, 160).await;
     println!(
         "takeover {takeover:?} after kill -9, {frozen_takeover:?} after SIGSTOP (lease timeout 2s); \
          {} messages for 160 rows",
