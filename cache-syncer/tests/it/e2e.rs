@@ -407,12 +407,7 @@ async fn compare_pages(
             Direction::Followers => client.follower_list(req).await,
         }
         .expect("list page");
-        let source = resp
-            .metadata()
-            .get("read-source")
-            .and_then(|v| v.to_str().ok())
-            .expect("every list answer names its source")
-            .to_owned();
+        let source = testkit::read_source(&resp).expect("every list answer names its source");
         let got = resp.into_inner();
         let want = relation_service::list::page(&h.db.pool, dir, user, &cursor, limit)
             .await

@@ -20,11 +20,7 @@ fn with_token<T>(msg: T, token: &str) -> Request<T> {
 }
 
 fn source<T>(resp: &tonic::Response<T>) -> String {
-    resp.metadata()
-        .get("read-source")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned()
+    testkit::read_source(resp).unwrap_or_default()
 }
 
 #[tokio::test]

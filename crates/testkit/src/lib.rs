@@ -363,6 +363,15 @@ pub async fn mesh_channel(url: impl Into<String>) -> service_kit::mesh_auth::Mes
     )
 }
 
+/// The `read-source` metadata of a service's answer (`cache`,
+/// `synced-cache`, `primary`), or `None` when it set none.
+pub fn read_source<T>(resp: &tonic::Response<T>) -> Option<String> {
+    resp.metadata()
+        .get(service_kit::readpath::consistency::READ_SOURCE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
 /// The mesh settings of in-process services and gateways in tests: the dev
 /// mesh key, which [`mesh_channel`] signs with.
 pub fn mesh_settings() -> service_kit::mesh_auth::MeshSettings {

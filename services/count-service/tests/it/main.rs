@@ -353,12 +353,7 @@ async fn the_leaderboard_orders_ties_by_id_from_redis_and_from_mysql_alike() {
     let (mut c, _, _) = start_with_ports(&db, &redis).await;
     let top = |limit: u32| LeaderboardRequest { limit };
     let entries = |r: tonic::Response<proto::count::v1::LeaderboardResponse>| {
-        let source = r
-            .metadata()
-            .get("read-source")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_owned();
+        let source = testkit::read_source(&r).unwrap_or_default();
         let e: Vec<(u64, u64)> = r
             .into_inner()
             .entries

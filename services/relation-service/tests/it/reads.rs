@@ -318,12 +318,7 @@ async fn following_page(
         })
         .await
         .expect("following page");
-    let source = resp
-        .metadata()
-        .get("read-source")
-        .and_then(|v| v.to_str().ok())
-        .expect("a list answer names its source")
-        .to_owned();
+    let source = testkit::read_source(&resp).expect("a list answer names its source");
     let page = resp.into_inner();
     let ids = page.items.iter().map(|e| e.user_id).collect();
     (ids, page.next_cursor, source)
