@@ -172,42 +172,71 @@ impl Applier {
     /// while it may have been full before the batch (its length plus the
     /// batch's removals from it reach the cap): a full list has dropped its
     /// oldest entries, and removing a newer one must bring the next older
-    /// back, which only MySQL knows. Written after the batch, from MySQL's
-    /// current rows: never older than what the batch wrote.
+    /// back, which only MySQL knows.
+    ///
+    /// A list is written by several members (follows are keyed by their
+    /// pair), so the write is conditional on the list not changing between
+    /// MySQL's read and the write (WATCH on the list): otherwise an unfollow
+    /// committed after the read and applied by another member before the
+    /// write would be undone. On a change the refill starts over (bounded);
+    /// a member whose removal changed it refills the list itself.
     async fn refill_lists(&self, shortened: &[(List, usize)], lengths: &[usize]) -> Result<()> {
+        const ATTEMPTS: usize = 5;
         let cap = self.list_cap;
+        let mut conn = self.fence.clone();
         for ((list, removed), &len) in shortened.iter().zip(lengths) {
             if len >= cap || len + removed < cap {
                 continue;
             }
-            let (column, by) = match *list {
-                List::Following(uid) => ("to_id", ("from_id", uid)),
-                List::Followers(uid) => ("from_id", ("to_id", uid)),
-            };
-            let newest: Vec<(u64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "SELECT {column}, TIMESTAMPDIFF(MICROSECOND, '1970-01-01', created_at) \
-                 FROM follow WHERE {} = ? AND deleted_at IS NULL \
-                 ORDER BY created_at DESC LIMIT ?",
-                by.0
-            )))
-            .bind(by.1)
-            .bind(cap as u64)
-            .fetch_all(&self.pool)
-            .await?;
-            if newest.is_empty() {
-                continue;
-            }
             let key = self.list_key(list);
-            let mut pipe = redis::pipe();
-            pipe.atomic();
-            for (member, score) in &newest {
-                pipe.zadd(&key, member, score).ignore();
+            for _ in 0..ATTEMPTS {
+                let (_, len): ((), usize) = redis::pipe()
+                    .cmd("WATCH")
+                    .arg(&key)
+                    .zcard(&key)
+                    .query_async(&mut conn)
+                    .await?;
+                let newest = if len >= cap {
+                    Vec::new()
+                } else {
+                    self.newest_in_mysql(list).await?
+                };
+                if newest.is_empty() {
+                    let _: () = redis::cmd("UNWATCH").query_async(&mut conn).await?;
+                    break;
+                }
+                let mut pipe = redis::pipe();
+                pipe.atomic();
+                for (member, score) in &newest {
+                    pipe.zadd(&key, member, score).ignore();
+                }
+                pipe.zremrangebyrank(&key, 0, -(cap as isize + 1)).ignore();
+                // Nil: the list changed since the WATCH; read again.
+                let done: Option<()> = pipe.query_async(&mut conn).await?;
+                if done.is_some() {
+                    break;
+                }
             }
-            pipe.zremrangebyrank(&key, 0, -(cap as isize + 1)).ignore();
-            let mut conn = self.redis.clone();
-            let _: () = pipe.query_async(&mut conn).await?;
         }
         Ok(())
+    }
+
+    /// The newest `list_cap` entries of `list` in MySQL: (member, score).
+    async fn newest_in_mysql(&self, list: &List) -> Result<Vec<(u64, i64)>> {
+        let (column, by) = match *list {
+            List::Following(uid) => ("to_id", ("from_id", uid)),
+            List::Followers(uid) => ("from_id", ("to_id", uid)),
+        };
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {column}, TIMESTAMPDIFF(MICROSECOND, '1970-01-01', created_at) \
+             FROM follow WHERE {} = ? AND deleted_at IS NULL \
+             ORDER BY created_at DESC LIMIT ?",
+            by.0
+        )))
+        .bind(by.1)
+        .bind(self.list_cap as u64)
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     /// The Redis writes of `effects`, in order, into `pipe`.
