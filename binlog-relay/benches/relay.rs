@@ -20,7 +20,9 @@
 //!    - publish ceiling: as many envelope-sized messages as the batch has
 //!      rows, from a bare idempotent rdkafka producer, all acknowledged;
 //!    - the relay over the batch range and over the mixed range
-//!      (`--from … --until …`, every message acknowledged), rows/s.
+//!      (`--from … --until …`, every message acknowledged), rows/s, first
+//!      at-least-once (`exactly_once.mode = off`), then through Kafka
+//!      transactions (`on`, every transaction committed).
 //!
 //!    `BENCH_BROKERS=` (empty) measures decoding only, e.g. under a profiler.
 //!
@@ -29,6 +31,7 @@
 use std::time::{Duration, Instant};
 
 use binlog_relay::config::Filter;
+use binlog_relay::config::{ExactlyOnceMode, ExactlyOnceSettings};
 use binlog_relay::decode::{self, ChangeMeta};
 use binlog_relay::fastrow;
 use binlog_relay::format::{self, Format};
@@ -342,13 +345,14 @@ async fn publish_ceiling(brokers: &str, topic: &str, n: u64, avg: usize) -> anyh
     Ok(n as f64 / t.elapsed().as_secs_f64())
 }
 
-/// The relay over `range` into `brokers`; rows/s.
+/// The relay over `range` into `brokers`, exactly-once `on` or `off`; rows/s.
 async fn relay(
     url: &str,
     db: &str,
     brokers: &str,
     prefix: &str,
     range: &Range,
+    exactly_once: ExactlyOnceMode,
 ) -> anyhow::Result<f64> {
     let state = std::env::temp_dir().join(format!("relay-bench-{prefix}"));
     let settings = Settings {
@@ -377,6 +381,14 @@ async fn relay(
             .filter_map(|kv| kv.split_once('='))
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect(),
+        exactly_once: ExactlyOnceSettings {
+            mode: exactly_once,
+            // `BENCH_COMMIT_INTERVAL_MS=300`: another commit interval to try.
+            commit_interval: Duration::from_millis(
+                env_or("BENCH_COMMIT_INTERVAL_MS", "100").parse()?,
+            ),
+            ..ExactlyOnceSettings::default()
+        },
         ..Settings::default()
     };
     let app = Application::build(
@@ -453,22 +465,72 @@ async fn main() -> anyhow::Result<()> {
         let ceiling =
             publish_ceiling(addr, &format!("bench_{tag}_{name}.ceiling"), decoded, avg).await?;
         println!("[{name}] publish ceiling: {decoded} msgs = {ceiling:.0} msg/s");
-        let b = relay(&url, &db, addr, &format!("bench_{tag}_{name}_b"), &batch).await?;
+        let off = ExactlyOnceMode::Off;
+        let b = relay(
+            &url,
+            &db,
+            addr,
+            &format!("bench_{tag}_{name}_b"),
+            &batch,
+            off,
+        )
+        .await?;
         println!(
             "[{name}] relay, batch inserts: {} rows = {b:.0} rows/s ({:.0}% of the ceiling)",
             batch.rows,
             100.0 * b / ceiling
         );
-        let m = relay(&url, &db, addr, &format!("bench_{tag}_{name}_m"), &mixed).await?;
+        let m = relay(
+            &url,
+            &db,
+            addr,
+            &format!("bench_{tag}_{name}_m"),
+            &mixed,
+            off,
+        )
+        .await?;
         println!(
             "[{name}] relay, small mixed transactions: {} rows = {m:.0} rows/s",
             mixed.rows
+        );
+        // Exactly-once: the same ranges through Kafka transactions.
+        let on = ExactlyOnceMode::On;
+        let bt = relay(
+            &url,
+            &db,
+            addr,
+            &format!("bench_{tag}_{name}_bt"),
+            &batch,
+            on,
+        )
+        .await?;
+        println!(
+            "[{name}] relay, batch inserts, exactly-once: {} rows = {bt:.0} rows/s ({:.0}% of the ceiling, {:.0}% of at-least-once)",
+            batch.rows,
+            100.0 * bt / ceiling,
+            100.0 * bt / b
+        );
+        let mt = relay(
+            &url,
+            &db,
+            addr,
+            &format!("bench_{tag}_{name}_mt"),
+            &mixed,
+            on,
+        )
+        .await?;
+        println!(
+            "[{name}] relay, small mixed transactions, exactly-once: {} rows = {mt:.0} rows/s ({:.0}% of at-least-once)",
+            mixed.rows,
+            100.0 * mt / m
         );
         delete_bench_topics(addr, &format!("bench_{tag}_")).await?;
         per_broker.push(json!({
             "broker": name, "ceiling_msgs_per_s": ceiling.round(),
             "relay_batch_rows_per_s": b.round(), "relay_mixed_rows_per_s": m.round(),
             "relay_share_of_ceiling": (b / ceiling * 100.0).round(),
+            "relay_exactly_once_batch_rows_per_s": bt.round(),
+            "relay_exactly_once_mixed_rows_per_s": mt.round(),
         }));
     }
     if std::env::var("BENCH_JSON").is_ok_and(|v| v == "1") {

@@ -80,6 +80,47 @@ pub struct Settings {
     pub producer: BTreeMap<String, String>,
     /// Leader election among relays of one name (see [`crate::ha`]).
     pub ha: HaSettings,
+    /// Kafka transactions (see [`crate::eos`]).
+    pub exactly_once: ExactlyOnceSettings,
+}
+
+/// `RELAY_EXACTLY_ONCE__*`: publishing through Kafka transactions.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ExactlyOnceSettings {
+    /// `auto` (default): on when the broker accepts a transactional
+    /// producer, else off with a warning; `on`: required (the relay does not
+    /// start without it); `off`: the idempotent producer alone
+    /// (at-least-once).
+    pub mode: ExactlyOnceMode,
+    /// Least time between two Kafka commits while changes keep coming: the
+    /// source transactions completed meanwhile are committed together. An
+    /// idle relay commits a transaction as soon as it ends.
+    #[serde(with = "common::config::duration")]
+    pub commit_interval: Duration,
+    /// A source transaction with more messages than this is split over
+    /// several Kafka transactions (its checkpoint only at its end), so
+    /// `read_committed` readers are not held back by one huge transaction.
+    pub max_messages: usize,
+}
+
+/// See [`ExactlyOnceSettings::mode`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExactlyOnceMode {
+    Auto,
+    On,
+    Off,
+}
+
+impl Default for ExactlyOnceSettings {
+    fn default() -> Self {
+        Self {
+            mode: ExactlyOnceMode::Auto,
+            commit_interval: Duration::from_millis(100),
+            max_messages: 50_000,
+        }
+    }
 }
 
 /// `RELAY_HA__*`: several relays of one logical name, one streaming.
@@ -133,6 +174,7 @@ impl Default for Settings {
             idempotence: true,
             producer: BTreeMap::new(),
             ha: HaSettings::default(),
+            exactly_once: ExactlyOnceSettings::default(),
         }
     }
 }
@@ -179,6 +221,14 @@ impl Settings {
                 "heartbeat_interval, watermark_interval and checkpoint_interval must be > 0",
             );
         }
+        if self.exactly_once.mode == ExactlyOnceMode::On && !self.idempotence {
+            return invalid("exactly_once.mode = on needs idempotence = true");
+        }
+        if self.exactly_once.commit_interval.is_zero() || self.exactly_once.max_messages == 0 {
+            return invalid(
+                "exactly_once.commit_interval and exactly_once.max_messages must be > 0",
+            );
+        }
         if self.snapshot.chunk_size == 0 {
             return invalid("snapshot.chunk_size must be > 0");
         }
@@ -197,6 +247,18 @@ impl Settings {
     /// The parsed `message_key_columns`.
     pub fn key_columns(&self) -> Result<crate::keys::KeyColumns, ConfigError> {
         crate::keys::KeyColumns::parse(&self.message_key_columns).map_err(ConfigError::Invalid)
+    }
+
+    /// Whether the relay asks for a transactional producer.
+    pub fn wants_transactions(&self) -> bool {
+        self.idempotence && self.exactly_once.mode != ExactlyOnceMode::Off
+    }
+
+    /// The relay's `transactional.id`: one per logical relay (topic prefix
+    /// and `ha.name`), so a relay that takes over fences the producer of
+    /// the one before it.
+    pub fn transactional_id(&self) -> String {
+        format!("sluice-relay.{}.{}", self.kafka.topic_prefix, self.ha.name)
     }
 
     /// Path of the checkpoint file.

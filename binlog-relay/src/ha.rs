@@ -70,7 +70,7 @@ fn lock_name(name: &str) -> String {
 }
 
 /// Who holds the lease, for operators reading the table.
-fn holder() -> String {
+pub(crate) fn holder() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
         .unwrap_or_else(|_| "?".into());

@@ -16,7 +16,8 @@
 //! - [`keys`]: message key columns per table (`message_key_columns`), their checks.
 //! - [`fastrow`]: rows-event bytes → row JSON text without row maps (debezium).
 //! - [`format`]: the message value/key per output format (debezium, canal, maxwell).
-//! - [`sink`]: the idempotent producer and the acknowledgement tracker.
+//! - [`sink`]: the idempotent (or transactional) producer and the acknowledgement tracker.
+//! - [`eos`]: exactly-once: Kafka transactions and the committed checkpoint record.
 //! - [`snapshot`]: chunked, resumable table copies (`op: "r"`).
 //! - [`checkpoint`]: the atomically written resume point.
 //! - [`start`]: where a run starts (checkpoint or a resolved `--from`).
@@ -30,12 +31,14 @@
 //! Invariant: a checkpoint is saved only after every message before it was
 //! acknowledged, so no committed change is ever lost; duplicates are possible
 //! after a crash and carry the same `sluice.seq` as the first time (it is
-//! derived from the binlog position, see [`seqno`]).
+//! derived from the binlog position, see [`seqno`]). With exactly-once on
+//! ([`eos`]) a `read_committed` reader sees no duplicates either.
 
 pub mod checkpoint;
 pub mod columns;
 pub mod config;
 pub mod decode;
+pub mod eos;
 pub mod error;
 pub mod events;
 pub mod fastrow;

@@ -30,3 +30,11 @@ pub const SNAPSHOT_TABLES_PENDING: &str = "binlog_relay_snapshot_tables_pending"
 /// 1 while this relay leads its `ha.name`, 0 while it waits as a standby
 /// (absent with `ha` off).
 pub const LEADER: &str = "binlog_relay_leader";
+/// Kafka transactions ended, by `outcome` (`commit`, `abort`), with
+/// exactly-once on.
+pub const KAFKA_TRANSACTIONS_TOTAL: &str = "binlog_relay_kafka_transactions_total";
+/// Time a Kafka transaction's commit took (the relay reads no binlog
+/// meanwhile).
+pub const KAFKA_COMMIT_SECONDS: &str = "binlog_relay_kafka_commit_seconds";
+/// 1 while the relay publishes through Kafka transactions.
+pub const EXACTLY_ONCE: &str = "binlog_relay_exactly_once";

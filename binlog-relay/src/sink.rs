@@ -1,6 +1,7 @@
 //! The Kafka side: an idempotent producer (`enable.idempotence=true`,
-//! `acks=all`), topic creation, and the acknowledgement tracker that decides
-//! when a checkpoint may be saved.
+//! `acks=all`), transactional when exactly-once is on (see [`crate::eos`]),
+//! topic creation, and the acknowledgement tracker that decides when a
+//! checkpoint may be saved.
 //!
 //! # At-least-once
 //! Messages and checkpoint marks go through one ordered queue to the
@@ -23,7 +24,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::checkpoint::{Checkpoint, CheckpointStore};
-use crate::config::Settings;
+use crate::config::{ExactlyOnceMode, Settings};
 use crate::error::{Error, Result};
 use crate::metrics;
 
@@ -86,7 +87,29 @@ pub struct Sink {
     partition_counts: HashMap<String, i32>,
     create_topics: bool,
     partitions: i32,
+    /// Exactly-once on: the open Kafka transaction.
+    txn: Option<Txn>,
 }
+
+/// The transactional producer's state (exactly-once on).
+#[derive(Debug)]
+struct Txn {
+    /// `init_transactions` succeeded.
+    started: bool,
+    /// A Kafka transaction is open (begun at its first message).
+    open: bool,
+    /// Messages in the open transaction.
+    messages: usize,
+    last_commit: Instant,
+    /// The last checkpoint committed with a transaction (or the start
+    /// point): where the relay resumes after a transient error.
+    committed: Option<Checkpoint>,
+}
+
+/// Longest wait for a transaction's commit or abort, and for
+/// `init_transactions` (it may wait for a predecessor's transaction to be
+/// aborted).
+const TXN_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// librdkafka settings shared by the producer and the admin client.
 pub fn client_config(settings: &Settings) -> ClientConfig {
@@ -98,7 +121,30 @@ pub fn client_config(settings: &Settings) -> ClientConfig {
 }
 
 impl Sink {
+    /// The producer, transactional when [`Settings::wants_transactions`];
+    /// [`Sink::start_transactions`] then makes it usable.
     pub fn new(settings: &Settings) -> Result<Self> {
+        let transactional = settings.wants_transactions();
+        let producer = Self::producer(settings, transactional)?;
+        let admin = client_config(settings).create()?;
+        Ok(Self {
+            producer,
+            admin,
+            known_topics: HashSet::new(),
+            partition_counts: HashMap::new(),
+            create_topics: settings.create_topics,
+            partitions: settings.topic_partitions,
+            txn: transactional.then(|| Txn {
+                started: false,
+                open: false,
+                messages: 0,
+                last_commit: Instant::now(),
+                committed: None,
+            }),
+        })
+    }
+
+    fn producer(settings: &Settings, transactional: bool) -> Result<FutureProducer> {
         let mut cfg = client_config(settings);
         if settings.idempotence {
             cfg.set("enable.idempotence", "true");
@@ -129,16 +175,155 @@ impl Sink {
                 "false"
             },
         );
-        let producer: FutureProducer = cfg.create()?;
-        let admin = client_config(settings).create()?;
-        Ok(Self {
-            producer,
-            admin,
-            known_topics: HashSet::new(),
-            partition_counts: HashMap::new(),
-            create_topics: settings.create_topics,
-            partitions: settings.topic_partitions,
-        })
+        if transactional {
+            cfg.set("transactional.id", settings.transactional_id());
+        }
+        Ok(cfg.create()?)
+    }
+
+    /// Exactly-once: registers the transactional producer with the broker,
+    /// which aborts what a predecessor of the same `transactional.id` left
+    /// open and fences it. With `exactly_once.mode = auto` a broker that
+    /// refuses falls back to the idempotent producer (logged); with `on`
+    /// the refusal is the error.
+    pub async fn start_transactions(&mut self, settings: &Settings) -> Result<()> {
+        if !self.needs_start() {
+            return Ok(());
+        }
+        let producer = self.producer.clone();
+        let started = Instant::now();
+        let outcome = tokio::task::spawn_blocking(move || producer.init_transactions(TXN_TIMEOUT))
+            .await
+            .map_err(|e| Error::Delivery(format!("init_transactions: {e}")))?;
+        match outcome {
+            Ok(()) => {
+                tracing::info!(
+                    transactional_id = %settings.transactional_id(),
+                    took_ms = started.elapsed().as_millis() as u64,
+                    "exactly-once: Kafka transactions on"
+                );
+                if let Some(t) = &mut self.txn {
+                    t.started = true;
+                }
+                Ok(())
+            }
+            Err(e)
+                if settings.exactly_once.mode == ExactlyOnceMode::Auto
+                    && transactions_unsupported(&e) =>
+            {
+                tracing::warn!(error = %e, "exactly-once: the broker did not accept a transactional producer; publishing at-least-once with the idempotent producer (exactly_once.mode = auto)");
+                self.producer = Self::producer(settings, false)?;
+                self.txn = None;
+                Ok(())
+            }
+            Err(e) => Err(match txn_error("init_transactions", e) {
+                Error::Delivery(m) => Error::Delivery(format!(
+                    "{m} (a broker that cannot host transactions? check its \
+                     transaction.state.log.* settings, or set RELAY_EXACTLY_ONCE__MODE=off)"
+                )),
+                other => other,
+            }),
+        }
+    }
+
+    /// Exactly-once is wanted and `init_transactions` has not succeeded yet.
+    pub fn needs_start(&self) -> bool {
+        self.txn.as_ref().is_some_and(|t| !t.started)
+    }
+
+    /// Whether messages go through Kafka transactions.
+    pub fn transactional(&self) -> bool {
+        self.txn.is_some()
+    }
+
+    /// A Kafka transaction is open.
+    pub fn txn_open(&self) -> bool {
+        self.txn.as_ref().is_some_and(|t| t.open)
+    }
+
+    /// Messages in the open Kafka transaction.
+    pub fn txn_messages(&self) -> usize {
+        self.txn.as_ref().map_or(0, |t| t.messages)
+    }
+
+    /// Time since the last commit.
+    pub fn since_commit(&self) -> Duration {
+        self.txn
+            .as_ref()
+            .map_or(Duration::ZERO, |t| t.last_commit.elapsed())
+    }
+
+    /// The last checkpoint committed with a Kafka transaction (or set as
+    /// the start point).
+    pub fn committed(&self) -> Option<&Checkpoint> {
+        self.txn.as_ref().and_then(|t| t.committed.as_ref())
+    }
+
+    /// Records `cp` as committed (the start point, or after a commit).
+    pub fn set_committed(&mut self, cp: Checkpoint) {
+        if let Some(t) = &mut self.txn {
+            t.committed = Some(cp);
+        }
+    }
+
+    /// Commits the open Kafka transaction. A failure the producer survives
+    /// aborts the transaction and is transient (the relay resumes from the
+    /// last committed checkpoint); a fenced producer is [`Error::Fenced`].
+    pub async fn commit(&mut self) -> Result<()> {
+        let Some(txn) = &mut self.txn else {
+            return Ok(());
+        };
+        if !txn.open {
+            return Ok(());
+        }
+        let producer = self.producer.clone();
+        let started = Instant::now();
+        let outcome = tokio::task::spawn_blocking(move || producer.commit_transaction(TXN_TIMEOUT))
+            .await
+            .map_err(|e| Error::Delivery(format!("commit_transaction: {e}")))?;
+        match outcome {
+            Ok(()) => {
+                txn.open = false;
+                txn.messages = 0;
+                txn.last_commit = Instant::now();
+                ::metrics::counter!(metrics::KAFKA_TRANSACTIONS_TOTAL, "outcome" => "commit")
+                    .increment(1);
+                ::metrics::histogram!(metrics::KAFKA_COMMIT_SECONDS)
+                    .record(started.elapsed().as_secs_f64());
+                Ok(())
+            }
+            Err(e) => {
+                let err = txn_error("commit_transaction", e);
+                if !matches!(err, Error::Fenced(_)) {
+                    self.abort().await;
+                }
+                Err(err)
+            }
+        }
+    }
+
+    /// Aborts the open Kafka transaction, if any: nothing of it becomes
+    /// visible to `read_committed` readers. Failures are logged (a fenced
+    /// producer cannot abort; its transaction was aborted by the one that
+    /// fenced it).
+    pub async fn abort(&mut self) {
+        let Some(txn) = &mut self.txn else { return };
+        if !txn.open {
+            return;
+        }
+        let producer = self.producer.clone();
+        let outcome =
+            tokio::task::spawn_blocking(move || producer.abort_transaction(TXN_TIMEOUT)).await;
+        match outcome {
+            Ok(Ok(())) => {
+                ::metrics::counter!(metrics::KAFKA_TRANSACTIONS_TOTAL, "outcome" => "abort")
+                    .increment(1);
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "aborting the Kafka transaction"),
+            Err(e) => tracing::warn!(error = %e, "aborting the Kafka transaction"),
+        }
+        txn.open = false;
+        txn.messages = 0;
     }
 
     /// Per partition of every row-change topic under `prefix`, the offset
@@ -169,6 +354,18 @@ impl Sink {
         })
         .await
         .map_err(|e| Error::Stream(format!("topic ends: {e}")))?
+    }
+
+    /// Makes sure the compacted checkpoint topic of exactly-once exists
+    /// (when topic creation is on): one partition, compacted, its segments
+    /// rolled hourly so that compaction keeps it small.
+    pub async fn ensure_checkpoint_topic(&mut self, topic: &str) -> Result<()> {
+        if !self.create_topics || self.known_topics.contains(topic) {
+            return Ok(());
+        }
+        create_checkpoint_topic(&self.admin, topic).await?;
+        self.known_topics.insert(topic.to_owned());
+        Ok(())
     }
 
     /// Makes sure `topic` exists (when topic creation is on).
@@ -224,11 +421,12 @@ impl Sink {
         Ok(n)
     }
 
-    /// Hands one message to the producer, waiting while its queue is full.
+    /// Hands one message to the producer, waiting while its queue is full
+    /// (exactly-once: inside the open Kafka transaction, begun if needed).
     /// `partition`: the one the relay picked; `None` lets the partitioner
     /// place the message by its key.
     pub async fn send(
-        &self,
+        &mut self,
         topic: &str,
         partition: Option<i32>,
         key: Option<&str>,
@@ -246,6 +444,15 @@ impl Sink {
         if let Some(p) = payload {
             record = record.payload(p);
         }
+        if let Some(txn) = &mut self.txn {
+            if !txn.open {
+                self.producer
+                    .begin_transaction()
+                    .map_err(|e| txn_error("begin_transaction", e))?;
+                txn.open = true;
+            }
+            txn.messages += 1;
+        }
         loop {
             match self.producer.send_result(record) {
                 Ok(f) => return Ok(f),
@@ -262,6 +469,31 @@ impl Sink {
     pub fn flush(&self, timeout: Duration) {
         use rdkafka::producer::Producer as _;
         let _ = self.producer.flush(timeout);
+    }
+}
+
+/// The broker cannot (or may not) run transactions: `auto` falls back.
+fn transactions_unsupported(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::UnsupportedFeature
+                | RDKafkaErrorCode::UnsupportedVersion
+                | RDKafkaErrorCode::ClusterAuthorizationFailed
+                | RDKafkaErrorCode::TransactionalIdAuthorizationFailed
+        )
+    )
+}
+
+/// A transaction call's error: [`Error::Fenced`] when the producer can no
+/// longer be used (another relay of this name fenced it), else a transient
+/// delivery error.
+fn txn_error(what: &str, e: KafkaError) -> Error {
+    match &e {
+        KafkaError::Transaction(r) if r.is_fatal() => Error::Fenced(format!(
+            "{what}: {e} (another relay with this transactional.id took over)"
+        )),
+        _ => Error::Delivery(format!("{what}: {e}")),
     }
 }
 
@@ -287,6 +519,28 @@ pub async fn create_topics(
     Ok(())
 }
 
+/// Creates the compacted checkpoint topic of exactly-once, tolerating an
+/// existing one.
+pub async fn create_checkpoint_topic(
+    admin: &AdminClient<DefaultClientContext>,
+    name: &str,
+) -> Result<()> {
+    let topic = NewTopic::new(name, 1, TopicReplication::Fixed(1))
+        .set("cleanup.policy", "compact")
+        .set("segment.ms", "3600000")
+        .set("min.cleanable.dirty.ratio", "0.1");
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    for r in admin.create_topics([&topic], &opts).await? {
+        match r {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => {
+                return Err(Error::Delivery(format!("creating topic {topic}: {code}")));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// One entry of the ordered acknowledgement queue.
 pub enum AckItem {
     /// A message, its topic, when it was handed to the producer, and when
@@ -294,6 +548,9 @@ pub enum AckItem {
     Message(DeliveryFuture, Arc<str>, Instant, Option<i64>),
     /// Everything before this point is part of complete transactions.
     Mark(Checkpoint),
+    /// Exactly-once: answers, once every message queued before it was
+    /// acknowledged, with the offsets after the last of them per partition.
+    Offsets(tokio::sync::oneshot::Sender<HashMap<(Arc<str>, i32), i64>>),
 }
 
 /// The checkpoint state shared with `/status`.
@@ -380,6 +637,9 @@ impl Acker {
                                 s.acked += 1;
                             }
                         }
+                        Some(AckItem::Offsets(reply)) => {
+                            let _ = reply.send(seen.clone());
+                        }
                         Some(AckItem::Mark(cp)) => {
                             if let Ok(mut s) = state.lock() {
                                 s.acked_mark = Some(cp.clone());
@@ -423,6 +683,14 @@ impl Acker {
                 .clone()
                 .unwrap_or_else(|| "the acknowledgement tracker stopped".into()),
         )
+    }
+
+    /// Exactly-once: the offsets after the last acknowledged message per
+    /// partition, once everything queued so far is acknowledged.
+    pub async fn offsets(&self) -> Result<HashMap<(Arc<str>, i32), i64>> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.push(AckItem::Offsets(tx)).await?;
+        rx.await.map_err(|_| self.failure())
     }
 
     /// Resolves when a delivery failed.

@@ -43,6 +43,8 @@ pub struct StatusDoc {
     pub seq: u64,
     pub transactions: u64,
     pub last_error: Option<String>,
+    /// Messages go through Kafka transactions (see `binlog_relay::eos`).
+    pub exactly_once: bool,
 }
 
 /// Shared state between the relay, the lag probe and the admin server.

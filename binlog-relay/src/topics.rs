@@ -1,6 +1,7 @@
 //! `binlog-relay topics create`: creates the topics of the configured tables
 //! (every table of the included databases, or the included tables) plus the
-//! transaction and heartbeat topics. Existing topics are left alone.
+//! transaction and heartbeat topics, and with exactly-once the compacted
+//! checkpoint topic. Existing topics are left alone.
 
 use crate::config::Settings;
 use crate::error::Result;
@@ -23,6 +24,9 @@ pub async fn planned(settings: &Settings, pool: &sqlx::MySqlPool) -> Result<Vec<
         .collect();
     names.push(topic::transaction_topic(prefix));
     names.push(topic::heartbeat_topic(prefix));
+    if settings.wants_transactions() {
+        names.push(topic::relay_checkpoints_topic(prefix));
+    }
     Ok(names)
 }
 
@@ -34,8 +38,13 @@ pub async fn create(settings: &Settings) -> Result<Vec<String>> {
     let names = planned(settings, &pool).await?;
     pool.close().await;
     let admin = sink::client_config(settings).create()?;
+    let checkpoints = topic::relay_checkpoints_topic(&settings.kafka.topic_prefix);
+    if names.contains(&checkpoints) {
+        sink::create_checkpoint_topic(&admin, &checkpoints).await?;
+    }
     let (fixed, tables): (Vec<&String>, Vec<&String>) = names
         .iter()
+        .filter(|n| **n != checkpoints)
         .partition(|n| topic::parse_table_topic(&settings.kafka.topic_prefix, n).is_none());
     let tables: Vec<&str> = tables.into_iter().map(String::as_str).collect();
     let fixed: Vec<&str> = fixed.into_iter().map(String::as_str).collect();

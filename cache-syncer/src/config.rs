@@ -7,12 +7,14 @@ use serde::{Deserialize, Serialize};
 
 /// librdkafka consumer properties sluice's delivery guarantees rest on: the
 /// `[consumer]` table may not set them.
-pub const PINNED: [&str; 5] = [
+pub const PINNED: [&str; 6] = [
     "group.id",
     "enable.auto.commit",
     "enable.auto.offset.store",
     "auto.offset.reset",
     "bootstrap.servers",
+    // The relay's aborted transactions must stay invisible.
+    "isolation.level",
 ];
 
 /// Everything the syncer needs. Tests build it in code.

@@ -176,6 +176,9 @@ pub fn consumer_config(settings: &Settings) -> ClientConfig {
         .set("auto.commit.interval.ms", "200")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
+        // Only committed Kafka transactions (the relay's exactly-once):
+        // librdkafka's default, pinned here.
+        .set("isolation.level", "read_committed")
         .set("enable.partition.eof", "false")
         // A rebalance moves only the partitions that change owner; the
         // others keep being applied meanwhile.

@@ -205,6 +205,8 @@ impl Publisher {
             .set("group.id", &settings.group_id)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
+            // A heartbeat counts once its Kafka transaction committed.
+            .set("isolation.level", "read_committed")
             .set("enable.partition.eof", "false")
             .set("fetch.wait.max.ms", "500")
             .create()?;

@@ -126,9 +126,7 @@ impl Stream<'_> {
                     saved_at_ms: 0,
                     snapshot: (!progress.pending.is_empty()).then(|| progress.clone()),
                 };
-                if let Output::Kafka(_) = self.output {
-                    self.acker.push(AckItem::Mark(cp)).await?;
-                }
+                self.mark(cp).await?;
                 if table_done {
                     break;
                 }

@@ -16,6 +16,14 @@
 //! checkpoint; the transactions in flight are emitted again (at-least-once,
 //! with the same `sluice.seq` numbers, which are derived from the binlog
 //! position; see `seqno`).
+//!
+//! With exactly-once on ([`crate::eos`]) marks wait for the Kafka
+//! transaction that carries them: `Stream::mark` holds the latest one, and
+//! `Stream::commit_kafka` commits it with a heartbeat and its checkpoint
+//! record, at most every `exactly_once.commit_interval` and only at a source
+//! transaction boundary; the acker then saves it. After a transient error
+//! the open Kafka transaction is aborted and the relay resumes from the last
+//! committed checkpoint.
 
 mod copy;
 mod rows;
@@ -40,6 +48,7 @@ use crate::checkpoint::{Checkpoint, CheckpointStore, SnapshotProgress};
 use crate::columns::ColumnRules;
 use crate::config::{Settings, SnapshotMode};
 use crate::decode::{self, ChangeMeta};
+use crate::eos;
 use crate::error::{Error, Result, stream_error};
 use crate::events;
 use crate::fastrow;
@@ -78,7 +87,7 @@ enum Flow {
 
 /// Where output goes.
 enum Output {
-    Kafka(Sink),
+    Kafka(Box<Sink>),
     DryRun,
 }
 
@@ -97,6 +106,8 @@ pub struct Relay {
     lease: Option<crate::ha::Leadership>,
     opts: RunOptions,
     resume: Resume,
+    /// The checkpoint the start point came from (file or table), if any.
+    saved: Option<Checkpoint>,
     /// An operator's replay (`--from` other than `latest`): the server's
     /// end of binlog when it started. Changes before it are marked
     /// `sluice.replay` so the cache-syncer applies them again.
@@ -209,10 +220,66 @@ impl Relay {
             lease,
             opts,
             resume,
+            saved,
             replay_until,
             shared,
             ready,
         })
+    }
+
+    /// Exactly-once, once per relay: registers the transactional producer
+    /// (fencing a predecessor of the same name) and, unless `--from` says
+    /// otherwise, resumes at the last committed checkpoint record when it is
+    /// later than the file / table checkpoint. Its offsets replace the
+    /// partitions' ends in the first heartbeats (the ends count transaction
+    /// markers, which no reader applies).
+    async fn start_exactly_once(&mut self, sink: &mut Sink) -> Result<()> {
+        if !sink.needs_start() {
+            return Ok(());
+        }
+        sink.start_transactions(&self.settings).await?;
+        let on = sink.transactional();
+        metrics::gauge!(m::EXACTLY_ONCE).set(if on { 1.0 } else { 0.0 });
+        self.shared.update(|s| s.exactly_once = on);
+        if !on {
+            return Ok(());
+        }
+        let topic = topic::relay_checkpoints_topic(&self.settings.kafka.topic_prefix);
+        sink.ensure_checkpoint_topic(&topic).await?;
+        let settings = self.settings.clone();
+        let record = tokio::task::spawn_blocking(move || {
+            eos::read_last(&settings, &settings.ha.name, Duration::from_secs(30))
+        })
+        .await
+        .map_err(|e| Error::Delivery(format!("reading the committed checkpoint: {e}")))??;
+        if self.opts.from.is_some() {
+            return Ok(());
+        }
+        let (chosen, from_record) = eos::later(self.saved.clone(), record.as_ref());
+        if let (true, Some(cp), Some(record)) = (from_record, &chosen, &record) {
+            if self.saved.as_ref() != Some(cp) {
+                let resume = Resume::from_checkpoint(cp);
+                if let StreamStart::FilePos(fp) = &resume.start {
+                    source::validate_file_pos(&self.pool, fp)
+                        .await
+                        .map_err(|e| {
+                            Error::BadStart(format!(
+                                "the committed checkpoint on {topic} cannot be resumed: {e}"
+                            ))
+                        })?;
+                }
+                tracing::info!(position = %cp.file_pos(), "exactly-once: resuming at the committed checkpoint");
+                self.resume = resume;
+            }
+            if let Ok(mut acks) = self.shared.acks.lock() {
+                acks.acked_mark = Some(cp.clone());
+                acks.acked_offsets.extend(record.offset_map());
+            }
+        }
+        if let Some(cp) = chosen {
+            sink.set_committed(cp);
+        }
+        Ok(())
     }
 
     /// Whether the change at `file:pos` is part of an operator's replay.
@@ -227,7 +294,7 @@ impl Relay {
         let mut output = if self.opts.dry_run {
             Output::DryRun
         } else {
-            Output::Kafka(Sink::new(&self.settings)?)
+            Output::Kafka(Box::new(Sink::new(&self.settings)?))
         };
         if let Output::Kafka(sink) = &mut output {
             let prefix = &self.settings.kafka.topic_prefix;
@@ -254,24 +321,15 @@ impl Relay {
             .with_key_columns(self.keys.clone());
         let reconnects = metrics::counter!(m::RECONNECTS_TOTAL);
         loop {
-            let store = (!self.opts.dry_run).then(|| self.store.clone());
-            let acker = Acker::spawn(
-                store,
-                self.settings.checkpoint_interval,
-                self.shared.acks.clone(),
-            );
-            let mut stream = Stream::new(&self, &mut output, &mut schema, acker);
-            let result = match &self.lease {
-                None => stream.run(&mut stop).await,
-                // A leader that lost its lease stops at once.
-                Some(lease) => tokio::select! {
-                    r = stream.run(&mut stop) => r,
-                    e = lease.lost() => Err(e),
-                },
+            let started = match &mut output {
+                Output::Kafka(sink) => self.start_exactly_once(sink).await,
+                Output::DryRun => Ok(()),
             };
-            let acker = stream.acker;
-            let finished = acker.finish().await;
-            match result.and(finished) {
+            let outcome = match started {
+                Err(e) => Err(e),
+                Ok(()) => self.stream_once(&mut output, &mut schema, &mut stop).await,
+            };
+            match outcome {
                 Ok(()) => {
                     self.shared.update(|s| s.state = "stopped".into());
                     self.ready.set(false);
@@ -300,7 +358,17 @@ impl Relay {
                         });
                         return Err(e);
                     }
-                    if !self.opts.dry_run
+                    // Exactly-once: the last committed checkpoint (the
+                    // file / table one may lag behind it).
+                    let committed = match &output {
+                        Output::Kafka(sink) if sink.transactional() && !sink.needs_start() => {
+                            sink.committed().cloned()
+                        }
+                        _ => None,
+                    };
+                    if let Some(cp) = committed {
+                        self.resume = Resume::from_checkpoint(&cp);
+                    } else if !self.opts.dry_run
                         && let Some(cp) = self.store.load().await?
                     {
                         self.resume = Resume::from_checkpoint(&cp);
@@ -324,6 +392,37 @@ impl Relay {
     }
 }
 
+impl Relay {
+    /// One binlog connection's worth of streaming, its Kafka transaction
+    /// ended (committed when the stream stopped at a boundary, else
+    /// aborted) and its acknowledgements awaited.
+    async fn stream_once(
+        &self,
+        output: &mut Output,
+        schema: &mut SchemaTracker,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<()> {
+        let store = (!self.opts.dry_run).then(|| self.store.clone());
+        let acker = Acker::spawn(
+            store,
+            self.settings.checkpoint_interval,
+            self.shared.acks.clone(),
+        );
+        let mut stream = Stream::new(self, output, schema, acker);
+        let result = match &self.lease {
+            None => stream.run(stop).await,
+            // A leader that lost its lease stops at once.
+            Some(lease) => tokio::select! {
+                r = stream.run(stop) => r,
+                e = lease.lost() => Err(e),
+            },
+        };
+        let closed = stream.close(result.is_ok()).await;
+        let finished = stream.acker.finish().await;
+        result.and(closed).and(finished)
+    }
+}
+
 /// One binlog connection's worth of streaming.
 struct Stream<'a> {
     relay: &'a Relay,
@@ -344,6 +443,8 @@ struct Stream<'a> {
     beat_acked_seq: Option<u64>,
     /// Maxwell format: the last row read, not sent yet.
     held: Option<Held>,
+    /// Exactly-once: the latest mark, waiting for its Kafka commit.
+    pending: Option<Checkpoint>,
 }
 
 impl<'a> Stream<'a> {
@@ -374,6 +475,7 @@ impl<'a> Stream<'a> {
             transactions: metrics::counter!(m::TRANSACTIONS_TOTAL),
             beat_acked_seq: None,
             held: None,
+            pending: None,
         }
     }
 
@@ -426,13 +528,23 @@ impl<'a> Stream<'a> {
                 e = self.acker.failed() => return Err(e),
                 _ = heartbeat.tick() => {
                     self.heartbeat().await?;
+                    // Exactly-once: a heartbeat is visible once committed.
+                    if self.transactional() && !self.asm.in_transaction() {
+                        self.commit_kafka().await?;
+                    }
                     continue;
                 }
                 // An extra heartbeat soon after the acknowledged position
                 // moves, so the syncer's watermark (read-your-writes)
                 // follows commits within milliseconds, not seconds.
+                // Exactly-once: each commit carries its heartbeat; here
+                // the marks held back by `commit_interval` are committed.
                 _ = progress.tick() => {
-                    if self.acked_moved() {
+                    if self.transactional() {
+                        if self.commit_due() {
+                            self.commit_kafka().await?;
+                        }
+                    } else if self.acked_moved() {
                         self.heartbeat().await?;
                     }
                     continue;
@@ -463,6 +575,28 @@ impl<'a> Stream<'a> {
     }
 
     async fn heartbeat(&mut self) -> Result<()> {
+        let hb_topic = topic::heartbeat_topic(self.prefix());
+        let (acked, acked_offsets) = self
+            .relay
+            .shared
+            .acks
+            .lock()
+            .map(|a| {
+                (
+                    a.acked_mark.clone(),
+                    offsets_of(&a.acked_offsets, &hb_topic),
+                )
+            })
+            .unwrap_or_default();
+        self.heartbeat_at(acked, acked_offsets).await
+    }
+
+    /// A heartbeat naming `acked` and the offsets where its messages are.
+    async fn heartbeat_at(
+        &mut self,
+        acked: Option<Checkpoint>,
+        acked_offsets: Vec<PartitionOffset>,
+    ) -> Result<()> {
         let pos = self
             .relay
             .shared
@@ -472,25 +606,6 @@ impl<'a> Stream<'a> {
             .and_then(|s| s.position.clone())
             .unwrap_or_default();
         let hb_topic = topic::heartbeat_topic(self.prefix());
-        let (acked, acked_offsets) = self
-            .relay
-            .shared
-            .acks
-            .lock()
-            .map(|a| {
-                let offsets = a
-                    .acked_offsets
-                    .iter()
-                    .filter(|((t, _), _)| **t != *hb_topic)
-                    .map(|((t, p), next)| PartitionOffset {
-                        topic: t.to_string(),
-                        partition: *p,
-                        next: *next,
-                    })
-                    .collect::<Vec<_>>();
-                (a.acked_mark.clone(), offsets)
-            })
-            .unwrap_or_default();
         self.beat_acked_seq = acked.as_ref().map(|c| c.seq);
         let hb = Heartbeat {
             ts_ms: chrono::Utc::now().timestamp_millis(),
@@ -519,6 +634,141 @@ impl<'a> Stream<'a> {
         )
         .await?;
         metrics::counter!(m::HEARTBEATS_TOTAL).increment(1);
+        Ok(())
+    }
+
+    /// Whether messages go through Kafka transactions.
+    fn transactional(&self) -> bool {
+        matches!(&*self.output, Output::Kafka(s) if s.transactional())
+    }
+
+    /// A transaction-completing point of the stream (`cp`): saved behind
+    /// its messages' acknowledgements, or, exactly-once, committed with
+    /// them (now, or within `commit_interval`).
+    async fn mark(&mut self, cp: Checkpoint) -> Result<()> {
+        match &*self.output {
+            Output::DryRun => Ok(()),
+            Output::Kafka(s) if s.transactional() => {
+                self.pending = Some(cp);
+                if self.commit_due() {
+                    self.commit_kafka().await?;
+                }
+                Ok(())
+            }
+            Output::Kafka(_) => self.acker.push(AckItem::Mark(cp)).await,
+        }
+    }
+
+    /// Exactly-once: something waits to be committed, the stream is at a
+    /// source transaction boundary and `commit_interval` has passed.
+    fn commit_due(&self) -> bool {
+        match &*self.output {
+            Output::Kafka(s) => {
+                s.transactional()
+                    && (s.txn_open() || self.pending.is_some())
+                    && !self.asm.in_transaction()
+                    && s.since_commit() >= self.relay.settings.exactly_once.commit_interval
+            }
+            Output::DryRun => false,
+        }
+    }
+
+    /// Exactly-once: commits the open Kafka transaction. With a mark
+    /// pending, every message is first delivered; a heartbeat naming the
+    /// mark and where its messages landed, and the mark's checkpoint
+    /// record, join the transaction; after the commit the acker saves the
+    /// mark to the file / table.
+    ///
+    /// Every message is acknowledged before `commit_transaction` is called:
+    /// rust-rdkafka's commit first flushes, and its flush sleeps 100 ms
+    /// whenever a message is still in flight (it polls a queue the
+    /// producer's own thread drains), which cost 100–200 ms per commit.
+    async fn commit_kafka(&mut self) -> Result<()> {
+        if !self.transactional() {
+            return Ok(());
+        }
+        let cp = self.pending.take();
+        if let Some(cp) = &cp {
+            let offsets = self.acker.offsets().await?;
+            let hb_topic = topic::heartbeat_topic(self.prefix());
+            let offsets = offsets_of(&offsets, &hb_topic);
+            self.heartbeat_at(Some(cp.clone()), offsets.clone()).await?;
+            let settings = &self.relay.settings;
+            let record = eos::CheckpointRecord {
+                name: settings.ha.name.clone(),
+                epoch: self.relay.lease.as_ref().map(|l| l.epoch()),
+                relay: crate::ha::holder(),
+                checkpoint: cp.clone(),
+                offsets,
+            };
+            let payload = serde_json::to_vec(&record).map_err(|e| Error::Stream(e.to_string()))?;
+            let topic = topic::relay_checkpoints_topic(&settings.kafka.topic_prefix);
+            let pos = cp.file_pos().to_string();
+            if let Output::Kafka(sink) = &mut *self.output {
+                let delivery = sink
+                    .send(
+                        &topic,
+                        None,
+                        Some(&settings.ha.name),
+                        Some(&payload),
+                        &MessageHeaders {
+                            gtid: cp.gtid.as_deref(),
+                            pos: &pos,
+                            seq: cp.seq,
+                            ..MessageHeaders::default()
+                        },
+                    )
+                    .await?;
+                match delivery.await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err((e, _))) => {
+                        return Err(Error::Delivery(format!("checkpoint record: {e}")));
+                    }
+                    Err(_) => {
+                        return Err(Error::Delivery(
+                            "checkpoint record: the producer dropped it".into(),
+                        ));
+                    }
+                }
+            }
+        }
+        // The heartbeat (or whatever else is open) acknowledged too.
+        self.acker.offsets().await?;
+        if let Output::Kafka(sink) = &mut *self.output {
+            sink.commit().await?;
+            if let Some(cp) = &cp {
+                sink.set_committed(cp.clone());
+            }
+        }
+        if let Some(cp) = cp {
+            self.acker.push(AckItem::Mark(cp)).await?;
+        }
+        Ok(())
+    }
+
+    /// Exactly-once: a source transaction past `max_messages` commits what
+    /// it has so far (its checkpoint waits for its end).
+    async fn split_if_large(&mut self) -> Result<()> {
+        let large = matches!(&*self.output, Output::Kafka(s)
+            if s.transactional() && s.txn_messages() >= self.relay.settings.exactly_once.max_messages);
+        if large {
+            self.commit_kafka().await?;
+        }
+        Ok(())
+    }
+
+    /// Ends the stream's Kafka transaction: committed when the stream
+    /// stopped cleanly at a boundary, else aborted.
+    async fn close(&mut self, ok: bool) -> Result<()> {
+        if !self.transactional() {
+            return Ok(());
+        }
+        if ok && !self.asm.in_transaction() {
+            return self.commit_kafka().await;
+        }
+        if let Output::Kafka(sink) = &mut *self.output {
+            sink.abort().await;
+        }
         Ok(())
     }
 
@@ -674,7 +924,10 @@ impl<'a> Stream<'a> {
                     return Ok(Flow::Stop);
                 }
             }
-            EventData::RowsEvent(rows) => self.rows(stream, &rows, start, ts_ms).await?,
+            EventData::RowsEvent(rows) => {
+                self.rows(stream, &rows, start, ts_ms).await?;
+                self.split_if_large().await?;
+            }
             // MySQL, at a file's start: every GTID before this file.
             EventData::PreviousGtidsEvent(p) if self.asm.mysql.is_empty() => {
                 for sid in p.sids() {
@@ -750,13 +1003,25 @@ impl<'a> Stream<'a> {
             s.transactions += 1;
             s.last_event_ts_ms = ts_ms;
         });
-        if let Output::Kafka(_) = self.output {
-            self.acker.push(AckItem::Mark(cp)).await?;
-        }
+        self.mark(cp).await?;
         Ok(if done.done {
             Flow::Stop
         } else {
             Flow::Continue
         })
     }
+}
+
+/// Acknowledged offsets as heartbeats publish them (the heartbeat topic's
+/// own left out).
+fn offsets_of(offsets: &HashMap<(Arc<str>, i32), i64>, hb_topic: &str) -> Vec<PartitionOffset> {
+    offsets
+        .iter()
+        .filter(|((t, _), _)| **t != *hb_topic)
+        .map(|((t, p), next)| PartitionOffset {
+            topic: t.to_string(),
+            partition: *p,
+            next: *next,
+        })
+        .collect()
 }

@@ -58,7 +58,11 @@ fn spawn_relay_with(env: &Env, port: u16, extra: &[(&str, String)]) -> Child {
 
 /// A relay process (with `extra` settings) once its `/readyz` answers 200.
 async fn spawn_ready_relay(env: &Env, extra: &[(&str, String)]) -> KillOnDrop {
-    let port = free_port();
+    spawn_ready_relay_on(env, free_port(), extra).await
+}
+
+/// [`spawn_ready_relay`] with its admin server on `port`.
+async fn spawn_ready_relay_on(env: &Env, port: u16, extra: &[(&str, String)]) -> KillOnDrop {
     let child = KillOnDrop(spawn_relay_with(env, port, extra));
     testkit::eventually(DEADLINE, "the relay process to be ready", || async move {
         crate::helpers::http_get(port, "/readyz")
@@ -194,6 +198,10 @@ async fn interrupted_snapshot(rows: i64, chunk: u64) {
     let snapshot_env = [
         ("RELAY_SNAPSHOT__MODE", "initial".to_owned()),
         ("RELAY_SNAPSHOT__CHUNK_SIZE", chunk.to_string()),
+        // Exactly-once commits (and then saves) at most every
+        // `commit_interval`: a small table would be copied before its
+        // first saved checkpoint. Commit each chunk.
+        ("RELAY_EXACTLY_ONCE__COMMIT_INTERVAL", "1ms".to_owned()),
         (
             "RELAY_FILTER__INCLUDE_TABLES",
             format!("[\"{}.snap\"]", env.db.name),
@@ -632,6 +640,37 @@ async fn a_standby_takes_over_from_a_leader_killed_with_9_and_no_row_is_lost() {
          {} messages for 160 rows",
         msgs.len()
     );
+    // Exactly-once (on by default): through a kill -9, a frozen leader
+    // thawed after the takeover and a step-down, a read_committed reader
+    // sees each row once: nothing the former leaders sent after they were
+    // fenced became visible.
+    assert_eq!(msgs.len(), 160, "each row exactly once");
+    // And no committed checkpoint record of a former leader follows one of
+    // its successor's: epochs never go down along the topic.
+    let cps = consume_within(
+        &env,
+        &[cdc_event::topic::relay_checkpoints_topic(&env.kafka.prefix)],
+        LONG,
+        "the last leader's committed checkpoint",
+        |m| {
+            m.last()
+                .and_then(|m| m.value.as_ref()?["epoch"].as_u64())
+                .is_some_and(|e| e > c_epoch)
+        },
+    )
+    .await;
+    let epochs: Vec<u64> = cps
+        .iter()
+        .filter_map(|m| m.value.as_ref()?["epoch"].as_u64())
+        .collect();
+    assert!(
+        epochs.windows(2).all(|w| w[0] <= w[1]),
+        "committed checkpoints by epoch, in topic order: {epochs:?}"
+    );
+    assert!(
+        epochs.contains(&b_epoch) && epochs.contains(&c_epoch),
+        "{epochs:?}"
+    );
     drop(b);
     drop(c);
     env.cleanup().await;
@@ -702,11 +741,126 @@ async fn a_former_leader_cannot_move_the_checkpoint_or_keep_the_lease() {
     env.cleanup().await;
 }
 
+/// Exactly-once splits a source transaction larger than
+/// `exactly_once.max_messages` over several Kafka transactions (so
+/// `read_committed` readers are not held back by it): every row still
+/// arrives once, and the relay counted the commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_transaction_over_max_messages_is_split_over_kafka_transactions() {
+    let env = Env::new().await;
+    env.exec("CREATE TABLE big (id INT PRIMARY KEY, v INT NOT NULL)")
+        .await;
+    env.create_topics(&["big"]).await;
+    let port = free_port();
+    let relay = spawn_ready_relay_on(
+        &env,
+        port,
+        &[
+            ("RELAY_EXACTLY_ONCE__MODE", "on".to_owned()),
+            ("RELAY_EXACTLY_ONCE__MAX_MESSAGES", "500".to_owned()),
+        ],
+    )
+    .await;
+    let commits = || async move {
+        let (_, text) = crate::helpers::http_get(port, "/metrics").await?;
+        text.lines()
+            .find(|l| {
+                l.starts_with("binlog_relay_kafka_transactions_total")
+                    && l.contains("outcome=\"commit\"")
+            })
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+    };
+    let before = commits().await.unwrap_or(0.0);
+    // One source transaction of 20,000 rows (some 40 rows events).
+    env.exec("INSERT INTO big SELECT seq, 0 FROM seq_1_to_20000")
+        .await;
+    let topic = env.topic("big");
+    let msgs = consume_within(
+        &env,
+        std::slice::from_ref(&topic),
+        LONG,
+        "20,000 rows",
+        |m| ids(m, "id").len() >= 20_000,
+    )
+    .await;
+    assert_eq!(msgs.len(), 20_000, "each row once");
+    let after = testkit::eventually(LONG, "the relay's commit count", || async {
+        commits().await.filter(|n| *n - before >= 10.0)
+    })
+    .await;
+    println!(
+        "a 20,000-row source transaction, max_messages 500: {} Kafka commits",
+        after - before
+    );
+    drop(relay);
+    env.cleanup().await;
+}
+
 /// Two relays of one `ha.name` under a 100,000-row load: kill -9 of the
 /// leader mid-load; the standby takes over and publishes (measured: kill to
-/// its first acknowledged message), and every row arrives.
+/// its first acknowledged message), and every row arrives. Exactly-once on
+/// (the default): a `read_committed` reader gets each row once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_a_100000_row_load_the_standby_publishes_soon_after_a_kill_9_and_every_row_arrives() {
+    let msgs = failover_under_load("on").await;
+    let mut seen = HashSet::new();
+    let dupes: Vec<i64> = msgs
+        .iter()
+        .filter_map(|m| m.value.as_ref()?["after"]["id"].as_i64())
+        .filter(|id| !seen.insert(*id))
+        .collect();
+    assert!(
+        dupes.is_empty(),
+        "exactly-once: {} rows seen twice by a read_committed reader (first: {:?})",
+        dupes.len(),
+        dupes.first()
+    );
+}
+
+/// The same with exactly-once off: rows may arrive twice, but only the
+/// killed leader's unacknowledged window: the messages after its last saved
+/// checkpoint, which the new leader publishes again, in the same order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_exactly_once_a_failover_repeats_only_the_unacknowledged_window() {
+    let msgs = failover_under_load("off").await;
+    let ids: Vec<i64> = msgs
+        .iter()
+        .filter_map(|m| m.value.as_ref()?["after"]["id"].as_i64())
+        .collect();
+    // One partition: the old leader's messages, then the new leader's.
+    let mut seen = HashSet::new();
+    let first_repeat = ids.iter().position(|id| !seen.insert(*id));
+    let Some(k) = first_repeat else {
+        println!("no row repeated: the leader's last checkpoint covered everything it published");
+        return;
+    };
+    let (old, new) = ids.split_at(k);
+    let start = old
+        .iter()
+        .position(|id| *id == new[0])
+        .expect("the repeat starts at a row the old leader published");
+    let window = &old[start..];
+    assert_eq!(
+        &new[..window.len().min(new.len())],
+        window,
+        "the new leader repeats the old leader's tail, in order"
+    );
+    let repeated = ids.len() - ids.iter().collect::<HashSet<_>>().len();
+    assert_eq!(
+        repeated,
+        window.len(),
+        "no row is repeated outside the unacknowledged window"
+    );
+    println!(
+        "exactly-once off: {repeated} rows repeated, all from the killed leader's last {} messages",
+        window.len()
+    );
+}
+
+/// Two relays (`RELAY_EXACTLY_ONCE__MODE=mode`), 100,000 rows, a kill -9 of
+/// the leader after 20,000 were published; every row's messages, as a
+/// `read_committed` reader sees them.
+async fn failover_under_load(mode: &str) -> Vec<Msg> {
     const BATCHES: i64 = 100;
     const BATCH: i64 = 1000;
     let env = Env::new().await;
@@ -718,6 +872,7 @@ async fn under_a_100000_row_load_the_standby_publishes_soon_after_a_kill_9_and_e
         ("RELAY_HA__ENABLED", "true".to_owned()),
         ("RELAY_HA__NAME", format!("it_{}", env.kafka.prefix)),
         ("RELAY_HA__LEASE_TIMEOUT", "2s".to_owned()),
+        ("RELAY_EXACTLY_ONCE__MODE", mode.to_owned()),
     ];
     let (a_port, b_port) = (free_port(), free_port());
     let mut a = KillOnDrop(spawn_relay_with(&env, a_port, &ha));
@@ -771,14 +926,21 @@ async fn under_a_100000_row_load_the_standby_publishes_soon_after_a_kill_9_and_e
     let missing = (1..=rows as i64).filter(|id| !seen.contains(id)).count();
     assert_eq!(missing, 0, "rows missing after the failover");
     println!(
-        "100,000 rows, kill -9 of the leader after 20,000 published: the standby published \
-         {publishes_after:?} later; {} messages for {rows} rows",
+        "exactly-once {mode}: 100,000 rows, kill -9 of the leader after 20,000 published: the \
+         standby published {publishes_after:?} later; {} messages for {rows} rows",
         msgs.len()
     );
     assert!(
         publishes_after < std::time::Duration::from_secs(15),
         "the standby took {publishes_after:?} to publish"
     );
+    let exactly_once = status_of(b_port).await.map(|s| s["exactly_once"].clone());
+    assert_eq!(
+        exactly_once,
+        Some(serde_json::Value::Bool(mode == "on")),
+        "/status shows the mode"
+    );
     drop(b);
     env.cleanup().await;
+    msgs
 }

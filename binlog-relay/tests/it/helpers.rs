@@ -277,6 +277,8 @@ pub async fn consume_within(
         .set("group.id", &env.kafka.group)
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
+        // What sinks and the syncer see: committed transactions only.
+        .set("isolation.level", "read_committed")
         .create()
         .expect("consumer");
     let mut tpl = TopicPartitionList::new();

@@ -1,4 +1,4 @@
-//! Topic naming: `<prefix>.<db>.<table>` for row changes and three fixed
+//! Topic naming: `<prefix>.<db>.<table>` for row changes and four fixed
 //! per-prefix topics. Every topic name in sluice is built here.
 
 /// Default topic prefix (also the Debezium `source.name`).
@@ -22,6 +22,13 @@ pub fn heartbeat_topic(prefix: &str) -> String {
 /// Dead letters: messages a consumer could not apply, with the reason.
 pub fn dlq_topic(prefix: &str) -> String {
     format!("{prefix}.dlq")
+}
+
+/// The relay's checkpoints under exactly-once (compacted, keyed by the
+/// relay's `ha.name`): committed in the same Kafka transaction as the
+/// changes they cover.
+pub fn relay_checkpoints_topic(prefix: &str) -> String {
+    format!("{prefix}.relay-checkpoints")
 }
 
 /// Splits a row-change topic back into `(db, table)`; `None` for the fixed
@@ -53,6 +60,10 @@ mod tests {
             None
         );
         assert_eq!(parse_table_topic("sluice", &dlq_topic("sluice")), None);
+        assert_eq!(
+            parse_table_topic("sluice", &relay_checkpoints_topic("sluice")),
+            None
+        );
         assert_eq!(parse_table_topic("other", "sluice.a.b"), None);
     }
 }
