@@ -338,6 +338,31 @@ impl Relay {
                     }
                     return Ok(());
                 }
+                // Without `ha`, a fenced producer means the broker ended its
+                // transaction (the relay was frozen past
+                // `transaction.timeout.ms`), or a second relay of this name
+                // and prefix runs (a misconfiguration: each fences the
+                // other in turn, and this says so). A new producer goes on
+                // from the last committed checkpoint.
+                Err(Error::Fenced(reason))
+                    if self.lease.is_none()
+                        && !*stop.borrow()
+                        && matches!(output, Output::Kafka(_)) =>
+                {
+                    metrics::counter!(m::ERRORS_TOTAL, "kind" => "fenced").increment(1);
+                    tracing::warn!(%reason, "the transactional producer was fenced; starting a new one (is another relay with this ha.name and topic prefix running?)");
+                    self.ready.set(false);
+                    self.shared.update(|s| {
+                        s.state = "reconnecting".into();
+                        s.last_error = Some(reason.clone());
+                    });
+                    reconnects.increment(1);
+                    output = Output::Kafka(Box::new(Sink::new(&self.settings)?));
+                    tokio::select! {
+                        _ = tokio::time::sleep(self.settings.retry_backoff) => {}
+                        _ = stop.changed() => {}
+                    }
+                }
                 Err(e) if e.is_transient() && !*stop.borrow() => {
                     metrics::counter!(m::ERRORS_TOTAL, "kind" => e.label()).increment(1);
                     tracing::warn!(error = %e, "transient error; resuming from the last checkpoint");

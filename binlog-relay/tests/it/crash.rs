@@ -741,6 +741,52 @@ async fn a_former_leader_cannot_move_the_checkpoint_or_keep_the_lease() {
     env.cleanup().await;
 }
 
+/// A relay without `ha` whose transactional producer gets fenced (here by
+/// a producer of the same `transactional.id` the test starts; in real life
+/// a broker that timed its transaction out) starts a new producer and goes
+/// on from the last committed checkpoint: every row arrives once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fenced_producer_is_replaced_and_every_row_arrives_once() {
+    use rdkafka::producer::{BaseProducer, Producer as _};
+    let env = Env::new().await;
+    env.create_topics(&["counter"]).await;
+    let relay = spawn_ready_relay(&env, &[("RELAY_EXACTLY_ONCE__MODE", "on".to_owned())]).await;
+    let insert = |from: i64, to: i64| {
+        let env = &env;
+        async move {
+            for owner in from..=to {
+                env.exec(&format!(
+                    "INSERT INTO counter (owner_id, kind, value, updated_at) VALUES ({owner}, 1, {owner}, NOW(6))"
+                ))
+                .await;
+            }
+        }
+    };
+    let topic = env.topic("counter");
+    insert(1, 20).await;
+    owners_arrive(&env, &topic, 20).await;
+    // Another producer with the relay's transactional.id fences it.
+    let id = format!("sluice-relay.{}.sluice", env.kafka.prefix);
+    let intruder: BaseProducer = env
+        .kafka
+        .client_config()
+        .set("transactional.id", &id)
+        .create()
+        .expect("producer");
+    tokio::task::spawn_blocking(move || {
+        intruder
+            .init_transactions(std::time::Duration::from_secs(30))
+            .expect("init_transactions");
+    })
+    .await
+    .unwrap();
+    insert(21, 60).await;
+    let msgs = owners_arrive(&env, &topic, 60).await;
+    assert_eq!(msgs.len(), 60, "each row once");
+    drop(relay);
+    env.cleanup().await;
+}
+
 /// Exactly-once splits a source transaction larger than
 /// `exactly_once.max_messages` over several Kafka transactions (so
 /// `read_committed` readers are not held back by it): every row still
