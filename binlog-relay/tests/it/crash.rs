@@ -465,6 +465,16 @@ async fn leader_epoch(port: u16, what: &str) -> u64 {
     .await
 }
 
+/// Inserts one `counter` row per owner in `from..=to`, one transaction each.
+async fn insert_counters(env: &Env, from: i64, to: i64) {
+    for owner in from..=to {
+        env.exec(&format!(
+            "INSERT INTO counter (owner_id, kind, value, updated_at) VALUES ({owner}, 1, {owner}, NOW(6))"
+        ))
+        .await;
+    }
+}
+
 /// Waits until owners 1..=`n` of `topic` all arrived; the messages read.
 async fn owners_arrive(env: &Env, topic: &str, n: i64) -> Vec<Msg> {
     let msgs = consume_within(
@@ -531,17 +541,7 @@ async fn a_standby_takes_over_from_a_leader_killed_with_9_and_no_row_is_lost() {
         "a standby is not ready"
     );
 
-    let insert = |from: i64, to: i64| {
-        let env = &env;
-        async move {
-            for owner in from..=to {
-                env.exec(&format!(
-                    "INSERT INTO counter (owner_id, kind, value, updated_at) VALUES ({owner}, 1, {owner}, NOW(6))"
-                ))
-                .await;
-            }
-        }
-    };
+    let insert = |from: i64, to: i64| insert_counters(&env, from, to);
     let topic = env.topic("counter");
     insert(1, 40).await;
     owners_arrive(&env, &topic, 40).await;
@@ -751,17 +751,7 @@ async fn a_fenced_producer_is_replaced_and_every_row_arrives_once() {
     let env = Env::new().await;
     env.create_topics(&["counter"]).await;
     let relay = spawn_ready_relay(&env, &[("RELAY_EXACTLY_ONCE__MODE", "on".to_owned())]).await;
-    let insert = |from: i64, to: i64| {
-        let env = &env;
-        async move {
-            for owner in from..=to {
-                env.exec(&format!(
-                    "INSERT INTO counter (owner_id, kind, value, updated_at) VALUES ({owner}, 1, {owner}, NOW(6))"
-                ))
-                .await;
-            }
-        }
-    };
+    let insert = |from: i64, to: i64| insert_counters(&env, from, to);
     let topic = env.topic("counter");
     insert(1, 20).await;
     owners_arrive(&env, &topic, 20).await;
