@@ -93,9 +93,11 @@ pub struct ExactlyOnceSettings {
     /// start without it); `off`: the idempotent producer alone
     /// (at-least-once).
     pub mode: ExactlyOnceMode,
-    /// Least time between two Kafka commits while changes keep coming: the
-    /// source transactions completed meanwhile are committed together. An
-    /// idle relay commits a transaction as soon as it ends.
+    /// Longest a completed source transaction waits for its Kafka commit
+    /// while the relay is behind (a backlog, a bulk load, a replay): the
+    /// source transactions completed meanwhile are committed together. A
+    /// caught-up relay commits as soon as a transaction ends (at most every
+    /// 5 ms).
     #[serde(with = "common::config::duration")]
     pub commit_interval: Duration,
     /// A source transaction with more messages than this is split over

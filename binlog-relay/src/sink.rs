@@ -278,9 +278,22 @@ impl Sink {
         }
         let producer = self.producer.clone();
         let started = Instant::now();
-        let outcome = tokio::task::spawn_blocking(move || producer.commit_transaction(TXN_TIMEOUT))
-            .await
-            .map_err(|e| Error::Delivery(format!("commit_transaction: {e}")))?;
+        let outcome = tokio::task::spawn_blocking(move || {
+            // rust-rdkafka's commit first flushes, and its flush sleeps
+            // 100 ms whenever librdkafka still counts a message: it polls
+            // a queue the producer's own thread drains. The relay waited
+            // for every delivery already, but librdkafka forgets a message
+            // only once its delivery report is dropped, just after the
+            // relay saw it. Wait for that here, briefly, so the flush
+            // finds nothing (this was the 100-200 ms tail of commits).
+            let until = Instant::now() + Duration::from_secs(1);
+            while producer.in_flight_count() > 0 && Instant::now() < until {
+                std::thread::sleep(Duration::from_micros(100));
+            }
+            producer.commit_transaction(TXN_TIMEOUT)
+        })
+        .await
+        .map_err(|e| Error::Delivery(format!("commit_transaction: {e}")))?;
         match outcome {
             Ok(()) => {
                 txn.open = false;

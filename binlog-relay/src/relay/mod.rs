@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use cdc_event::envelope::{Heartbeat, PartitionOffset};
 use cdc_event::{Op, Snapshot, TransactionRef, topic};
-use futures::StreamExt;
+use futures::{FutureExt as _, StreamExt};
 use metrics::Counter;
 use mysql_async::BinlogStream;
 use mysql_async::binlog::events::{Event, EventData, RowsEventData};
@@ -470,7 +470,30 @@ struct Stream<'a> {
     held: Option<Held>,
     /// Exactly-once: the latest mark, waiting for its Kafka commit.
     pending: Option<Checkpoint>,
+    /// When the last binlog event was handled: a stream quiet for
+    /// [`QUIET`] is caught up, and commits without waiting for
+    /// `commit_interval`.
+    last_event: Instant,
+    /// The last event's binlog timestamp (ms): a stream reading events
+    /// older than [`LIVE`] is behind, however its socket looks.
+    last_event_ts_ms: i64,
 }
+
+/// Exactly-once: a binlog stream with no event for this long is taken as
+/// caught up; what it completed is committed at the next watermark tick
+/// (every `watermark_interval`, 10 ms) instead of after `commit_interval`.
+/// A busy stream (a backlog, a bulk load) has events microseconds apart and
+/// keeps batching commits.
+const QUIET: Duration = Duration::from_millis(2);
+
+/// Exactly-once: a caught-up stream commits what it completed at once,
+/// but not more often than this (at most 200 commits a second).
+const MIN_COMMIT_GAP: Duration = Duration::from_millis(5);
+
+/// Exactly-once: events written longer ago than this (binlog timestamps
+/// have whole seconds) mean the relay is catching up, and commits wait for
+/// `commit_interval`.
+const LIVE: Duration = Duration::from_secs(2);
 
 impl<'a> Stream<'a> {
     fn new(
@@ -501,6 +524,8 @@ impl<'a> Stream<'a> {
             beat_acked_seq: None,
             held: None,
             pending: None,
+            last_event: Instant::now(),
+            last_event_ts_ms: 0,
         }
     }
 
@@ -543,38 +568,54 @@ impl<'a> Stream<'a> {
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut progress = tokio::time::interval(settings.watermark_interval);
         progress.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Exactly-once: the next event, when it was already there as the
+        // last transaction ended (the stream is behind: keep batching).
+        let mut ahead = None;
         loop {
-            let event = tokio::select! {
-                biased;
-                _ = stop.changed() => {
-                    if *stop.borrow() { return Ok(()); }
-                    continue;
-                }
-                e = self.acker.failed() => return Err(e),
-                _ = heartbeat.tick() => {
-                    self.heartbeat().await?;
-                    // Exactly-once: a heartbeat is visible once committed.
-                    if self.transactional() && !self.asm.in_transaction() {
-                        self.commit_kafka().await?;
+            let next = match ahead.take() {
+                Some(ev) => {
+                    if *stop.borrow() {
+                        return Ok(());
                     }
-                    continue;
+                    Some(ev)
                 }
-                // An extra heartbeat soon after the acknowledged position
-                // moves, so the syncer's watermark (read-your-writes)
-                // follows commits within milliseconds, not seconds.
-                // Exactly-once: each commit carries its heartbeat; here
-                // the marks held back by `commit_interval` are committed.
-                _ = progress.tick() => {
-                    if self.transactional() {
-                        if self.commit_due() {
+                None => None,
+            };
+            let event = if let Some(ev) = next {
+                ev
+            } else {
+                tokio::select! {
+                    biased;
+                    _ = stop.changed() => {
+                        if *stop.borrow() { return Ok(()); }
+                        continue;
+                    }
+                    e = self.acker.failed() => return Err(e),
+                    _ = heartbeat.tick() => {
+                        self.heartbeat().await?;
+                        // Exactly-once: a heartbeat is visible once committed.
+                        if self.transactional() && !self.asm.in_transaction() {
                             self.commit_kafka().await?;
                         }
-                    } else if self.acked_moved() {
-                        self.heartbeat().await?;
+                        continue;
                     }
-                    continue;
+                    // An extra heartbeat soon after the acknowledged position
+                    // moves, so the syncer's watermark (read-your-writes)
+                    // follows commits within milliseconds, not seconds.
+                    // Exactly-once: each commit carries its heartbeat; here
+                    // the marks held back by `commit_interval` are committed.
+                    _ = progress.tick() => {
+                        if self.transactional() {
+                            if self.commit_due() {
+                                self.commit_kafka().await?;
+                            }
+                        } else if self.acked_moved() {
+                            self.heartbeat().await?;
+                        }
+                        continue;
+                    }
+                    ev = stream.next() => ev,
                 }
-                ev = stream.next() => ev,
             };
             let event = match event {
                 Some(Ok(ev)) => ev,
@@ -583,6 +624,21 @@ impl<'a> Stream<'a> {
             };
             if let Flow::Stop = self.handle(&stream, &event).await? {
                 return Ok(());
+            }
+            self.last_event = Instant::now();
+            self.last_event_ts_ms = i64::from(event.header().timestamp()) * 1000;
+            // Exactly-once, at a boundary: nothing more to read right now
+            // means caught up, so commit at once (at most every
+            // `MIN_COMMIT_GAP`; the watermark tick takes what is left).
+            if self.transactional() && !self.asm.in_transaction() {
+                match stream.next().now_or_never() {
+                    Some(ev) => ahead = Some(ev),
+                    None => {
+                        if self.commit_due() || self.caught_up_commit_due() {
+                            self.commit_kafka().await?;
+                        }
+                    }
+                }
             }
         }
     }
@@ -685,14 +741,38 @@ impl<'a> Stream<'a> {
     }
 
     /// Exactly-once: something waits to be committed, the stream is at a
-    /// source transaction boundary and `commit_interval` has passed.
+    /// source transaction boundary, and either `commit_interval` has passed
+    /// or the stream is caught up (live events, quiet for [`QUIET`]).
     fn commit_due(&self) -> bool {
         match &*self.output {
             Output::Kafka(s) => {
                 s.transactional()
                     && (s.txn_open() || self.pending.is_some())
                     && !self.asm.in_transaction()
-                    && s.since_commit() >= self.relay.settings.exactly_once.commit_interval
+                    && (s.since_commit() >= self.relay.settings.exactly_once.commit_interval
+                        || (self.live() && self.last_event.elapsed() >= QUIET))
+            }
+            Output::DryRun => false,
+        }
+    }
+
+    /// The last event was written within [`LIVE`]: the stream is not
+    /// replaying old binlog.
+    fn live(&self) -> bool {
+        chrono::Utc::now().timestamp_millis() - self.last_event_ts_ms < LIVE.as_millis() as i64
+    }
+
+    /// Exactly-once, nothing more to read right now: something waits to
+    /// be committed, the last event is live (written within [`LIVE`]; an
+    /// empty socket buffer alone does not prove a replay or a backlog
+    /// caught up) and the last commit is at least [`MIN_COMMIT_GAP`] ago.
+    fn caught_up_commit_due(&self) -> bool {
+        match &*self.output {
+            Output::Kafka(s) => {
+                s.transactional()
+                    && self.live()
+                    && (s.txn_open() || self.pending.is_some())
+                    && s.since_commit() >= MIN_COMMIT_GAP
             }
             Output::DryRun => false,
         }
