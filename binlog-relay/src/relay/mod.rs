@@ -572,16 +572,10 @@ impl<'a> Stream<'a> {
         // last transaction ended (the stream is behind: keep batching).
         let mut ahead = None;
         loop {
-            let next = match ahead.take() {
-                Some(ev) => {
-                    if *stop.borrow() {
-                        return Ok(());
-                    }
-                    Some(ev)
+            let event = if let Some(ev) = ahead.take() {
+                if *stop.borrow() {
+                    return Ok(());
                 }
-                None => None,
-            };
-            let event = if let Some(ev) = next {
                 ev
             } else {
                 tokio::select! {
@@ -606,7 +600,7 @@ impl<'a> Stream<'a> {
                     // the marks held back by `commit_interval` are committed.
                     _ = progress.tick() => {
                         if self.transactional() {
-                            if self.commit_due() {
+                            if self.commit_due(false) {
                                 self.commit_kafka().await?;
                             }
                         } else if self.acked_moved() {
@@ -634,7 +628,7 @@ impl<'a> Stream<'a> {
                 match stream.next().now_or_never() {
                     Some(ev) => ahead = Some(ev),
                     None => {
-                        if self.commit_due() || self.caught_up_commit_due() {
+                        if self.commit_due(true) {
                             self.commit_kafka().await?;
                         }
                     }
@@ -731,7 +725,7 @@ impl<'a> Stream<'a> {
             Output::DryRun => Ok(()),
             Output::Kafka(s) if s.transactional() => {
                 self.pending = Some(cp);
-                if self.commit_due() {
+                if self.commit_due(false) {
                     self.commit_kafka().await?;
                 }
                 Ok(())
@@ -742,40 +736,26 @@ impl<'a> Stream<'a> {
 
     /// Exactly-once: something waits to be committed, the stream is at a
     /// source transaction boundary, and either `commit_interval` has passed
-    /// or the stream is caught up (live events, quiet for [`QUIET`]).
-    fn commit_due(&self) -> bool {
-        match &*self.output {
-            Output::Kafka(s) => {
-                s.transactional()
-                    && (s.txn_open() || self.pending.is_some())
-                    && !self.asm.in_transaction()
-                    && (s.since_commit() >= self.relay.settings.exactly_once.commit_interval
-                        || (self.live() && self.last_event.elapsed() >= QUIET))
-            }
-            Output::DryRun => false,
+    /// or the stream reads live events (within [`LIVE`]; an empty socket
+    /// buffer alone does not prove a replay or a backlog caught up) and is
+    /// caught up: `caught_up` (nothing more to read right now, the last
+    /// commit at least [`MIN_COMMIT_GAP`] ago) or quiet for [`QUIET`].
+    fn commit_due(&self, caught_up: bool) -> bool {
+        let Output::Kafka(s) = &*self.output else {
+            return false;
+        };
+        if !s.transactional()
+            || !(s.txn_open() || self.pending.is_some())
+            || self.asm.in_transaction()
+        {
+            return false;
         }
-    }
-
-    /// The last event was written within [`LIVE`]: the stream is not
-    /// replaying old binlog.
-    fn live(&self) -> bool {
-        chrono::Utc::now().timestamp_millis() - self.last_event_ts_ms < LIVE.as_millis() as i64
-    }
-
-    /// Exactly-once, nothing more to read right now: something waits to
-    /// be committed, the last event is live (written within [`LIVE`]; an
-    /// empty socket buffer alone does not prove a replay or a backlog
-    /// caught up) and the last commit is at least [`MIN_COMMIT_GAP`] ago.
-    fn caught_up_commit_due(&self) -> bool {
-        match &*self.output {
-            Output::Kafka(s) => {
-                s.transactional()
-                    && self.live()
-                    && (s.txn_open() || self.pending.is_some())
-                    && s.since_commit() >= MIN_COMMIT_GAP
-            }
-            Output::DryRun => false,
-        }
+        let since = s.since_commit();
+        let live =
+            chrono::Utc::now().timestamp_millis() - self.last_event_ts_ms < LIVE.as_millis() as i64;
+        since >= self.relay.settings.exactly_once.commit_interval
+            || (live
+                && ((caught_up && since >= MIN_COMMIT_GAP) || self.last_event.elapsed() >= QUIET))
     }
 
     /// Exactly-once: commits the open Kafka transaction. With a mark
