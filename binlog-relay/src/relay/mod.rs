@@ -442,8 +442,15 @@ impl Relay {
                 e = lease.lost() => Err(e),
             },
         };
-        let closed = stream.close(result.is_ok()).await;
+        let ok = result.is_ok();
+        let closed = stream.close(ok).await;
         let finished = stream.acker.finish().await;
+        // Stopped in the middle of a source transaction: its messages are
+        // delivered by now (so the abort purges none, which the acker would
+        // report as failed deliveries); nothing of them becomes visible.
+        if ok && let Output::Kafka(sink) = &mut *stream.output {
+            sink.abort().await;
+        }
         result.and(closed).and(finished)
     }
 }
@@ -843,7 +850,9 @@ impl<'a> Stream<'a> {
     }
 
     /// Ends the stream's Kafka transaction: committed when the stream
-    /// stopped cleanly at a boundary, else aborted.
+    /// stopped cleanly at a boundary, aborted after an error. A clean stop
+    /// in the middle of a source transaction is aborted once the acker has
+    /// finished (see `Relay::stream_once`).
     async fn close(&mut self, ok: bool) -> Result<()> {
         if !self.transactional() {
             return Ok(());
@@ -851,7 +860,7 @@ impl<'a> Stream<'a> {
         if ok && !self.asm.in_transaction() {
             return self.commit_kafka().await;
         }
-        if let Output::Kafka(sink) = &mut *self.output {
+        if !ok && let Output::Kafka(sink) = &mut *self.output {
             sink.abort().await;
         }
         Ok(())
