@@ -13,7 +13,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 source "$ROOT/scripts/env.sh"
 SECONDS_EACH=${FUZZ_SECONDS:-60}
-TARGETS=${FUZZ_TARGETS:-"rows_value envelope gateway_inputs"}
+TARGETS=${FUZZ_TARGETS:-"rows_value envelope gateway_inputs ddl"}
 
 rustup toolchain list | grep -q '^nightly' || {
     echo "fuzz: installing the nightly toolchain (cargo fuzz needs it)" >&2

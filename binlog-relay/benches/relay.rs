@@ -183,7 +183,9 @@ async fn decode_only(
                 if tme.database_name() != db {
                     continue;
                 }
-                let info = schema.table_info(tme).await?;
+                let info = schema
+                    .table_info(tme, &FilePos::new(file.clone(), 0))
+                    .await?;
                 let op = decode::op_of(&r);
                 let meta = |i: usize| ChangeMeta {
                     name: "bench",

@@ -98,36 +98,16 @@ pub fn read_last(
     timeout: Duration,
 ) -> Result<Option<CheckpointRecord>> {
     let topic = cdc_event::topic::relay_checkpoints_topic(&settings.kafka.topic_prefix);
-    let consumer: BaseConsumer<EofIsNoError> = crate::sink::client_config(settings)
-        .set(
-            "group.id",
-            format!("{}.checkpoint-reader", settings.transactional_id()),
-        )
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true")
-        .set("isolation.level", "read_committed")
-        .create_with_context(EofIsNoError)?;
-    let md = consumer.fetch_metadata(Some(&topic), timeout)?;
-    let partitions: Vec<i32> = md
-        .topics()
-        .iter()
-        .filter(|t| t.name() == topic && t.error().is_none())
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
+    let reader = TopicReader::new(settings, &topic, "checkpoint-reader", timeout)?;
     let mut best: Option<CheckpointRecord> = None;
-    let deadline = Instant::now() + timeout;
-    for p in partitions {
-        let (low, high) = consumer.fetch_watermarks(&topic, p, timeout)?;
-        if high <= low {
-            continue;
-        }
+    for (p, low, high) in reader.partitions.clone() {
         // The relay's own records are the most recent ones: look at the
         // tail first, and at the whole partition only when the tail holds
         // none of them.
         let tail = (high - 4096).max(low);
-        let mut found = read_range(&consumer, &topic, p, tail, name, deadline)?;
+        let mut found = last_of(&reader, p, tail, name)?;
         if found.is_none() && tail > low {
-            found = read_range(&consumer, &topic, p, low, name, deadline)?;
+            found = last_of(&reader, p, low, name)?;
         }
         if let Some(r) = found
             && best
@@ -140,8 +120,113 @@ pub fn read_last(
     Ok(best)
 }
 
-/// The checkpoint reader's context: reaching a partition's end is how it
-/// knows it is done, not an error to log.
+/// The last record keyed `name` in `partition` from `from` on.
+fn last_of(
+    reader: &TopicReader,
+    partition: i32,
+    from: i64,
+    name: &str,
+) -> Result<Option<CheckpointRecord>> {
+    let mut last = None;
+    reader.read(partition, from, |key, payload, offset| {
+        if key != Some(name.as_bytes()) {
+            return Ok(());
+        }
+        // A null value (a deleted relay's tombstone) forgets it.
+        last = match payload {
+            None => None,
+            Some(p) => Some(serde_json::from_slice::<CheckpointRecord>(p).map_err(|e| {
+                Error::BadStart(format!(
+                    "the committed checkpoint at {}/{partition}@{offset} is unreadable: {e}",
+                    reader.topic
+                ))
+            })?),
+        };
+        Ok(())
+    })?;
+    Ok(last)
+}
+
+/// A `read_committed` reader of one of the relay's own topics, from an
+/// offset to the last stable offset (blocking).
+pub(crate) struct TopicReader {
+    consumer: BaseConsumer<EofIsNoError>,
+    pub(crate) topic: String,
+    /// Each partition with its low and high watermarks (non-empty ones only).
+    pub(crate) partitions: Vec<(i32, i64, i64)>,
+    deadline: Instant,
+}
+
+impl TopicReader {
+    /// A reader of `topic` (no partitions when it does not exist) that gives
+    /// up after `timeout`.
+    pub(crate) fn new(
+        settings: &Settings,
+        topic: &str,
+        role: &str,
+        timeout: Duration,
+    ) -> Result<Self> {
+        let consumer: BaseConsumer<EofIsNoError> = crate::sink::client_config(settings)
+            .set(
+                "group.id",
+                format!("{}.{role}", settings.transactional_id()),
+            )
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "true")
+            .set("isolation.level", "read_committed")
+            .create_with_context(EofIsNoError)?;
+        let md = consumer.fetch_metadata(Some(topic), timeout)?;
+        let ids: Vec<i32> = md
+            .topics()
+            .iter()
+            .filter(|t| t.name() == topic && t.error().is_none())
+            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            .collect();
+        let mut partitions = Vec::new();
+        for p in ids {
+            let (low, high) = consumer.fetch_watermarks(topic, p, timeout)?;
+            if high > low {
+                partitions.push((p, low, high));
+            }
+        }
+        Ok(Self {
+            consumer,
+            topic: topic.to_owned(),
+            partitions,
+            deadline: Instant::now() + timeout,
+        })
+    }
+
+    /// Calls `f(key, payload, offset)` for every committed record of
+    /// `partition` from `from` to its end.
+    pub(crate) fn read(
+        &self,
+        partition: i32,
+        from: i64,
+        mut f: impl FnMut(Option<&[u8]>, Option<&[u8]>, i64) -> Result<()>,
+    ) -> Result<()> {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&self.topic, partition, Offset::Offset(from))?;
+        self.consumer.assign(&tpl)?;
+        loop {
+            if Instant::now() > self.deadline {
+                return Err(Error::Delivery(format!(
+                    "reading {} back: timed out",
+                    self.topic
+                )));
+            }
+            match self.consumer.poll(Duration::from_millis(200)) {
+                None => {}
+                Some(Err(KafkaError::PartitionEOF(_))) => return Ok(()),
+                Some(Err(e)) => return Err(e.into()),
+                Some(Ok(m)) => f(m.key(), m.payload(), m.offset())?,
+            }
+        }
+    }
+}
+
+/// The reader's context: reaching a partition's end is how it knows it is
+/// done, not an error to log.
 struct EofIsNoError;
 
 impl ClientContext for EofIsNoError {
@@ -151,56 +236,12 @@ impl ClientContext for EofIsNoError {
             KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)
         );
         if !eof {
-            tracing::warn!(%error, reason, "reading the committed checkpoint");
+            tracing::warn!(%error, reason, "reading a relay topic back");
         }
     }
 }
 
 impl ConsumerContext for EofIsNoError {}
-
-/// The last record keyed `name` in `topic`/`partition` from `from` up to
-/// the last stable offset.
-fn read_range(
-    consumer: &BaseConsumer<EofIsNoError>,
-    topic: &str,
-    partition: i32,
-    from: i64,
-    name: &str,
-    deadline: Instant,
-) -> Result<Option<CheckpointRecord>> {
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, partition, Offset::Offset(from))?;
-    consumer.assign(&tpl)?;
-    let mut last = None;
-    loop {
-        if Instant::now() > deadline {
-            return Err(Error::Delivery(format!(
-                "reading the committed checkpoint from {topic}: timed out"
-            )));
-        }
-        match consumer.poll(Duration::from_millis(200)) {
-            None => {}
-            Some(Err(KafkaError::PartitionEOF(_))) => break,
-            Some(Err(e)) => return Err(e.into()),
-            Some(Ok(m)) => {
-                if m.key() != Some(name.as_bytes()) {
-                    continue;
-                }
-                // A null value (a deleted relay's tombstone) forgets it.
-                last = match m.payload() {
-                    None => None,
-                    Some(p) => Some(serde_json::from_slice::<CheckpointRecord>(p).map_err(|e| {
-                        Error::BadStart(format!(
-                            "the committed checkpoint at {topic}/{partition}@{} is unreadable: {e}",
-                            m.offset()
-                        ))
-                    })?),
-                };
-            }
-        }
-    }
-    Ok(last)
-}
 
 #[cfg(test)]
 mod tests {

@@ -37,6 +37,7 @@
 pub mod checkpoint;
 pub mod columns;
 pub mod config;
+pub mod ddl;
 pub mod decode;
 pub mod eos;
 pub mod error;
@@ -44,6 +45,7 @@ pub mod events;
 pub mod fastrow;
 pub mod format;
 pub mod ha;
+pub mod history;
 pub mod image;
 pub mod keys;
 pub mod metrics;

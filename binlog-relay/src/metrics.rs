@@ -38,3 +38,8 @@ pub const KAFKA_TRANSACTIONS_TOTAL: &str = "binlog_relay_kafka_transactions_tota
 pub const KAFKA_COMMIT_SECONDS: &str = "binlog_relay_kafka_commit_seconds";
 /// 1 while the relay publishes through Kafka transactions.
 pub const EXACTLY_ONCE: &str = "binlog_relay_exactly_once";
+/// DDL statements of included databases published on `<prefix>.schema-changes`.
+pub const SCHEMA_CHANGES_TOTAL: &str = "binlog_relay_schema_changes_total";
+/// DDL statements the relay could not read: the schema history does not
+/// follow them (a warning names each).
+pub const DDL_UNREADABLE_TOTAL: &str = "binlog_relay_ddl_unreadable_total";

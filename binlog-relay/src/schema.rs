@@ -5,10 +5,11 @@
 //! With `binlog_row_metadata=FULL` every TABLE_MAP event carries the column
 //! names, signedness, character sets, ENUM/SET labels and the primary key *as
 //! they were when the row was written*; those always win. Without them the
-//! relay falls back to `information_schema` (today's schema) and insists
-//! that the event still fits it column by column: on any difference it stops
-//! with a diff instead of guessing (a silently misaligned column is the
-//! classic canal/Maxwell failure).
+//! relay takes the schema history's entry for the row's position
+//! ([`crate::history`]), else `information_schema` (today's schema), and
+//! insists that the event fits it column by column: on any difference it
+//! stops with a diff instead of guessing (a silently misaligned column is
+//! the classic canal/Maxwell failure).
 //!
 //! `information_schema` is also where MariaDB's `JSON` columns are recognised
 //! (MariaDB stores them as `LONGTEXT` with a `json_valid()` check), so their
@@ -23,7 +24,9 @@ use sqlx::MySqlPool;
 
 use crate::columns::{ColumnRule, ColumnRules};
 use crate::error::{Error, Result};
+use crate::history::History;
 use crate::keys::KeyColumns;
+use crate::position::FilePos;
 pub use crate::table::{BINARY_CHARSET, ColumnInfo, TableInfo, Wire};
 
 /// The layout of every column of a table map (`types`: the real column
@@ -336,6 +339,8 @@ pub struct SchemaTracker {
     by_id: HashMap<u64, (TableMapEvent<'static>, Arc<TableInfo>)>,
     /// Tables whose metadata lacked names (warned once).
     warned: HashSet<(String, String)>,
+    /// Each table's schema as of every DDL position ([`crate::history`]).
+    history: History,
 }
 
 impl SchemaTracker {
@@ -351,6 +356,7 @@ impl SchemaTracker {
             known: HashMap::new(),
             by_id: HashMap::new(),
             warned: HashSet::new(),
+            history: History::default(),
         }
     }
 
@@ -368,8 +374,24 @@ impl SchemaTracker {
         self.by_id.clear();
     }
 
-    /// The table info of a TABLE_MAP event.
-    pub async fn table_info(&mut self, tme: &TableMapEvent<'_>) -> Result<Arc<TableInfo>> {
+    /// The schema history rows are decoded with.
+    pub fn history(&self) -> &History {
+        &self.history
+    }
+
+    pub fn history_mut(&mut self) -> &mut History {
+        &mut self.history
+    }
+
+    /// The table info of a TABLE_MAP event read at `at`: the names come
+    /// from the event when it carries them, else from the schema history at
+    /// `at`, else from `information_schema` (today's schema); the last two
+    /// must match the event's column types.
+    pub async fn table_info(
+        &mut self,
+        tme: &TableMapEvent<'_>,
+        at: &FilePos,
+    ) -> Result<Arc<TableInfo>> {
         if let Some((cached, info)) = self.by_id.get(&tme.table_id())
             && cached == tme
         {
@@ -378,7 +400,10 @@ impl SchemaTracker {
         let db = tme.database_name().into_owned();
         let table = tme.table_name().into_owned();
         let map = read_map(tme)?;
-        let known = self.known_columns(&db, &table).await?;
+        let known = match self.history.at(&db, &table, at) {
+            Some(Some(t)) => Some(Arc::new(t.known_columns())),
+            _ => self.known_columns(&db, &table).await?,
+        };
         let mut info = build_info(
             &db,
             &table,

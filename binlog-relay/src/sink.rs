@@ -381,6 +381,17 @@ impl Sink {
         Ok(())
     }
 
+    /// Makes sure the schema history topic exists (when topic creation is
+    /// on): one partition, never deleted by time or size.
+    pub async fn ensure_history_topic(&mut self, topic: &str) -> Result<()> {
+        if !self.create_topics || self.known_topics.contains(topic) {
+            return Ok(());
+        }
+        create_history_topic(&self.admin, topic).await?;
+        self.known_topics.insert(topic.to_owned());
+        Ok(())
+    }
+
     /// Makes sure `topic` exists (when topic creation is on).
     pub async fn ensure_topic(&mut self, topic: &str, partitions: Option<i32>) -> Result<()> {
         if !self.create_topics || self.known_topics.contains(topic) {
@@ -520,6 +531,11 @@ pub async fn create_topics(
         .iter()
         .map(|n| NewTopic::new(n, partitions, TopicReplication::Fixed(1)))
         .collect();
+    create(admin, &topics).await
+}
+
+/// Creates `topics`, tolerating existing ones.
+async fn create(admin: &AdminClient<DefaultClientContext>, topics: &[NewTopic<'_>]) -> Result<()> {
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     for r in admin.create_topics(topics.iter(), &opts).await? {
         match r {
@@ -542,16 +558,21 @@ pub async fn create_checkpoint_topic(
         .set("cleanup.policy", "compact")
         .set("segment.ms", "3600000")
         .set("min.cleanable.dirty.ratio", "0.1");
-    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-    for r in admin.create_topics([&topic], &opts).await? {
-        match r {
-            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((topic, code)) => {
-                return Err(Error::Delivery(format!("creating topic {topic}: {code}")));
-            }
-        }
-    }
-    Ok(())
+    create(admin, &[topic]).await
+}
+
+/// Creates the schema history topic, tolerating an existing one: one
+/// partition (records in binlog order), kept forever (a replay from any
+/// position needs every record before it).
+pub async fn create_history_topic(
+    admin: &AdminClient<DefaultClientContext>,
+    name: &str,
+) -> Result<()> {
+    let topic = NewTopic::new(name, 1, TopicReplication::Fixed(1))
+        .set("cleanup.policy", "delete")
+        .set("retention.ms", "-1")
+        .set("retention.bytes", "-1");
+    create(admin, &[topic]).await
 }
 
 /// One entry of the ordered acknowledgement queue.

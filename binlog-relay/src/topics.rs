@@ -1,7 +1,7 @@
 //! `binlog-relay topics create`: creates the topics of the configured tables
 //! (every table of the included databases, or the included tables) plus the
-//! transaction and heartbeat topics, and with exactly-once the compacted
-//! checkpoint topic. Existing topics are left alone.
+//! transaction, heartbeat, schema change and schema history topics, and
+//! with exactly-once the compacted checkpoint topic. Existing topics are left alone.
 
 use crate::config::Settings;
 use crate::error::Result;
@@ -24,6 +24,8 @@ pub async fn planned(settings: &Settings, pool: &sqlx::MySqlPool) -> Result<Vec<
         .collect();
     names.push(topic::transaction_topic(prefix));
     names.push(topic::heartbeat_topic(prefix));
+    names.push(topic::schema_changes_topic(prefix));
+    names.push(topic::schema_history_topic(prefix));
     if settings.wants_transactions() {
         names.push(topic::relay_checkpoints_topic(prefix));
     }
@@ -42,9 +44,11 @@ pub async fn create(settings: &Settings) -> Result<Vec<String>> {
     if names.contains(&checkpoints) {
         sink::create_checkpoint_topic(&admin, &checkpoints).await?;
     }
+    let history = topic::schema_history_topic(&settings.kafka.topic_prefix);
+    sink::create_history_topic(&admin, &history).await?;
     let (fixed, tables): (Vec<&String>, Vec<&String>) = names
         .iter()
-        .filter(|n| **n != checkpoints)
+        .filter(|n| **n != checkpoints && **n != history)
         .partition(|n| topic::parse_table_topic(&settings.kafka.topic_prefix, n).is_none());
     let tables: Vec<&str> = tables.into_iter().map(String::as_str).collect();
     let fixed: Vec<&str> = fixed.into_iter().map(String::as_str).collect();

@@ -194,6 +194,11 @@ impl Assembler {
         self.tx.as_ref().is_some_and(|t| t.in_begin)
     }
 
+    /// The open transaction's GTID.
+    pub fn tx_gtid(&self) -> Option<&str> {
+        self.tx.as_ref().and_then(|t| t.gtid.as_deref())
+    }
+
     /// The open transaction's id.
     pub fn tx_id(&self) -> Option<&str> {
         self.tx.as_ref().map(|t| t.id.as_str())

@@ -93,6 +93,13 @@ impl<'a> Change<'a> {
     /// Plans the effects of the change. Unknown tables plan nothing; a known
     /// table with missing or ill-typed columns is a poison message.
     pub fn plan(&self) -> Result<Plan> {
+        let known = matches!(self.table(), "counter" | "follow" | "user");
+        if known && self.op == Op::Truncate {
+            return Err(Error::Poison(format!(
+                "TRUNCATE of {}: a truncate cannot be applied row by row; run `cache-syncer rebuild`",
+                self.table()
+            )));
+        }
         match self.table() {
             "counter" => self.plan_counter(),
             "follow" => self.plan_follow(),
@@ -115,11 +122,6 @@ impl<'a> Change<'a> {
     }
 
     fn plan_counter(&self) -> Result<Plan> {
-        if self.op == Op::Truncate {
-            return Err(Error::Poison(
-                "truncate of counter cannot be applied row by row".into(),
-            ));
-        }
         let row: CounterRow = self.image()?;
         let owner = row.owner_id;
         let kind = u8::try_from(row.kind)

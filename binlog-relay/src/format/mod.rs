@@ -50,6 +50,7 @@ const PAYLOAD_CAPACITY: usize = 512;
 mod canal;
 mod debezium;
 mod maxwell;
+pub mod schema;
 
 use canal::canal;
 pub use canal::{MysqlType, sql_type};

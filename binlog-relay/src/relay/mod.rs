@@ -27,6 +27,7 @@
 
 mod copy;
 mod rows;
+mod schema_change;
 
 use rows::Held;
 
@@ -319,6 +320,7 @@ impl Relay {
         }
         let mut schema = SchemaTracker::new(Some(self.pool.clone()), self.columns.clone())
             .with_key_columns(self.keys.clone());
+        self.load_history(&mut schema).await?;
         let reconnects = metrics::counter!(m::RECONNECTS_TOTAL);
         loop {
             let started = match &mut output {
@@ -1006,6 +1008,8 @@ impl<'a> Stream<'a> {
                     // DDL or another self-contained statement: schemas may have changed.
                     let db = q.schema().into_owned();
                     self.schema.invalidate(&db, None);
+                    let thread = Some(u64::from(q.thread_id()));
+                    self.statement(&db, &sql, start, ts_ms, thread).await?;
                     if !self.asm.in_begin()
                         && let Flow::Stop = self.commit(end, ts_ms).await?
                     {

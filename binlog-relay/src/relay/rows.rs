@@ -63,7 +63,8 @@ impl Stream<'_> {
         if !self.relay.settings.filter.allows(&db, &table) {
             return Ok(());
         }
-        let info = self.schema.table_info(tme).await?;
+        let at = FilePos::new(self.asm.file.as_str(), start);
+        let info = self.schema.table_info(tme, &at).await?;
         let op = decode::op_of(rows);
         let fmt = self.relay.settings.format;
         // Debezium envelopes straight from the event bytes when the table's

@@ -136,7 +136,8 @@ async fn the_fast_decoder_writes_what_the_general_decoder_writes() {
                 if tme.database_name() != db.name {
                     continue;
                 }
-                let info = schema.table_info(tme).await.expect("table info");
+                let at = binlog_relay::position::FilePos::new(file.clone(), 0);
+                let info = schema.table_info(tme, &at).await.expect("table info");
                 let wire = info.wire.as_ref().expect("every type has a fast layout");
                 let fast = fastrow::decode(&info, wire, &r)
                     .expect("fast decode")

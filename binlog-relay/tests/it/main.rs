@@ -5,6 +5,7 @@
 mod auth;
 mod columns;
 mod crash;
+mod ddl;
 mod fast;
 mod format;
 mod helpers;

@@ -229,25 +229,45 @@ async fn a_poison_message_lands_in_the_dlq_and_the_stream_goes_on() {
     h.send(r#"{"owner_id":1}"#, &good, None).await;
     h.drain(&mut syncer, 4).await;
 
-    let keys = h.settings.redis.keys();
-    let slot = keys.counter(1, 1);
-    let mut r = h.redis.conn.clone();
-    assert_eq!(
-        r.hget::<_, _, Option<i64>>(&slot.key, slot.field)
-            .await
-            .unwrap(),
-        Some(1)
-    );
+    assert_eq!(counter_in_redis(&h, 1, 1).await, Some(1));
     assert_eq!(status.lock().unwrap().dead_lettered, 2);
 
-    let mut reasons: Vec<String> = dead_letters(&h, 2)
-        .await
-        .into_iter()
-        .map(|(_, r)| r)
-        .collect();
-    reasons.sort();
+    let reasons = dead_letter_reasons(&h, 2).await;
     assert!(reasons[0].contains("invalid envelope"), "{reasons:?}");
     assert!(reasons[1].contains("owner_id"), "{reasons:?}");
+}
+
+#[tokio::test]
+async fn schema_changes_leave_the_syncer_alone_unless_a_column_it_reads_is_gone() {
+    let mut h = Harness::new().await;
+    h.add_users(1).await;
+    let (mut syncer, status) = h.syncer().await;
+    // A column added to `counter` (ALTER TABLE … ADD COLUMN): applied as before.
+    let mut row = counter_row(1, 1, 5);
+    row["note"] = json!("added later");
+    let wider = h.event("counter", Op::Create, None, Some(row));
+    h.send(r#"{"owner_id":1}"#, &wider, None).await;
+    // `value` dropped (ALTER TABLE … DROP COLUMN): dead-lettered, named.
+    let narrower = h.event(
+        "counter",
+        Op::Update,
+        None,
+        Some(json!({"owner_id": 1, "kind": 1, "updated_at": T1})),
+    );
+    h.send(r#"{"owner_id":1}"#, &narrower, None).await;
+    // TRUNCATE's `t` event: dead-lettered with what to do.
+    let truncate = h.event("follow", Op::Truncate, None, None);
+    h.send("", &truncate, None).await;
+    h.drain(&mut syncer, 3).await;
+
+    assert_eq!(counter_in_redis(&h, 1, 1).await, Some(5));
+    assert_eq!(status.lock().unwrap().dead_lettered, 2);
+    let reasons = dead_letter_reasons(&h, 2).await;
+    assert!(
+        reasons[0].contains("TRUNCATE of follow") && reasons[0].contains("rebuild"),
+        "{reasons:?}"
+    );
+    assert!(reasons[1].contains("column value missing"), "{reasons:?}");
 }
 
 #[tokio::test]
@@ -594,6 +614,25 @@ async fn a_heartbeat_never_moves_the_watermark_past_a_consumed_but_unapplied_cha
 }
 
 /// The first `n` messages of the dead-letter topic: (key, reason).
+/// The cached value of `owner`'s counter of `kind`.
+async fn counter_in_redis(h: &Harness, owner: u64, kind: u8) -> Option<i64> {
+    let keys = h.settings.redis.keys();
+    let slot = keys.counter(kind, owner);
+    let mut r = h.redis.conn.clone();
+    r.hget(&slot.key, slot.field).await.unwrap()
+}
+
+/// The reasons of the first `n` dead letters, sorted.
+async fn dead_letter_reasons(h: &Harness, n: usize) -> Vec<String> {
+    let mut reasons: Vec<String> = dead_letters(h, n)
+        .await
+        .into_iter()
+        .map(|(_, r)| r)
+        .collect();
+    reasons.sort();
+    reasons
+}
+
 async fn dead_letters(h: &Harness, n: usize) -> Vec<(String, String)> {
     use rdkafka::Message;
     use rdkafka::consumer::{Consumer, StreamConsumer};

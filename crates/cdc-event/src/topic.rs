@@ -1,4 +1,4 @@
-//! Topic naming: `<prefix>.<db>.<table>` for row changes and four fixed
+//! Topic naming: `<prefix>.<db>.<table>` for row changes and six fixed
 //! per-prefix topics. Every topic name in sluice is built here.
 
 /// Default topic prefix (also the Debezium `source.name`).
@@ -29,6 +29,19 @@ pub fn dlq_topic(prefix: &str) -> String {
 /// changes they cover.
 pub fn relay_checkpoints_topic(prefix: &str) -> String {
     format!("{prefix}.relay-checkpoints")
+}
+
+/// Schema change events: one message per DDL statement of an included
+/// database, keyed by the database (Debezium's schema change topic).
+pub fn schema_changes_topic(prefix: &str) -> String {
+    format!("{prefix}.schema-changes")
+}
+
+/// The relay's schema history: each table's columns as of every DDL
+/// position (one partition, kept forever), read back at start so that rows
+/// decode with the schema of their time.
+pub fn schema_history_topic(prefix: &str) -> String {
+    format!("{prefix}.schema-history")
 }
 
 /// Splits a row-change topic back into `(db, table)`; `None` for the fixed
@@ -65,5 +78,13 @@ mod tests {
             None
         );
         assert_eq!(parse_table_topic("other", "sluice.a.b"), None);
+        assert_eq!(
+            parse_table_topic("sluice", &schema_changes_topic("sluice")),
+            None
+        );
+        assert_eq!(
+            parse_table_topic("sluice", &schema_history_topic("sluice")),
+            None
+        );
     }
 }
