@@ -75,63 +75,13 @@ TXS=${BENCH_TXS:-20000}
 DBZ_TIMEOUT=${BENCH_DBZ_TIMEOUT:-900}
 CONNECT_PORT=${BENCH_CONNECT_PORT:-18083}
 [[ $ROWS =~ ^[1-9][0-9]*$ && $TXS =~ ^[1-9][0-9]*$ ]] || die "BENCH_ROWS and BENCH_TXS must be positive numbers"
-export SLUICE_DEBEZIUM_VERSION=${SLUICE_DEBEZIUM_VERSION:-3.5.0.Final}
-export SLUICE_DEBEZIUM_ARTIFACT=${SLUICE_DEBEZIUM_ARTIFACT:-debezium-connector-mariadb}
-CONNECT_HOME=$SLUICE_CACHE/kafka-connect-$SLUICE_KAFKA_VERSION
-DBZ_HOME=$SLUICE_CACHE/debezium-$SLUICE_DEBEZIUM_VERSION
-DBZ_PLUGIN=$DBZ_HOME/plugins/$SLUICE_DEBEZIUM_ARTIFACT
-case "$SLUICE_DEBEZIUM_ARTIFACT" in
-debezium-connector-mysql) DBZ_CLASS=io.debezium.connector.mysql.MySqlConnector DBZ_NO_TLS=disabled ;;
-debezium-connector-mariadb) DBZ_CLASS=io.debezium.connector.mariadb.MariaDbConnector DBZ_NO_TLS=disable ;;
-*) die "SLUICE_DEBEZIUM_ARTIFACT must be debezium-connector-mysql or debezium-connector-mariadb" ;;
-esac
+# Debezium and Kafka Connect jars, the connector class (shared with
+# scripts/parity-vs-debezium.sh).
+# shellcheck source=scripts/debezium/common.sh
+source "$ROOT/scripts/debezium/common.sh"
 RELAY=${BENCH_RELAY:-$ROOT/target/release/binlog-relay}
 KFK_DATA=$SLUICE_STATE/kafka/data
 TICK=$(getconf CLK_TCK)
-
-# ---------------------------------------------------------------- jars
-# Maven copies a pom's runtime jars into one folder of the user cache, once
-# (its own download is kept in $SLUICE_CACHE/m2, as for the broker's jars);
-# a folder that holds them is used as it is.
-fetch_jars() { # what pom folder log [extra mvn args...]
-    local what=$1 pom=$2 dir=$3 flog=$4
-    shift 4
-    if [ -f "$dir/.complete" ]; then
-        log "$what: using cached jars in $dir"
-        return
-    fi
-    command -v mvn >/dev/null || die "maven is not installed (apt-get install maven)"
-    log "$what: fetching the jars from Maven Central into $dir (first time only)"
-    mkdir -p "$(dirname "$dir")"
-    rm -rf "$dir.partial"
-    if ! mvn -B -q -f "$pom" -Dmaven.repo.local="$SLUICE_CACHE/m2" "$@" dependency:copy-dependencies \
-        -DincludeScope=runtime -DoutputDirectory="$dir.partial" >"$flog" 2>&1; then
-        tail -n 30 "$flog" >&2
-        die "$what: fetching with Maven failed (log: $flog)"
-    fi
-    touch "$dir.partial/.complete"
-    rm -rf "$dir"
-    mv "$dir.partial" "$dir"
-    log "$what: $(find "$dir" -name '*.jar' | wc -l) jars in $dir"
-}
-
-install_jars() {
-    command -v java >/dev/null || die "java is not installed (scripts/stack.sh install brings OpenJDK 17)"
-    fetch_jars "kafka connect $SLUICE_KAFKA_VERSION" "$ROOT/scripts/debezium/connect-pom.xml" \
-        "$CONNECT_HOME/libs" "$CONNECT_HOME/fetch.log" -Dkafka.version="$SLUICE_KAFKA_VERSION"
-    [ -f "$CONNECT_HOME/libs/connect-runtime-$SLUICE_KAFKA_VERSION.jar" ] ||
-        die "no connect-runtime-$SLUICE_KAFKA_VERSION.jar in $CONNECT_HOME/libs"
-    # A Connect plugin folder: the connector and what it needs, without the
-    # jars the worker's classpath has (Kafka's, slf4j, Jackson's core: a
-    # second Jackson in the plugin's isolated loader breaks Debezium's
-    # converters, which call the worker's JsonConverter with its JsonNode).
-    fetch_jars "debezium $SLUICE_DEBEZIUM_VERSION ($SLUICE_DEBEZIUM_ARTIFACT)" "$ROOT/scripts/debezium/pom.xml" \
-        "$DBZ_PLUGIN" "$DBZ_HOME/fetch-$SLUICE_DEBEZIUM_ARTIFACT.log" -Ddebezium.version="$SLUICE_DEBEZIUM_VERSION" \
-        -Ddebezium.artifact="$SLUICE_DEBEZIUM_ARTIFACT" -DexcludeGroupIds=org.apache.kafka,org.slf4j \
-        -DexcludeArtifactIds=jackson-core,jackson-databind,jackson-annotations
-    [ -f "$DBZ_PLUGIN/$SLUICE_DEBEZIUM_ARTIFACT-$SLUICE_DEBEZIUM_VERSION.jar" ] ||
-        die "no $SLUICE_DEBEZIUM_ARTIFACT-$SLUICE_DEBEZIUM_VERSION.jar in $DBZ_PLUGIN"
-}
 
 # ---------------------------------------------------------------- MariaDB
 sql() { mariadb --no-defaults -h127.0.0.1 -P"$SLUICE_MYSQL_PORT" -uroot -N -B "$@"; }

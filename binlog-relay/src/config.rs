@@ -82,6 +82,104 @@ pub struct Settings {
     pub ha: HaSettings,
     /// Kafka transactions (see [`crate::eos`]).
     pub exactly_once: ExactlyOnceSettings,
+    /// The Debezium drop-in encoding (see [`crate::format::connect`]).
+    pub debezium: DebeziumSettings,
+}
+
+/// `RELAY_DEBEZIUM__*`: how the `debezium` format encodes values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DebeziumSettings {
+    /// `sluice` (default): sluice's typed JSON (DESIGN §4); `debezium`:
+    /// every value, the envelope and the key as Debezium's connector and
+    /// Kafka Connect's `JsonConverter` encode them.
+    pub value_encoding: ValueEncoding,
+    /// With `value_encoding = debezium`: each key and value carries its
+    /// Connect schema block (`{"schema":…,"payload":…}`, JsonConverter's
+    /// `schemas.enable=true`).
+    pub schemas_enable: bool,
+    /// Debezium's `decimal.handling.mode`: `precise` (default), `double`,
+    /// `string`.
+    pub decimal_handling_mode: DecimalMode,
+    /// Debezium's `time.precision.mode`: `adaptive_time_microseconds`
+    /// (default), `connect`.
+    pub time_precision_mode: TimePrecisionMode,
+    /// Debezium's `bigint.unsigned.handling.mode`: `long` (default),
+    /// `precise`.
+    pub bigint_unsigned_handling_mode: BigintUnsignedMode,
+    /// Debezium's `binary.handling.mode`: `bytes` (default), `base64`,
+    /// `base64-url-safe`, `hex`.
+    pub binary_handling_mode: BinaryMode,
+}
+
+impl Default for DebeziumSettings {
+    fn default() -> Self {
+        Self {
+            value_encoding: ValueEncoding::Sluice,
+            schemas_enable: false,
+            decimal_handling_mode: DecimalMode::Precise,
+            time_precision_mode: TimePrecisionMode::AdaptiveTimeMicroseconds,
+            bigint_unsigned_handling_mode: BigintUnsignedMode::Long,
+            binary_handling_mode: BinaryMode::Bytes,
+        }
+    }
+}
+
+/// See [`DebeziumSettings::value_encoding`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ValueEncoding {
+    Sluice,
+    Debezium,
+}
+
+impl std::str::FromStr for ValueEncoding {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "sluice" => Ok(Self::Sluice),
+            "debezium" => Ok(Self::Debezium),
+            _ => Err(format!(
+                "unknown value encoding {s:?}: expected sluice or debezium"
+            )),
+        }
+    }
+}
+
+/// Debezium's `decimal.handling.mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DecimalMode {
+    Precise,
+    Double,
+    String,
+}
+
+/// Debezium's `time.precision.mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimePrecisionMode {
+    AdaptiveTimeMicroseconds,
+    Connect,
+}
+
+/// Debezium's `bigint.unsigned.handling.mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BigintUnsignedMode {
+    Long,
+    Precise,
+}
+
+/// Debezium's `binary.handling.mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BinaryMode {
+    Bytes,
+    Base64,
+    #[serde(rename = "base64-url-safe")]
+    Base64UrlSafe,
+    Hex,
 }
 
 /// `RELAY_EXACTLY_ONCE__*`: publishing through Kafka transactions.
@@ -177,6 +275,7 @@ impl Default for Settings {
             producer: BTreeMap::new(),
             ha: HaSettings::default(),
             exactly_once: ExactlyOnceSettings::default(),
+            debezium: DebeziumSettings::default(),
         }
     }
 }
@@ -190,6 +289,11 @@ impl Settings {
     }
 
     /// Checks values that serde cannot.
+    /// Whether row changes use Debezium's own encoding (the drop-in mode).
+    pub fn drop_in(&self) -> bool {
+        self.debezium.value_encoding == ValueEncoding::Debezium
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
         if self.server_id == 0 {
@@ -233,6 +337,14 @@ impl Settings {
         }
         if self.snapshot.chunk_size == 0 {
             return invalid("snapshot.chunk_size must be > 0");
+        }
+        if self.drop_in() && self.format != Format::Debezium {
+            return invalid(
+                "debezium.value_encoding = debezium needs format = debezium (canal and maxwell have their own encodings)",
+            );
+        }
+        if self.debezium.schemas_enable && !self.drop_in() {
+            return invalid("debezium.schemas_enable needs debezium.value_encoding = debezium");
         }
         self.column_rules()?;
         self.key_columns()?;

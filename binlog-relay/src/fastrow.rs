@@ -297,6 +297,7 @@ pub fn check_value_paths(data: &[u8]) -> std::result::Result<(), String> {
         set_labels: vec![],
         json: false,
         rule: crate::columns::ColumnRule::Keep,
+        shape: crate::table::Shape::default(),
     };
     match pick % 24 {
         9 | 12 => col.charset = Some(crate::table::BINARY_CHARSET),

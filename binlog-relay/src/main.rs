@@ -39,6 +39,11 @@ enum Command {
         /// `format` setting, `RELAY_FORMAT`, else debezium).
         #[arg(long)]
         format: Option<Format>,
+        /// Value encoding of the debezium format: sluice | debezium (the
+        /// Debezium drop-in; default: `debezium.value_encoding`,
+        /// `RELAY_DEBEZIUM__VALUE_ENCODING`, else sluice).
+        #[arg(long)]
+        value_encoding: Option<binlog_relay::config::ValueEncoding>,
     },
     /// Make the leader of `ha.name` stand down (standby relays): its lease
     /// session is ended; it stops streaming within a third of the lease
@@ -69,9 +74,13 @@ async fn main() -> anyhow::Result<()> {
             dry_run,
             snapshot,
             format,
+            value_encoding,
         } => {
             if let Some(format) = format {
                 settings.format = format;
+            }
+            if let Some(encoding) = value_encoding {
+                settings.debezium.value_encoding = encoding;
             }
             let app = Application::build(
                 settings,

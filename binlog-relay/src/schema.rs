@@ -27,7 +27,7 @@ use crate::error::{Error, Result};
 use crate::history::History;
 use crate::keys::KeyColumns;
 use crate::position::FilePos;
-pub use crate::table::{BINARY_CHARSET, ColumnInfo, TableInfo, Wire};
+pub use crate::table::{BINARY_CHARSET, ColumnInfo, Shape, TableInfo, Wire};
 
 /// The layout of every column of a table map (`types`: the real column
 /// types as [`crate::schema`] read them), or `None` when a column has a type
@@ -101,6 +101,7 @@ struct MapColumns {
     enums: Vec<Vec<String>>,
     sets: Vec<Vec<String>>,
     pk: Vec<usize>,
+    shapes: Vec<Shape>,
 }
 
 /// Refuses column metadata no server writes and `mysql_common`'s value
@@ -226,7 +227,20 @@ fn read_map(tme: &TableMapEvent<'_>) -> Result<MapColumns> {
             Vec::new()
         });
     }
+    let nulls = tme.null_bitmask();
+    let shapes = types
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            shape_of(
+                *t,
+                tme.get_column_metadata(i).unwrap_or(&[]),
+                nulls.get(i).is_none_or(|b| *b),
+            )
+        })
+        .collect();
     Ok(MapColumns {
+        shapes,
         wire: layout(tme, &types, &unsigned),
         types,
         names,
@@ -236,6 +250,23 @@ fn read_map(tme: &TableMapEvent<'_>) -> Result<MapColumns> {
         sets,
         pk,
     })
+}
+
+/// Size and precision from a column's table-map metadata.
+fn shape_of(t: ColumnType, meta: &[u8], nullable: bool) -> Shape {
+    use ColumnType::*;
+    let m = |k: usize| meta.get(k).copied().unwrap_or(0);
+    let mut s = Shape {
+        nullable,
+        ..Shape::default()
+    };
+    match t {
+        MYSQL_TYPE_DATETIME2 | MYSQL_TYPE_TIME2 | MYSQL_TYPE_TIMESTAMP2 => s.fsp = m(0).min(6),
+        MYSQL_TYPE_NEWDECIMAL | MYSQL_TYPE_DECIMAL => (s.precision, s.scale) = (m(0), m(1)),
+        MYSQL_TYPE_BIT => s.bits = u16::from(m(1)) * 8 + u16::from(m(0)),
+        _ => {}
+    }
+    s
 }
 
 /// A column as `information_schema` describes it today.
@@ -339,6 +370,8 @@ pub struct SchemaTracker {
     by_id: HashMap<u64, (TableMapEvent<'static>, Arc<TableInfo>)>,
     /// Tables whose metadata lacked names (warned once).
     warned: HashSet<(String, String)>,
+    /// The Debezium drop-in encoding: JSON columns keep their text.
+    json_text: bool,
     /// Each table's schema as of every DDL position ([`crate::history`]).
     history: History,
 }
@@ -356,6 +389,7 @@ impl SchemaTracker {
             known: HashMap::new(),
             by_id: HashMap::new(),
             warned: HashSet::new(),
+            json_text: false,
             history: History::default(),
         }
     }
@@ -372,6 +406,13 @@ impl SchemaTracker {
         self.known
             .retain(|(d, t), _| !(d == db && table.is_none_or(|tb| tb == t)));
         self.by_id.clear();
+    }
+
+    /// JSON columns keep their text (the Debezium drop-in encoding, see
+    /// [`TableInfo::keep_json_text`]).
+    pub fn with_json_text(mut self, on: bool) -> Self {
+        self.json_text = on;
+        self
     }
 
     /// The schema history rows are decoded with.
@@ -413,6 +454,9 @@ impl SchemaTracker {
         )?;
         info.apply_rules(&self.columns)?;
         info.apply_key_columns(&self.keys)?;
+        if self.json_text {
+            info.keep_json_text();
+        }
         let info = Arc::new(info);
         self.by_id
             .insert(tme.table_id(), (tme.clone().into_owned(), info.clone()));
@@ -498,6 +542,7 @@ fn build_info(
                 enum_labels: map.enums[i].clone(),
                 set_labels: map.sets[i].clone(),
                 rule: ColumnRule::Keep,
+                shape: map.shapes[i],
             }
         })
         .collect();

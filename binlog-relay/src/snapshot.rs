@@ -90,6 +90,9 @@ pub fn snapshot_value(col: &ColumnInfo, v: MyValue) -> std::result::Result<Value
                 "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{us:06}Z"
             )))
         }
+        (ColumnType::MYSQL_TYPE_JSON, MyValue::Bytes(b)) if col.shape.json_text => {
+            Ok(Value::String(String::from_utf8_lossy(&b).into_owned()))
+        }
         (ColumnType::MYSQL_TYPE_JSON, MyValue::Bytes(b)) => Ok(serde_json::from_slice(&b)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&b).into_owned()))),
         (_, v) => value::value_to_json(col, &BinlogValue::Value(v)),
@@ -106,8 +109,22 @@ async fn describe(pool: &MySqlPool, db: &str, table: &str) -> Result<TableInfo> 
     if known.is_empty() {
         return Err(Error::Snapshot(format!("{db}.{table} does not exist")));
     }
-    let charsets: Vec<(String, Option<String>)> = sqlx::query_as(
-        "SELECT CAST(COLUMN_NAME AS CHAR), CAST(CHARACTER_SET_NAME AS CHAR) FROM information_schema.COLUMNS \
+    // Per column: name, charset, then what Debezium's encoding needs
+    // (fractional digits, precision, scale, nullability, signedness).
+    type Described = (
+        String,
+        Option<String>,
+        Option<u64>,
+        Option<u64>,
+        Option<u64>,
+        String,
+        String,
+    );
+    let charsets: Vec<Described> = sqlx::query_as(
+        "SELECT CAST(COLUMN_NAME AS CHAR), CAST(CHARACTER_SET_NAME AS CHAR), \
+         CAST(DATETIME_PRECISION AS UNSIGNED), CAST(NUMERIC_PRECISION AS UNSIGNED), \
+         CAST(NUMERIC_SCALE AS UNSIGNED), CAST(IS_NULLABLE AS CHAR), CAST(COLUMN_TYPE AS CHAR) \
+         FROM information_schema.COLUMNS \
          WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
     )
     .bind(db)
@@ -125,31 +142,47 @@ async fn describe(pool: &MySqlPool, db: &str, table: &str) -> Result<TableInfo> 
     let columns: Vec<ColumnInfo> = known
         .iter()
         .zip(charsets.iter())
-        .map(|(k, (_, cs))| {
-            let col_type = snapshot_type(&k.data_type);
-            let textual = matches!(
-                col_type,
-                ColumnType::MYSQL_TYPE_BLOB | ColumnType::MYSQL_TYPE_VARCHAR
-            );
-            ColumnInfo {
-                name: k.name.clone(),
-                col_type: if k.json {
-                    ColumnType::MYSQL_TYPE_JSON
-                } else {
-                    col_type
-                },
-                unsigned: false,
-                charset: if textual && cs.is_none() {
-                    Some(BINARY_CHARSET)
-                } else {
-                    None
-                },
-                enum_labels: Vec::new(),
-                set_labels: Vec::new(),
-                json: k.json,
-                rule: ColumnRule::Keep,
-            }
-        })
+        .map(
+            |(k, (_, cs, fsp, precision, scale, nullable, column_type))| {
+                let col_type = snapshot_type(&k.data_type);
+                let small = |v: &Option<u64>| v.and_then(|v| u8::try_from(v).ok()).unwrap_or(0);
+                let shape = crate::table::Shape {
+                    fsp: small(fsp).min(6),
+                    precision: small(precision),
+                    scale: small(scale),
+                    bits: if k.data_type == "bit" {
+                        precision.and_then(|v| u16::try_from(v).ok()).unwrap_or(1)
+                    } else {
+                        0
+                    },
+                    nullable: nullable == "YES",
+                    json_text: false,
+                };
+                let textual = matches!(
+                    col_type,
+                    ColumnType::MYSQL_TYPE_BLOB | ColumnType::MYSQL_TYPE_VARCHAR
+                );
+                ColumnInfo {
+                    name: k.name.clone(),
+                    col_type: if k.json {
+                        ColumnType::MYSQL_TYPE_JSON
+                    } else {
+                        col_type
+                    },
+                    unsigned: column_type.to_ascii_lowercase().contains("unsigned"),
+                    charset: if textual && cs.is_none() {
+                        Some(BINARY_CHARSET)
+                    } else {
+                        None
+                    },
+                    enum_labels: Vec::new(),
+                    set_labels: Vec::new(),
+                    json: k.json,
+                    rule: ColumnRule::Keep,
+                    shape,
+                }
+            },
+        )
         .collect();
     let pk = pk_order
         .iter()
@@ -409,6 +442,7 @@ mod tests {
             set_labels: vec![],
             json: false,
             rule: ColumnRule::Keep,
+            shape: crate::table::Shape::default(),
         }
     }
 

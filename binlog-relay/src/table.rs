@@ -32,6 +32,40 @@ pub struct ColumnInfo {
     pub json: bool,
     /// What is published of the column ([`crate::columns`]).
     pub rule: ColumnRule,
+    /// Size, precision and nullability: what Debezium's encoding and schema
+    /// block need beyond the type ([`crate::format::connect`]).
+    pub shape: Shape,
+}
+
+/// A column's declared size, precision and nullability, from the table
+/// map's metadata (binlog) or `information_schema` (snapshot).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shape {
+    /// Fractional-second digits of DATETIME, TIME and TIMESTAMP (0–6).
+    pub fsp: u8,
+    /// DECIMAL's precision and scale.
+    pub precision: u8,
+    pub scale: u8,
+    /// BIT(n)'s n.
+    pub bits: u16,
+    pub nullable: bool,
+    /// A JSON column whose values are kept as their text (MariaDB's
+    /// `LONGTEXT … json_valid` alias in Debezium's encoding, which sends
+    /// JSON as a string).
+    pub json_text: bool,
+}
+
+impl Default for Shape {
+    fn default() -> Self {
+        Self {
+            fsp: 0,
+            precision: 0,
+            scale: 0,
+            bits: 0,
+            nullable: true,
+            json_text: false,
+        }
+    }
 }
 
 impl ColumnInfo {
@@ -47,6 +81,7 @@ impl ColumnInfo {
             set_labels: vec![],
             json: false,
             rule: ColumnRule::Keep,
+            shape: Shape::default(),
         }
     }
 
@@ -138,6 +173,19 @@ impl TableInfo {
     /// key columns, else the primary key.
     pub fn key_columns(&self) -> &[usize] {
         self.key.as_deref().unwrap_or(&self.pk)
+    }
+
+    /// The Debezium drop-in encoding sends JSON columns as their text:
+    /// MariaDB's `LONGTEXT … json_valid` columns keep their bytes as
+    /// written instead of being parsed (`Shape::json_text` remembers that
+    /// they are JSON, for the schema block).
+    pub fn keep_json_text(&mut self) {
+        for c in &mut self.columns {
+            if c.json {
+                c.json = false;
+                c.shape.json_text = true;
+            }
+        }
     }
 
     /// Names of the primary-key columns, in key order.

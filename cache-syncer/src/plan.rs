@@ -80,8 +80,20 @@ struct SourceTable<'a> {
 }
 
 impl<'a> Change<'a> {
-    /// Reads the envelope of a message value (an invalid one is poison).
+    /// Reads the envelope of a message value (an invalid one is poison):
+    /// sluice's, or the relay's Debezium drop-in encoding, bare or inside
+    /// Kafka Connect's `{"schema":…,"payload":…}` (its `schemas_enable`).
+    /// Drop-in values differ only where the syncer reads nothing or reads
+    /// both forms: `DATETIME(6)` columns are epoch microseconds.
     pub fn parse(bytes: &'a [u8]) -> std::result::Result<Self, serde_json::Error> {
+        if with_schema(bytes) {
+            #[derive(Deserialize)]
+            struct Wrapped<'b> {
+                #[serde(borrow)]
+                payload: Change<'b>,
+            }
+            return serde_json::from_slice::<Wrapped<'a>>(bytes).map(|w| w.payload);
+        }
         serde_json::from_slice(bytes)
     }
 
@@ -227,6 +239,15 @@ fn row_of<'a, T: Deserialize<'a>>(raw: &'a RawValue, table: &str) -> Result<T> {
     })
 }
 
+/// Whether a value is Kafka Connect's `{"schema":…,"payload":…}` (its
+/// JsonConverter writes `schema` first).
+fn with_schema(bytes: &[u8]) -> bool {
+    let trimmed = bytes.trim_ascii_start();
+    trimmed
+        .strip_prefix(b"{")
+        .is_some_and(|rest| rest.trim_ascii_start().starts_with(b"\"schema\""))
+}
+
 /// What a column must hold.
 #[derive(Clone, Copy)]
 enum Col {
@@ -366,6 +387,35 @@ mod tests {
     use super::*;
     use cdc_event::{Snapshot, Source};
     use serde_json::{Value, json};
+
+    #[test]
+    fn the_relays_debezium_drop_in_encoding_plans_alike_with_or_without_its_schema() {
+        // DATETIME(6) as io.debezium.time.MicroTimestamp (epoch µs).
+        let payload = json!({
+            "before": null,
+            "after": {"id": 9, "from_id": 1, "to_id": 2, "created_at": 1_796_106_971_106_207i64, "deleted_at": null},
+            "source": {"version": "0.1.0", "connector": "mariadb", "name": "sluice", "ts_ms": 1,
+                       "snapshot": "false", "db": "sluice", "sequence": null, "ts_us": 1000, "ts_ns": 1_000_000,
+                       "table": "follow", "server_id": 1, "gtid": "0-1-2", "file": "b.000001", "pos": 4,
+                       "row": 0, "thread": null, "query": null},
+            "transaction": null, "op": "c", "ts_ms": 2, "ts_us": 2000, "ts_ns": 2_000_000,
+        });
+        let want = Plan {
+            effects: vec![Effect::AddEdge {
+                from: 1,
+                to: 2,
+                at_us: 1_796_106_971_106_207,
+            }],
+            changed_at_us: Some(1_796_106_971_106_207),
+        };
+        let bare = serde_json::to_vec(&payload).unwrap();
+        assert_eq!(Change::parse(&bare).unwrap().plan().unwrap(), want);
+        let wrapped = serde_json::to_vec(
+            &json!({"schema": {"type": "struct", "fields": []}, "payload": payload}),
+        )
+        .unwrap();
+        assert_eq!(Change::parse(&wrapped).unwrap().plan().unwrap(), want);
+    }
 
     #[test]
     fn the_fuzz_corpus_keeps_its_properties() {

@@ -48,6 +48,7 @@ use crate::table::TableInfo;
 const PAYLOAD_CAPACITY: usize = 512;
 
 mod canal;
+pub mod connect;
 mod debezium;
 mod maxwell;
 pub mod schema;
@@ -136,6 +137,14 @@ pub struct Payload {
 }
 
 impl Payload {
+    /// A finished value (no Maxwell commit flag to place).
+    pub fn from_bytes(bytes: Vec<u8>) -> Self {
+        Self {
+            bytes,
+            commit_at: None,
+        }
+    }
+
     /// Marks the row as the last of its transaction (Maxwell's
     /// `"commit":true`); false, and nothing changes, in other formats or on
     /// rows outside a transaction. Marks at most once.

@@ -41,6 +41,9 @@ impl Stream<'_> {
                 &self.relay.keys,
             )
             .await?;
+            if self.relay.settings.drop_in() {
+                reader.info.keep_json_text();
+            }
             let topic: Arc<str> = snapshot::topic_of(&prefix, &reader.info).into();
             let mut partitions = None;
             if let Output::Kafka(sink) = self.output {
@@ -85,14 +88,33 @@ impl Stream<'_> {
                             .image()
                             .and_then(|img| format::partition(fmt, &reader.info, img, n))
                     });
-                    let payload = format::encode(
-                        fmt,
-                        &reader.info,
-                        change,
-                        snapshot::meta(&prefix, server_id, &progress, last, now_ms),
-                        self.asm.seq,
-                    )
-                    .map_err(|e| Error::Stream(e.to_string()))?;
+                    let meta = snapshot::meta(&prefix, server_id, &progress, last, now_ms);
+                    if self.relay.settings.drop_in() {
+                        for part in format::connect::encode(
+                            &reader.info,
+                            &change,
+                            &meta,
+                            self.relay.encoding(),
+                        ) {
+                            self.send_row(&RowMessage {
+                                topic: topic.clone(),
+                                partition: None,
+                                key: part.key,
+                                payload: part.payload,
+                                gtid: progress.start_gtid.clone(),
+                                pos: pos_text.clone(),
+                                seq: self.asm.seq,
+                                replay: false,
+                                changed_at_us: None,
+                                traceparent: None,
+                                tombstone: false,
+                            })
+                            .await?;
+                        }
+                        continue;
+                    }
+                    let payload = format::encode(fmt, &reader.info, change, meta, self.asm.seq)
+                        .map_err(|e| Error::Stream(e.to_string()))?;
                     self.send_row(&RowMessage {
                         topic: topic.clone(),
                         partition,

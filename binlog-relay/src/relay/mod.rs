@@ -283,6 +283,18 @@ impl Relay {
         Ok(())
     }
 
+    /// The Debezium drop-in encoding's context ([`format::connect`]).
+    fn encoding(&self) -> format::connect::Encoding<'_> {
+        format::connect::Encoding {
+            settings: &self.settings.debezium,
+            connector: match self.flavor {
+                Flavor::MariaDb => "mariadb",
+                Flavor::MySql => "mysql",
+            },
+            tombstones: self.settings.tombstones,
+        }
+    }
+
     /// Whether the change at `file:pos` is part of an operator's replay.
     fn is_replay(&self, file: &str, pos: u64) -> bool {
         self.replay_until
@@ -319,7 +331,8 @@ impl Relay {
             }
         }
         let mut schema = SchemaTracker::new(Some(self.pool.clone()), self.columns.clone())
-            .with_key_columns(self.keys.clone());
+            .with_key_columns(self.keys.clone())
+            .with_json_text(self.settings.drop_in());
         self.load_history(&mut schema).await?;
         let reconnects = metrics::counter!(m::RECONNECTS_TOTAL);
         loop {
@@ -486,6 +499,9 @@ struct Stream<'a> {
     /// The last event's binlog timestamp (ms): a stream reading events
     /// older than [`LIVE`] is behind, however its socket looks.
     last_event_ts_ms: i64,
+    /// The source server id of the event being handled (the Debezium
+    /// drop-in encoding's `source.server_id`).
+    event_server_id: u32,
 }
 
 /// Exactly-once: a binlog stream with no event for this long is taken as
@@ -535,6 +551,7 @@ impl<'a> Stream<'a> {
             pending: None,
             last_event: Instant::now(),
             last_event_ts_ms: 0,
+            event_server_id: 0,
         }
     }
 
@@ -920,6 +937,7 @@ impl<'a> Stream<'a> {
         let mut start = source::event_start(ev);
         let mut end = u64::from(header.log_pos());
         let ts_ms = i64::from(header.timestamp()) * 1000;
+        self.event_server_id = header.server_id();
         let kind = events::kind(ty);
         if let Some(text) = kind.refusal(&format!("{}:{start}", self.asm.file)) {
             let excluded = events::is_compressed_rows(ty)

@@ -69,8 +69,10 @@ impl Stream<'_> {
         let fmt = self.relay.settings.format;
         // Debezium envelopes straight from the event bytes when the table's
         // layout allows; the general decoder otherwise.
+        // The Debezium drop-in encoding converts the general decoder's images.
+        let drop_in = self.relay.settings.drop_in();
         let fast = match (&info.wire, fmt) {
-            (Some(wire), Format::Debezium) => fastrow::decode(&info, wire, rows)?,
+            (Some(wire), Format::Debezium) if !drop_in => fastrow::decode(&info, wire, rows)?,
             _ => None,
         };
         let slow = match fast {
@@ -119,7 +121,12 @@ impl Stream<'_> {
             let held_tx = (fmt == Format::Maxwell).then(|| tx_id.clone());
             let meta = ChangeMeta {
                 name: &prefix,
-                server_id: self.relay.settings.server_id,
+                // Debezium's `source.server_id` is the source's.
+                server_id: if drop_in {
+                    self.event_server_id
+                } else {
+                    self.relay.settings.server_id
+                },
                 gtid: gtid.as_deref(),
                 file: &self.asm.file,
                 pos: start,
@@ -134,6 +141,37 @@ impl Stream<'_> {
                 }),
                 now_ms,
             };
+            if drop_in {
+                let change = slow.next().ok_or_else(|| {
+                    Error::Stream(format!(
+                        "rows event at {}:{start} lost a row",
+                        self.asm.file
+                    ))
+                })?;
+                let changed_at_us = change
+                    .after
+                    .as_ref()
+                    .or(change.before.as_ref())
+                    .and_then(|img| image::change_time_us(&info, img));
+                counter.increment(1);
+                for part in format::connect::encode(&info, &change, &meta, self.relay.encoding()) {
+                    self.send_row(&RowMessage {
+                        topic: topic.clone(),
+                        partition: None,
+                        key: part.key,
+                        payload: part.payload,
+                        gtid: gtid.clone(),
+                        pos: pos_text.clone(),
+                        seq,
+                        replay,
+                        changed_at_us,
+                        traceparent: traceparent.clone(),
+                        tombstone: part.tombstone,
+                    })
+                    .await?;
+                }
+                continue;
+            }
             let (key, partition, changed_at_us, payload) = match &fast {
                 // Debezium only: its key places the row.
                 Some(fast) => {

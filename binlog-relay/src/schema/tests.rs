@@ -116,6 +116,7 @@ fn without_names_a_mismatch_stops_instead_of_misaligning() {
         enums: vec![vec![]],
         sets: vec![vec![]],
         pk: vec![],
+        shapes: vec![Shape::default()],
     };
     let cols = [known("id", "bigint"), known("extra", "int")];
     let err = build_info("d", "t", map.clone(), Some(&cols), &mut HashSet::new()).unwrap_err();

@@ -6,6 +6,7 @@ mod auth;
 mod columns;
 mod crash;
 mod ddl;
+mod dropin;
 mod fast;
 mod format;
 mod helpers;

@@ -1,0 +1,674 @@
+//! The Debezium drop-in encoding (`debezium.value_encoding = debezium`,
+//! `binlog-relay run --value-encoding debezium`): row changes as Debezium's
+//! MySQL/MariaDB connector produces them and Kafka Connect's `JsonConverter`
+//! writes them, for sinks and stream processors built for Debezium.
+//!
+//! Each value is converted from sluice's typing ([`crate::value`]) with the
+//! column's declared size ([`crate::table::Shape`]), under Debezium's four
+//! most used settings ([`DebeziumSettings`]):
+//!
+//! | column | Debezium's default encoding | schema (`type`, `name`) |
+//! |---|---|---|
+//! | TINYINT, SMALLINT | number | `int16` (SMALLINT UNSIGNED `int32`) |
+//! | MEDIUMINT, INT | number | `int32` (INT UNSIGNED `int64`) |
+//! | BIGINT | number; UNSIGNED above 2^63 wraps (`long`), or `precise`: Decimal | `int64` |
+//! | DECIMAL | `precise`: base64 of the unscaled two's complement; `double`; `string` | `bytes` `org.apache.kafka.connect.data.Decimal` |
+//! | FLOAT, DOUBLE | number | `float64` |
+//! | DATE | days since 1970-01-01 | `int32` `io.debezium.time.Date` |
+//! | TIME(n) | microseconds (`connect`: milliseconds) | `int64` `io.debezium.time.MicroTime` |
+//! | DATETIME(0–3) | epoch milliseconds | `int64` `io.debezium.time.Timestamp` |
+//! | DATETIME(4–6) | epoch microseconds (`connect`: milliseconds) | `int64` `io.debezium.time.MicroTimestamp` |
+//! | TIMESTAMP(n) | `"YYYY-MM-DDTHH:MM:SS[.f…]Z"`, n fraction digits | `string` `io.debezium.time.ZonedTimestamp` |
+//! | YEAR | number | `int32` `io.debezium.time.Year` |
+//! | BIT(1) | boolean | `boolean` |
+//! | BIT(n) | little-endian bytes | `bytes` `io.debezium.data.Bits` |
+//! | ENUM, SET | label(s) | `string` `io.debezium.data.Enum` / `EnumSet` |
+//! | JSON | the JSON text | `string` `io.debezium.data.Json` |
+//! | binary strings | base64 (`binary.handling.mode`: `bytes`, `base64`, `base64-url-safe`, `hex`) | `bytes` |
+//! | GEOMETRY | `{"wkb": base64, "srid": n}` | `io.debezium.data.geometry.Geometry` |
+//! | zero dates | null | |
+//!
+//! The envelope: `before`, `after`, `source` (`version` = sluice's,
+//! `connector` = `mariadb` or `mysql` as Debezium's, `name`, `ts_ms`,
+//! `snapshot`, `db`, `sequence`, `ts_us`, `ts_ns`, `table`, `server_id`,
+//! `gtid`, `file`, `pos`, `row`, `thread`, `query`), `transaction`, `op`,
+//! `ts_ms`, `ts_us`, `ts_ns`. With `schemas_enable`, key and value are
+//! `{"schema":…,"payload":…}`. An update that changes the key columns is a
+//! delete (with its tombstone) under the old key and a create under the new
+//! one, as Debezium sends it.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD as BASE64, URL_SAFE as BASE64_URL};
+use mysql_async::consts::ColumnType;
+use serde_json::{Map, Value, json};
+
+use cdc_event::write::SLUICE_VERSION;
+use cdc_event::{Op, Row, Snapshot};
+
+use super::Payload;
+use crate::columns::ColumnRule;
+use crate::config::{
+    BigintUnsignedMode, BinaryMode, DebeziumSettings, DecimalMode, TimePrecisionMode,
+};
+use crate::decode::{ChangeMeta, RowChange};
+use crate::table::{ColumnInfo, TableInfo};
+
+/// One message of a row change in this encoding.
+#[derive(Debug)]
+pub struct Part {
+    pub key: Option<String>,
+    pub payload: Payload,
+    /// Followed by a tombstone under the same key.
+    pub tombstone: bool,
+}
+
+/// Everything the encoding needs besides the row.
+#[derive(Debug, Clone, Copy)]
+pub struct Encoding<'a> {
+    pub settings: &'a DebeziumSettings,
+    /// `mariadb` or `mysql`, as Debezium's connectors name themselves.
+    pub connector: &'a str,
+    pub tombstones: bool,
+}
+
+/// The messages of one row change.
+pub fn encode(
+    info: &TableInfo,
+    change: &RowChange,
+    meta: &ChangeMeta<'_>,
+    e: Encoding<'_>,
+) -> Vec<Part> {
+    let convert = |row: &Option<Row>| row.as_ref().map(|r| row_value(info, r, e.settings));
+    let (before, after) = (convert(&change.before), convert(&change.after));
+    let key_of =
+        |row: &Option<Map<String, Value>>| row.as_ref().and_then(|r| key(info, r, meta.name, e));
+    let message =
+        |op: Op, before: Option<&Map<String, Value>>, after: Option<&Map<String, Value>>| {
+            let payload = envelope(info, op, before, after, meta, e);
+            let value = if e.settings.schemas_enable {
+                json!({"schema": value_schema(info, meta.name, e), "payload": payload})
+            } else {
+                payload
+            };
+            Payload::from_bytes(value.to_string().into_bytes())
+        };
+    let (old_key, new_key) = (key_of(&before), key_of(&after));
+    match change.op {
+        // A key change: delete + tombstone under the old key, create under the new.
+        Op::Update if old_key.is_some() && new_key.is_some() && old_key != new_key => vec![
+            Part {
+                key: old_key,
+                payload: message(Op::Delete, before.as_ref(), None),
+                tombstone: e.tombstones,
+            },
+            Part {
+                key: new_key,
+                payload: message(Op::Create, None, after.as_ref()),
+                tombstone: false,
+            },
+        ],
+        op => {
+            let key = if op == Op::Delete {
+                old_key
+            } else {
+                new_key.or(old_key)
+            };
+            vec![Part {
+                tombstone: op == Op::Delete && e.tombstones && key.is_some(),
+                key,
+                payload: message(op, before.as_ref(), after.as_ref()),
+            }]
+        }
+    }
+}
+
+fn snapshot_marker(s: Snapshot) -> &'static str {
+    match s {
+        Snapshot::False => "false",
+        Snapshot::True => "true",
+        Snapshot::Last => "last",
+    }
+}
+
+fn envelope(
+    info: &TableInfo,
+    op: Op,
+    before: Option<&Map<String, Value>>,
+    after: Option<&Map<String, Value>>,
+    meta: &ChangeMeta<'_>,
+    e: Encoding<'_>,
+) -> Value {
+    let now_us = meta.now_ms.saturating_mul(1000);
+    json!({
+        "before": before,
+        "after": after,
+        "source": {
+            "version": SLUICE_VERSION,
+            "connector": e.connector,
+            "name": meta.name,
+            "ts_ms": meta.ts_ms,
+            "snapshot": snapshot_marker(meta.snapshot),
+            "db": info.db,
+            "sequence": null,
+            "ts_us": meta.ts_ms.saturating_mul(1000),
+            "ts_ns": meta.ts_ms.saturating_mul(1_000_000),
+            "table": info.table,
+            "server_id": meta.server_id,
+            "gtid": meta.gtid,
+            "file": meta.file,
+            "pos": meta.pos,
+            "row": meta.row,
+            "thread": meta.thread,
+            "query": null,
+        },
+        "transaction": meta.transaction.as_ref().map(|t| json!({
+            "id": t.id,
+            "total_order": t.total_order,
+            "data_collection_order": t.data_collection_order,
+        })),
+        "op": op.code(),
+        "ts_ms": meta.now_ms,
+        "ts_us": now_us,
+        "ts_ns": now_us.saturating_mul(1000),
+    })
+}
+
+/// The key: the key columns, converted; with `schemas_enable`, with its schema.
+fn key(
+    info: &TableInfo,
+    row: &Map<String, Value>,
+    prefix: &str,
+    e: Encoding<'_>,
+) -> Option<String> {
+    let cols = info.key_columns();
+    if cols.is_empty() {
+        return None;
+    }
+    let mut payload = Map::new();
+    for &i in cols {
+        let c = info.columns.get(i)?;
+        payload.insert(
+            c.name.clone(),
+            row.get(&c.name).cloned().unwrap_or(Value::Null),
+        );
+    }
+    let payload = Value::Object(payload);
+    Some(if e.settings.schemas_enable {
+        let fields: Vec<Value> = cols
+            .iter()
+            .filter_map(|&i| info.columns.get(i))
+            .map(|c| field_schema(c, e.settings, false))
+            .collect();
+        json!({
+            "schema": {
+                "type": "struct",
+                "fields": fields,
+                "optional": false,
+                "name": format!("{prefix}.{}.{}.Key", info.db, info.table),
+            },
+            "payload": payload,
+        })
+        .to_string()
+    } else {
+        payload.to_string()
+    })
+}
+
+/// A row image (sluice's typing) in Debezium's encoding.
+fn row_value(info: &TableInfo, row: &Row, s: &DebeziumSettings) -> Map<String, Value> {
+    info.columns
+        .iter()
+        .filter_map(|c| row.get(&c.name).map(|v| (c.name.clone(), value(c, v, s))))
+        .collect()
+}
+
+/// One value (sluice's typing) in Debezium's encoding.
+pub fn value(col: &ColumnInfo, v: &Value, s: &DebeziumSettings) -> Value {
+    use ColumnType::*;
+    if v.is_null() {
+        return Value::Null;
+    }
+    // A masked column carries its mask (a string).
+    if col.rule != ColumnRule::Keep {
+        return v.clone();
+    }
+    let text = v.as_str();
+    match col.col_type {
+        MYSQL_TYPE_LONGLONG if col.unsigned => {
+            match (v.as_u64(), s.bigint_unsigned_handling_mode) {
+                // Debezium's `long`: the bits of the u64 as a signed long.
+                (Some(u), BigintUnsignedMode::Long) => Value::from(u as i64),
+                (Some(u), BigintUnsignedMode::Precise) => decimal(&u.to_string(), 0, s),
+                _ => v.clone(),
+            }
+        }
+        MYSQL_TYPE_NEWDECIMAL | MYSQL_TYPE_DECIMAL => match text {
+            Some(t) => decimal(t, col.shape.scale, s),
+            None => v.clone(),
+        },
+        MYSQL_TYPE_DATE | MYSQL_TYPE_NEWDATE => text
+            .and_then(|t| chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d").ok())
+            .map(|d| Value::from(d.signed_duration_since(epoch_day()).num_days()))
+            .unwrap_or(Value::Null),
+        MYSQL_TYPE_DATETIME | MYSQL_TYPE_DATETIME2 => text
+            .and_then(|t| chrono::NaiveDateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S%.f").ok())
+            .map(|t| {
+                let t = t.and_utc();
+                if micro_timestamp(col, s) {
+                    Value::from(t.timestamp_micros())
+                } else {
+                    Value::from(t.timestamp_millis())
+                }
+            })
+            .unwrap_or(Value::Null),
+        MYSQL_TYPE_TIMESTAMP | MYSQL_TYPE_TIMESTAMP2 => text
+            .map(|t| Value::String(zoned(t, col.shape.fsp)))
+            .unwrap_or_else(|| v.clone()),
+        MYSQL_TYPE_TIME | MYSQL_TYPE_TIME2 => text
+            .and_then(time_us)
+            .map(|us| match s.time_precision_mode {
+                TimePrecisionMode::AdaptiveTimeMicroseconds => Value::from(us),
+                TimePrecisionMode::Connect => Value::from(us.div_euclid(1000)),
+            })
+            .unwrap_or(Value::Null),
+        MYSQL_TYPE_BIT => match v.as_u64() {
+            Some(n) if col.shape.bits <= 1 => Value::Bool(n != 0),
+            Some(n) => {
+                let len = usize::from(col.shape.bits.div_ceil(8)).clamp(1, 8);
+                binary(&n.to_le_bytes()[..len], s)
+            }
+            None => v.clone(),
+        },
+        MYSQL_TYPE_GEOMETRY => match text.and_then(|t| BASE64.decode(t).ok()) {
+            Some(b) if b.len() >= 4 => json!({
+                "wkb": BASE64.encode(&b[4..]),
+                "srid": u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+            }),
+            _ => v.clone(),
+        },
+        MYSQL_TYPE_JSON => match v {
+            Value::String(_) => v.clone(),
+            other => Value::String(other.to_string()),
+        },
+        _ if col.shape.json_text => match v {
+            Value::String(_) => v.clone(),
+            other => Value::String(other.to_string()),
+        },
+        _ if col.is_binary() => match text.and_then(|t| BASE64.decode(t).ok()) {
+            Some(b) => binary(&b, s),
+            None => v.clone(),
+        },
+        _ => v.clone(),
+    }
+}
+
+fn epoch_day() -> chrono::NaiveDate {
+    chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default()
+}
+
+/// DATETIME(4–6) in microseconds (`adaptive_time_microseconds`).
+fn micro_timestamp(col: &ColumnInfo, s: &DebeziumSettings) -> bool {
+    s.time_precision_mode == TimePrecisionMode::AdaptiveTimeMicroseconds && col.shape.fsp > 3
+}
+
+/// `"YYYY-MM-DDTHH:MM:SS.ffffffZ"` → `fsp` fraction digits.
+fn zoned(t: &str, fsp: u8) -> String {
+    let body = t.strip_suffix('Z').unwrap_or(t);
+    let (secs, frac) = body.split_once('.').unwrap_or((body, ""));
+    let digits: String = frac
+        .chars()
+        .chain(std::iter::repeat('0'))
+        .take(usize::from(fsp))
+        .collect();
+    if digits.is_empty() {
+        format!("{secs}Z")
+    } else {
+        format!("{secs}.{digits}Z")
+    }
+}
+
+/// `"[-]HH:MM:SS[.ffffff]"` → microseconds.
+fn time_us(t: &str) -> Option<i64> {
+    let (neg, t) = match t.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, t),
+    };
+    let (hms, frac) = t.split_once('.').unwrap_or((t, ""));
+    let mut parts = hms.split(':');
+    let h: i64 = parts.next()?.parse().ok()?;
+    let m: i64 = parts.next()?.parse().ok()?;
+    let sec: i64 = parts.next()?.parse().ok()?;
+    let frac: String = frac.chars().chain(std::iter::repeat('0')).take(6).collect();
+    let us: i64 = frac.parse().ok()?;
+    let total = ((h * 60 + m) * 60 + sec) * 1_000_000 + us;
+    Some(if neg { -total } else { total })
+}
+
+fn binary(bytes: &[u8], s: &DebeziumSettings) -> Value {
+    Value::String(match s.binary_handling_mode {
+        BinaryMode::Bytes | BinaryMode::Base64 => BASE64.encode(bytes),
+        BinaryMode::Base64UrlSafe => BASE64_URL.encode(bytes),
+        BinaryMode::Hex => bytes.iter().map(|b| format!("{b:02x}")).collect(),
+    })
+}
+
+fn decimal(text: &str, scale: u8, s: &DebeziumSettings) -> Value {
+    match s.decimal_handling_mode {
+        DecimalMode::String => Value::String(text.to_owned()),
+        DecimalMode::Double => text
+            .parse::<f64>()
+            .ok()
+            .and_then(serde_json::Number::from_f64)
+            .map_or(Value::Null, Value::Number),
+        DecimalMode::Precise => {
+            let scale = if scale == 0 {
+                // Unknown scale (no metadata): the text's own.
+                text.split_once('.').map_or(0, |(_, f)| f.len())
+            } else {
+                usize::from(scale)
+            };
+            unscaled_bytes(text, scale).map_or(Value::Null, |b| Value::String(BASE64.encode(b)))
+        }
+    }
+}
+
+/// A decimal's unscaled value at `scale` as Java's `BigInteger.toByteArray`
+/// gives it: big-endian two's complement, the fewest bytes that keep the sign.
+pub fn unscaled_bytes(text: &str, scale: usize) -> Option<Vec<u8>> {
+    let (neg, t) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (int, frac) = t.split_once('.').unwrap_or((t, ""));
+    let digits = int
+        .bytes()
+        .chain(frac.bytes().chain(std::iter::repeat(b'0')).take(scale));
+    // Little-endian base-256 magnitude.
+    let mut mag: Vec<u8> = Vec::new();
+    for d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        let mut carry = u32::from(d - b'0');
+        for b in &mut mag {
+            let v = u32::from(*b) * 10 + carry;
+            *b = (v & 0xff) as u8;
+            carry = v >> 8;
+        }
+        while carry > 0 {
+            mag.push((carry & 0xff) as u8);
+            carry >>= 8;
+        }
+    }
+    while mag.last() == Some(&0) {
+        mag.pop();
+    }
+    let negative = neg && !mag.is_empty();
+    // One spare byte for the sign.
+    mag.push(0);
+    if negative {
+        let mut carry = 1u16;
+        for b in &mut mag {
+            let v = u16::from(!*b) + carry;
+            *b = (v & 0xff) as u8;
+            carry = v >> 8;
+        }
+    }
+    mag.reverse();
+    // Drop leading bytes that only repeat the sign.
+    let fill = if negative { 0xff } else { 0x00 };
+    while mag.len() > 1 && mag[0] == fill && (mag[1] & 0x80 == 0x80) == negative {
+        mag.remove(0);
+    }
+    Some(mag)
+}
+
+/// A column's Connect schema as `JsonConverter` writes it, with its field name.
+fn field_schema(col: &ColumnInfo, s: &DebeziumSettings, optional: bool) -> Value {
+    use ColumnType::*;
+    let logical = |ty: &str, name: &str| json!({"type": ty, "name": name, "version": 1});
+    let mut schema = match col.col_type {
+        _ if col.rule != ColumnRule::Keep => json!({"type": "string"}),
+        MYSQL_TYPE_TINY => json!({"type": "int16"}),
+        MYSQL_TYPE_SHORT if col.unsigned => json!({"type": "int32"}),
+        MYSQL_TYPE_SHORT => json!({"type": "int16"}),
+        MYSQL_TYPE_INT24 => json!({"type": "int32"}),
+        MYSQL_TYPE_LONG if col.unsigned => json!({"type": "int64"}),
+        MYSQL_TYPE_LONG => json!({"type": "int32"}),
+        MYSQL_TYPE_LONGLONG
+            if col.unsigned && s.bigint_unsigned_handling_mode == BigintUnsignedMode::Precise =>
+        {
+            decimal_schema(20, 0)
+        }
+        MYSQL_TYPE_LONGLONG => json!({"type": "int64"}),
+        MYSQL_TYPE_FLOAT | MYSQL_TYPE_DOUBLE => json!({"type": "float64"}),
+        MYSQL_TYPE_NEWDECIMAL | MYSQL_TYPE_DECIMAL => match s.decimal_handling_mode {
+            DecimalMode::Precise => decimal_schema(col.shape.precision, col.shape.scale),
+            DecimalMode::Double => json!({"type": "float64"}),
+            DecimalMode::String => json!({"type": "string"}),
+        },
+        MYSQL_TYPE_DATE | MYSQL_TYPE_NEWDATE => match s.time_precision_mode {
+            TimePrecisionMode::Connect => logical("int32", "org.apache.kafka.connect.data.Date"),
+            TimePrecisionMode::AdaptiveTimeMicroseconds => {
+                logical("int32", "io.debezium.time.Date")
+            }
+        },
+        MYSQL_TYPE_TIME | MYSQL_TYPE_TIME2 => match s.time_precision_mode {
+            TimePrecisionMode::Connect => logical("int32", "org.apache.kafka.connect.data.Time"),
+            TimePrecisionMode::AdaptiveTimeMicroseconds => {
+                logical("int64", "io.debezium.time.MicroTime")
+            }
+        },
+        MYSQL_TYPE_DATETIME | MYSQL_TYPE_DATETIME2 => match s.time_precision_mode {
+            TimePrecisionMode::Connect => {
+                logical("int64", "org.apache.kafka.connect.data.Timestamp")
+            }
+            _ if micro_timestamp(col, s) => logical("int64", "io.debezium.time.MicroTimestamp"),
+            _ => logical("int64", "io.debezium.time.Timestamp"),
+        },
+        MYSQL_TYPE_TIMESTAMP | MYSQL_TYPE_TIMESTAMP2 => {
+            logical("string", "io.debezium.time.ZonedTimestamp")
+        }
+        MYSQL_TYPE_YEAR => logical("int32", "io.debezium.time.Year"),
+        MYSQL_TYPE_BIT if col.shape.bits <= 1 => json!({"type": "boolean"}),
+        MYSQL_TYPE_BIT => json!({"type": "bytes", "name": "io.debezium.data.Bits", "version": 1,
+            "parameters": {"length": col.shape.bits.to_string()}}),
+        MYSQL_TYPE_ENUM => json!({"type": "string", "name": "io.debezium.data.Enum", "version": 1,
+            "parameters": {"allowed": col.enum_labels.join(",")}}),
+        MYSQL_TYPE_SET => {
+            json!({"type": "string", "name": "io.debezium.data.EnumSet", "version": 1,
+            "parameters": {"allowed": col.set_labels.join(",")}})
+        }
+        MYSQL_TYPE_JSON => logical("string", "io.debezium.data.Json"),
+        _ if col.shape.json_text => logical("string", "io.debezium.data.Json"),
+        MYSQL_TYPE_GEOMETRY => json!({"type": "struct", "fields": [
+                {"type": "bytes", "optional": false, "field": "wkb"},
+                {"type": "int32", "optional": true, "field": "srid"}],
+            "name": "io.debezium.data.geometry.Geometry", "version": 1,
+            "doc": "Geometry"}),
+        _ if col.is_binary() => match s.binary_handling_mode {
+            BinaryMode::Bytes => json!({"type": "bytes"}),
+            _ => json!({"type": "string"}),
+        },
+        _ => json!({"type": "string"}),
+    };
+    if let Some(o) = schema.as_object_mut() {
+        o.insert("optional".into(), Value::Bool(optional));
+        o.insert("field".into(), Value::String(col.name.clone()));
+    }
+    schema
+}
+
+fn decimal_schema(precision: u8, scale: u8) -> Value {
+    json!({"type": "bytes", "name": "org.apache.kafka.connect.data.Decimal", "version": 1,
+        "parameters": {"scale": scale.to_string(), "connect.decimal.precision": precision.to_string()}})
+}
+
+/// The envelope's Connect schema (`<prefix>.<db>.<table>.Envelope`).
+fn value_schema(info: &TableInfo, prefix: &str, e: Encoding<'_>) -> Value {
+    let base = format!("{prefix}.{}.{}", info.db, info.table);
+    let columns: Vec<Value> = info
+        .columns
+        .iter()
+        .filter(|c| c.rule.publishes())
+        .map(|c| field_schema(c, e.settings, c.shape.nullable))
+        .collect();
+    let row = |field: &str| {
+        json!({"type": "struct", "fields": columns, "optional": true,
+        "name": format!("{base}.Value"), "field": field})
+    };
+    let f = |ty: &str, optional: bool, field: &str| json!({"type": ty, "optional": optional, "field": field});
+    let source = json!({"type": "struct", "fields": [
+            f("string", false, "version"), f("string", false, "connector"), f("string", false, "name"),
+            f("int64", false, "ts_ms"),
+            {"type": "string", "optional": true, "name": "io.debezium.data.Enum", "version": 1,
+             "parameters": {"allowed": "true,first,first_in_data_collection,last_in_data_collection,last,false,incremental"},
+             "default": "false", "field": "snapshot"},
+            f("string", false, "db"), f("string", true, "sequence"), f("int64", true, "ts_us"),
+            f("int64", true, "ts_ns"), f("string", true, "table"), f("int64", false, "server_id"),
+            f("string", true, "gtid"), f("string", false, "file"), f("int64", false, "pos"),
+            f("int32", false, "row"), f("int64", true, "thread"), f("string", true, "query")],
+        "optional": false, "name": format!("io.debezium.connector.{}.Source", e.connector),
+        "version": 1, "field": "source"});
+    let transaction = json!({"type": "struct", "fields": [
+            f("string", false, "id"), f("int64", false, "total_order"),
+            f("int64", false, "data_collection_order")],
+        "optional": true, "name": "event.block", "version": 1, "field": "transaction"});
+    json!({
+        "type": "struct",
+        "fields": [row("before"), row("after"), source, transaction,
+            f("string", false, "op"), f("int64", true, "ts_ms"), f("int64", true, "ts_us"),
+            f("int64", true, "ts_ns")],
+        "optional": false,
+        "name": format!("{base}.Envelope"),
+        "version": 2,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::table::Shape;
+
+    fn col(ty: ColumnType, shape: Shape) -> ColumnInfo {
+        let mut c = ColumnInfo::text_column("c", ty, false);
+        c.shape = shape;
+        c
+    }
+
+    fn d() -> DebeziumSettings {
+        DebeziumSettings::default()
+    }
+
+    #[test]
+    fn decimals_are_javas_big_integer_bytes() {
+        let b = |t: &str, scale| BASE64.encode(unscaled_bytes(t, scale).unwrap());
+        // 12345 = 0x3039; -12345 = 0xCFC7; 128 needs a sign byte; -128 does not.
+        assert_eq!(b("123.45", 2), BASE64.encode([0x30, 0x39]));
+        assert_eq!(b("-123.45", 2), BASE64.encode([0xcf, 0xc7]));
+        assert_eq!(b("1.28", 2), BASE64.encode([0x00, 0x80]));
+        assert_eq!(b("-1.28", 2), BASE64.encode([0x80]));
+        assert_eq!(b("0.00", 2), BASE64.encode([0x00]));
+        assert_eq!(b("-0.00", 2), BASE64.encode([0x00]));
+        assert_eq!(b("1.5", 2), BASE64.encode([0x00, 0x96]));
+        let mut s = d();
+        s.decimal_handling_mode = DecimalMode::String;
+        assert_eq!(decimal("1.50", 2, &s), json!("1.50"));
+        s.decimal_handling_mode = DecimalMode::Double;
+        assert_eq!(decimal("1.50", 2, &s), json!(1.5));
+    }
+
+    #[test]
+    fn times_follow_the_precision_mode() {
+        use ColumnType::*;
+        let s = d();
+        let dt3 = col(
+            MYSQL_TYPE_DATETIME2,
+            Shape {
+                fsp: 3,
+                ..Shape::default()
+            },
+        );
+        let dt6 = col(
+            MYSQL_TYPE_DATETIME2,
+            Shape {
+                fsp: 6,
+                ..Shape::default()
+            },
+        );
+        let t = json!("2026-12-01T06:36:11.106207");
+        assert_eq!(value(&dt3, &t, &s), json!(1_796_106_971_106i64));
+        assert_eq!(value(&dt6, &t, &s), json!(1_796_106_971_106_207i64));
+        let date = col(MYSQL_TYPE_DATE, Shape::default());
+        assert_eq!(value(&date, &json!("1970-01-02"), &s), json!(1));
+        assert_eq!(value(&date, &json!("0000-00-00"), &s), Value::Null);
+        let time = col(MYSQL_TYPE_TIME2, Shape::default());
+        assert_eq!(
+            value(&time, &json!("-01:00:00.5"), &s),
+            json!(-3_600_500_000i64)
+        );
+        let ts = col(
+            MYSQL_TYPE_TIMESTAMP2,
+            Shape {
+                fsp: 3,
+                ..Shape::default()
+            },
+        );
+        assert_eq!(
+            value(&ts, &json!("2026-12-01T06:36:11.106207Z"), &s),
+            json!("2026-12-01T06:36:11.106Z")
+        );
+        let ts0 = col(MYSQL_TYPE_TIMESTAMP2, Shape::default());
+        assert_eq!(
+            value(&ts0, &json!("2026-12-01T06:36:11.000000Z"), &s),
+            json!("2026-12-01T06:36:11Z")
+        );
+        let mut c = d();
+        c.time_precision_mode = TimePrecisionMode::Connect;
+        assert_eq!(value(&dt6, &t, &c), json!(1_796_106_971_106i64));
+        assert_eq!(value(&time, &json!("00:00:01.5"), &c), json!(1500));
+    }
+
+    #[test]
+    fn bits_unsigned_bigints_and_binary() {
+        use ColumnType::*;
+        let s = d();
+        let bit1 = col(
+            MYSQL_TYPE_BIT,
+            Shape {
+                bits: 1,
+                ..Shape::default()
+            },
+        );
+        assert_eq!(value(&bit1, &json!(1), &s), json!(true));
+        let bit12 = col(
+            MYSQL_TYPE_BIT,
+            Shape {
+                bits: 12,
+                ..Shape::default()
+            },
+        );
+        assert_eq!(
+            value(&bit12, &json!(0x0102), &s),
+            json!(BASE64.encode([0x02, 0x01]))
+        );
+        let mut big = ColumnInfo::text_column("c", MYSQL_TYPE_LONGLONG, true);
+        big.shape = Shape::default();
+        assert_eq!(value(&big, &json!(u64::MAX), &s), json!(-1));
+        let mut p = d();
+        p.bigint_unsigned_handling_mode = BigintUnsignedMode::Precise;
+        assert_eq!(
+            value(&big, &json!(u64::MAX), &p),
+            json!(BASE64.encode([0, 255, 255, 255, 255, 255, 255, 255, 255]))
+        );
+        let mut bin = ColumnInfo::text_column("c", MYSQL_TYPE_BLOB, false);
+        bin.charset = Some(crate::table::BINARY_CHARSET);
+        let v = json!(BASE64.encode([0xfb, 0xff]));
+        assert_eq!(value(&bin, &v, &s), v);
+        let mut h = d();
+        h.binary_handling_mode = BinaryMode::Hex;
+        assert_eq!(value(&bin, &v, &h), json!("fbff"));
+        h.binary_handling_mode = BinaryMode::Base64UrlSafe;
+        assert_eq!(value(&bin, &v, &h), json!("-_8="));
+    }
+}
