@@ -1,6 +1,6 @@
 # Thin targets over scripts/. `make up` and `make test` are the two commands.
 SHELL := /bin/bash
-.PHONY: up test schemathesis fuzz chaos chaos-group down status migrate lint fmt install bench bench-idle bench-syncer-memory bench-list-memory bench-syncer-throughput bench-syncer-group bench-relay bench-vs-debezium bench-freshness bench-follow-baseline
+.PHONY: up test schemathesis fuzz chaos chaos-group down status migrate lint fmt install bench bench-idle bench-syncer-memory bench-list-memory bench-syncer-throughput bench-syncer-group bench-relay bench-vs-debezium parity-vs-debezium bench-freshness bench-follow-baseline
 
 up:            ## install what is missing, start the stack and every sluice process
 	scripts/up.sh
@@ -60,6 +60,9 @@ bench-relay:              ## relay rows/s to the stack's Kafka, publish ceiling,
 
 bench-vs-debezium:        ## the relay beside Debezium in Kafka Connect, same binlog ranges: rows/s, CPU, peak RSS (needs the stack; BENCH_ROWS, BENCH_TXS)
 	scripts/bench-vs-debezium.sh
+
+parity-vs-debezium:       ## Debezium and the relay's drop-in encoding over one binlog range, compared message by message (needs the stack; fetches the jars once)
+	scripts/parity-vs-debezium.sh
 
 bench-follow-baseline:    ## the follow transaction as a stored procedure under mariadb-slap (needs the stack)
 	scripts/bench-follow-baseline.sh

@@ -45,15 +45,19 @@ if [ ! -x "$RELAY" ]; then
     cargo build -q -p binlog-relay
 fi
 
-sql() { mariadb --no-defaults -h127.0.0.1 -P"$SLUICE_MYSQL_PORT" -uroot -N -B "$@"; }
+sql() { mariadb --no-defaults --default-character-set=utf8mb4 -h127.0.0.1 -P"$SLUICE_MYSQL_PORT" -uroot -N -B "$@"; }
 position() { sql -e 'SHOW MASTER STATUS' | awk '{print $1 ":" $2}'; }
 topics_tool() { "$ROOT/scripts/kafka-tool.sh" topics "$@"; }
 
 TAG=$$
 DB=dbzpar_$TAG
-SP=dbzpar_${TAG}_sluice
-DP=dbzpar_${TAG}_dbz
 RUN=$SLUICE_STATE/parity-vs-debezium/$TAG
+# Both sides run twice: with the schema block (JsonConverter's
+# schemas.enable=true, the relay's debezium.schemas_enable) and without.
+MODES="schema bare"
+sp() { echo "dbzpar_${TAG}_sluice_$1"; }
+dp() { echo "dbzpar_${TAG}_dbz_$1"; }
+schemas() { [ "$1" = schema ] && echo true || echo false; }
 CONNECT_PID=
 mkdir -p "$RUN"
 cleanup() {
@@ -89,20 +93,23 @@ CREATE TABLE nokey (x INT, y VARCHAR(10)) DEFAULT CHARSET=utf8mb4;
 SQL
 
 # ---------------------------------------------------------------- Debezium
-mkdir -p "$RUN/connect"
-cat >"$RUN/connect/worker.properties" <<EOF
+connect_config() { # mode
+    local dir=$RUN/connect-$1 p
+    p=$(dp "$1")
+    mkdir -p "$dir"
+    cat >"$dir/worker.properties" <<EOF
 bootstrap.servers=$SLUICE_KAFKA_BROKERS
 key.converter=org.apache.kafka.connect.json.JsonConverter
 value.converter=org.apache.kafka.connect.json.JsonConverter
-key.converter.schemas.enable=true
-value.converter.schemas.enable=true
-offset.storage.file.filename=$RUN/connect/offsets
+key.converter.schemas.enable=$(schemas "$1")
+value.converter.schemas.enable=$(schemas "$1")
+offset.storage.file.filename=$dir/offsets
 offset.flush.interval.ms=1000
 plugin.path=$DBZ_HOME/plugins
 listeners=http://127.0.0.1:$CONNECT_PORT
 EOF
-cat >"$RUN/connect/connector.properties" <<EOF
-name=$DP
+    cat >"$dir/connector.properties" <<EOF
+name=$p
 connector.class=$DBZ_CLASS
 tasks.max=1
 database.hostname=127.0.0.1
@@ -110,24 +117,26 @@ database.port=$SLUICE_MYSQL_PORT
 database.user=root
 database.password=
 database.ssl.mode=$DBZ_NO_TLS
-database.server.id=$((700000 + TAG % 100000))
-topic.prefix=$DP
+database.server.id=$((700000 + TAG % 100000 + ${#1}))
+topic.prefix=$p
 database.include.list=$DB
 snapshot.mode=no_data
 snapshot.locking.mode=none
 schema.history.internal.kafka.bootstrap.servers=$SLUICE_KAFKA_BROKERS
-schema.history.internal.kafka.topic=$DP.schema-history
+schema.history.internal.kafka.topic=$p.schema-history
 schema.history.internal.store.only.captured.databases.ddl=true
 provide.transaction.metadata=true
 topic.creation.default.replication.factor=1
 topic.creation.default.partitions=1
 EOF
+}
 
-start_connect() {
+start_connect() { # mode
+    local dir=$RUN/connect-$1
     java -Xms256M -Xmx1G -XX:+UseG1GC -Djava.awt.headless=true \
-        -Dlog4j2.configurationFile="$ROOT/scripts/kafka/log4j2.properties" -Dsluice.kafka.log="$RUN/connect/connect.log" \
+        -Dlog4j2.configurationFile="$ROOT/scripts/kafka/log4j2.properties" -Dsluice.kafka.log="$dir/connect.log" \
         -cp "$CONNECT_HOME/libs/*" org.apache.kafka.connect.cli.ConnectStandalone \
-        "$RUN/connect/worker.properties" "$RUN/connect/connector.properties" >>"$RUN/connect/stdout.log" 2>&1 &
+        "$dir/worker.properties" "$dir/connector.properties" >>"$dir/stdout.log" 2>&1 &
     CONNECT_PID=$!
 }
 stop_connect() {
@@ -135,33 +144,38 @@ stop_connect() {
     wait "$CONNECT_PID" 2>/dev/null || true
     CONNECT_PID=
 }
-connector_failed() {
+connector_failed() { # mode
     local status
-    status=$(curl -fsS -m 2 "http://127.0.0.1:$CONNECT_PORT/connectors/$DP/status" 2>/dev/null) || return 1
+    status=$(curl -fsS -m 2 "http://127.0.0.1:$CONNECT_PORT/connectors/$(dp "$1")/status" 2>/dev/null) || return 1
     [[ $status == *'"state":"FAILED"'* ]] || return 1
     printf '%s\n' "$status" | sed 's/\\n/\n/g; s/\\t/  /g' | head -n 20 >&2
 }
 
-# A schema-only snapshot stores Debezium's offset at the binlog's end.
-start_connect
-deadline=$((SECONDS + 180))
-until grep -q -E 'Connected to binlog at|Keepalive thread is running' "$RUN/connect/connect.log" 2>/dev/null; do
-    kill -0 "$CONNECT_PID" 2>/dev/null || { tail -n 30 "$RUN/connect/connect.log" >&2; die "Kafka Connect exited while priming"; }
-    ! connector_failed || die "Debezium failed while priming (log: $RUN/connect/connect.log)"
-    [ $SECONDS -lt $deadline ] || die "Debezium did not reach the binlog within 180 s (log: $RUN/connect/connect.log)"
-    sleep 0.5
+# A schema-only snapshot stores each connector's offset at the binlog's end.
+for m in $MODES; do
+    connect_config "$m"
+    start_connect "$m"
+    clog=$RUN/connect-$m/connect.log
+    deadline=$((SECONDS + 180))
+    until grep -q -E 'Connected to binlog at|Keepalive thread is running' "$clog" 2>/dev/null; do
+        kill -0 "$CONNECT_PID" 2>/dev/null || { tail -n 30 "$clog" >&2; die "Kafka Connect exited while priming"; }
+        ! connector_failed "$m" || die "Debezium failed while priming (log: $clog)"
+        [ $SECONDS -lt $deadline ] || die "Debezium did not reach the binlog within 180 s (log: $clog)"
+        sleep 0.5
+    done
+    stop_connect
+    log "debezium ($m): primed (schema-only snapshot)"
 done
-stop_connect
-log "debezium: primed (schema-only snapshot)"
 
 # ---------------------------------------------------------------- the range
-for t in $TABLES; do
-    for p in "$SP" "$DP"; do
-        topics_tool --create --if-not-exists --topic "$p.$DB.$t" --partitions 1 --replication-factor 1 >>"$RUN/topics.log" 2>&1
+for m in $MODES; do
+    for p in "$(sp "$m")" "$(dp "$m")"; do
+        for t in $TABLES; do
+            topics_tool --create --if-not-exists --topic "$p.$DB.$t" --partitions 1 --replication-factor 1 >>"$RUN/topics.log" 2>&1
+        done
+        topics_tool --create --if-not-exists --topic "$p.transaction" --partitions 1 --replication-factor 1 >>"$RUN/topics.log" 2>&1
     done
 done
-topics_tool --create --if-not-exists --topic "$SP.transaction" --partitions 1 --replication-factor 1 >>"$RUN/topics.log" 2>&1
-topics_tool --create --if-not-exists --topic "$DP.transaction" --partitions 1 --replication-factor 1 >>"$RUN/topics.log" 2>&1
 sql -e 'FLUSH BINARY LOGS'
 from=$(position)
 long_text=$(head -c 70000 /dev/zero | tr '\0' 'x')
@@ -206,34 +220,41 @@ TX_RECORDS=30
 count() { # topic
     "$ROOT/scripts/kafka-tool.sh" get-offsets --topic "$1" 2>/dev/null | awk -F: '{n += $3} END {print n + 0}'
 }
-start_connect
-deadline=$((SECONDS + 300))
-until [ "$(count "$DP.transaction")" -ge "$TX_RECORDS" ]; do
-    kill -0 "$CONNECT_PID" 2>/dev/null || { tail -n 30 "$RUN/connect/connect.log" >&2; die "Kafka Connect exited"; }
-    ! connector_failed || die "Debezium failed (log: $RUN/connect/connect.log)"
-    [ $SECONDS -lt $deadline ] || die "Debezium: $(count "$DP.transaction") of $TX_RECORDS transaction records after 300 s"
-    sleep 1
-done
-stop_connect
-log "debezium: done"
-
-env SLUICE_DEV=true RELAY_MYSQL__URL="$SLUICE_MYSQL_URL/$DB" RELAY_MYSQL__MAX_CONNECTIONS=3 \
-    RELAY_KAFKA__BROKERS="$SLUICE_KAFKA_BROKERS" RELAY_KAFKA__TOPIC_PREFIX="$SP" RELAY_ADMIN__ADDR=127.0.0.1:0 \
-    RELAY_SERVER_ID=$((800000 + TAG % 100000)) RELAY_STATE_DIR="$RUN/relay" RELAY_TOPIC_PARTITIONS=1 \
-    RELAY_MESSAGE_KEY_COLUMNS= RELAY_DEBEZIUM__VALUE_ENCODING=debezium RELAY_DEBEZIUM__SCHEMAS_ENABLE=true \
-    RELAY_FILTER__INCLUDE_DATABASES="[\"$DB\"]" "$RELAY" run --from "$from" --until "$to" >"$RUN/relay.log" 2>&1 ||
-    { tail -n 20 "$RUN/relay.log" >&2; die "the relay failed over $from .. $to (log: $RUN/relay.log)"; }
-log "relay: done"
-
-# ---------------------------------------------------------------- compare
 dump() { # topic file
     "$ROOT/scripts/kafka-tool.sh" console-consumer --topic "$1" --from-beginning --timeout-ms 15000 \
         --isolation-level read_committed --property print.key=true --property key.separator=$'\t' \
         --property print.headers=false >"$2" 2>>"$RUN/consumer.log" || true
 }
-for t in $TABLES transaction; do
-    case $t in transaction) s=$SP.transaction d=$DP.transaction ;; *) s=$SP.$DB.$t d=$DP.$DB.$t ;; esac
-    dump "$s" "$RUN/sluice.$t.tsv"
-    dump "$d" "$RUN/debezium.$t.tsv"
+status=0
+for m in $MODES; do
+    S=$(sp "$m") D=$(dp "$m")
+    start_connect "$m"
+    deadline=$((SECONDS + 300))
+    until [ "$(count "$D.transaction")" -ge "$TX_RECORDS" ]; do
+        kill -0 "$CONNECT_PID" 2>/dev/null || { tail -n 30 "$RUN/connect-$m/connect.log" >&2; die "Kafka Connect exited"; }
+        ! connector_failed "$m" || die "Debezium failed (log: $RUN/connect-$m/connect.log)"
+        [ $SECONDS -lt $deadline ] || die "Debezium ($m): $(count "$D.transaction") of $TX_RECORDS transaction records after 300 s"
+        sleep 1
+    done
+    stop_connect
+    log "debezium ($m): done"
+
+    env SLUICE_DEV=true RELAY_MYSQL__URL="$SLUICE_MYSQL_URL/$DB" RELAY_MYSQL__MAX_CONNECTIONS=3 \
+        RELAY_KAFKA__BROKERS="$SLUICE_KAFKA_BROKERS" RELAY_KAFKA__TOPIC_PREFIX="$S" RELAY_ADMIN__ADDR=127.0.0.1:0 \
+        RELAY_SERVER_ID=$((800000 + TAG % 100000 + ${#m})) RELAY_STATE_DIR="$RUN/relay-$m" RELAY_TOPIC_PARTITIONS=1 \
+        RELAY_MESSAGE_KEY_COLUMNS= RELAY_DEBEZIUM__VALUE_ENCODING=debezium RELAY_DEBEZIUM__SCHEMAS_ENABLE="$(schemas "$m")" \
+        RELAY_FILTER__INCLUDE_DATABASES="[\"$DB\"]" "$RELAY" run --from "$from" --until "$to" >"$RUN/relay-$m.log" 2>&1 ||
+        { tail -n 20 "$RUN/relay-$m.log" >&2; die "the relay failed over $from .. $to (log: $RUN/relay-$m.log)"; }
+    log "relay ($m): done"
+
+    mkdir -p "$RUN/$m"
+    for t in $TABLES transaction; do
+        case $t in transaction) s=$S.transaction d=$D.transaction ;; *) s=$S.$DB.$t d=$D.$DB.$t ;; esac
+        dump "$s" "$RUN/$m/sluice.$t.tsv"
+        dump "$d" "$RUN/$m/debezium.$t.tsv"
+    done
+    echo "== $m (schemas.enable=$(schemas "$m")) =="
+    python3 "$ROOT/scripts/debezium/parity.py" --sluice-prefix "$S" --debezium-prefix "$D" --dir "$RUN/$m" $TABLES ||
+        status=1
 done
-python3 "$ROOT/scripts/debezium/parity.py" --sluice-prefix "$SP" --debezium-prefix "$DP" --dir "$RUN" $TABLES
+exit $status

@@ -264,6 +264,16 @@ fn shape_of(t: ColumnType, meta: &[u8], nullable: bool) -> Shape {
         MYSQL_TYPE_DATETIME2 | MYSQL_TYPE_TIME2 | MYSQL_TYPE_TIMESTAMP2 => s.fsp = m(0).min(6),
         MYSQL_TYPE_NEWDECIMAL | MYSQL_TYPE_DECIMAL => (s.precision, s.scale) = (m(0), m(1)),
         MYSQL_TYPE_BIT => s.bits = u16::from(m(1)) * 8 + u16::from(m(0)),
+        // CHAR(n) / BINARY(n): two high bits of the length folded into the
+        // first byte for long CHARs (as in `layout`).
+        MYSQL_TYPE_STRING => {
+            let (b0, b1) = (u16::from(m(0)), u16::from(m(1)));
+            s.length = if (b0 & 0x30) != 0x30 {
+                b1 | (((b0 & 0x30) ^ 0x30) << 4)
+            } else {
+                b1
+            };
+        }
         _ => {}
     }
     s

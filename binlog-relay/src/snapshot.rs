@@ -155,6 +155,7 @@ async fn describe(pool: &MySqlPool, db: &str, table: &str) -> Result<TableInfo> 
                     } else {
                         0
                     },
+                    length: 0,
                     nullable: nullable == "YES",
                     json_text: false,
                 };

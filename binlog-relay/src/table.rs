@@ -48,6 +48,9 @@ pub struct Shape {
     pub scale: u8,
     /// BIT(n)'s n.
     pub bits: u16,
+    /// CHAR(n) / BINARY(n): n in bytes (the binlog drops BINARY's trailing
+    /// zero bytes).
+    pub length: u16,
     pub nullable: bool,
     /// A JSON column whose values are kept as their text (MariaDB's
     /// `LONGTEXT … json_valid` alias in Debezium's encoding, which sends
@@ -62,6 +65,7 @@ impl Default for Shape {
             precision: 0,
             scale: 0,
             bits: 0,
+            length: 0,
             nullable: true,
             json_text: false,
         }

@@ -23,8 +23,6 @@ PROCESSING_TIMES = {"ts_ms", "ts_us", "ts_ns"}
 # style paths) that differ for a stated reason.
 EXPLAINED = {
     r"^value\.(payload\.)?source\.version$": "each tool writes its own version",
-    r"^value\.(payload\.)?source\.thread$": "the relay does not carry the "
-    "writing session's thread id into row events (Debezium takes it from the transaction's BEGIN query)",
 }
 
 
@@ -38,7 +36,11 @@ def load(path, replace):
             for old, new in replace:
                 line = line.replace(old, new)
             key, _, value = line.partition("\t")
-            out.append((json.loads(key), json.loads(value)))
+            try:
+                key = json.loads(key)
+            except json.JSONDecodeError:
+                key = f"<not JSON: {key[:60]}>"
+            out.append((key, json.loads(value)))
     return out
 
 
@@ -81,6 +83,9 @@ def main():
     args = ap.parse_args()
     replace = [(args.debezium_prefix, args.sluice_prefix)]
     unexplained, explained_seen, compared = 0, {}, 0
+    # One line per differing path (message index left out), with its first
+    # example and how many messages differ there.
+    seen = {}
     for table in args.tables + ["transaction"]:
         s = load(f"{args.dir}/sluice.{table}.tsv", [])
         d = load(f"{args.dir}/debezium.{table}.tsv", replace)
@@ -99,8 +104,12 @@ def main():
                     explained_seen[reason] = explained_seen.get(reason, 0) + 1
                     continue
                 unexplained += 1
-                if unexplained <= 60:
-                    print(f"  #{i} {path}: relay {json.dumps(a)[:200]} | debezium {json.dumps(b)[:200]}")
+                where = f"{table}: {path}"
+                if where not in seen:
+                    seen[where] = [i, a, b, 0]
+                seen[where][3] += 1
+    for where, (i, a, b, n) in seen.items():
+        print(f"  {where} ({n}x, first #{i}): relay {json.dumps(a)[:160]} | debezium {json.dumps(b)[:160]}")
     print(f"{compared} message pairs compared; {unexplained} unexplained differences")
     for reason, n in explained_seen.items():
         print(f"  explained ({n}): {reason}")

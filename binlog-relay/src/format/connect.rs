@@ -35,7 +35,8 @@
 //! `ts_ms`, `ts_us`, `ts_ns`. With `schemas_enable`, key and value are
 //! `{"schema":…,"payload":…}`. An update that changes the key columns is a
 //! delete (with its tombstone) under the old key and a create under the new
-//! one, as Debezium sends it.
+//! one, as Debezium sends it ([`split`]); the transaction topic's records
+//! are Debezium's too ([`transaction_record`]).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD as BASE64, URL_SAFE as BASE64_URL};
@@ -51,6 +52,7 @@ use crate::config::{
     BigintUnsignedMode, BinaryMode, DebeziumSettings, DecimalMode, TimePrecisionMode,
 };
 use crate::decode::{ChangeMeta, RowChange};
+use crate::image;
 use crate::table::{ColumnInfo, TableInfo};
 
 /// One message of a row change in this encoding.
@@ -71,55 +73,88 @@ pub struct Encoding<'a> {
     pub tombstones: bool,
 }
 
-/// The messages of one row change.
+/// A row change as Debezium sends it: an update that changes the key
+/// columns becomes a delete (followed by its tombstone) of the old row and
+/// a create of the new one; anything else stays one change.
+pub fn split(info: &TableInfo, change: RowChange) -> Vec<RowChange> {
+    if change.op == Op::Update
+        && let (Some(before), Some(after)) = (&change.before, &change.after)
+        && !info.key_columns().is_empty()
+        && image::key(info, before) != image::key(info, after)
+    {
+        return vec![
+            RowChange {
+                op: Op::Delete,
+                before: change.before,
+                after: None,
+            },
+            RowChange {
+                op: Op::Create,
+                before: None,
+                after: change.after,
+            },
+        ];
+    }
+    vec![change]
+}
+
+/// The message of one row change (after [`split`]).
 pub fn encode(
     info: &TableInfo,
     change: &RowChange,
     meta: &ChangeMeta<'_>,
     e: Encoding<'_>,
-) -> Vec<Part> {
+) -> Part {
     let convert = |row: &Option<Row>| row.as_ref().map(|r| row_value(info, r, e.settings));
     let (before, after) = (convert(&change.before), convert(&change.after));
-    let key_of =
-        |row: &Option<Map<String, Value>>| row.as_ref().and_then(|r| key(info, r, meta.name, e));
-    let message =
-        |op: Op, before: Option<&Map<String, Value>>, after: Option<&Map<String, Value>>| {
-            let payload = envelope(info, op, before, after, meta, e);
-            let value = if e.settings.schemas_enable {
-                json!({"schema": value_schema(info, meta.name, e), "payload": payload})
-            } else {
-                payload
-            };
-            Payload::from_bytes(value.to_string().into_bytes())
-        };
-    let (old_key, new_key) = (key_of(&before), key_of(&after));
-    match change.op {
-        // A key change: delete + tombstone under the old key, create under the new.
-        Op::Update if old_key.is_some() && new_key.is_some() && old_key != new_key => vec![
-            Part {
-                key: old_key,
-                payload: message(Op::Delete, before.as_ref(), None),
-                tombstone: e.tombstones,
-            },
-            Part {
-                key: new_key,
-                payload: message(Op::Create, None, after.as_ref()),
-                tombstone: false,
-            },
-        ],
-        op => {
-            let key = if op == Op::Delete {
-                old_key
-            } else {
-                new_key.or(old_key)
-            };
-            vec![Part {
-                tombstone: op == Op::Delete && e.tombstones && key.is_some(),
-                key,
-                payload: message(op, before.as_ref(), after.as_ref()),
-            }]
-        }
+    let image = match change.op {
+        Op::Delete => before.as_ref(),
+        _ => after.as_ref().or(before.as_ref()),
+    };
+    let payload = envelope(info, change.op, before.as_ref(), after.as_ref(), meta, e);
+    let value = if e.settings.schemas_enable {
+        json!({"schema": value_schema(info, meta.name, e), "payload": payload})
+    } else {
+        payload
+    };
+    Part {
+        key: image.and_then(|r| key(info, r, meta.name, e)),
+        payload: Payload::from_bytes(value.to_string().into_bytes()),
+        // Debezium sends a delete's tombstone even without a key.
+        tombstone: change.op == Op::Delete && e.tombstones,
     }
+}
+
+/// A transaction record (BEGIN / END) as Debezium's transaction topic has
+/// it: key `{"id":…}` and the record, each with its schema on request.
+pub fn transaction_record(
+    record: &cdc_event::envelope::TransactionRecord,
+    e: Encoding<'_>,
+) -> (String, Vec<u8>) {
+    let key = json!({"id": record.id});
+    let value = serde_json::to_value(record).unwrap_or(Value::Null);
+    if !e.settings.schemas_enable {
+        return (key.to_string(), value.to_string().into_bytes());
+    }
+    let f = |ty: &str, optional: bool, field: &str| json!({"type": ty, "optional": optional, "field": field});
+    let key = json!({
+        "schema": {"type": "struct", "fields": [f("string", false, "id")], "optional": false,
+                   "name": "io.debezium.connector.common.TransactionMetadataKey", "version": 1},
+        "payload": key,
+    });
+    let value = json!({
+        "schema": {"type": "struct", "fields": [
+                f("string", false, "status"), f("string", false, "id"), f("int64", true, "event_count"),
+                {"type": "array", "items": {"type": "struct", "fields": [
+                        f("string", false, "data_collection"), f("int64", false, "event_count")],
+                    "optional": true, "name": "event.collection", "version": 1},
+                 "optional": true, "field": "data_collections"},
+                f("int64", false, "ts_ms")],
+            "optional": false, "name": "io.debezium.connector.common.TransactionMetadataValue",
+            "version": 1},
+        "payload": value,
+    });
+    (key.to_string(), value.to_string().into_bytes())
 }
 
 fn snapshot_marker(s: Snapshot) -> &'static str {
@@ -280,10 +315,14 @@ pub fn value(col: &ColumnInfo, v: &Value, s: &DebeziumSettings) -> Value {
             None => v.clone(),
         },
         MYSQL_TYPE_GEOMETRY => match text.and_then(|t| BASE64.decode(t).ok()) {
-            Some(b) if b.len() >= 4 => json!({
-                "wkb": BASE64.encode(&b[4..]),
-                "srid": u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
-            }),
+            Some(b) if b.len() >= 4 => {
+                let srid = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                json!({
+                    "wkb": BASE64.encode(&b[4..]),
+                    // Debezium leaves SRID 0 (none) out.
+                    "srid": (srid != 0).then_some(srid),
+                })
+            }
             _ => v.clone(),
         },
         MYSQL_TYPE_JSON => match v {
@@ -295,7 +334,17 @@ pub fn value(col: &ColumnInfo, v: &Value, s: &DebeziumSettings) -> Value {
             other => Value::String(other.to_string()),
         },
         _ if col.is_binary() => match text.and_then(|t| BASE64.decode(t).ok()) {
-            Some(b) => binary(&b, s),
+            // BINARY(n): the binlog drops trailing zero bytes, Debezium
+            // sends the column's n bytes.
+            Some(mut b) => {
+                if col.col_type == MYSQL_TYPE_STRING {
+                    let n = usize::from(col.shape.length);
+                    if b.len() < n {
+                        b.resize(n, 0);
+                    }
+                }
+                binary(&b, s)
+            }
             None => v.clone(),
         },
         _ => v.clone(),
@@ -423,85 +472,142 @@ pub fn unscaled_bytes(text: &str, scale: usize) -> Option<Vec<u8>> {
     Some(mag)
 }
 
+/// A Connect schema in `JsonConverter`'s field order: `type`, `fields`,
+/// `optional`, `default`, `name`, `version`, `doc`, `parameters`, `field`.
+#[derive(Default)]
+struct Schema<'a> {
+    ty: &'a str,
+    fields: Option<Value>,
+    name: Option<&'a str>,
+    doc: Option<&'a str>,
+    parameters: Option<Value>,
+}
+
+impl Schema<'_> {
+    fn plain(ty: &str) -> Schema<'_> {
+        Schema {
+            ty,
+            ..Schema::default()
+        }
+    }
+
+    fn named<'a>(ty: &'a str, name: &'a str) -> Schema<'a> {
+        Schema {
+            ty,
+            name: Some(name),
+            ..Schema::default()
+        }
+    }
+
+    fn with_parameters(self, parameters: Value) -> Self {
+        Schema {
+            parameters: Some(parameters),
+            ..self
+        }
+    }
+
+    fn write(self, optional: bool, field: &str) -> Value {
+        let mut m = Map::new();
+        m.insert("type".into(), Value::from(self.ty));
+        if let Some(f) = self.fields {
+            m.insert("fields".into(), f);
+        }
+        m.insert("optional".into(), Value::Bool(optional));
+        if let Some(n) = self.name {
+            m.insert("name".into(), Value::from(n));
+            m.insert("version".into(), Value::from(1));
+        }
+        if let Some(d) = self.doc {
+            m.insert("doc".into(), Value::from(d));
+        }
+        if let Some(p) = self.parameters {
+            m.insert("parameters".into(), p);
+        }
+        m.insert("field".into(), Value::from(field));
+        Value::Object(m)
+    }
+}
+
 /// A column's Connect schema as `JsonConverter` writes it, with its field name.
 fn field_schema(col: &ColumnInfo, s: &DebeziumSettings, optional: bool) -> Value {
     use ColumnType::*;
-    let logical = |ty: &str, name: &str| json!({"type": ty, "name": name, "version": 1});
-    let mut schema = match col.col_type {
-        _ if col.rule != ColumnRule::Keep => json!({"type": "string"}),
-        MYSQL_TYPE_TINY => json!({"type": "int16"}),
-        MYSQL_TYPE_SHORT if col.unsigned => json!({"type": "int32"}),
-        MYSQL_TYPE_SHORT => json!({"type": "int16"}),
-        MYSQL_TYPE_INT24 => json!({"type": "int32"}),
-        MYSQL_TYPE_LONG if col.unsigned => json!({"type": "int64"}),
-        MYSQL_TYPE_LONG => json!({"type": "int32"}),
+    let adaptive = s.time_precision_mode == TimePrecisionMode::AdaptiveTimeMicroseconds;
+    let schema = match col.col_type {
+        _ if col.rule != ColumnRule::Keep => Schema::plain("string"),
+        MYSQL_TYPE_TINY => Schema::plain("int16"),
+        MYSQL_TYPE_SHORT if col.unsigned => Schema::plain("int32"),
+        MYSQL_TYPE_SHORT => Schema::plain("int16"),
+        MYSQL_TYPE_INT24 => Schema::plain("int32"),
+        MYSQL_TYPE_LONG if col.unsigned => Schema::plain("int64"),
+        MYSQL_TYPE_LONG => Schema::plain("int32"),
         MYSQL_TYPE_LONGLONG
             if col.unsigned && s.bigint_unsigned_handling_mode == BigintUnsignedMode::Precise =>
         {
             decimal_schema(20, 0)
         }
-        MYSQL_TYPE_LONGLONG => json!({"type": "int64"}),
-        MYSQL_TYPE_FLOAT | MYSQL_TYPE_DOUBLE => json!({"type": "float64"}),
+        MYSQL_TYPE_LONGLONG => Schema::plain("int64"),
+        MYSQL_TYPE_FLOAT => Schema::plain("float"),
+        MYSQL_TYPE_DOUBLE => Schema::plain("double"),
         MYSQL_TYPE_NEWDECIMAL | MYSQL_TYPE_DECIMAL => match s.decimal_handling_mode {
             DecimalMode::Precise => decimal_schema(col.shape.precision, col.shape.scale),
-            DecimalMode::Double => json!({"type": "float64"}),
-            DecimalMode::String => json!({"type": "string"}),
+            DecimalMode::Double => Schema::plain("double"),
+            DecimalMode::String => Schema::plain("string"),
         },
-        MYSQL_TYPE_DATE | MYSQL_TYPE_NEWDATE => match s.time_precision_mode {
-            TimePrecisionMode::Connect => logical("int32", "org.apache.kafka.connect.data.Date"),
-            TimePrecisionMode::AdaptiveTimeMicroseconds => {
-                logical("int32", "io.debezium.time.Date")
-            }
-        },
-        MYSQL_TYPE_TIME | MYSQL_TYPE_TIME2 => match s.time_precision_mode {
-            TimePrecisionMode::Connect => logical("int32", "org.apache.kafka.connect.data.Time"),
-            TimePrecisionMode::AdaptiveTimeMicroseconds => {
-                logical("int64", "io.debezium.time.MicroTime")
-            }
-        },
-        MYSQL_TYPE_DATETIME | MYSQL_TYPE_DATETIME2 => match s.time_precision_mode {
-            TimePrecisionMode::Connect => {
-                logical("int64", "org.apache.kafka.connect.data.Timestamp")
-            }
-            _ if micro_timestamp(col, s) => logical("int64", "io.debezium.time.MicroTimestamp"),
-            _ => logical("int64", "io.debezium.time.Timestamp"),
-        },
+        MYSQL_TYPE_DATE | MYSQL_TYPE_NEWDATE if adaptive => {
+            Schema::named("int32", "io.debezium.time.Date")
+        }
+        MYSQL_TYPE_DATE | MYSQL_TYPE_NEWDATE => {
+            Schema::named("int32", "org.apache.kafka.connect.data.Date")
+        }
+        MYSQL_TYPE_TIME | MYSQL_TYPE_TIME2 if adaptive => {
+            Schema::named("int64", "io.debezium.time.MicroTime")
+        }
+        MYSQL_TYPE_TIME | MYSQL_TYPE_TIME2 => {
+            Schema::named("int32", "org.apache.kafka.connect.data.Time")
+        }
+        MYSQL_TYPE_DATETIME | MYSQL_TYPE_DATETIME2 if !adaptive => {
+            Schema::named("int64", "org.apache.kafka.connect.data.Timestamp")
+        }
+        MYSQL_TYPE_DATETIME | MYSQL_TYPE_DATETIME2 if micro_timestamp(col, s) => {
+            Schema::named("int64", "io.debezium.time.MicroTimestamp")
+        }
+        MYSQL_TYPE_DATETIME | MYSQL_TYPE_DATETIME2 => {
+            Schema::named("int64", "io.debezium.time.Timestamp")
+        }
         MYSQL_TYPE_TIMESTAMP | MYSQL_TYPE_TIMESTAMP2 => {
-            logical("string", "io.debezium.time.ZonedTimestamp")
+            Schema::named("string", "io.debezium.time.ZonedTimestamp")
         }
-        MYSQL_TYPE_YEAR => logical("int32", "io.debezium.time.Year"),
-        MYSQL_TYPE_BIT if col.shape.bits <= 1 => json!({"type": "boolean"}),
-        MYSQL_TYPE_BIT => json!({"type": "bytes", "name": "io.debezium.data.Bits", "version": 1,
-            "parameters": {"length": col.shape.bits.to_string()}}),
-        MYSQL_TYPE_ENUM => json!({"type": "string", "name": "io.debezium.data.Enum", "version": 1,
-            "parameters": {"allowed": col.enum_labels.join(",")}}),
-        MYSQL_TYPE_SET => {
-            json!({"type": "string", "name": "io.debezium.data.EnumSet", "version": 1,
-            "parameters": {"allowed": col.set_labels.join(",")}})
-        }
-        MYSQL_TYPE_JSON => logical("string", "io.debezium.data.Json"),
-        _ if col.shape.json_text => logical("string", "io.debezium.data.Json"),
-        MYSQL_TYPE_GEOMETRY => json!({"type": "struct", "fields": [
+        MYSQL_TYPE_YEAR => Schema::named("int32", "io.debezium.time.Year"),
+        MYSQL_TYPE_BIT if col.shape.bits <= 1 => Schema::plain("boolean"),
+        MYSQL_TYPE_BIT => Schema::named("bytes", "io.debezium.data.Bits")
+            .with_parameters(json!({"length": col.shape.bits.to_string()})),
+        MYSQL_TYPE_ENUM => Schema::named("string", "io.debezium.data.Enum")
+            .with_parameters(json!({"allowed": col.enum_labels.join(",")})),
+        MYSQL_TYPE_SET => Schema::named("string", "io.debezium.data.EnumSet")
+            .with_parameters(json!({"allowed": col.set_labels.join(",")})),
+        // MySQL's JSON type; MariaDB's alias is a LONGTEXT to Debezium too.
+        MYSQL_TYPE_JSON => Schema::named("string", "io.debezium.data.Json"),
+        MYSQL_TYPE_GEOMETRY => Schema {
+            ty: "struct",
+            fields: Some(json!([
                 {"type": "bytes", "optional": false, "field": "wkb"},
-                {"type": "int32", "optional": true, "field": "srid"}],
-            "name": "io.debezium.data.geometry.Geometry", "version": 1,
-            "doc": "Geometry"}),
-        _ if col.is_binary() => match s.binary_handling_mode {
-            BinaryMode::Bytes => json!({"type": "bytes"}),
-            _ => json!({"type": "string"}),
+                {"type": "int32", "optional": true, "field": "srid"}])),
+            name: Some("io.debezium.data.geometry.Geometry"),
+            doc: Some("Geometry"),
+            parameters: None,
         },
-        _ => json!({"type": "string"}),
+        _ if col.is_binary() && s.binary_handling_mode == BinaryMode::Bytes => {
+            Schema::plain("bytes")
+        }
+        _ => Schema::plain("string"),
     };
-    if let Some(o) = schema.as_object_mut() {
-        o.insert("optional".into(), Value::Bool(optional));
-        o.insert("field".into(), Value::String(col.name.clone()));
-    }
-    schema
+    schema.write(optional, &col.name)
 }
 
-fn decimal_schema(precision: u8, scale: u8) -> Value {
-    json!({"type": "bytes", "name": "org.apache.kafka.connect.data.Decimal", "version": 1,
-        "parameters": {"scale": scale.to_string(), "connect.decimal.precision": precision.to_string()}})
+fn decimal_schema(precision: u8, scale: u8) -> Schema<'static> {
+    Schema::named("bytes", "org.apache.kafka.connect.data.Decimal").with_parameters(
+        json!({"scale": scale.to_string(), "connect.decimal.precision": precision.to_string()}),
+    )
 }
 
 /// The envelope's Connect schema (`<prefix>.<db>.<table>.Envelope`).

@@ -90,27 +90,26 @@ impl Stream<'_> {
                     });
                     let meta = snapshot::meta(&prefix, server_id, &progress, last, now_ms);
                     if self.relay.settings.drop_in() {
-                        for part in format::connect::encode(
+                        let part = format::connect::encode(
                             &reader.info,
                             &change,
                             &meta,
                             self.relay.encoding(),
-                        ) {
-                            self.send_row(&RowMessage {
-                                topic: topic.clone(),
-                                partition: None,
-                                key: part.key,
-                                payload: part.payload,
-                                gtid: progress.start_gtid.clone(),
-                                pos: pos_text.clone(),
-                                seq: self.asm.seq,
-                                replay: false,
-                                changed_at_us: None,
-                                traceparent: None,
-                                tombstone: false,
-                            })
-                            .await?;
-                        }
+                        );
+                        self.send_row(&RowMessage {
+                            topic: topic.clone(),
+                            partition: None,
+                            key: part.key,
+                            payload: part.payload,
+                            gtid: progress.start_gtid.clone(),
+                            pos: pos_text.clone(),
+                            seq: self.asm.seq,
+                            replay: false,
+                            changed_at_us: None,
+                            traceparent: None,
+                            tombstone: false,
+                        })
+                        .await?;
                         continue;
                     }
                     let payload = format::encode(fmt, &reader.info, change, meta, self.asm.seq)

@@ -1074,11 +1074,18 @@ impl<'a> Stream<'a> {
     }
 
     async fn publish_tx(&mut self, msg: &TxMessage) -> Result<()> {
-        let payload = serde_json::to_vec(&msg.record).map_err(|e| Error::Stream(e.to_string()))?;
+        // The drop-in encoding keys records `{"id":…}` as Debezium does.
+        let (key, payload) = if self.relay.settings.drop_in() {
+            format::connect::transaction_record(&msg.record, self.relay.encoding())
+        } else {
+            let payload =
+                serde_json::to_vec(&msg.record).map_err(|e| Error::Stream(e.to_string()))?;
+            (msg.id.clone(), payload)
+        };
         let topic = topic::transaction_topic(self.prefix());
         self.emit(
             &topic,
-            Some(&msg.id),
+            Some(&key),
             Some(&payload),
             &MessageHeaders {
                 gtid: msg.gtid.as_deref(),

@@ -3,6 +3,8 @@
 //! the one outgoing path for row changes, binlog and snapshot alike.
 
 use super::*;
+use crate::decode::RowChange;
+use crate::table::TableInfo;
 
 /// One row change ready to send, from the binlog or from a snapshot: both
 /// end in [`Stream::send_row`], the relay's one outgoing path for rows.
@@ -35,6 +37,18 @@ impl RowMessage {
             traceparent: self.traceparent.as_deref(),
         }
     }
+}
+
+/// Where a drop-in row change stands ([`Stream::send_drop_in`]).
+pub(super) struct DropInAt<'a> {
+    topic: &'a Arc<str>,
+    pos_text: &'a Arc<str>,
+    full: &'a str,
+    start: u64,
+    row: usize,
+    ts_ms: i64,
+    now_ms: i64,
+    replay: bool,
 }
 
 /// A Maxwell row held back until it is known whether it is its
@@ -110,6 +124,27 @@ impl Stream<'_> {
             let Some(place) = self.asm.row(&full, start, row as u64 + 1) else {
                 break;
             };
+            if drop_in {
+                let change = slow.next().ok_or_else(|| {
+                    Error::Stream(format!(
+                        "rows event at {}:{start} lost a row",
+                        self.asm.file
+                    ))
+                })?;
+                counter.increment(1);
+                let at = DropInAt {
+                    topic: &topic,
+                    pos_text: &pos_text,
+                    full: &full,
+                    start,
+                    row,
+                    ts_ms,
+                    now_ms,
+                    replay,
+                };
+                self.send_drop_in(&info, change, place, &at).await?;
+                continue;
+            }
             let RowPlace {
                 tx_id,
                 gtid,
@@ -121,12 +156,7 @@ impl Stream<'_> {
             let held_tx = (fmt == Format::Maxwell).then(|| tx_id.clone());
             let meta = ChangeMeta {
                 name: &prefix,
-                // Debezium's `source.server_id` is the source's.
-                server_id: if drop_in {
-                    self.event_server_id
-                } else {
-                    self.relay.settings.server_id
-                },
+                server_id: self.relay.settings.server_id,
                 gtid: gtid.as_deref(),
                 file: &self.asm.file,
                 pos: start,
@@ -141,37 +171,6 @@ impl Stream<'_> {
                 }),
                 now_ms,
             };
-            if drop_in {
-                let change = slow.next().ok_or_else(|| {
-                    Error::Stream(format!(
-                        "rows event at {}:{start} lost a row",
-                        self.asm.file
-                    ))
-                })?;
-                let changed_at_us = change
-                    .after
-                    .as_ref()
-                    .or(change.before.as_ref())
-                    .and_then(|img| image::change_time_us(&info, img));
-                counter.increment(1);
-                for part in format::connect::encode(&info, &change, &meta, self.relay.encoding()) {
-                    self.send_row(&RowMessage {
-                        topic: topic.clone(),
-                        partition: None,
-                        key: part.key,
-                        payload: part.payload,
-                        gtid: gtid.clone(),
-                        pos: pos_text.clone(),
-                        seq,
-                        replay,
-                        changed_at_us,
-                        traceparent: traceparent.clone(),
-                        tombstone: part.tombstone,
-                    })
-                    .await?;
-                }
-                continue;
-            }
             let (key, partition, changed_at_us, payload) = match &fast {
                 // Debezium only: its key places the row.
                 Some(fast) => {
@@ -236,6 +235,67 @@ impl Stream<'_> {
                 }
                 None => self.send_row(&msg).await?,
             }
+        }
+        Ok(())
+    }
+
+    /// A streamed row change in the Debezium drop-in encoding
+    /// ([`format::connect`]): a key change is two events (delete, create),
+    /// the second placed in the transaction after the first.
+    async fn send_drop_in(
+        &mut self,
+        info: &TableInfo,
+        change: RowChange,
+        first: RowPlace,
+        at: &DropInAt<'_>,
+    ) -> Result<()> {
+        let changed_at_us = change
+            .after
+            .as_ref()
+            .or(change.before.as_ref())
+            .and_then(|img| image::change_time_us(info, img));
+        let mut place = Some(first);
+        for part in format::connect::split(info, change) {
+            let p = match place.take() {
+                Some(p) => p,
+                None => match self.asm.row(at.full, at.start, at.row as u64 + 1) {
+                    Some(p) => p,
+                    None => break,
+                },
+            };
+            let meta = ChangeMeta {
+                name: self.prefix(),
+                // Debezium's `source.server_id` is the source's.
+                server_id: self.event_server_id,
+                gtid: p.gtid.as_deref(),
+                file: &self.asm.file,
+                pos: at.start,
+                ts_ms: at.ts_ms,
+                row: u32::try_from(at.row).unwrap_or(u32::MAX),
+                snapshot: Snapshot::False,
+                thread: None,
+                transaction: Some(TransactionRef {
+                    id: p.tx_id.clone(),
+                    total_order: p.total_order,
+                    data_collection_order: p.collection_order,
+                }),
+                now_ms: at.now_ms,
+            };
+            let out = format::connect::encode(info, &part, &meta, self.relay.encoding());
+            self.send_row(&RowMessage {
+                topic: at.topic.clone(),
+                partition: None,
+                key: out.key,
+                payload: out.payload,
+                gtid: p.gtid,
+                pos: at.pos_text.clone(),
+                seq: p.seq,
+                replay: at.replay,
+                changed_at_us,
+                traceparent: p.traceparent,
+                tombstone: out.tombstone,
+            })
+            .await?;
         }
         Ok(())
     }
