@@ -7,7 +7,9 @@
 # JsonConverter's schemas.enable=true) every key and value schema. The
 # range holds every column type the relay documents: extremes, NULLs, zero
 # dates, emoji, a 70 KB text, a composite key, a table without a key,
-# updates, deletes and a primary-key change.
+# updates, deletes and a primary-key change. Then a Kafka Connect sink
+# (Debezium's JDBC sink connector) reads the relay's topics with the schema
+# block into a second database, whose tables must equal the source's.
 #
 #   scripts/parity-vs-debezium.sh        # fetches the jars once (Maven Central)
 #   PARITY_IF_CACHED=1 scripts/parity-vs-debezium.sh   # skip (exit 0, saying so) without cached jars
@@ -37,6 +39,7 @@ if [ "${PARITY_IF_CACHED:-0}" = 1 ] && ! jars_cached; then
     exit 0
 fi
 install_jars
+install_sink_jars
 "$ROOT/scripts/stack.sh" check || die "the stack is not running: scripts/stack.sh up (or make up)"
 ! (exec 3<>"/dev/tcp/127.0.0.1/$CONNECT_PORT") 2>/dev/null || die "port $CONNECT_PORT is taken: set PARITY_CONNECT_PORT"
 if [ ! -x "$RELAY" ]; then
@@ -51,6 +54,7 @@ topics_tool() { "$ROOT/scripts/kafka-tool.sh" topics "$@"; }
 
 TAG=$$
 DB=dbzpar_$TAG
+SINK_DB=dbzsink_$TAG
 RUN=$SLUICE_STATE/parity-vs-debezium/$TAG
 # Both sides run twice: with the schema block (JsonConverter's
 # schemas.enable=true, the relay's debezium.schemas_enable) and without.
@@ -65,12 +69,13 @@ cleanup() {
     if [ "${PARITY_KEEP:-0}" != 1 ]; then
         topics_tool --delete --topic "dbzpar_${TAG}_.*" >>"$RUN/topics.log" 2>&1 || true
         sql -e "DROP DATABASE IF EXISTS \`$DB\`" || true
+        sql -e "DROP DATABASE IF EXISTS \`$SINK_DB\`" || true
     fi
 }
 trap cleanup EXIT
 log "parity run $TAG: database $DB, dumps and logs in $RUN"
 
-TABLES="kinds pair nokey"
+TABLES="kinds pair nokey sinkable"
 sql -e "CREATE DATABASE \`$DB\`"
 sql "$DB" <<'SQL'
 CREATE TABLE kinds (
@@ -90,6 +95,12 @@ CREATE TABLE kinds (
 ) DEFAULT CHARSET=utf8mb4;
 CREATE TABLE pair (a INT NOT NULL, b VARCHAR(10) NOT NULL, v INT, PRIMARY KEY (a, b)) DEFAULT CHARSET=utf8mb4;
 CREATE TABLE nokey (x INT, y VARCHAR(10)) DEFAULT CHARSET=utf8mb4;
+-- Common types with values a JDBC sink stores as they are (kinds has
+-- extremes no sink column takes: TIME beyond a day, 65-digit DECIMALs,
+-- BIGINT UNSIGNED above 2^63, which Debezium sends wrapped).
+CREATE TABLE sinkable (id INT NOT NULL PRIMARY KEY, n BIGINT, u INT UNSIGNED, amount DECIMAL(12,3),
+  f DOUBLE, at DATETIME(6), at0 DATETIME, d DATE, t TIME(3), y YEAR, flag BIT(1), name VARCHAR(40),
+  note TEXT, raw VARBINARY(8), e ENUM('a','b'), j JSON) DEFAULT CHARSET=utf8mb4;
 SQL
 
 # ---------------------------------------------------------------- Debezium
@@ -208,15 +219,21 @@ DELETE FROM pair WHERE b = 'two';
 INSERT INTO nokey VALUES (1, 'a'), (2, NULL);
 UPDATE nokey SET y = 'b' WHERE x = 1;
 DELETE FROM nokey WHERE x = 2;
+INSERT INTO sinkable VALUES (1, -42, 4000000000, 123456789.125, 2.5, '2026-12-01 06:36:11.106207',
+  '2026-12-01 06:36:11', '2026-12-01', '12:34:56.789', 2026, b'1', 'héllo 🎉', 'text', x'00ff', 'b', '{"a": 1}'),
+  (2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
+UPDATE sinkable SET name = 'changed', amount = -0.5 WHERE id = 1;
+INSERT INTO sinkable (id, name) VALUES (3, 'gone');
+DELETE FROM sinkable WHERE id = 3;
 SQL
 to=$(position)
 log "range: $from .. $to"
 
 # ---------------------------------------------------------------- both read it
-# The range's 15 source transactions each end with an END record on the
+# The range's 19 source transactions each end with an END record on the
 # transaction topic, after all their row messages and tombstones: Debezium
-# is done with the range when it has sent 30 transaction records.
-TX_RECORDS=30
+# is done with the range when it has sent 38 transaction records.
+TX_RECORDS=38
 count() { # topic
     "$ROOT/scripts/kafka-tool.sh" get-offsets --topic "$1" 2>/dev/null | awk -F: '{n += $3} END {print n + 0}'
 }
@@ -257,4 +274,103 @@ for m in $MODES; do
     python3 "$ROOT/scripts/debezium/parity.py" --sluice-prefix "$S" --debezium-prefix "$D" --dir "$RUN/$m" $TABLES ||
         status=1
 done
+# ---------------------------------------------------------------- a sink reads it
+# A Kafka Connect sink built for Debezium's format, Debezium's own JDBC sink
+# connector, reads the relay's drop-in topics with the schema block into a
+# second database; its tables must then hold the source's rows.
+S=$(sp schema)
+sql -e "CREATE DATABASE \`$SINK_DB\`"
+mkdir -p "$RUN/sink"
+cat >"$RUN/sink/worker.properties" <<EOF
+bootstrap.servers=$SLUICE_KAFKA_BROKERS
+key.converter=org.apache.kafka.connect.json.JsonConverter
+value.converter=org.apache.kafka.connect.json.JsonConverter
+key.converter.schemas.enable=true
+value.converter.schemas.enable=true
+offset.storage.file.filename=$RUN/sink/offsets
+plugin.path=$DBZ_HOME/plugins
+listeners=http://127.0.0.1:$CONNECT_PORT
+consumer.isolation.level=read_committed
+consumer.auto.offset.reset=earliest
+# One record per batch: in one batch the JDBC sink 3.5.0 runs a key's final
+# delete before the insert that creates the table (Table ... doesn't exist).
+consumer.max.poll.records=1
+EOF
+cat >"$RUN/sink/connector.properties" <<EOF
+name=$SINK_DB
+connector.class=io.debezium.connector.jdbc.JdbcSinkConnector
+tasks.max=1
+topics=$S.$DB.sinkable,$S.$DB.pair
+connection.url=jdbc:mariadb://127.0.0.1:$SLUICE_MYSQL_PORT/$SINK_DB
+connection.username=root
+connection.password=
+insert.mode=upsert
+delete.enabled=true
+primary.key.mode=record_key
+schema.evolution=basic
+batch.size=1
+# Names no other database on the server has: the sink asks the driver
+# whether a table exists without naming the database.
+collection.name.format=sink_\${source.table}
+EOF
+java -Xms256M -Xmx1G -XX:+UseG1GC -Djava.awt.headless=true \
+    -Dlog4j2.configurationFile="$ROOT/scripts/kafka/log4j2.properties" -Dsluice.kafka.log="$RUN/sink/connect.log" \
+    -cp "$CONNECT_HOME/libs/*" org.apache.kafka.connect.cli.ConnectStandalone \
+    "$RUN/sink/worker.properties" "$RUN/sink/connector.properties" >>"$RUN/sink/stdout.log" 2>&1 &
+CONNECT_PID=$!
+# A source table as text, row by row in key order, each column in one
+# spelling whatever its type on either side (the sink creates its own
+# columns from the Connect schema: DATETIME(6) for every DATETIME, BLOB for
+# binary strings): temporal values with six fraction digits, binary ones and
+# BITs as numbers or hex, geometry as WKT. Zero dates read as NULL: Debezium
+# sends them as null (documented in the README). In the sink database the
+# table is sink_<table>.
+table_text() { # db table key
+    local cols name=$2
+    [ "$1" = "$SINK_DB" ] && name=sink_$2
+    cols=$(sql -e "SELECT GROUP_CONCAT(CASE
+            WHEN DATA_TYPE = 'geometry' THEN CONCAT('ST_AsText(\`', COLUMN_NAME, '\`)')
+            WHEN DATA_TYPE = 'bit' THEN CONCAT('CAST(\`', COLUMN_NAME, '\` + 0 AS CHAR)')
+            WHEN DATA_TYPE IN ('binary', 'varbinary', 'tinyblob', 'blob', 'mediumblob', 'longblob')
+                THEN CONCAT('HEX(\`', COLUMN_NAME, '\`)')
+            WHEN DATA_TYPE IN ('datetime', 'timestamp') THEN CONCAT('NULLIF(DATE_FORMAT(\`', COLUMN_NAME,
+                '\`, ''%Y-%m-%d %H:%i:%s.%f''), ''0000-00-00 00:00:00.000000'')')
+            WHEN DATA_TYPE = 'date' THEN CONCAT('NULLIF(CAST(\`', COLUMN_NAME, '\` AS CHAR), ''0000-00-00'')')
+            WHEN DATA_TYPE = 'time' THEN CONCAT('TIME_FORMAT(\`', COLUMN_NAME, '\`, ''%H:%i:%s.%f'')')
+            ELSE CONCAT('CAST(\`', COLUMN_NAME, '\` AS CHAR)') END ORDER BY ORDINAL_POSITION)
+        FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = '$DB' AND TABLE_NAME = '$2'")
+    sql --batch -e "SELECT $cols FROM \`$1\`.\`$name\` ORDER BY $3"
+}
+deadline=$((SECONDS + 180))
+sink_ok=0
+while [ $SECONDS -lt $deadline ]; do
+    kill -0 "$CONNECT_PID" 2>/dev/null || { tail -n 30 "$RUN/sink/connect.log" >&2; die "the sink's Kafka Connect exited"; }
+    if curl -fsS -m 2 "http://127.0.0.1:$CONNECT_PORT/connectors/$SINK_DB/status" 2>/dev/null | grep -q '"state":"FAILED"'; then
+        curl -fsS -m 2 "http://127.0.0.1:$CONNECT_PORT/connectors/$SINK_DB/status" | sed 's/\\n/\n/g' | head -n 20 >&2
+        die "the JDBC sink failed (log: $RUN/sink/connect.log)"
+    fi
+    same=1
+    for tk in "sinkable id" "pair a,b"; do
+        set -- $tk
+        [ "$(table_text "$DB" "$1" "$2")" = "$(table_text "$SINK_DB" "$1" "$2" 2>/dev/null)" ] || same=0
+    done
+    [ $same = 1 ] && { sink_ok=1; break; }
+    sleep 1
+done
+stop_connect
+echo "== sink: Debezium's JDBC sink connector, the relay's drop-in topics with the schema block -> $SINK_DB =="
+for tk in "sinkable id" "pair a,b"; do
+    set -- $tk
+    table_text "$DB" "$1" "$2" >"$RUN/sink/source.$1.tsv"
+    table_text "$SINK_DB" "$1" "$2" >"$RUN/sink/sink.$1.tsv" || true
+    [ -s "$RUN/sink/source.$1.tsv" ] || die "no rows read from the source's $1"
+    if cmp -s "$RUN/sink/source.$1.tsv" "$RUN/sink/sink.$1.tsv"; then
+        echo "$1: $(wc -l <"$RUN/sink/source.$1.tsv") rows, every column equal to the source"
+    else
+        echo "$1: DIFFERENT from the source:"
+        diff "$RUN/sink/source.$1.tsv" "$RUN/sink/sink.$1.tsv" | cut -c1-300 | head -n 20
+        status=1
+    fi
+done
+[ $sink_ok = 1 ] || status=1
 exit $status

@@ -60,5 +60,17 @@ install_jars() {
 
 # Whether the jars are in the cache already (nothing to fetch).
 jars_cached() {
-    [ -f "$CONNECT_HOME/libs/.complete" ] && [ -f "$DBZ_PLUGIN/.complete" ]
+    [ -f "$CONNECT_HOME/libs/.complete" ] && [ -f "$DBZ_PLUGIN/.complete" ] &&
+        [ -f "$DBZ_HOME/plugins/debezium-connector-jdbc/.complete" ]
+}
+
+# Debezium's JDBC sink connector (a Kafka Connect sink), for the sink check
+# of scripts/parity-vs-debezium.sh: beside the source connector in the same
+# plugin folder.
+SINK_PLUGIN=$DBZ_HOME/plugins/debezium-connector-jdbc
+install_sink_jars() {
+    fetch_jars "debezium $SLUICE_DEBEZIUM_VERSION (debezium-connector-jdbc)" "$ROOT/scripts/debezium/pom.xml" \
+        "$SINK_PLUGIN" "$DBZ_HOME/fetch-debezium-connector-jdbc.log" -Ddebezium.version="$SLUICE_DEBEZIUM_VERSION" \
+        -Ddebezium.artifact=debezium-connector-jdbc -DexcludeGroupIds=org.apache.kafka,org.slf4j \
+        -DexcludeArtifactIds=jackson-core,jackson-databind,jackson-annotations
 }
