@@ -60,7 +60,8 @@
 # Environment: BENCH_ROWS (1000000), BENCH_TXS (20000), BENCH_DBZ_TIMEOUT
 # (seconds a Debezium run may take, 900), BENCH_CONNECT_PORT (Connect's REST
 # port, 18083), BENCH_RELAY (the relay binary, target/release/binlog-relay),
-# BENCH_KEEP=1 keeps the database and topics.
+# BENCH_KEEP=1 keeps the database and topics, BENCH_VALUE_ENCODING=debezium
+# runs the relay in its Debezium drop-in encoding (default sluice).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=scripts/env.sh
@@ -315,6 +316,7 @@ run_relay() { # name prefix from until
         RELAY_MYSQL__MAX_CONNECTIONS=3 RELAY_KAFKA__BROKERS="$SLUICE_KAFKA_BROKERS" \
         RELAY_KAFKA__TOPIC_PREFIX="$2" RELAY_ADMIN__ADDR=127.0.0.1:0 \
         RELAY_SERVER_ID=$((800000 + TAG % 100000)) RELAY_STATE_DIR="$RUN/relay-$2" \
+        RELAY_DEBEZIUM__VALUE_ENCODING="${BENCH_VALUE_ENCODING:-sluice}" \
         RELAY_FILTER__INCLUDE_DATABASES="[\"$DB\"]" "$RELAY" run --from "$3" --until "$4"
     local rc=0
     wait "$M_TPID" || rc=$?

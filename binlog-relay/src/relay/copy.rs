@@ -89,31 +89,19 @@ impl Stream<'_> {
                             .and_then(|img| format::partition(fmt, &reader.info, img, n))
                     });
                     let meta = snapshot::meta(&prefix, server_id, &progress, last, now_ms);
-                    if self.relay.settings.drop_in() {
+                    let (key, partition, payload) = if self.relay.settings.drop_in() {
                         let part = format::connect::encode(
                             &reader.info,
                             &change,
                             &meta,
                             self.relay.encoding(),
                         );
-                        self.send_row(&RowMessage {
-                            topic: topic.clone(),
-                            partition: None,
-                            key: part.key,
-                            payload: part.payload,
-                            gtid: progress.start_gtid.clone(),
-                            pos: pos_text.clone(),
-                            seq: self.asm.seq,
-                            replay: false,
-                            changed_at_us: None,
-                            traceparent: None,
-                            tombstone: false,
-                        })
-                        .await?;
-                        continue;
-                    }
-                    let payload = format::encode(fmt, &reader.info, change, meta, self.asm.seq)
-                        .map_err(|e| Error::Stream(e.to_string()))?;
+                        (part.key, None, part.payload)
+                    } else {
+                        let payload = format::encode(fmt, &reader.info, change, meta, self.asm.seq)
+                            .map_err(|e| Error::Stream(e.to_string()))?;
+                        (key, partition, payload)
+                    };
                     self.send_row(&RowMessage {
                         topic: topic.clone(),
                         partition,
