@@ -38,12 +38,14 @@
 //! one, as Debezium sends it ([`split`]); the transaction topic's records
 //! are Debezium's too ([`transaction_record`]).
 
+use std::borrow::Cow;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD as BASE64, URL_SAFE as BASE64_URL};
 use mysql_async::consts::ColumnType;
 use serde_json::{Map, Value, json};
 
-use cdc_event::write::SLUICE_VERSION;
+use cdc_event::write::{SLUICE_VERSION, write_str};
 use cdc_event::{Op, Row, Snapshot};
 
 use super::Payload;
@@ -98,28 +100,31 @@ pub fn split(info: &TableInfo, change: RowChange) -> Vec<RowChange> {
     vec![change]
 }
 
-/// The message of one row change (after [`split`]).
+/// The message of one row change (after [`split`]), written straight into
+/// its bytes (no intermediate maps: this runs once per row).
 pub fn encode(
     info: &TableInfo,
     change: &RowChange,
     meta: &ChangeMeta<'_>,
     e: Encoding<'_>,
 ) -> Part {
-    let convert = |row: &Option<Row>| row.as_ref().map(|r| row_value(info, r, e.settings));
-    let (before, after) = (convert(&change.before), convert(&change.after));
     let image = match change.op {
-        Op::Delete => before.as_ref(),
-        _ => after.as_ref().or(before.as_ref()),
+        Op::Delete => change.before.as_ref(),
+        _ => change.after.as_ref().or(change.before.as_ref()),
     };
-    let payload = envelope(info, change.op, before.as_ref(), after.as_ref(), meta, e);
-    let value = if e.settings.schemas_enable {
-        json!({"schema": value_schema(info, meta.name, e), "payload": payload})
-    } else {
-        payload
-    };
+    let mut out = Vec::with_capacity(super::PAYLOAD_CAPACITY * 2);
+    if e.settings.schemas_enable {
+        out.extend_from_slice(b"{\"schema\":");
+        out.extend_from_slice(value_schema(info, meta.name, e).to_string().as_bytes());
+        out.extend_from_slice(b",\"payload\":");
+    }
+    write_envelope(&mut out, info, change, meta, e);
+    if e.settings.schemas_enable {
+        out.push(b'}');
+    }
     Part {
         key: image.and_then(|r| key(info, r, meta.name, e)),
-        payload: Payload::from_bytes(value.to_string().into_bytes()),
+        payload: Payload::from_bytes(out),
         // Debezium sends a delete's tombstone even without a key.
         tombstone: change.op == Op::Delete && e.tombstones,
     }
@@ -165,56 +170,112 @@ fn snapshot_marker(s: Snapshot) -> &'static str {
     }
 }
 
-fn envelope(
+fn num(out: &mut Vec<u8>, n: impl itoa::Integer) {
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+}
+
+fn text_or_null(out: &mut Vec<u8>, s: Option<&str>) {
+    match s {
+        Some(s) => write_str(out, s),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+/// A row image in Debezium's encoding, or `null`.
+fn write_image(out: &mut Vec<u8>, info: &TableInfo, row: Option<&Row>, s: &DebeziumSettings) {
+    let Some(row) = row else {
+        out.extend_from_slice(b"null");
+        return;
+    };
+    out.push(b'{');
+    let mut first = true;
+    for c in &info.columns {
+        let Some(v) = row.get(&c.name) else { continue };
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        write_str(out, &c.name);
+        out.push(b':');
+        // Writing a `Value` into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, &value(c, v, s));
+    }
+    out.push(b'}');
+}
+
+/// Debezium's envelope, field by field in its order.
+fn write_envelope(
+    out: &mut Vec<u8>,
     info: &TableInfo,
-    op: Op,
-    before: Option<&Map<String, Value>>,
-    after: Option<&Map<String, Value>>,
+    change: &RowChange,
     meta: &ChangeMeta<'_>,
     e: Encoding<'_>,
-) -> Value {
+) {
+    let s = e.settings;
+    out.extend_from_slice(b"{\"before\":");
+    write_image(out, info, change.before.as_ref(), s);
+    out.extend_from_slice(b",\"after\":");
+    write_image(out, info, change.after.as_ref(), s);
+    out.extend_from_slice(b",\"source\":{\"version\":");
+    write_str(out, SLUICE_VERSION);
+    out.extend_from_slice(b",\"connector\":");
+    write_str(out, e.connector);
+    out.extend_from_slice(b",\"name\":");
+    write_str(out, meta.name);
+    out.extend_from_slice(b",\"ts_ms\":");
+    num(out, meta.ts_ms);
+    out.extend_from_slice(b",\"snapshot\":");
+    write_str(out, snapshot_marker(meta.snapshot));
+    out.extend_from_slice(b",\"db\":");
+    write_str(out, &info.db);
+    out.extend_from_slice(b",\"sequence\":null,\"ts_us\":");
+    num(out, meta.ts_ms.saturating_mul(1000));
+    out.extend_from_slice(b",\"ts_ns\":");
+    num(out, meta.ts_ms.saturating_mul(1_000_000));
+    out.extend_from_slice(b",\"table\":");
+    write_str(out, &info.table);
+    out.extend_from_slice(b",\"server_id\":");
+    num(out, meta.server_id);
+    out.extend_from_slice(b",\"gtid\":");
+    text_or_null(out, meta.gtid);
+    out.extend_from_slice(b",\"file\":");
+    write_str(out, meta.file);
+    out.extend_from_slice(b",\"pos\":");
+    num(out, meta.pos);
+    out.extend_from_slice(b",\"row\":");
+    num(out, meta.row);
+    out.extend_from_slice(b",\"thread\":");
+    match meta.thread {
+        Some(t) => num(out, t),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"query\":null},\"transaction\":");
+    match &meta.transaction {
+        Some(t) => {
+            out.extend_from_slice(b"{\"id\":");
+            write_str(out, &t.id);
+            out.extend_from_slice(b",\"total_order\":");
+            num(out, t.total_order);
+            out.extend_from_slice(b",\"data_collection_order\":");
+            num(out, t.data_collection_order);
+            out.push(b'}');
+        }
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"op\":");
+    write_str(out, change.op.code());
     let now_us = meta.now_ms.saturating_mul(1000);
-    json!({
-        "before": before,
-        "after": after,
-        "source": {
-            "version": SLUICE_VERSION,
-            "connector": e.connector,
-            "name": meta.name,
-            "ts_ms": meta.ts_ms,
-            "snapshot": snapshot_marker(meta.snapshot),
-            "db": info.db,
-            "sequence": null,
-            "ts_us": meta.ts_ms.saturating_mul(1000),
-            "ts_ns": meta.ts_ms.saturating_mul(1_000_000),
-            "table": info.table,
-            "server_id": meta.server_id,
-            "gtid": meta.gtid,
-            "file": meta.file,
-            "pos": meta.pos,
-            "row": meta.row,
-            "thread": meta.thread,
-            "query": null,
-        },
-        "transaction": meta.transaction.as_ref().map(|t| json!({
-            "id": t.id,
-            "total_order": t.total_order,
-            "data_collection_order": t.data_collection_order,
-        })),
-        "op": op.code(),
-        "ts_ms": meta.now_ms,
-        "ts_us": now_us,
-        "ts_ns": now_us.saturating_mul(1000),
-    })
+    out.extend_from_slice(b",\"ts_ms\":");
+    num(out, meta.now_ms);
+    out.extend_from_slice(b",\"ts_us\":");
+    num(out, now_us);
+    out.extend_from_slice(b",\"ts_ns\":");
+    num(out, now_us.saturating_mul(1000));
+    out.push(b'}');
 }
 
 /// The key: the key columns, converted; with `schemas_enable`, with its schema.
-fn key(
-    info: &TableInfo,
-    row: &Map<String, Value>,
-    prefix: &str,
-    e: Encoding<'_>,
-) -> Option<String> {
+fn key(info: &TableInfo, row: &Row, prefix: &str, e: Encoding<'_>) -> Option<String> {
     let cols = info.key_columns();
     if cols.is_empty() {
         return None;
@@ -222,10 +283,10 @@ fn key(
     let mut payload = Map::new();
     for &i in cols {
         let c = info.columns.get(i)?;
-        payload.insert(
-            c.name.clone(),
-            row.get(&c.name).cloned().unwrap_or(Value::Null),
-        );
+        let v = row
+            .get(&c.name)
+            .map_or(Value::Null, |v| value(c, v, e.settings).into_owned());
+        payload.insert(c.name.clone(), v);
     }
     let payload = Value::Object(payload);
     Some(if e.settings.schemas_enable {
@@ -249,56 +310,45 @@ fn key(
     })
 }
 
-/// A row image (sluice's typing) in Debezium's encoding.
-fn row_value(info: &TableInfo, row: &Row, s: &DebeziumSettings) -> Map<String, Value> {
-    info.columns
-        .iter()
-        .filter_map(|c| row.get(&c.name).map(|v| (c.name.clone(), value(c, v, s))))
-        .collect()
+/// One value (sluice's typing) in Debezium's encoding: borrowed where the
+/// two encodings agree.
+pub fn value<'a>(col: &ColumnInfo, v: &'a Value, s: &DebeziumSettings) -> Cow<'a, Value> {
+    match convert(col, v, s) {
+        Some(x) => Cow::Owned(x),
+        None => Cow::Borrowed(v),
+    }
 }
 
-/// One value (sluice's typing) in Debezium's encoding.
-pub fn value(col: &ColumnInfo, v: &Value, s: &DebeziumSettings) -> Value {
+/// `None`: the value is the same in both encodings.
+fn convert(col: &ColumnInfo, v: &Value, s: &DebeziumSettings) -> Option<Value> {
     use ColumnType::*;
-    if v.is_null() {
-        return Value::Null;
-    }
-    // A masked column carries its mask (a string).
-    if col.rule != ColumnRule::Keep {
-        return v.clone();
+    // NULL, and a masked column's mask (a string), pass as they are.
+    if v.is_null() || col.rule != ColumnRule::Keep {
+        return None;
     }
     let text = v.as_str();
-    match col.col_type {
+    Some(match col.col_type {
         MYSQL_TYPE_LONGLONG if col.unsigned => {
             match (v.as_u64(), s.bigint_unsigned_handling_mode) {
                 // Debezium's `long`: the bits of the u64 as a signed long.
                 (Some(u), BigintUnsignedMode::Long) => Value::from(u as i64),
                 (Some(u), BigintUnsignedMode::Precise) => decimal(&u.to_string(), 0, s),
-                _ => v.clone(),
+                _ => return None,
             }
         }
         MYSQL_TYPE_NEWDECIMAL | MYSQL_TYPE_DECIMAL => match text {
             Some(t) => decimal(t, col.shape.scale, s),
-            None => v.clone(),
+            None => return None,
         },
-        MYSQL_TYPE_DATE | MYSQL_TYPE_NEWDATE => text
-            .and_then(|t| chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d").ok())
-            .map(|d| Value::from(d.signed_duration_since(epoch_day()).num_days()))
-            .unwrap_or(Value::Null),
-        MYSQL_TYPE_DATETIME | MYSQL_TYPE_DATETIME2 => text
-            .and_then(|t| chrono::NaiveDateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S%.f").ok())
-            .map(|t| {
-                let t = t.and_utc();
-                if micro_timestamp(col, s) {
-                    Value::from(t.timestamp_micros())
-                } else {
-                    Value::from(t.timestamp_millis())
-                }
-            })
-            .unwrap_or(Value::Null),
-        MYSQL_TYPE_TIMESTAMP | MYSQL_TYPE_TIMESTAMP2 => text
-            .map(|t| Value::String(zoned(t, col.shape.fsp)))
-            .unwrap_or_else(|| v.clone()),
+        MYSQL_TYPE_DATE | MYSQL_TYPE_NEWDATE => {
+            text.and_then(epoch_days).map_or(Value::Null, Value::from)
+        }
+        MYSQL_TYPE_DATETIME | MYSQL_TYPE_DATETIME2 => match text.and_then(epoch_us) {
+            Some(us) if micro_timestamp(col, s) => Value::from(us),
+            Some(us) => Value::from(us.div_euclid(1000)),
+            None => Value::Null,
+        },
+        MYSQL_TYPE_TIMESTAMP | MYSQL_TYPE_TIMESTAMP2 => Value::String(zoned(text?, col.shape.fsp)),
         MYSQL_TYPE_TIME | MYSQL_TYPE_TIME2 => text
             .and_then(time_us)
             .map(|us| match s.time_precision_mode {
@@ -312,7 +362,7 @@ pub fn value(col: &ColumnInfo, v: &Value, s: &DebeziumSettings) -> Value {
                 let len = usize::from(col.shape.bits.div_ceil(8)).clamp(1, 8);
                 binary(&n.to_le_bytes()[..len], s)
             }
-            None => v.clone(),
+            None => return None,
         },
         MYSQL_TYPE_GEOMETRY => match text.and_then(|t| BASE64.decode(t).ok()) {
             Some(b) if b.len() >= 4 => {
@@ -323,14 +373,14 @@ pub fn value(col: &ColumnInfo, v: &Value, s: &DebeziumSettings) -> Value {
                     "srid": (srid != 0).then_some(srid),
                 })
             }
-            _ => v.clone(),
+            _ => return None,
         },
         MYSQL_TYPE_JSON => match v {
-            Value::String(_) => v.clone(),
+            Value::String(_) => return None,
             other => Value::String(other.to_string()),
         },
         _ if col.shape.json_text => match v {
-            Value::String(_) => v.clone(),
+            Value::String(_) => return None,
             other => Value::String(other.to_string()),
         },
         _ if col.is_binary() => match text.and_then(|t| BASE64.decode(t).ok()) {
@@ -345,14 +395,56 @@ pub fn value(col: &ColumnInfo, v: &Value, s: &DebeziumSettings) -> Value {
                 }
                 binary(&b, s)
             }
-            None => v.clone(),
+            None => return None,
         },
-        _ => v.clone(),
-    }
+        _ => return None,
+    })
 }
 
-fn epoch_day() -> chrono::NaiveDate {
-    chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default()
+/// The decimal number in `b` (digits only).
+fn digits(b: &[u8]) -> Option<i64> {
+    b.iter().try_fold(0i64, |acc, &c| {
+        c.is_ascii_digit().then(|| acc * 10 + i64::from(c - b'0'))
+    })
+}
+
+/// `"YYYY-MM-DD…"` → days since 1970-01-01; `None` for a zero or invalid date.
+fn epoch_days(t: &str) -> Option<i64> {
+    let b = t.as_bytes();
+    if b.len() < 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let (y, m, d) = (digits(&b[0..4])?, digits(&b[5..7])?, digits(&b[8..10])?);
+    let date = chrono::NaiveDate::from_ymd_opt(
+        i32::try_from(y).ok()?,
+        u32::try_from(m).ok()?,
+        u32::try_from(d).ok()?,
+    )?;
+    let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1)?;
+    Some(date.signed_duration_since(epoch).num_days())
+}
+
+/// `"YYYY-MM-DDTHH:MM:SS[.ffffff]"` (sluice's DATETIME) → epoch
+/// microseconds, read as UTC as Debezium does; `None` for a zero date.
+fn epoch_us(t: &str) -> Option<i64> {
+    let b = t.as_bytes();
+    if b.len() < 19 || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let days = epoch_days(t)?;
+    let (h, mi, sec) = (
+        digits(&b[11..13])?,
+        digits(&b[14..16])?,
+        digits(&b[17..19])?,
+    );
+    let us = match b.get(19) {
+        Some(b'.') => {
+            let f = &b[20..b.len().min(26)];
+            digits(f)? * 10i64.pow(6 - u32::try_from(f.len()).ok()?)
+        }
+        _ => 0,
+    };
+    Some((((days * 24 + h) * 60 + mi) * 60 + sec) * 1_000_000 + us)
 }
 
 /// DATETIME(4–6) in microseconds (`adaptive_time_microseconds`).
@@ -662,6 +754,10 @@ mod tests {
         c
     }
 
+    fn val(c: &ColumnInfo, v: &Value, s: &DebeziumSettings) -> Value {
+        value(c, v, s).into_owned()
+    }
+
     fn d() -> DebeziumSettings {
         DebeziumSettings::default()
     }
@@ -703,14 +799,14 @@ mod tests {
             },
         );
         let t = json!("2026-12-01T06:36:11.106207");
-        assert_eq!(value(&dt3, &t, &s), json!(1_796_106_971_106i64));
-        assert_eq!(value(&dt6, &t, &s), json!(1_796_106_971_106_207i64));
+        assert_eq!(val(&dt3, &t, &s), json!(1_796_106_971_106i64));
+        assert_eq!(val(&dt6, &t, &s), json!(1_796_106_971_106_207i64));
         let date = col(MYSQL_TYPE_DATE, Shape::default());
-        assert_eq!(value(&date, &json!("1970-01-02"), &s), json!(1));
-        assert_eq!(value(&date, &json!("0000-00-00"), &s), Value::Null);
+        assert_eq!(val(&date, &json!("1970-01-02"), &s), json!(1));
+        assert_eq!(val(&date, &json!("0000-00-00"), &s), Value::Null);
         let time = col(MYSQL_TYPE_TIME2, Shape::default());
         assert_eq!(
-            value(&time, &json!("-01:00:00.5"), &s),
+            val(&time, &json!("-01:00:00.5"), &s),
             json!(-3_600_500_000i64)
         );
         let ts = col(
@@ -721,18 +817,18 @@ mod tests {
             },
         );
         assert_eq!(
-            value(&ts, &json!("2026-12-01T06:36:11.106207Z"), &s),
+            val(&ts, &json!("2026-12-01T06:36:11.106207Z"), &s),
             json!("2026-12-01T06:36:11.106Z")
         );
         let ts0 = col(MYSQL_TYPE_TIMESTAMP2, Shape::default());
         assert_eq!(
-            value(&ts0, &json!("2026-12-01T06:36:11.000000Z"), &s),
+            val(&ts0, &json!("2026-12-01T06:36:11.000000Z"), &s),
             json!("2026-12-01T06:36:11Z")
         );
         let mut c = d();
         c.time_precision_mode = TimePrecisionMode::Connect;
-        assert_eq!(value(&dt6, &t, &c), json!(1_796_106_971_106i64));
-        assert_eq!(value(&time, &json!("00:00:01.5"), &c), json!(1500));
+        assert_eq!(val(&dt6, &t, &c), json!(1_796_106_971_106i64));
+        assert_eq!(val(&time, &json!("00:00:01.5"), &c), json!(1500));
     }
 
     #[test]
@@ -746,7 +842,7 @@ mod tests {
                 ..Shape::default()
             },
         );
-        assert_eq!(value(&bit1, &json!(1), &s), json!(true));
+        assert_eq!(val(&bit1, &json!(1), &s), json!(true));
         let bit12 = col(
             MYSQL_TYPE_BIT,
             Shape {
@@ -755,26 +851,26 @@ mod tests {
             },
         );
         assert_eq!(
-            value(&bit12, &json!(0x0102), &s),
+            val(&bit12, &json!(0x0102), &s),
             json!(BASE64.encode([0x02, 0x01]))
         );
         let mut big = ColumnInfo::text_column("c", MYSQL_TYPE_LONGLONG, true);
         big.shape = Shape::default();
-        assert_eq!(value(&big, &json!(u64::MAX), &s), json!(-1));
+        assert_eq!(val(&big, &json!(u64::MAX), &s), json!(-1));
         let mut p = d();
         p.bigint_unsigned_handling_mode = BigintUnsignedMode::Precise;
         assert_eq!(
-            value(&big, &json!(u64::MAX), &p),
+            val(&big, &json!(u64::MAX), &p),
             json!(BASE64.encode([0, 255, 255, 255, 255, 255, 255, 255, 255]))
         );
         let mut bin = ColumnInfo::text_column("c", MYSQL_TYPE_BLOB, false);
         bin.charset = Some(crate::table::BINARY_CHARSET);
         let v = json!(BASE64.encode([0xfb, 0xff]));
-        assert_eq!(value(&bin, &v, &s), v);
+        assert_eq!(val(&bin, &v, &s), v);
         let mut h = d();
         h.binary_handling_mode = BinaryMode::Hex;
-        assert_eq!(value(&bin, &v, &h), json!("fbff"));
+        assert_eq!(val(&bin, &v, &h), json!("fbff"));
         h.binary_handling_mode = BinaryMode::Base64UrlSafe;
-        assert_eq!(value(&bin, &v, &h), json!("-_8="));
+        assert_eq!(val(&bin, &v, &h), json!("-_8="));
     }
 }
