@@ -45,7 +45,7 @@ use base64::engine::general_purpose::{STANDARD as BASE64, URL_SAFE as BASE64_URL
 use mysql_async::consts::ColumnType;
 use serde_json::{Map, Value, json};
 
-use cdc_event::write::{SLUICE_VERSION, write_str};
+use cdc_event::write::{SLUICE_VERSION, write_str, write_transaction};
 use cdc_event::{Op, Row, Snapshot};
 
 use super::Payload;
@@ -250,18 +250,7 @@ fn write_envelope(
         None => out.extend_from_slice(b"null"),
     }
     out.extend_from_slice(b",\"query\":null},\"transaction\":");
-    match &meta.transaction {
-        Some(t) => {
-            out.extend_from_slice(b"{\"id\":");
-            write_str(out, &t.id);
-            out.extend_from_slice(b",\"total_order\":");
-            num(out, t.total_order);
-            out.extend_from_slice(b",\"data_collection_order\":");
-            num(out, t.data_collection_order);
-            out.push(b'}');
-        }
-        None => out.extend_from_slice(b"null"),
-    }
+    write_transaction(out, meta.transaction.as_ref());
     out.extend_from_slice(b",\"op\":");
     write_str(out, change.op.code());
     let now_us = meta.now_ms.saturating_mul(1000);

@@ -168,6 +168,12 @@ pub fn write_envelope(
     out.extend_from_slice(b"\",\"ts_ms\":");
     num(out, ts_ms);
     out.extend_from_slice(b",\"transaction\":");
+    write_transaction(out, transaction);
+    out.push(b'}');
+}
+
+/// The envelope's `transaction` block (`null` without one).
+pub fn write_transaction(out: &mut Vec<u8>, transaction: Option<&TransactionRef>) {
     match transaction {
         Some(t) => {
             out.extend_from_slice(b"{\"id\":");
@@ -180,7 +186,6 @@ pub fn write_envelope(
         }
         None => out.extend_from_slice(b"null"),
     }
-    out.push(b'}');
 }
 
 /// [`write_envelope`] of a [`ChangeEvent`]: the equality tests' bridge.
