@@ -108,6 +108,40 @@ pub fn encode(
     meta: &ChangeMeta<'_>,
     e: Encoding<'_>,
 ) -> Part {
+    encode_marked(info, change, meta, e, snapshot_marker(meta.snapshot))
+}
+
+/// Debezium's `source.snapshot` marker of a snapshot row: `first` (the
+/// snapshot's first row), `first_in_data_collection` / `last_in_data_collection`
+/// (a table's first / last row), `last` (the snapshot's last row), else
+/// `true`. The last row wins over the first when they are one.
+pub fn snapshot_row_marker(
+    first_of_snapshot: bool,
+    first_of_table: bool,
+    last_of_table: bool,
+    last_of_snapshot: bool,
+) -> &'static str {
+    if last_of_snapshot {
+        "last"
+    } else if first_of_snapshot {
+        "first"
+    } else if last_of_table {
+        "last_in_data_collection"
+    } else if first_of_table {
+        "first_in_data_collection"
+    } else {
+        "true"
+    }
+}
+
+/// [`encode`] with `source.snapshot` given (snapshot rows).
+pub fn encode_marked(
+    info: &TableInfo,
+    change: &RowChange,
+    meta: &ChangeMeta<'_>,
+    e: Encoding<'_>,
+    marker: &'static str,
+) -> Part {
     let image = match change.op {
         Op::Delete => change.before.as_ref(),
         _ => change.after.as_ref().or(change.before.as_ref()),
@@ -118,7 +152,7 @@ pub fn encode(
         out.extend_from_slice(value_schema(info, meta.name, e).to_string().as_bytes());
         out.extend_from_slice(b",\"payload\":");
     }
-    write_envelope(&mut out, info, change, meta, e);
+    write_envelope(&mut out, info, change, meta, e, marker);
     if e.settings.schemas_enable {
         out.push(b'}');
     }
@@ -210,6 +244,7 @@ fn write_envelope(
     change: &RowChange,
     meta: &ChangeMeta<'_>,
     e: Encoding<'_>,
+    marker: &str,
 ) {
     let s = e.settings;
     out.extend_from_slice(b"{\"before\":");
@@ -225,7 +260,7 @@ fn write_envelope(
     out.extend_from_slice(b",\"ts_ms\":");
     num(out, meta.ts_ms);
     out.extend_from_slice(b",\"snapshot\":");
-    write_str(out, snapshot_marker(meta.snapshot));
+    write_str(out, marker);
     out.extend_from_slice(b",\"db\":");
     write_str(out, &info.db);
     out.extend_from_slice(b",\"sequence\":null,\"ts_us\":");
@@ -818,6 +853,22 @@ mod tests {
         c.time_precision_mode = TimePrecisionMode::Connect;
         assert_eq!(val(&dt6, &t, &c), json!(1_796_106_971_106i64));
         assert_eq!(val(&time, &json!("00:00:01.5"), &c), json!(1500));
+    }
+
+    #[test]
+    fn snapshot_markers_are_debeziums() {
+        assert_eq!(snapshot_row_marker(true, true, false, false), "first");
+        assert_eq!(
+            snapshot_row_marker(false, true, false, false),
+            "first_in_data_collection"
+        );
+        assert_eq!(snapshot_row_marker(false, false, false, false), "true");
+        assert_eq!(
+            snapshot_row_marker(false, false, true, false),
+            "last_in_data_collection"
+        );
+        assert_eq!(snapshot_row_marker(false, true, true, true), "last");
+        assert_eq!(snapshot_row_marker(true, true, true, true), "last");
     }
 
     #[test]

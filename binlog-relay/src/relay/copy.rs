@@ -30,6 +30,8 @@ impl Stream<'_> {
         let server_id = settings.server_id;
         let pending_gauge = metrics::gauge!(m::SNAPSHOT_TABLES_PENDING);
         tracing::info!(tables = ?progress.pending, start = %format!("{}:{}", progress.start_file, progress.start_pos), "snapshot starts");
+        // The drop-in encoding's `first` marker: no row sent yet by this copy.
+        let mut copied_any = false;
         while let Some(table) = progress.pending.first().cloned() {
             pending_gauge.set(progress.pending.len() as f64);
             let mut reader = snapshot::TableReader::open(
@@ -67,6 +69,7 @@ impl Stream<'_> {
                     reader.close().await;
                     return Ok(Flow::Stop);
                 }
+                let table_start = progress.last_key.is_none();
                 let chunk = reader.next(progress.last_key.as_ref()).await?;
                 let n = chunk.rows.len();
                 let table_done = !chunk.more;
@@ -90,11 +93,19 @@ impl Stream<'_> {
                     });
                     let meta = snapshot::meta(&prefix, server_id, &progress, last, now_ms);
                     let (key, partition, payload) = if self.relay.settings.drop_in() {
-                        let part = format::connect::encode(
+                        let marker = format::connect::snapshot_row_marker(
+                            !copied_any,
+                            table_start && i == 0,
+                            table_done && i + 1 == n,
+                            last,
+                        );
+                        copied_any = true;
+                        let part = format::connect::encode_marked(
                             &reader.info,
                             &change,
                             &meta,
                             self.relay.encoding(),
+                            marker,
                         );
                         (part.key, None, part.payload)
                     } else {

@@ -208,3 +208,53 @@ async fn the_schema_block_describes_every_column() {
     );
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn snapshot_rows_carry_debeziums_markers() {
+    let env = Env::new().await;
+    for t in ["s1", "s2"] {
+        env.exec(&format!("CREATE TABLE {t} (id INT PRIMARY KEY)"))
+            .await;
+        env.exec(&format!("INSERT INTO {t} VALUES (1), (2)")).await;
+    }
+    env.create_topics(&["s1", "s2"]).await;
+    let mut settings: Settings = env.settings();
+    settings.debezium.value_encoding = ValueEncoding::Debezium;
+    let db = env.db.name.clone();
+    let relay = env
+        .start_with(
+            settings,
+            RunOptions {
+                snapshot: vec![format!("{db}.s1"), format!("{db}.s2")],
+                ..RunOptions::default()
+            },
+        )
+        .await;
+    let topics = [env.topic("s1"), env.topic("s2")];
+    let msgs = consume_until(&env, &topics, "4 snapshot rows", |m| m.len() >= 4).await;
+    let mut markers: Vec<(String, i64, String)> = msgs
+        .iter()
+        .filter_map(|m| m.value.as_ref())
+        .map(|v| {
+            assert_eq!(v["op"], "r");
+            (
+                v["source"]["table"].as_str().unwrap().to_owned(),
+                v["after"]["id"].as_i64().unwrap(),
+                v["source"]["snapshot"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    markers.sort();
+    let want: Vec<(String, i64, String)> = [
+        ("s1", 1, "first"),
+        ("s1", 2, "last_in_data_collection"),
+        ("s2", 1, "first_in_data_collection"),
+        ("s2", 2, "last"),
+    ]
+    .iter()
+    .map(|(t, i, m)| ((*t).to_owned(), *i, (*m).to_owned()))
+    .collect();
+    assert_eq!(markers, want);
+    relay.stop().await.expect("clean stop");
+    env.cleanup().await;
+}
