@@ -45,7 +45,7 @@ use base64::engine::general_purpose::{STANDARD as BASE64, URL_SAFE as BASE64_URL
 use mysql_async::consts::ColumnType;
 use serde_json::{Map, Value, json};
 
-use cdc_event::write::{SLUICE_VERSION, write_str, write_transaction};
+use cdc_event::write::{SLUICE_VERSION, num, opt_str, write_str, write_transaction};
 use cdc_event::{Op, Row, Snapshot};
 
 use super::Payload;
@@ -204,17 +204,6 @@ fn snapshot_marker(s: Snapshot) -> &'static str {
     }
 }
 
-fn num(out: &mut Vec<u8>, n: impl itoa::Integer) {
-    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
-}
-
-fn text_or_null(out: &mut Vec<u8>, s: Option<&str>) {
-    match s {
-        Some(s) => write_str(out, s),
-        None => out.extend_from_slice(b"null"),
-    }
-}
-
 /// A row image in Debezium's encoding, or `null`.
 fn write_image(out: &mut Vec<u8>, info: &TableInfo, row: Option<&Row>, s: &DebeziumSettings) {
     let Some(row) = row else {
@@ -272,7 +261,7 @@ fn write_envelope(
     out.extend_from_slice(b",\"server_id\":");
     num(out, meta.server_id);
     out.extend_from_slice(b",\"gtid\":");
-    text_or_null(out, meta.gtid);
+    opt_str(out, meta.gtid);
     out.extend_from_slice(b",\"file\":");
     write_str(out, meta.file);
     out.extend_from_slice(b",\"pos\":");

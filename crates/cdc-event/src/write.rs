@@ -98,11 +98,13 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
     }
 }
 
-fn num(out: &mut Vec<u8>, n: impl itoa::Integer) {
+/// An integer as JSON.
+pub fn num(out: &mut Vec<u8>, n: impl itoa::Integer) {
     out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
-fn opt_str(out: &mut Vec<u8>, s: Option<&str>) {
+/// A string as JSON, or `null`.
+pub fn opt_str(out: &mut Vec<u8>, s: Option<&str>) {
     match s {
         Some(s) => write_str(out, s),
         None => out.extend_from_slice(b"null"),
