@@ -110,10 +110,13 @@ if $GROUP; then
     "$LOADGEN" rest-ryw -c 4 -d "$DURATION" --rate 40 --quiet \
         --report "$OUT/ryw.json" --json >"$OUT/ryw.out" 2>"$OUT/ryw.err" &
     RYW=$!
-    # The published watermark, every 50 ms, for the never-decreases check.
+    # The published watermark, every 50 ms, for the never-decreases check
+    # (on the cluster, -c follows the key to its node).
+    WM_PORT=$SLUICE_REDIS_PORT
+    case "${SLUICE_REDIS_CLUSTER:-}" in 1 | true | yes | on) WM_PORT=${SLUICE_REDIS_CLUSTER_PORTS%%,*} ;; esac
     (
         while :; do
-            redis-cli -p "$SLUICE_REDIS_PORT" HGET "${SYNCER_REDIS__NAMESPACE:-sluice}:watermark" seq 2>/dev/null || true
+            redis-cli -c -p "$WM_PORT" HGET "${SYNCER_REDIS__NAMESPACE:-sluice}:watermark" seq 2>/dev/null || true
             sleep 0.05
         done
     ) >"$OUT/watermark.samples" &
@@ -149,8 +152,19 @@ for round in $(seq 1 "$ROUNDS"); do
         heal
         sleep "$PAUSE"
         scripts/mesh.sh stop cache-syncer 2>/dev/null
-        scripts/stack.sh restart-redis >/dev/null 2>&1 || die "redis did not restart"
-        fault "redis restart (empty) + rebuild"
+        case "${SLUICE_REDIS_CLUSTER:-}" in
+        1 | true | yes | on)
+            # The mesh runs on the Redis Cluster: every master emptied.
+            for port in ${SLUICE_REDIS_CLUSTER_PORTS//,/ }; do
+                redis-cli -p "$port" FLUSHALL >/dev/null || die "redis-cluster node $port did not flush"
+            done
+            fault "redis cluster emptied + rebuild"
+            ;;
+        *)
+            scripts/stack.sh restart-redis >/dev/null 2>&1 || die "redis did not restart"
+            fault "redis restart (empty) + rebuild"
+            ;;
+        esac
         scripts/mesh.sh exec cache-syncer rebuild >"$OUT/rebuild.out" 2>&1 || die "rebuild failed: $(tail -3 "$OUT/rebuild.out")"
         heal
         sleep "$PAUSE"

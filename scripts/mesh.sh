@@ -30,9 +30,13 @@ MESH="$SLUICE_STATE/mesh"
 export SLUICE_DEV=${SLUICE_DEV:-true}
 
 # Point every binary at this stack (its ports may be overridden in env.sh),
-# unless the caller set a binary's own variable already.
+# unless the caller set a binary's own variable already. With
+# SLUICE_REDIS_CLUSTER=1 that is the stack's Redis Cluster: a comma-separated
+# list of seed nodes puts every binary in cluster mode.
+MESH_REDIS_URL=$SLUICE_REDIS_URL
+case "${SLUICE_REDIS_CLUSTER:-}" in 1 | true | yes | on) MESH_REDIS_URL=$SLUICE_REDIS_CLUSTER_URLS ;; esac
 for prefix in RELAY SYNCER USER RELATION COUNT GATEWAY; do
-    for pair in "MYSQL__URL=$DATABASE_URL" "REDIS__URL=$SLUICE_REDIS_URL" "KAFKA__BROKERS=$SLUICE_KAFKA_BROKERS"; do
+    for pair in "MYSQL__URL=$DATABASE_URL" "REDIS__URL=$MESH_REDIS_URL" "KAFKA__BROKERS=$SLUICE_KAFKA_BROKERS"; do
         var="${prefix}_${pair%%=*}"
         [ -n "${!var:-}" ] || export "$var=${pair#*=}"
     done

@@ -9,6 +9,13 @@
 //!
 //! Run: `make bench-syncer` (or `cargo bench -p cache-syncer --bench syncer_memory`).
 //! Env: `BENCH_USERS` (1000000), `BENCH_BUCKETS` (4096).
+//!
+//! With `BENCH_REDIS_CLUSTER=1` the same counters are also loaded through
+//! the same apply path into the stack's Redis Cluster (`SLUICE_REDIS_CLUSTER=1
+//! make up`; seeds in `SLUICE_REDIS_CLUSTER_URLS`), under the namespace
+//! `benchcl`, and the growth of `used_memory` summed over its masters is
+//! reported per counter (the cluster should be otherwise idle); the keys
+//! are deleted afterwards.
 
 mod benchkit;
 
@@ -32,8 +39,8 @@ async fn main() {
     let db = testkit::TestDb::new().await;
     let pool = db.pool.clone();
     let applier = Applier {
-        redis: conn.clone(),
-        fence: conn.clone(),
+        redis: common::redis_conn::Redis::Single(conn.clone()),
+        fence: common::redis_conn::Redis::Single(conn.clone()),
         pool,
         keys: Keys::new("bench", buckets),
         list_cap: 1000,
@@ -113,5 +120,70 @@ async fn main() {
         "apply path: {n} counters in {apply_secs:.2}s = {:.0} counters/s",
         n / apply_secs
     );
+    if std::env::var("BENCH_REDIS_CLUSTER").is_ok_and(|v| v == "1") {
+        cluster_memory(&counters, buckets, db.pool.clone()).await;
+    }
     db.drop_db().await;
+}
+
+/// The counters through the apply path into the stack's Redis Cluster.
+async fn cluster_memory(counters: &[(u64, u8, i64)], buckets: u64, pool: sqlx::MySqlPool) {
+    let urls = std::env::var("SLUICE_REDIS_CLUSTER_URLS").unwrap_or_else(|_| {
+        "redis://127.0.0.1:7001,redis://127.0.0.1:7002,redis://127.0.0.1:7003".into()
+    });
+    let cl = common::redis_conn::connect(
+        &urls,
+        true,
+        std::time::Duration::from_secs(2),
+        std::time::Duration::from_secs(30),
+    )
+    .await
+    .expect("the stack's redis cluster (SLUICE_REDIS_CLUSTER=1 make up)");
+    let mut nodes = Vec::new();
+    for (host, port) in cl.masters().await.expect("cluster masters") {
+        let client = redis::Client::open(format!("redis://{host}:{port}")).unwrap();
+        nodes.push(redis::aio::ConnectionManager::new(client).await.unwrap());
+    }
+    async fn total(nodes: &mut [redis::aio::ConnectionManager]) -> i64 {
+        let mut sum = 0;
+        for n in nodes.iter_mut() {
+            sum += used_memory(n).await;
+        }
+        sum
+    }
+    let applier = Applier {
+        redis: cl.clone(),
+        fence: cl.clone(),
+        pool,
+        keys: Keys::new("benchcl", buckets),
+        list_cap: 1000,
+    };
+    let stale = cl.scan("benchcl:*").await.unwrap();
+    cl.unlink(&stale).await.unwrap();
+    let n = counters.len() as f64;
+    let base = total(&mut nodes).await;
+    let started = Instant::now();
+    for chunk in counters.chunks(5_000) {
+        let effects: Vec<Effect> = chunk
+            .iter()
+            .map(|&(owner, kind, value)| Effect::SetCounter { owner, kind, value })
+            .collect();
+        applier
+            .apply(&effects, &Record::default())
+            .await
+            .expect("apply on the cluster");
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let mem = total(&mut nodes).await - base;
+    println!(
+        "| hash buckets on the {}-master cluster (sluice, cluster mode) | {mem} | {:.2} |",
+        nodes.len(),
+        mem as f64 / n
+    );
+    println!(
+        "cluster apply path: {n} counters in {secs:.2}s = {:.0} counters/s",
+        n / secs
+    );
+    let keys = cl.scan("benchcl:*").await.unwrap();
+    cl.unlink(&keys).await.unwrap();
 }

@@ -294,7 +294,7 @@ async fn one_member(
 
 /// `members` syncers in one group. The clock starts once every member holds
 /// partitions and together they hold all of them; it stops when the
-/// positions the members recorded (`<ns>:syncer:offsets`) cover every
+/// positions the members recorded (`<ns>:{<ns>:syncer}:offsets`) cover every
 /// event. Returns (events applied in between, seconds).
 async fn group(
     settings: &Settings,

@@ -18,6 +18,19 @@
 //!    from MySQL's newest rows (a full list had dropped its oldest entries;
 //!    see `refill_lists`).
 //!
+//! **Redis Cluster.** A cluster cannot run one MULTI/EXEC over keys of
+//! different slots, so step 2 becomes three: the claims are checked (one
+//! read), the writes go out as one MULTI/EXEC per slot, then the seqs and
+//! offsets are recorded by a script that checks the claims again (the
+//! syncer's state keys share a hash tag, so that script is atomic). A batch
+//! whose claims were lost before it started writes nothing; one that loses
+//! them while writing records nothing, and its partitions' events are
+//! dropped as on a single Redis. What a cluster cannot fence is a former
+//! owner's write that passed the check and is delivered after the new
+//! owner's newer write of the same key (the former owner frozen, not
+//! killed, between the two); the key is then one change behind until its
+//! next change, and `verify` shows it.
+//!
 //! The seqs are recorded with the Redis writes and after the UPDATE: a crash
 //! before step 2 leaves the batch to be delivered and applied again, which
 //! changes nothing, as every effect is absolute. (Recording them before the
@@ -33,7 +46,7 @@ use std::fmt::Write as _;
 use futures::StreamExt as _;
 
 use common::keys::{CounterKind, Keys};
-use redis::aio::ConnectionManager;
+use common::redis_conn::Redis;
 use sqlx::MySqlPool;
 
 use crate::error::Result;
@@ -42,11 +55,11 @@ use crate::plan::Effect;
 /// Writes effects. Cheap to clone.
 #[derive(Clone)]
 pub struct Applier {
-    pub redis: ConnectionManager,
+    pub redis: Redis,
     /// A connection of its own for the fenced MULTI/EXEC (its WATCH must
     /// not be shared with other callers' commands); used by one apply at a
-    /// time.
-    pub fence: ConnectionManager,
+    /// time. On a cluster the same handle as `redis` (no WATCH is used).
+    pub fence: Redis,
     pub pool: MySqlPool,
     pub keys: Keys,
     pub list_cap: usize,
@@ -61,13 +74,13 @@ pub type Progress = BTreeMap<String, u64>;
 pub struct Record {
     /// Partition → the epoch this member claimed it with. When set, the
     /// writes land only if every one of them is still the partition's
-    /// current epoch (`<ns>:syncer:epoch`); a member assigned the partition
+    /// current epoch (`<ns>:{<ns>:syncer}:epoch`); a member assigned the partition
     /// since has raised it.
     pub epochs: BTreeMap<String, i64>,
-    /// Partition → its new applied seq (`<ns>:syncer:applied`).
+    /// Partition → its new applied seq (`<ns>:{<ns>:syncer}:applied`).
     pub seqs: Progress,
     /// Partition → the offset after its last message in the batch
-    /// (`<ns>:syncer:offsets`), the applied position the watermark rests on.
+    /// (`<ns>:{<ns>:syncer}:offsets`), the applied position the watermark rests on.
     pub offsets: BTreeMap<String, i64>,
 }
 
@@ -104,9 +117,14 @@ impl Applier {
             return Ok(Outcome::Applied);
         }
         self.write_user_columns(effects).await?;
+        if self.redis.is_cluster() {
+            return self.apply_per_slot(effects, record).await;
+        }
         let mut pipe = redis::pipe();
         pipe.atomic();
-        self.queue_effects(&mut pipe, effects);
+        for cmd in self.effect_cmds(effects) {
+            pipe.add_command(cmd).ignore();
+        }
         // The length of every list an unfollow shortened, after the batch
         // (the EXEC's only replies, in this order).
         let shortened = shortened_lists(effects);
@@ -168,6 +186,73 @@ impl Applier {
         }
     }
 
+    /// The cluster form of the fenced apply (see the module doc): claims
+    /// checked, writes per slot, then the record under a second check.
+    async fn apply_per_slot(&self, effects: &[Effect], record: &Record) -> Result<Outcome> {
+        let lost = self.lost_claims(record).await?;
+        if !lost.is_empty() {
+            return Ok(Outcome::Lost(lost));
+        }
+        let shortened = shortened_lists(effects);
+        let mut cmds = self.effect_cmds(effects);
+        let first_len = cmds.len();
+        for (list, _) in &shortened {
+            cmds.push(redis::cmd("ZCARD").arg(self.list_key(list)).clone());
+        }
+        let replies = self.redis.run(cmds, true).await?;
+        let lengths = replies[first_len..]
+            .iter()
+            .map(redis::from_redis_value_ref::<usize>)
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(redis::RedisError::from)?;
+        if !record.is_empty() {
+            let mut cmd = redis::cmd("EVAL");
+            cmd.arg(RECORD)
+                .arg(3)
+                .arg(self.keys.syncer_epochs())
+                .arg(self.keys.syncer_applied())
+                .arg(self.keys.syncer_offsets());
+            cmd.arg(record.epochs.len());
+            for (p, e) in &record.epochs {
+                cmd.arg(p).arg(e);
+            }
+            cmd.arg(record.seqs.len());
+            for (p, seq) in &record.seqs {
+                cmd.arg(p).arg(seq);
+            }
+            cmd.arg(record.offsets.len());
+            for (p, o) in &record.offsets {
+                cmd.arg(p).arg(o);
+            }
+            let lost: Vec<String> = cmd.query_async(&mut self.redis.clone()).await?;
+            if !lost.is_empty() {
+                return Ok(Outcome::Lost(lost));
+            }
+        }
+        self.refill_lists(&shortened, &lengths).await?;
+        Ok(Outcome::Applied)
+    }
+
+    /// The partitions of `record` whose claim is no longer this member's.
+    async fn lost_claims(&self, record: &Record) -> Result<Vec<String>> {
+        if record.epochs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let names: Vec<&str> = record.epochs.keys().map(String::as_str).collect();
+        let current: Vec<Option<i64>> = redis::cmd("HMGET")
+            .arg(self.keys.syncer_epochs())
+            .arg(&names)
+            .query_async(&mut self.redis.clone())
+            .await?;
+        Ok(record
+            .epochs
+            .iter()
+            .zip(&current)
+            .filter(|((_, mine), now)| **now != Some(**mine))
+            .map(|((p, _), _)| p.clone())
+            .collect())
+    }
+
     /// Refills from MySQL every list an unfollow left shorter than the cap
     /// while it may have been full before the batch (its length plus the
     /// batch's removals from it reach the cap): a full list has dropped its
@@ -176,44 +261,52 @@ impl Applier {
     ///
     /// A list is written by several members (follows are keyed by their
     /// pair), so the write is conditional on the list not changing between
-    /// MySQL's read and the write (WATCH on the list): otherwise an unfollow
-    /// committed after the read and applied by another member before the
-    /// write would be undone. On a change the refill starts over (bounded);
-    /// a member whose removal changed it refills the list itself.
+    /// MySQL's read and the write: the list is read first, and a script
+    /// writes MySQL's rows only if the list is still exactly what was read
+    /// (one key, so the same on a single Redis and on a cluster).
+    /// Otherwise an unfollow committed after the read and applied by
+    /// another member before the write would be undone. On a change the
+    /// refill starts over (bounded); a member whose removal changed it
+    /// refills the list itself.
     async fn refill_lists(&self, shortened: &[(List, usize)], lengths: &[usize]) -> Result<()> {
         const ATTEMPTS: usize = 5;
         let cap = self.list_cap;
-        let mut conn = self.fence.clone();
+        let mut conn = self.redis.clone();
         for ((list, removed), &len) in shortened.iter().zip(lengths) {
             if len >= cap || len + removed < cap {
                 continue;
             }
             let key = self.list_key(list);
             for _ in 0..ATTEMPTS {
-                let (_, len): ((), usize) = redis::pipe()
-                    .cmd("WATCH")
+                let before: Vec<Vec<u8>> = redis::cmd("ZRANGE")
                     .arg(&key)
-                    .zcard(&key)
+                    .arg(0)
+                    .arg(-1)
+                    .arg("WITHSCORES")
                     .query_async(&mut conn)
                     .await?;
-                let newest = if len >= cap {
-                    Vec::new()
-                } else {
-                    self.newest_in_mysql(list).await?
-                };
-                if newest.is_empty() {
-                    let _: () = redis::cmd("UNWATCH").query_async(&mut conn).await?;
+                if before.len() / 2 >= cap {
                     break;
                 }
-                let mut pipe = redis::pipe();
-                pipe.atomic();
-                for (member, score) in &newest {
-                    pipe.zadd(&key, member, score).ignore();
+                let newest = self.newest_in_mysql(list).await?;
+                if newest.is_empty() {
+                    break;
                 }
-                pipe.zremrangebyrank(&key, 0, -(cap as isize + 1)).ignore();
-                // Nil: the list changed since the WATCH; read again.
-                let done: Option<()> = pipe.query_async(&mut conn).await?;
-                if done.is_some() {
+                let mut cmd = redis::cmd("EVAL");
+                cmd.arg(REFILL)
+                    .arg(1)
+                    .arg(&key)
+                    .arg(cap)
+                    .arg(before.len() / 2);
+                for b in &before {
+                    cmd.arg(b.as_slice());
+                }
+                for (member, score) in &newest {
+                    cmd.arg(member).arg(score);
+                }
+                // 0: the list changed since it was read; read again.
+                let done: i64 = cmd.query_async(&mut conn).await?;
+                if done == 1 {
                     break;
                 }
             }
@@ -239,45 +332,47 @@ impl Applier {
         .await?)
     }
 
-    /// The Redis writes of `effects`, in order, into `pipe`.
-    fn queue_effects(&self, pipe: &mut redis::Pipeline, effects: &[Effect]) {
+    /// The Redis writes of `effects`, in order; each touches one key.
+    fn effect_cmds(&self, effects: &[Effect]) -> Vec<redis::Cmd> {
         let cap = self.list_cap as isize;
+        let mut out = Vec::with_capacity(effects.len() * 4);
         for e in effects {
             match *e {
                 Effect::SetCounter { owner, kind, value } => {
                     let slot = self.keys.counter(kind, owner);
-                    pipe.hset(&slot.key, slot.field, value).ignore();
+                    out.push(redis::Cmd::hset(&slot.key, slot.field, value));
                     // The leaderboard holds every user with followers.
                     if kind == CounterKind::Followers.code() {
                         let board = self.keys.leaderboard_followers();
-                        if value > 0 {
-                            pipe.zadd(board, owner, value).ignore();
+                        out.push(if value > 0 {
+                            redis::Cmd::zadd(board, owner, value)
                         } else {
-                            pipe.zrem(board, owner).ignore();
-                        }
+                            redis::Cmd::zrem(board, owner)
+                        });
                     }
                 }
                 Effect::AddEdge { from, to, at_us } => {
                     let following = self.keys.following(from);
                     let followers = self.keys.followers(to);
-                    pipe.zadd(&following, to, at_us).ignore();
-                    pipe.zremrangebyrank(&following, 0, -(cap + 1)).ignore();
-                    pipe.zadd(&followers, from, at_us).ignore();
-                    pipe.zremrangebyrank(&followers, 0, -(cap + 1)).ignore();
-                    let bloom = self.keys.follow_bloom();
+                    out.push(redis::Cmd::zadd(&following, to, at_us));
+                    out.push(redis::Cmd::zremrangebyrank(&following, 0, -(cap + 1)));
+                    out.push(redis::Cmd::zadd(&followers, from, at_us));
+                    out.push(redis::Cmd::zremrangebyrank(&followers, 0, -(cap + 1)));
+                    let bloom = self.keys.follow_bloom(from, to);
                     for bit in self.keys.bloom().positions(from, to) {
-                        pipe.setbit(&bloom, bit as usize, true).ignore();
+                        out.push(redis::Cmd::setbit(&bloom, bit as usize, true));
                     }
                 }
                 Effect::RemoveEdge { from, to } => {
-                    pipe.zrem(self.keys.following(from), to).ignore();
-                    pipe.zrem(self.keys.followers(to), from).ignore();
+                    out.push(redis::Cmd::zrem(self.keys.following(from), to));
+                    out.push(redis::Cmd::zrem(self.keys.followers(to), from));
                 }
                 Effect::InvalidateProfile { uid } => {
-                    pipe.del(self.keys.user_profile(uid)).ignore();
+                    out.push(redis::Cmd::del(self.keys.user_profile(uid)));
                 }
             }
         }
+        out
     }
 
     /// The counter columns of every user whose counters the batch changes,
@@ -313,6 +408,52 @@ impl Applier {
         Ok(())
     }
 }
+
+/// Records a batch's seqs and offsets on a cluster, only while every claim
+/// still holds. KEYS: epochs, applied, offsets. ARGV: the claim count and
+/// (partition, epoch) pairs, then the seq count and pairs, then the offset
+/// count and pairs. Returns the partitions whose claim moved on (nothing
+/// recorded then), or an empty list.
+const RECORD: &str = r"
+local i = 1
+local lost = {}
+local n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do
+  if redis.call('HGET', KEYS[1], ARGV[i]) ~= ARGV[i + 1] then
+    lost[#lost + 1] = ARGV[i]
+  end
+  i = i + 2
+end
+if #lost > 0 then return lost end
+for k = 2, 3 do
+  n = tonumber(ARGV[i]); i = i + 1
+  for _ = 1, n do
+    redis.call('HSET', KEYS[k], ARGV[i], ARGV[i + 1])
+    i = i + 2
+  end
+end
+return lost
+";
+
+/// Refills a capped list from MySQL's newest rows, only if the list is still
+/// what was read before MySQL. KEYS: the list. ARGV: the cap, the number n
+/// of (member, score) pairs read, those 2n values (ZRANGE 0 -1 WITHSCORES),
+/// then MySQL's (member, score) pairs. Returns 1 when written, 0 when the
+/// list had changed.
+const REFILL: &str = r"
+local cap = tonumber(ARGV[1])
+local n = tonumber(ARGV[2])
+local now = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+if #now ~= 2 * n then return 0 end
+for i = 1, 2 * n do
+  if now[i] ~= ARGV[2 + i] then return 0 end
+end
+for i = 3 + 2 * n, #ARGV, 2 do
+  redis.call('ZADD', KEYS[1], ARGV[i + 1], ARGV[i])
+end
+redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(cap + 1))
+return 1
+";
 
 /// A capped follow list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

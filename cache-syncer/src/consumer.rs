@@ -220,7 +220,10 @@ impl Syncer {
     /// the group assigns them.
     pub async fn new(settings: Settings, applier: Applier, status: StatusHandle) -> Result<Self> {
         let redis_url = settings.redis.resolve_url(settings.dev)?;
-        let client = redis::Client::open(redis_url.expose_secret())?;
+        let client = crate::ownership::BlockingClient::open(
+            redis_url.expose_secret(),
+            settings.redis.cluster,
+        )?;
         let ownership = Ownership::new(client, applier.keys.clone());
         let context = SyncContext {
             ownership: Arc::clone(&ownership),

@@ -4,8 +4,8 @@
 //! # Claims
 //! When the group assigns a partition to this member (the rebalance
 //! callback, before any of its messages is delivered), the member raises the
-//! partition's epoch in `<ns>:syncer:epoch` and reads its applied seq from
-//! `<ns>:syncer:applied`, both in one Lua script: either a former owner's
+//! partition's epoch in `<ns>:{<ns>:syncer}:epoch` and reads its applied seq from
+//! `<ns>:{<ns>:syncer}:applied` (one hash tag, so one slot in a cluster), both in one Lua script: either a former owner's
 //! last batch landed before the claim, and its seqs are read with it, or it
 //! lands after and is refused (each batch's Redis writes are conditional on
 //! the member's epochs; see [`crate::apply`]). The loop folds the seqs into
@@ -78,12 +78,37 @@ pub(crate) struct Ownership {
     /// Set while some owned partition's claim is still to do (checked per
     /// message, so an atomic rather than the lock).
     unclaimed: AtomicBool,
-    client: redis::Client,
+    client: BlockingClient,
     keys: Keys,
 }
 
+/// Where the rebalance callback's blocking claim connects: the callback
+/// runs on librdkafka's polling thread, outside the async runtime.
+pub(crate) enum BlockingClient {
+    Single(redis::Client),
+    Cluster(Box<redis::cluster::ClusterClient>),
+}
+
+impl BlockingClient {
+    /// The client for `url`: a cluster when `cluster` is set or `url` is a
+    /// comma-separated list of seed nodes.
+    pub fn open(url: &str, cluster: bool) -> Result<Self> {
+        if cluster || common::redis_conn::is_cluster_url(url) {
+            let seeds: Vec<&str> = url.split(',').map(str::trim).collect();
+            Ok(Self::Cluster(Box::new(
+                redis::cluster::ClusterClientBuilder::new(seeds)
+                    .connection_timeout(Duration::from_secs(2))
+                    .response_timeout(Duration::from_secs(2))
+                    .build()?,
+            )))
+        } else {
+            Ok(Self::Single(redis::Client::open(url)?))
+        }
+    }
+}
+
 impl Ownership {
-    pub fn new(client: redis::Client, keys: Keys) -> Arc<Self> {
+    pub fn new(client: BlockingClient, keys: Keys) -> Arc<Self> {
         Arc::new(Self {
             state: Mutex::new(State::default()),
             changed: AtomicBool::new(false),
@@ -169,7 +194,7 @@ impl Ownership {
     /// what the claims found. Partitions revoked meanwhile are left alone.
     pub async fn claim_pending(
         &self,
-        conn: &mut redis::aio::ConnectionManager,
+        conn: &mut common::redis_conn::Redis,
     ) -> Result<Vec<Claimed>> {
         let pending = self.unclaimed();
         if pending.is_empty() {
@@ -230,12 +255,19 @@ impl Ownership {
         if partitions.is_empty() {
             return Ok(Vec::new());
         }
-        let mut conn = self
-            .client
-            .get_connection_with_timeout(Duration::from_secs(2))?;
-        conn.set_read_timeout(Some(Duration::from_secs(2)))?;
-        conn.set_write_timeout(Some(Duration::from_secs(2)))?;
-        let reply: Vec<redis::Value> = self.claim_cmd(partitions).query(&mut conn)?;
+        let reply: Vec<redis::Value> = match &self.client {
+            BlockingClient::Single(client) => {
+                let mut conn = client.get_connection_with_timeout(Duration::from_secs(2))?;
+                conn.set_read_timeout(Some(Duration::from_secs(2)))?;
+                conn.set_write_timeout(Some(Duration::from_secs(2)))?;
+                self.claim_cmd(partitions).query(&mut conn)?
+            }
+            // The script's two keys share the syncer's hash tag: one slot.
+            BlockingClient::Cluster(client) => {
+                let mut conn = client.get_connection()?;
+                self.claim_cmd(partitions).query(&mut conn)?
+            }
+        };
         parse_claims(partitions, reply)
     }
 }

@@ -11,7 +11,6 @@
 use std::collections::HashSet;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use redis::AsyncCommands;
 use sqlx::{MySqlConnection, Row};
 
 use crate::apply::{Applier, Record};
@@ -147,7 +146,6 @@ pub async fn fix_user_columns(applier: &Applier) -> Result<u64> {
 /// profiles of the namespace (the counters' refill fills the leaderboard).
 async fn clear_cache_keys(applier: &Applier) -> Result<u64> {
     let ns = applier.keys.namespace();
-    let mut conn = applier.redis.clone();
     let mut deleted = 0u64;
     for pattern in [
         format!("{ns}:cnt:*"),
@@ -155,25 +153,11 @@ async fn clear_cache_keys(applier: &Applier) -> Result<u64> {
         format!("{ns}:followers:*"),
         format!("{ns}:user:*"),
     ] {
-        let keys: HashSet<String> = {
-            let mut it: redis::AsyncIter<String> = conn.scan_match(&pattern).await?;
-            let mut keys = HashSet::new();
-            while let Some(k) = it.next_item().await {
-                keys.insert(k?);
-            }
-            keys
-        };
+        let keys: HashSet<String> = applier.redis.scan(&pattern).await?.into_iter().collect();
         let keys: Vec<String> = keys.into_iter().collect();
-        for chunk in keys.chunks(1000) {
-            let n: u64 = conn.unlink(chunk).await?;
-            deleted += n;
-        }
+        deleted += applier.redis.unlink(&keys).await?;
     }
-    let n: u64 = conn
-        .unlink(&[
-            applier.keys.follow_bloom(),
-            applier.keys.leaderboard_followers(),
-        ])
-        .await?;
-    Ok(deleted + n)
+    let mut fixed = applier.keys.follow_bloom_keys();
+    fixed.push(applier.keys.leaderboard_followers());
+    Ok(deleted + applier.redis.unlink(&fixed).await?)
 }

@@ -5,7 +5,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::admin::{Admin, Readiness};
-use redis::aio::ConnectionManager;
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 
@@ -22,7 +21,8 @@ use crate::error::{Error, Result};
 const REDIS_RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Connects MySQL (pool, READ COMMITTED) and Redis (multiplexed,
-/// reconnecting; a second connection for the fenced writes).
+/// reconnecting; a second connection for the fenced writes), a single
+/// server or a cluster.
 pub async fn connect(settings: &Settings) -> Result<Applier> {
     let url = settings.mysql.resolve_url(settings.dev)?;
     // READ COMMITTED: the user-column UPDATE reads `counter` without
@@ -31,12 +31,21 @@ pub async fn connect(settings: &Settings) -> Result<Applier> {
         common::db::connect_read_committed(&url, settings.mysql.max_connections.unwrap_or(4))
             .await?;
     let redis_url = settings.redis.resolve_url(settings.dev)?;
-    let client = redis::Client::open(redis_url.expose_secret())?;
-    let config = redis::aio::ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(2)))
-        .set_response_timeout(Some(REDIS_RESPONSE_TIMEOUT));
-    let redis = ConnectionManager::new_with_config(client.clone(), config.clone()).await?;
-    let fence = ConnectionManager::new_with_config(client, config).await?;
+    let open = || {
+        common::redis_conn::connect(
+            redis_url.expose_secret(),
+            settings.redis.cluster,
+            Duration::from_secs(2),
+            REDIS_RESPONSE_TIMEOUT,
+        )
+    };
+    let redis = open().await?;
+    // On a cluster no WATCH is used: one handle serves both.
+    let fence = if redis.is_cluster() {
+        redis.clone()
+    } else {
+        open().await?
+    };
     Ok(Applier {
         redis,
         fence,

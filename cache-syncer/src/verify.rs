@@ -133,7 +133,6 @@ async fn check_counters(
         .fetch_one(&mut *conn)
         .await?;
     let bar = progress_bar(total as u64, "counters");
-    let mut redis = applier.redis.clone();
     let (mut owner, mut kind) = (0u64, 0u8);
     loop {
         let rows = sqlx::query(
@@ -146,15 +145,15 @@ async fn check_counters(
         .await?;
         let Some(last) = rows.last() else { break };
         (owner, kind) = (last.try_get(0)?, last.try_get(1)?);
-        let mut pipe = redis::pipe();
+        let mut cmds = Vec::with_capacity(rows.len());
         let mut want = Vec::with_capacity(rows.len());
         for r in &rows {
             let (o, k, v): (u64, u8, i64) = (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
             let slot = applier.keys.counter(k, o);
-            pipe.hget(slot.key, slot.field);
+            cmds.push(redis::Cmd::hget(slot.key, slot.field));
             want.push((o, k, v));
         }
-        let got: Vec<Option<i64>> = pipe.query_async(&mut redis).await?;
+        let got: Vec<Option<i64>> = applier.redis.query_each(cmds).await?;
         for ((o, k, v), g) in want.into_iter().zip(got) {
             if g.unwrap_or(0) != v {
                 report.diffs.push(Diff::Counter {
@@ -180,14 +179,9 @@ async fn check_stray_counters(
 ) -> Result<()> {
     let mut redis = applier.redis.clone();
     let prefix = format!("{}:cnt:", applier.keys.namespace());
-    let keys: Vec<String> = {
-        let mut it: redis::AsyncIter<String> = redis.scan_match(format!("{prefix}*")).await?;
-        let mut v = Vec::new();
-        while let Some(k) = it.next_item().await {
-            v.push(k?);
-        }
-        v
-    };
+    let mut keys = applier.redis.scan(&format!("{prefix}*")).await?;
+    keys.sort_unstable();
+    keys.dedup();
     for key in keys {
         let Some((kind, bucket)) = key
             .strip_prefix(&prefix)
@@ -307,7 +301,6 @@ async fn check_lists(
         .fetch_one(&mut *conn)
         .await?;
     let bar = progress_bar(total as u64, "lists");
-    let mut redis = applier.redis.clone();
     let cap = applier.list_cap;
     let mut last = 0u64;
     loop {
@@ -322,16 +315,18 @@ async fn check_lists(
         last = hi;
         for by in ["following", "followers"] {
             let edges = active_edges(conn, by, lo, hi).await?;
-            let mut pipe = redis::pipe();
-            for &uid in &ids {
-                let key = if by == "following" {
-                    applier.keys.following(uid)
-                } else {
-                    applier.keys.followers(uid)
-                };
-                pipe.zrevrange_withscores(key, 0, -1);
-            }
-            let got: Vec<Vec<(u64, i64)>> = pipe.query_async(&mut redis).await?;
+            let cmds = ids
+                .iter()
+                .map(|&uid| {
+                    let key = if by == "following" {
+                        applier.keys.following(uid)
+                    } else {
+                        applier.keys.followers(uid)
+                    };
+                    redis::Cmd::zrevrange_withscores(key, 0, -1)
+                })
+                .collect();
+            let got: Vec<Vec<(u64, i64)>> = applier.redis.query_each(cmds).await?;
             for (&uid, zset) in ids.iter().zip(got) {
                 let want = edges.get(&uid).map(Vec::as_slice).unwrap_or(&[]);
                 if let Some(detail) = compare_list(want, &zset, cap) {
@@ -386,8 +381,6 @@ async fn check_bloom(
         .fetch_one(&mut *conn)
         .await?;
     let bar = progress_bar(total as u64, "bloom");
-    let mut redis = applier.redis.clone();
-    let key = applier.keys.follow_bloom();
     let mut last = 0u64;
     loop {
         let rows: Vec<(u64, u64, u64)> = sqlx::query_as(
@@ -399,13 +392,14 @@ async fn check_bloom(
         .await?;
         let Some(l) = rows.last() else { break };
         last = l.0;
-        let mut pipe = redis::pipe();
+        let mut cmds = Vec::new();
         for &(_, from, to) in &rows {
+            let key = applier.keys.follow_bloom(from, to);
             for bit in applier.keys.bloom().positions(from, to) {
-                pipe.getbit(&key, bit as usize);
+                cmds.push(redis::Cmd::getbit(&key, bit as usize));
             }
         }
-        let bits: Vec<u8> = pipe.query_async(&mut redis).await?;
+        let bits: Vec<u8> = applier.redis.query_each(cmds).await?;
         let per = applier.keys.bloom().hashes.max(1) as usize;
         for (&(_, from, to), chunk) in rows.iter().zip(bits.chunks(per)) {
             if chunk.contains(&0) {
@@ -514,10 +508,10 @@ async fn repair_all(applier: &Applier, diffs: &[Diff]) -> Result<u64> {
                 let _: () = pipe.query_async(&mut redis).await?;
             }
             Diff::Bloom { from, to } => {
+                let key = applier.keys.follow_bloom(*from, *to);
                 let mut pipe = redis::pipe();
                 for bit in applier.keys.bloom().positions(*from, *to) {
-                    pipe.setbit(applier.keys.follow_bloom(), bit as usize, true)
-                        .ignore();
+                    pipe.setbit(&key, bit as usize, true).ignore();
                 }
                 let _: () = pipe.query_async(&mut redis).await?;
             }

@@ -16,7 +16,7 @@
 //! read inside the group would reach one member only). The positions it
 //! compares with the targets are the group's, not its own: each owner
 //! records, with a batch's Redis writes, the offset after the batch's last
-//! message of each partition (`<ns>:syncer:offsets`); a partition nobody
+//! message of each partition (`<ns>:{<ns>:syncer}:offsets`); a partition nobody
 //! recorded yet counts at the group's committed offset. So a heartbeat
 //! becomes the watermark only once *every* row-change partition it names
 //! is applied past its target, whoever owns it; an unowned partition holds
@@ -34,10 +34,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::keys::Keys;
+use common::redis_conn::Redis;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
-use redis::aio::ConnectionManager;
 use serde::Serialize;
 
 use crate::config::Settings;
@@ -175,7 +175,7 @@ pub(crate) struct Publisher {
     /// The group's topics: targets on other topics (the transaction topic)
     /// are nobody's to apply.
     topics: Vec<String>,
-    redis: ConnectionManager,
+    redis: Redis,
     keys: Keys,
     tracker: Tracker,
     status: StatusHandle,
@@ -193,7 +193,7 @@ impl Publisher {
     /// used only to read the group's committed offsets; it never commits).
     pub fn new(
         settings: &Settings,
-        redis: ConnectionManager,
+        redis: Redis,
         status: StatusHandle,
         wake: Arc<tokio::sync::Notify>,
     ) -> Result<Self> {

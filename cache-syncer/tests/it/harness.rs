@@ -290,13 +290,13 @@ impl Harness {
     pub async fn redis_state(&mut self) -> BTreeMap<String, String> {
         let mut conn = self.redis.conn.clone();
         let keys: Vec<String> = conn
-            .keys(format!("{}:*", self.redis.namespace))
+            .scan(&format!("{}:*", self.redis.namespace))
             .await
             .unwrap();
         let mut out = BTreeMap::new();
         for k in keys {
             // The syncer's own bookkeeping (positions, claims), not state.
-            if k.contains(":syncer:") {
+            if k.contains(":syncer}:") {
                 continue;
             }
             let t: String = redis::cmd("TYPE")

@@ -859,3 +859,38 @@ async fn a_full_list_gets_its_next_older_entry_back_when_a_newer_one_is_unfollow
     );
     syncer.stop().await;
 }
+
+#[tokio::test]
+async fn a_batch_over_many_slots_lands_whole_with_its_replies_in_order() {
+    // On a Redis Cluster `Redis::run` splits a batch per hash slot and puts
+    // the replies back in the batch's order; on one server it is one
+    // pipeline. Either way: every write lands, every reply is its own.
+    let mut h = Harness::new().await;
+    let conn = h.redis.conn.clone();
+    let ns = &h.redis.namespace;
+    let keys: Vec<String> = (0..300).map(|i| format!("{ns}:slots:{i}")).collect();
+    let writes = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| redis::Cmd::set(k, i))
+        .collect();
+    conn.run(writes, true).await.unwrap();
+    let reads = keys.iter().map(redis::Cmd::get).collect();
+    let got: Vec<Option<usize>> = conn.query_each(reads).await.unwrap();
+    let want: Vec<Option<usize>> = (0..300).map(Some).collect();
+    assert_eq!(got, want);
+    if testkit::redis_cluster() {
+        let slots: std::collections::HashSet<_> = keys
+            .iter()
+            .map(|k| common::redis_conn::slot_of(k.as_bytes()))
+            .collect();
+        assert!(slots.len() > 100, "the keys span {} slots", slots.len());
+    }
+    // An error in one slot's part fails the whole call, as on one server.
+    let bad = vec![
+        redis::Cmd::set(&keys[0], 1),
+        redis::Cmd::hset(&keys[1], "f", 1),
+    ];
+    assert!(conn.run(bad, true).await.is_err());
+    h.redis.cleanup().await;
+}

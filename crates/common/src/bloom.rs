@@ -21,6 +21,12 @@ pub struct BloomParams {
     pub bits_log2: u8,
     /// Number of bit positions per pair.
     pub hashes: u32,
+    /// The filter is split into `2^shards_log2` bitmaps of
+    /// `2^(bits_log2 - shards_log2)` bits each, a pair's bits all in one
+    /// shard, so that a Redis Cluster spreads it over its slots. 0 (the
+    /// default) is the one bitmap; in cluster mode 0 means 4 (16 shards of
+    /// 1 MiB at the default size), see `RedisSettings::keys`.
+    pub shards_log2: u8,
 }
 
 impl Default for BloomParams {
@@ -28,19 +34,43 @@ impl Default for BloomParams {
         Self {
             bits_log2: 27,
             hashes: 7,
+            shards_log2: 0,
         }
     }
 }
 
 impl BloomParams {
-    /// Bit offsets of the pair `(from, to)`, each `< 2^bits_log2`.
+    /// How many bitmaps the filter is split into.
+    pub fn shards(&self) -> u32 {
+        1 << self
+            .shards_log2
+            .min(self.bits_log2.clamp(3, 32) - 3)
+            .min(16)
+    }
+
+    /// The shard holding the bits of `(from, to)`, `< shards()`.
+    pub fn shard(&self, from: u64, to: u64) -> u32 {
+        let shards = u64::from(self.shards());
+        if shards == 1 {
+            return 0;
+        }
+        // The top bits of another mix: independent of the positions' low bits.
+        ((splitmix64(pair_hash(from, to) ^ 0x5348_4152_4453) >> 32) % shards) as u32
+    }
+
+    /// Bit offsets of the pair `(from, to)` within its shard, each
+    /// `< 2^bits_log2 / shards()`.
     pub fn positions(&self, from: u64, to: u64) -> impl Iterator<Item = u64> + use<> {
-        let bits = self.bits_log2.clamp(3, 32);
+        let bits = u32::from(self.bits_log2.clamp(3, 32)) - self.shards().trailing_zeros();
         let mask = (1u64 << bits) - 1;
-        let h1 = splitmix64(from ^ splitmix64(to.wrapping_add(0x5175_1CE0)));
+        let h1 = pair_hash(from, to);
         let h2 = splitmix64(h1) | 1;
         (0..u64::from(self.hashes.max(1))).map(move |i| h1.wrapping_add(i.wrapping_mul(h2)) & mask)
     }
+}
+
+fn pair_hash(from: u64, to: u64) -> u64 {
+    splitmix64(from ^ splitmix64(to.wrapping_add(0x5175_1CE0)))
 }
 
 fn splitmix64(mut x: u64) -> u64 {
@@ -59,6 +89,7 @@ mod tests {
         let p = BloomParams {
             bits_log2: 20,
             hashes: 5,
+            shards_log2: 0,
         };
         let a: Vec<u64> = p.positions(1, 2).collect();
         assert_eq!(a.len(), 5);
@@ -74,10 +105,39 @@ mod tests {
     }
 
     #[test]
+    fn shards_split_the_bits_and_one_shard_is_the_plain_filter() {
+        let one = BloomParams::default();
+        let mut sharded = one;
+        sharded.shards_log2 = 4;
+        assert_eq!(one.shards(), 1);
+        assert_eq!(sharded.shards(), 16);
+        let mut seen = [0u32; 16];
+        for i in 0..16_000u64 {
+            assert_eq!(one.shard(i, i + 1), 0);
+            let s = sharded.shard(i, i + 1);
+            seen[s as usize] += 1;
+            assert!(sharded.positions(i, i + 1).all(|b| b < 1 << 23));
+            // The same pair always lands in the same shard and bits.
+            assert_eq!(s, sharded.shard(i, i + 1));
+        }
+        // Every shard gets its share (1,000 expected each).
+        assert!(seen.iter().all(|&n| (800..1200).contains(&n)), "{seen:?}");
+        // Never more shards than a tiny filter has bytes.
+        let tiny = BloomParams {
+            bits_log2: 4,
+            hashes: 2,
+            shards_log2: 8,
+        };
+        assert_eq!(tiny.shards(), 2);
+        assert!(tiny.positions(1, 2).all(|b| b < 8));
+    }
+
+    #[test]
     fn false_positive_rate_is_near_the_design_point() {
         let p = BloomParams {
             bits_log2: 16,
             hashes: 7,
+            shards_log2: 0,
         };
         let mut bits = vec![false; 1 << 16];
         for i in 0..6_000u64 {

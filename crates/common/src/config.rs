@@ -130,6 +130,9 @@ pub struct RedisSettings {
     pub counter_buckets: u64,
     /// IsFollow bloom filter size; the writer (syncer) and readers must agree.
     pub bloom: crate::bloom::BloomParams,
+    /// `url` names a Redis Cluster (one seed node is enough). A
+    /// comma-separated `url` list of seed nodes means a cluster too.
+    pub cluster: bool,
 }
 
 impl Default for RedisSettings {
@@ -139,11 +142,22 @@ impl Default for RedisSettings {
             namespace: "sluice".into(),
             counter_buckets: crate::keys::DEFAULT_COUNTER_BUCKETS,
             bloom: Default::default(),
+            cluster: false,
         }
     }
 }
 
 impl RedisSettings {
+    /// Whether the settings name a Redis Cluster: `cluster`, or a
+    /// comma-separated `url` list.
+    pub fn is_cluster(&self) -> bool {
+        self.cluster
+            || self
+                .url
+                .as_ref()
+                .is_some_and(|u| u.expose_secret().contains(','))
+    }
+
     /// The URL to connect to: the configured one, or the local stack's in
     /// dev mode. Every service validates its Redis settings through here, so
     /// it also refuses a namespace that is not a plain name: keys are found
@@ -171,8 +185,14 @@ impl RedisSettings {
     }
 
     /// The key builder for these settings.
+    /// In cluster mode an unsharded bloom filter is split in 16 (one 16 MiB
+    /// key would sit on one node).
     pub fn keys(&self) -> crate::keys::Keys {
-        crate::keys::Keys::new(&self.namespace, self.counter_buckets).with_bloom(self.bloom)
+        let mut bloom = self.bloom;
+        if self.is_cluster() && bloom.shards_log2 == 0 {
+            bloom.shards_log2 = 4;
+        }
+        crate::keys::Keys::new(&self.namespace, self.counter_buckets).with_bloom(bloom)
     }
 }
 

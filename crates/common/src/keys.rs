@@ -8,7 +8,14 @@
 //! - IsFollow bloom filter: bitmap `<ns>:bloom:follow`;
 //! - user profile cache: `<ns>:user:<uid>`;
 //! - applied watermark: hash `<ns>:watermark`;
-//! - syncer progress: hash `<ns>:syncer:applied` (highest applied seq per partition).
+//! - syncer state: hashes `<ns>:{<ns>:syncer}:applied` (highest applied seq
+//!   per partition), `…:epoch` (partition claims) and `…:offsets` (applied
+//!   positions). They change together (the claim script, the fenced record
+//!   of a batch), so they share a hash tag: one slot in a Redis Cluster.
+//!
+//! No other key carries a hash tag: in a cluster the counter buckets, lists
+//! and bloom shards spread over every slot, and batches are split per slot
+//! (`common::redis_conn`).
 
 /// Default number of counter buckets B. With 1M users per kind that is ~244
 /// fields per bucket, well under Redis' default `hash-max-listpack-entries` (512).
@@ -102,8 +109,25 @@ impl Keys {
         format!("{}:followers:{}", self.ns, uid)
     }
 
-    pub fn follow_bloom(&self) -> String {
-        format!("{}:bloom:follow", self.ns)
+    /// The bloom filter key holding the bits of `(from, to)`: the one
+    /// bitmap `<ns>:bloom:follow`, or with shards `<ns>:bloom:follow:<i>`.
+    pub fn follow_bloom(&self, from: u64, to: u64) -> String {
+        self.bloom_shard_key(self.bloom.shard(from, to))
+    }
+
+    /// Every key of the bloom filter (one per shard).
+    pub fn follow_bloom_keys(&self) -> Vec<String> {
+        (0..self.bloom.shards())
+            .map(|i| self.bloom_shard_key(i))
+            .collect()
+    }
+
+    fn bloom_shard_key(&self, shard: u32) -> String {
+        if self.bloom.shards() == 1 {
+            format!("{}:bloom:follow", self.ns)
+        } else {
+            format!("{}:bloom:follow:{shard}", self.ns)
+        }
     }
 
     pub fn user_profile(&self, uid: u64) -> String {
@@ -123,7 +147,7 @@ impl Keys {
     /// Hash of the cache-syncer's progress: per `topic/partition`, the
     /// highest applied `sluice.seq` (replays of older events are skipped).
     pub fn syncer_applied(&self) -> String {
-        format!("{}:syncer:applied", self.ns)
+        self.syncer_key("applied")
     }
 
     /// Hash of the cache-syncer group's partition claims: per
@@ -131,7 +155,7 @@ impl Keys {
     /// member that is assigned the partition). A write of a former owner is
     /// refused once the epoch moved on.
     pub fn syncer_epochs(&self) -> String {
-        format!("{}:syncer:epoch", self.ns)
+        self.syncer_key("epoch")
     }
 
     /// Hash of the cache-syncer group's applied positions: per
@@ -139,7 +163,12 @@ impl Keys {
     /// applied, recorded by its owner with the batch's writes. The
     /// watermark rests on it.
     pub fn syncer_offsets(&self) -> String {
-        format!("{}:syncer:offsets", self.ns)
+        self.syncer_key("offsets")
+    }
+
+    /// `<ns>:{<ns>:syncer}:<what>`: the syncer's state keys share one hash tag.
+    fn syncer_key(&self, what: &str) -> String {
+        format!("{ns}:{{{ns}:syncer}}:{what}", ns = self.ns)
     }
 
     /// Glob matching every key of this namespace (for tests and rebuilds).

@@ -10,6 +10,8 @@
 //!   settings of the services' gRPC servers, read barrier and rate limits).
 //! - [`bloom`]: bit positions of the IsFollow bloom filter (writer and readers).
 //! - [`keys`]: every Redis key sluice reads or writes (DESIGN §5).
+//! - `redis_conn` (feature `redis`): one Redis handle for a single server
+//!   or a Redis Cluster, with per-slot batches and a SCAN over every master.
 //! - [`db`]: MySQL pool construction and the embedded migrations.
 //! - [`error`]: transient vs definite, and the one classification of MySQL
 //!   errors the relay and the syncer retry on.
@@ -25,5 +27,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod keys;
+#[cfg(feature = "redis")]
+pub mod redis_conn;
 pub mod shutdown;
 pub mod telemetry;

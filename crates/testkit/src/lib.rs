@@ -29,9 +29,22 @@ pub fn mysql_server_url() -> String {
     std::env::var("SLUICE_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3307".into())
 }
 
-/// URL of the test Redis.
+/// URL of the test Redis: with `SLUICE_REDIS_CLUSTER=1` the local Redis
+/// Cluster's seed nodes (`SLUICE_REDIS_CLUSTER_URLS`, comma-separated, which
+/// every sluice binary takes as cluster mode), else the single Redis.
 pub fn redis_url() -> String {
+    if redis_cluster() {
+        return std::env::var("SLUICE_REDIS_CLUSTER_URLS").unwrap_or_else(|_| {
+            "redis://127.0.0.1:7001,redis://127.0.0.1:7002,redis://127.0.0.1:7003".into()
+        });
+    }
     std::env::var("SLUICE_REDIS_URL").unwrap_or_else(|_| common::config::dev::REDIS_URL.into())
+}
+
+/// Whether the tests run against the local Redis Cluster (`SLUICE_REDIS_CLUSTER=1`).
+pub fn redis_cluster() -> bool {
+    std::env::var("SLUICE_REDIS_CLUSTER")
+        .is_ok_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
 }
 
 /// Bootstrap servers of the test broker.
@@ -126,17 +139,36 @@ impl TestDb {
 pub struct TestRedis {
     pub namespace: String,
     pub url: String,
-    pub conn: redis::aio::ConnectionManager,
+    /// A single server's connection, or the cluster client.
+    pub conn: common::redis_conn::Redis,
 }
 
 impl TestRedis {
     /// Connects and picks a new namespace. Panics with a hint when Redis is not up.
     pub async fn new() -> Self {
-        let url = redis_url();
-        let client = redis::Client::open(url.as_str()).expect("redis url");
+        Self::at(redis_url()).await
+    }
+
+    /// The single Redis even when the tests run on the cluster: for tests
+    /// that put a proxy between a service and its one Redis server (a
+    /// cluster client would follow the nodes' own addresses around it).
+    pub async fn single() -> Self {
+        Self::at(
+            std::env::var("SLUICE_REDIS_URL")
+                .unwrap_or_else(|_| common::config::dev::REDIS_URL.into()),
+        )
+        .await
+    }
+
+    async fn at(url: String) -> Self {
         let conn = tokio::time::timeout(
             Duration::from_secs(5),
-            redis::aio::ConnectionManager::new(client),
+            common::redis_conn::connect(
+                &url,
+                false,
+                Duration::from_secs(2),
+                Duration::from_secs(10),
+            ),
         )
         .await
         .unwrap_or_else(|_| panic!("redis at {url} did not answer in 5s; {START_HINT}"))
@@ -149,8 +181,16 @@ impl TestRedis {
     }
 
     /// The key builder for this namespace.
+    /// The key builder for this namespace, as the binaries build it from
+    /// settings naming this Redis (so a cluster's bloom filter is sharded).
     pub fn keys(&self, buckets: u64) -> common::keys::Keys {
-        common::keys::Keys::new(&self.namespace, buckets)
+        common::config::RedisSettings {
+            url: Some(self.url.clone().into()),
+            namespace: self.namespace.clone(),
+            counter_buckets: buckets,
+            ..Default::default()
+        }
+        .keys()
     }
 
     /// Waits until the cache-syncer's applied watermark in this namespace
@@ -183,24 +223,14 @@ impl TestRedis {
         }
     }
 
-    /// Deletes every key of this namespace.
+    /// Deletes every key of this namespace (on every master of a cluster).
     pub async fn cleanup(&mut self) {
-        let pattern = format!("{}:*", self.namespace);
-        let keys: Vec<String> = {
-            let mut iter: redis::AsyncIter<String> = self
-                .conn
-                .scan_match(&pattern)
-                .await
-                .expect("scan test namespace");
-            let mut keys = Vec::new();
-            while let Some(k) = iter.next_item().await {
-                keys.push(k.expect("scan item"));
-            }
-            keys
-        };
-        if !keys.is_empty() {
-            let _: () = self.conn.del(keys).await.expect("delete test keys");
-        }
+        let keys = self
+            .conn
+            .scan(&format!("{}:*", self.namespace))
+            .await
+            .expect("scan test namespace");
+        self.conn.unlink(&keys).await.expect("delete test keys");
     }
 }
 

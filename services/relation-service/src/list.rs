@@ -394,21 +394,29 @@ impl Lists {
         type Reply = (Vec<(u64, f64)>, usize, Vec<(u64, f64)>, Option<i64>);
         let (entries, size, lowest, count): Reply = self
             .redis
-            .run(|mut conn| async move {
-                redis::pipe()
-                    .cmd("ZREVRANGEBYSCORE")
-                    .arg(&key)
-                    .arg(&max)
-                    .arg("-inf")
-                    .arg("WITHSCORES")
-                    .arg("LIMIT")
-                    .arg(0)
-                    .arg(n)
-                    .zcard(&key)
-                    .zrange_withscores(&key, 0, 0)
-                    .hget(&slot.key, slot.field)
-                    .query_async(&mut conn)
-                    .await
+            .run(|conn| async move {
+                // The list and its counter bucket: two slots on a cluster.
+                let replies = conn
+                    .run(
+                        vec![
+                            redis::cmd("ZREVRANGEBYSCORE")
+                                .arg(&key)
+                                .arg(&max)
+                                .arg("-inf")
+                                .arg("WITHSCORES")
+                                .arg("LIMIT")
+                                .arg(0)
+                                .arg(n)
+                                .clone(),
+                            redis::Cmd::zcard(&key),
+                            redis::Cmd::zrange_withscores(&key, 0, 0),
+                            redis::Cmd::hget(&slot.key, slot.field),
+                        ],
+                        false,
+                    )
+                    .await?;
+                redis::from_redis_value(redis::Value::Array(replies))
+                    .map_err(redis::RedisError::from)
             })
             .await?;
         let zset = Zset {

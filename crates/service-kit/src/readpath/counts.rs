@@ -250,16 +250,17 @@ impl CountReader {
     /// answer for (not synced yet, or Redis down or slow: all of them).
     async fn load_redis(&self, owners: &[u64]) -> (HashMap<u64, UserCounts>, Vec<u64>) {
         let mut out = HashMap::with_capacity(owners.len());
-        let mut pipe = redis::pipe();
+        let mut cmds = Vec::with_capacity(owners.len() * KINDS.len());
         for &o in owners {
             for kind in KINDS {
                 let slot = self.keys.counter(kind.code(), o);
-                pipe.cmd("HGET").arg(slot.key).arg(slot.field);
+                cmds.push(redis::Cmd::hget(slot.key, slot.field));
             }
         }
+        // One pipeline on a single Redis; one per slot on a cluster.
         let from_redis: Option<Vec<Option<u64>>> = self
             .redis
-            .run(|mut conn| async move { pipe.query_async(&mut conn).await })
+            .run(|conn| async move { conn.query_each(cmds).await })
             .await;
         let mut missing = Vec::new();
         match from_redis {

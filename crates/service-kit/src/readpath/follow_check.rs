@@ -117,7 +117,7 @@ impl FollowChecker {
         // Bloom filter first: one clear bit is a final "no". The filter only
         // answers once the syncer has created it (EXISTS), so an empty or
         // wiped Redis never turns every answer into "no".
-        let bloom_key = self.keys.follow_bloom();
+        let bloom_key = self.keys.follow_bloom(from, to);
         let bits: Vec<u64> = self.keys.bloom().positions(from, to).collect();
         let bloom: Option<(bool, Vec<u8>)> = self
             .redis

@@ -91,8 +91,13 @@ impl Layers {
         metrics: ReadMetrics,
     ) -> anyhow::Result<Self> {
         let url = service.redis.resolve_url(service.dev)?;
-        let redis =
-            redis_cache::RedisCache::connect(&url, cache.redis_timeout, metrics.redis_errors).await;
+        let redis = redis_cache::RedisCache::connect(
+            &url,
+            service.redis.cluster,
+            cache.redis_timeout,
+            metrics.redis_errors,
+        )
+        .await;
         Ok(Self {
             pool,
             redis,

@@ -15,13 +15,13 @@ use std::future::Future;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use common::redis_conn::Redis;
 use secrecy::{ExposeSecret, SecretString};
 
 /// A Redis connection that may not exist (yet).
 #[derive(Clone)]
 pub struct RedisCache {
-    conn: Arc<OnceLock<ConnectionManager>>,
+    conn: Arc<OnceLock<Redis>>,
     timeout: Duration,
     errors_metric: &'static str,
 }
@@ -35,11 +35,13 @@ impl std::fmt::Debug for RedisCache {
 }
 
 impl RedisCache {
-    /// Connects to `url`, waiting at most `timeout` × 10 for the first
-    /// connection; keeps trying in the background when that fails.
-    /// `errors_metric` counts failed calls.
+    /// Connects to `url` (a single server, or a Redis Cluster when
+    /// `cluster` is set or `url` lists several seed nodes), waiting at most
+    /// `timeout` × 10 for the first connection; keeps trying in the
+    /// background when that fails. `errors_metric` counts failed calls.
     pub async fn connect(
         url: &SecretString,
+        cluster: bool,
         timeout: Duration,
         errors_metric: &'static str,
     ) -> Self {
@@ -48,21 +50,28 @@ impl RedisCache {
             timeout,
             errors_metric,
         };
-        let client = match redis::Client::open(url.expose_secret()) {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(error = %e, "invalid redis url; reads go to mysql");
-                return cache;
+        let url = url.expose_secret().to_owned();
+        if !common::redis_conn::is_cluster_url(&url)
+            && !cluster
+            && let Err(e) = redis::Client::open(url.as_str())
+        {
+            tracing::warn!(error = %e, "invalid redis url; reads go to mysql");
+            return cache;
+        }
+        let open = move || {
+            let url = url.clone();
+            async move {
+                common::redis_conn::connect(
+                    &url,
+                    cluster,
+                    timeout.max(Duration::from_millis(500)),
+                    timeout,
+                )
+                .await
             }
         };
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout.max(Duration::from_millis(500))))
-            .set_response_timeout(Some(timeout));
-        let first = tokio::time::timeout(
-            timeout.max(Duration::from_millis(100)) * 10,
-            ConnectionManager::new_with_config(client.clone(), config.clone()),
-        )
-        .await;
+        let first =
+            tokio::time::timeout(timeout.max(Duration::from_millis(100)) * 10, open()).await;
         match first {
             Ok(Ok(conn)) => {
                 let _ = cache.conn.set(conn);
@@ -73,9 +82,7 @@ impl RedisCache {
                 tokio::spawn(async move {
                     loop {
                         tokio::time::sleep(Duration::from_secs(2)).await;
-                        if let Ok(conn) =
-                            ConnectionManager::new_with_config(client.clone(), config.clone()).await
-                        {
+                        if let Ok(conn) = open().await {
                             let _ = slot.set(conn);
                             tracing::info!("redis connected");
                             return;
@@ -99,7 +106,7 @@ impl RedisCache {
     /// Runs `op` on the connection; `None` when not connected, on error or on timeout.
     pub async fn run<T, F, Fut>(&self, op: F) -> Option<T>
     where
-        F: FnOnce(ConnectionManager) -> Fut,
+        F: FnOnce(Redis) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
         let conn = self.conn.get()?.clone();

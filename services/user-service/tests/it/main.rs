@@ -495,7 +495,7 @@ async fn a_connection_that_never_speaks_http2_is_closed_and_its_slot_goes_to_a_r
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn profiles_and_counts_answer_from_the_user_row_while_redis_is_down_and_from_redis_once_back()
 {
-    let (db, mut redis) = (TestDb::new().await, TestRedis::new().await);
+    let (db, mut redis) = (TestDb::new().await, TestRedis::single().await);
     // Redis reachable through a proxy this test cuts and restores.
     let mut proxy = testkit::TcpProxy::for_url(&redis.url).await;
     let mut s = settings(&db, &redis);
