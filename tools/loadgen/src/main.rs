@@ -104,6 +104,13 @@ enum GrpcClient {
     Tonic,
 }
 
+/// Where `chaos` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum WritesTo {
+    Rest,
+    Mysql,
+}
+
 #[derive(Debug, Parser)]
 #[command(about = "Load generator for the sluice REST gateway and gRPC services")]
 struct Args {
@@ -141,6 +148,15 @@ struct Args {
     /// How long `chaos` waits for the pipeline to catch up afterwards (s).
     #[arg(long, default_value_t = 300)]
     settle: u64,
+    /// Where `chaos` sends its follows: through the REST gateway, or
+    /// straight into MySQL with relation-service's own follow transaction
+    /// (for rates the gateway and service hops cannot reach on a small
+    /// machine; the CDC pipeline behind it is the same).
+    #[arg(long, value_enum, default_value = "rest")]
+    writes_to: WritesTo,
+    /// MySQL of `--writes-to mysql` [default: DATABASE_URL, else the local stack's].
+    #[arg(long)]
+    mysql_url: Option<String>,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,

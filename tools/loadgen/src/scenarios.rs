@@ -12,7 +12,7 @@ use crate::grpc::{GrpcConn, grpc_channel, mesh};
 use crate::rest::{Http, register, write};
 use crate::status::Status;
 use crate::workers::{Pacer, PairState, Stats, run_workers};
-use crate::{Args, Scenario};
+use crate::{Args, Scenario, WritesTo};
 
 pub(crate) async fn scenario(a: Arc<Args>) -> anyhow::Result<(Vec<Stats>, Duration)> {
     let n = a.connections;
@@ -111,8 +111,12 @@ pub(crate) async fn scenario(a: Arc<Args>) -> anyhow::Result<(Vec<Stats>, Durati
                 eprintln!("registered {} users ({} pairs)", users.len(), n);
             }
             let chaos = a.scenario == Scenario::Chaos;
+            let pool = match (chaos, a.writes_to) {
+                (true, WritesTo::Mysql) => Some(mysql_pool(&a).await?),
+                _ => None,
+            };
             run_workers(n, a.duration, !a.quiet, |w, deadline| {
-                let (a, users) = (a.clone(), users.clone());
+                let (a, users, pool) = (a.clone(), users.clone(), pool.clone());
                 async move {
                     let mut s = Stats::default();
                     let mut http = Http::new(&a.rest);
@@ -127,7 +131,11 @@ pub(crate) async fn scenario(a: Arc<Args>) -> anyhow::Result<(Vec<Stats>, Durati
                     let mut follow = true;
                     while Instant::now() < deadline {
                         let t = pace.tick().await;
-                        match write(&mut http, &from.1, to, follow).await {
+                        let written = match &pool {
+                            Some(pool) => write_mysql(pool, from.0, to, follow).await,
+                            None => write(&mut http, &from.1, to, follow).await,
+                        };
+                        match written {
                             Ok((_, token)) => {
                                 s.lat_us.push(t.elapsed().as_micros() as u64);
                                 s.record(Status::HTTP_OK, false);
@@ -186,6 +194,35 @@ pub(crate) async fn scenario(a: Arc<Args>) -> anyhow::Result<(Vec<Stats>, Durati
             .await
         }
     })
+}
+
+/// The pool of `--writes-to mysql` (READ COMMITTED, as relation-service's).
+async fn mysql_pool(a: &Args) -> anyhow::Result<sqlx::MySqlPool> {
+    let url = a
+        .mysql_url
+        .clone()
+        .or_else(|| std::env::var("DATABASE_URL").ok())
+        .unwrap_or_else(|| common::config::dev::MYSQL_URL.into());
+    let max = u32::try_from(a.connections)
+        .unwrap_or(u32::MAX)
+        .clamp(1, 200);
+    Ok(common::db::connect_read_committed(&secrecy::SecretString::from(url), max).await?)
+}
+
+/// One follow or unfollow through relation-service's transaction: whether
+/// it changed anything, and its consistency token.
+async fn write_mysql(
+    pool: &sqlx::MySqlPool,
+    from: u64,
+    to: u64,
+    follow: bool,
+) -> Result<(bool, String), Status> {
+    use relation_service::follow::{Op, write};
+    let op = if follow { Op::Follow } else { Op::Unfollow };
+    match write(pool, op, from, to, 5).await {
+        Ok(o) => Ok((o.changed, o.consistency_token)),
+        Err(_) => Err(Status::Transport("mysql")),
+    }
 }
 
 /// After a chaos run: waits for the pipeline, then checks every pair.
