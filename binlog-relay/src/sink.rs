@@ -153,17 +153,16 @@ impl Sink {
                 .set("max.in.flight.requests.per.connection", "1");
         }
         cfg.set("acks", "all")
-            // At-least-once: no artificial wait. librdkafka still batches
-            // while up to 5 requests are in flight, so bursts keep their
-            // throughput, and an idle commit is acknowledged in ~2 ms
-            // instead of ~7 (measured against the local broker; freshness
-            // and read-your-writes budgets are tens of ms).
-            // Exactly-once: 20 ms. Readers see nothing before the Kafka
-            // commit (every `commit_interval`, 100 ms) anyway, and one
-            // produce request per row cost the broker most of its CPU: on 2
-            // cores, 1,000 follow transactions/s with 3 syncers reached
-            // 821–856/s with 0 ms and 1,000/s with 20 ms (BENCHMARKS.md).
-            .set("linger.ms", if transactional { "20" } else { "0" })
+            // No artificial wait: librdkafka still batches while up to 5
+            // requests are in flight, so bursts keep their throughput, and
+            // an idle commit is acknowledged in ~2 ms instead of ~7 (measured
+            // against the local broker; freshness and read-your-writes
+            // budgets are tens of ms). Under a heavy write load `[producer]
+            // linger.ms = 20` cuts the broker's work (one produce request
+            // per row otherwise): on 2 cores it took 3 syncers from
+            // 821-856 to 1,000 follow transactions/s, and cost commit →
+            // Redis p50 34 → 97 ms at 100/s (BENCHMARKS.md, fifteenth session).
+            .set("linger.ms", "0")
             .set("batch.num.messages", "10000")
             .set("queue.buffering.max.messages", "200000")
             .set("message.timeout.ms", "60000");

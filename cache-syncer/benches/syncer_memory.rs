@@ -57,28 +57,10 @@ async fn main() {
     let n = counters.len() as f64;
 
     let base = used_memory(&mut conn).await;
-    let started = Instant::now();
-    for chunk in counters.chunks(5_000) {
-        let effects: Vec<Effect> = chunk
-            .iter()
-            .map(|&(owner, kind, value)| Effect::SetCounter { owner, kind, value })
-            .collect();
-        applier
-            .apply(&effects, &Record::default())
-            .await
-            .expect("apply");
-    }
-    let apply_secs = started.elapsed().as_secs_f64();
+    let apply_secs = load(&applier, &counters).await;
     // The apply path also fills the followers leaderboard (#21), one ZSET
     // member per user with followers: reported apart, not per counter.
-    let board_mem: i64 = redis::cmd("MEMORY")
-        .arg("USAGE")
-        .arg("bench:leaderboard:followers")
-        .arg("SAMPLES")
-        .arg(0)
-        .query_async(&mut conn)
-        .await
-        .unwrap_or(0);
+    let board_mem = leaderboard_bytes(&mut conn, "bench").await;
     let buckets_mem = used_memory(&mut conn).await - base - board_mem;
 
     // Every bucket must still be a listpack.
@@ -174,26 +156,8 @@ async fn cluster_memory(counters: &[(u64, u8, i64)], buckets: u64, pool: sqlx::M
     cl.unlink(&stale).await.unwrap();
     let n = counters.len() as f64;
     let base = total(&mut nodes).await;
-    let started = Instant::now();
-    for chunk in counters.chunks(5_000) {
-        let effects: Vec<Effect> = chunk
-            .iter()
-            .map(|&(owner, kind, value)| Effect::SetCounter { owner, kind, value })
-            .collect();
-        applier
-            .apply(&effects, &Record::default())
-            .await
-            .expect("apply on the cluster");
-    }
-    let secs = started.elapsed().as_secs_f64();
-    let board_mem: i64 = redis::cmd("MEMORY")
-        .arg("USAGE")
-        .arg("benchcl:leaderboard:followers")
-        .arg("SAMPLES")
-        .arg(0)
-        .query_async(&mut cl.clone())
-        .await
-        .unwrap_or(0);
+    let secs = load(&applier, counters).await;
+    let board_mem = leaderboard_bytes(&mut cl.clone(), "benchcl").await;
     let mem = total(&mut nodes).await - base - board_mem;
     println!(
         "| hash buckets on the {}-master cluster (sluice, cluster mode) | {mem} | {:.2} |",
@@ -206,4 +170,32 @@ async fn cluster_memory(counters: &[(u64, u8, i64)], buckets: u64, pool: sqlx::M
     );
     let keys = cl.scan("benchcl:*").await.unwrap();
     cl.unlink(&keys).await.unwrap();
+}
+
+/// Loads `counters` through the apply path, 5,000 per batch; returns the seconds taken.
+async fn load(applier: &Applier, counters: &[(u64, u8, i64)]) -> f64 {
+    let started = Instant::now();
+    for chunk in counters.chunks(5_000) {
+        let effects: Vec<Effect> = chunk
+            .iter()
+            .map(|&(owner, kind, value)| Effect::SetCounter { owner, kind, value })
+            .collect();
+        applier
+            .apply(&effects, &Record::default())
+            .await
+            .expect("apply");
+    }
+    started.elapsed().as_secs_f64()
+}
+
+/// `MEMORY USAGE … SAMPLES 0` of the namespace's followers leaderboard.
+async fn leaderboard_bytes(conn: &mut impl redis::aio::ConnectionLike, ns: &str) -> i64 {
+    redis::cmd("MEMORY")
+        .arg("USAGE")
+        .arg(format!("{ns}:leaderboard:followers"))
+        .arg("SAMPLES")
+        .arg(0)
+        .query_async(conn)
+        .await
+        .unwrap_or(0)
 }
