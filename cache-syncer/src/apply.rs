@@ -267,7 +267,9 @@ impl Applier {
     /// Otherwise an unfollow committed after the read and applied by
     /// another member before the write would be undone. On a change the
     /// refill starts over (bounded); a member whose removal changed it
-    /// refills the list itself.
+    /// refills the list itself. An unfollow whose removal changed nothing
+    /// (its member was no longer in the capped list) is caught by reading
+    /// MySQL again after the write.
     async fn refill_lists(&self, shortened: &[(List, usize)], lengths: &[usize]) -> Result<()> {
         const ATTEMPTS: usize = 5;
         let cap = self.list_cap;
@@ -306,12 +308,53 @@ impl Applier {
                 }
                 // 0: the list changed since it was read; read again.
                 let done: i64 = cmd.query_async(&mut conn).await?;
-                if done == 1 {
+                if done == 0 {
+                    continue;
+                }
+                // An unfollow committed after MySQL's read whose ZREM found
+                // nothing (the member had been trimmed out of the full list)
+                // changed neither the list nor the script's check: its member
+                // was just written back. MySQL again, after the write, for
+                // what was written; an unfollow committed after this read is
+                // applied (its ZREM) after the write, so it removes its member.
+                let written: Vec<u64> = newest.iter().map(|(m, _)| *m).collect();
+                let active = self.active_in_mysql(list, &written).await?;
+                let gone: Vec<u64> = written
+                    .into_iter()
+                    .filter(|m| !active.contains(m))
+                    .collect();
+                if gone.is_empty() {
                     break;
                 }
+                let _: () = redis::cmd("ZREM")
+                    .arg(&key)
+                    .arg(&gone)
+                    .query_async(&mut conn)
+                    .await?;
+                // The list is short again: refill it from the top.
             }
         }
         Ok(())
+    }
+
+    /// Which of `members` are in `list` in MySQL now (active follows).
+    async fn active_in_mysql(&self, list: &List, members: &[u64]) -> Result<Vec<u64>> {
+        let (column, by) = match *list {
+            List::Following(uid) => ("to_id", ("from_id", uid)),
+            List::Followers(uid) => ("from_id", ("to_id", uid)),
+        };
+        let mut ids = String::new();
+        for (i, m) in members.iter().enumerate() {
+            let _ = write!(ids, "{}{m}", if i == 0 { "" } else { ", " });
+        }
+        // Integers written into the text: nothing to inject.
+        Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT {column} FROM follow WHERE {} = ? AND deleted_at IS NULL AND {column} IN ({ids})",
+            by.0
+        )))
+        .bind(by.1)
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     /// The newest `list_cap` entries of `list` in MySQL: (member, score).
