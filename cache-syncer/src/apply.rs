@@ -96,6 +96,17 @@ impl Record {
     fn is_empty(&self) -> bool {
         self.seqs.is_empty() && self.offsets.is_empty()
     }
+
+    /// The partitions whose claim is not this member's any more, given
+    /// each one's current epoch (`epochs`' order).
+    fn lost(&self, current: &[Option<i64>]) -> Vec<String> {
+        self.epochs
+            .iter()
+            .zip(current)
+            .filter(|((_, mine), now)| **now != Some(**mine))
+            .map(|((p, _), _)| p.clone())
+            .collect()
+    }
 }
 
 /// How a fenced apply ended.
@@ -158,13 +169,7 @@ impl Applier {
                 .arg(&names)
                 .query_async(&mut conn)
                 .await?;
-            let lost: Vec<String> = record
-                .epochs
-                .iter()
-                .zip(&current)
-                .filter(|((_, mine), now)| **now != Some(**mine))
-                .map(|((p, _), _)| p.clone())
-                .collect();
+            let lost = record.lost(&current);
             if !lost.is_empty() {
                 let _: () = redis::cmd("UNWATCH").query_async(&mut conn).await?;
                 return Ok(Outcome::Lost(lost));
@@ -244,13 +249,7 @@ impl Applier {
             .arg(&names)
             .query_async(&mut self.redis.clone())
             .await?;
-        Ok(record
-            .epochs
-            .iter()
-            .zip(&current)
-            .filter(|((_, mine), now)| **now != Some(**mine))
-            .map(|((p, _), _)| p.clone())
-            .collect())
+        Ok(record.lost(&current))
     }
 
     /// Refills from MySQL every list an unfollow left shorter than the cap
@@ -339,10 +338,7 @@ impl Applier {
 
     /// Which of `members` are in `list` in MySQL now (active follows).
     async fn active_in_mysql(&self, list: &List, members: &[u64]) -> Result<Vec<u64>> {
-        let (column, by) = match *list {
-            List::Following(uid) => ("to_id", ("from_id", uid)),
-            List::Followers(uid) => ("from_id", ("to_id", uid)),
-        };
+        let (column, by) = list.columns();
         let mut ids = String::new();
         for (i, m) in members.iter().enumerate() {
             let _ = write!(ids, "{}{m}", if i == 0 { "" } else { ", " });
@@ -359,10 +355,7 @@ impl Applier {
 
     /// The newest `list_cap` entries of `list` in MySQL: (member, score).
     async fn newest_in_mysql(&self, list: &List) -> Result<Vec<(u64, i64)>> {
-        let (column, by) = match *list {
-            List::Following(uid) => ("to_id", ("from_id", uid)),
-            List::Followers(uid) => ("from_id", ("to_id", uid)),
-        };
+        let (column, by) = list.columns();
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {column}, TIMESTAMPDIFF(MICROSECOND, '1970-01-01', created_at) \
              FROM follow WHERE {} = ? AND deleted_at IS NULL \
@@ -503,6 +496,17 @@ return 1
 enum List {
     Following(u64),
     Followers(u64),
+}
+
+impl List {
+    /// The `follow` column holding the list's members, and the column and
+    /// user id that select its rows.
+    fn columns(self) -> (&'static str, (&'static str, u64)) {
+        match self {
+            List::Following(uid) => ("to_id", ("from_id", uid)),
+            List::Followers(uid) => ("from_id", ("to_id", uid)),
+        }
+    }
 }
 
 /// Every list the batch removes from, with how many removals.

@@ -94,9 +94,8 @@ impl BlockingClient {
     /// comma-separated list of seed nodes.
     pub fn open(url: &str, cluster: bool) -> Result<Self> {
         if cluster || common::redis_conn::is_cluster_url(url) {
-            let seeds: Vec<&str> = url.split(',').map(str::trim).collect();
             Ok(Self::Cluster(Box::new(
-                redis::cluster::ClusterClientBuilder::new(seeds)
+                redis::cluster::ClusterClientBuilder::new(common::redis_conn::seeds(url))
                     .connection_timeout(Duration::from_secs(2))
                     .response_timeout(Duration::from_secs(2))
                     .build()?,

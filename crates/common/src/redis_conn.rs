@@ -61,6 +61,14 @@ pub fn is_cluster_url(url: &str) -> bool {
     url.contains(',')
 }
 
+/// The seed nodes of a comma-separated cluster `url`.
+pub fn seeds(url: &str) -> Vec<&str> {
+    url.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
 /// Connects to `url` (a single server, or the cluster's seed nodes when
 /// `cluster` is set or `url` is a comma-separated list), with a connect
 /// timeout and a per-call response timeout.
@@ -71,12 +79,7 @@ pub async fn connect(
     response_timeout: Duration,
 ) -> RedisResult<Redis> {
     if cluster || is_cluster_url(url) {
-        let seeds: Vec<&str> = url
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .collect();
-        let client = redis::cluster::ClusterClientBuilder::new(seeds)
+        let client = redis::cluster::ClusterClientBuilder::new(seeds(url))
             .connection_timeout(connect_timeout)
             .response_timeout(response_timeout)
             .build()?;
