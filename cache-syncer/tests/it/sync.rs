@@ -480,10 +480,12 @@ async fn user_columns_come_from_the_counter_table_so_a_late_batch_cannot_roll_th
 }
 
 #[tokio::test]
-async fn the_user_column_update_takes_no_lock_on_counter_rows() {
-    // A follow transaction holds its counter rows while the syncer writes
-    // the columns of the same users: the UPDATE reads `counter` without
-    // locking it (READ COMMITTED), so it neither waits nor deadlocks.
+async fn the_user_columns_wait_for_a_writer_still_holding_the_counter_row() {
+    // MariaDB sends a transaction down the binlog before its InnoDB commit
+    // lets other sessions see it, so the syncer can be applying a change a
+    // plain read of `counter` misses. The UPDATE's reads are locking reads:
+    // they wait for the transaction holding the row and take what it
+    // committed (a plain read would write 5 here at once).
     use cache_syncer::apply::Record;
     use cache_syncer::plan::Effect;
     let h = Harness::new().await;
@@ -491,7 +493,7 @@ async fn the_user_column_update_takes_no_lock_on_counter_rows() {
     h.set_counter(1, 1, 5).await;
     let applier = h.applier().await;
     let mut holder = h.db.pool.begin().await.unwrap();
-    sqlx::query("UPDATE counter SET value = value + 1 WHERE owner_id = 1 AND kind = 1")
+    sqlx::query("UPDATE counter SET value = 6 WHERE owner_id = 1 AND kind = 1")
         .execute(&mut *holder)
         .await
         .unwrap();
@@ -500,22 +502,33 @@ async fn the_user_column_update_takes_no_lock_on_counter_rows() {
         kind: 1,
         value: 6,
     }];
-    tokio::time::timeout(
-        std::time::Duration::from_secs(5),
-        applier.apply(&effects, &Record::default()),
+    let apply = tokio::spawn({
+        let applier = applier.clone();
+        async move { applier.apply(&effects, &Record::default()).await }
+    });
+    testkit::eventually(
+        std::time::Duration::from_secs(30),
+        "the user-column UPDATE waiting on the held counter row",
+        || async {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM information_schema.INNODB_TRX \
+                 WHERE trx_state = 'LOCK WAIT' AND trx_query LIKE 'UPDATE user SET%'",
+            )
+            .fetch_one(&h.db.pool)
+            .await
+            .unwrap();
+            (waiting > 0).then_some(())
+        },
     )
-    .await
-    .expect("the UPDATE waited on the counter row's lock")
-    .unwrap();
+    .await;
     holder.commit().await.unwrap();
-    // The committed value now; the next batch of this user writes it.
-    applier.apply(&effects, &Record::default()).await.unwrap();
+    apply.await.unwrap().unwrap();
     let column: i64 =
         sqlx::query_scalar("SELECT CAST(follow_count AS SIGNED) FROM user WHERE id = 1")
             .fetch_one(&h.db.pool)
             .await
             .unwrap();
-    assert_eq!(column, 6);
+    assert_eq!(column, 6, "the value the holder committed");
 }
 
 /// Polls the syncer's status until `done` holds (deadline: 60 s); returns it.
