@@ -36,6 +36,31 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use secrecy::SecretString;
 use testkit::{TestDb, TestKafka, TestRedis};
 
+/// The machine's busy and total CPU time so far (`/proc/stat`, all cores,
+/// in clock ticks): two readings give how many cores a stage kept busy.
+fn cpu_ticks() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal
+    let idle = fields.get(3).copied().unwrap_or(0) + fields.get(4).copied().unwrap_or(0);
+    let total: u64 = fields.iter().take(8).sum();
+    (total - idle, total)
+}
+
+/// Cores kept busy between `from` (a [`cpu_ticks`] reading) and now.
+fn cores_busy(from: (u64, u64)) -> f64 {
+    let (busy, total) = cpu_ticks();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    (busy - from.0) as f64 / ((total - from.1).max(1) as f64) * cores
+}
+
 fn env(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
@@ -162,7 +187,7 @@ async fn main() {
             )
         })
         .collect();
-    let fill = Instant::now();
+    let (fill, fill_cpu) = (Instant::now(), cpu_ticks());
     for chunk in wire.chunks(10_000) {
         let sends = chunk.iter().map(|(key, payload, seq)| {
             let headers = OwnedHeaders::new().insert(Header {
@@ -181,25 +206,33 @@ async fn main() {
             r.expect("delivered");
         }
     }
-    let fill_secs = fill.elapsed().as_secs_f64();
+    let (fill_secs, fill_cores) = (fill.elapsed().as_secs_f64(), cores_busy(fill_cpu));
 
     let applier = cache_syncer::startup::connect(&settings).await.unwrap();
-    let (timed, consume_secs) = if members == 1 {
+    let (timed, consume_secs, consume_cores) = if members == 1 {
         one_member(&settings, &applier, events).await
     } else {
         group(&settings, &applier, &topic, events, members).await
     };
 
-    // The apply path alone on the same events.
+    // The apply path alone on the same events, from the state the syncer
+    // started from: user columns at 0 and an empty Redis namespace. (Left
+    // as the syncer wrote them, every UPDATE would find its rows already
+    // right and write nothing, and the baseline would do less work.)
     let effects: Vec<Effect> = envelopes
         .iter()
         .flat_map(|(_, e)| plan(e).unwrap().effects)
         .collect();
-    let apply = Instant::now();
+    sqlx::query("UPDATE user SET follow_count = 0, follower_count = 0")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    redis.cleanup().await;
+    let (apply, apply_cpu) = (Instant::now(), cpu_ticks());
     for chunk in effects.chunks(settings.batch_max) {
         applier.apply(chunk, &Record::default()).await.unwrap();
     }
-    let apply_secs = apply.elapsed().as_secs_f64();
+    let (apply_secs, apply_cores) = (apply.elapsed().as_secs_f64(), cores_busy(apply_cpu));
 
     // The consuming side alone: the same fetch settings as the syncer, each
     // message decoded and planned, nothing applied (a fresh group).
@@ -209,14 +242,17 @@ async fn main() {
     let consumer: StreamConsumer = cfg.create().unwrap();
     consumer.subscribe(&[topic.as_str()]).unwrap();
     let first = consumer.recv().await.unwrap().detach();
-    let consume_only = Instant::now();
+    let (consume_only, consume_only_cpu) = (Instant::now(), cpu_ticks());
     let mut planned = usize::from(first.payload().is_some());
     for _ in 1..events {
         let m = consumer.recv().await.unwrap().detach();
         let change = Change::parse(m.payload().unwrap()).unwrap();
         planned += change.plan().unwrap().effects.len();
     }
-    let consume_only_secs = consume_only.elapsed().as_secs_f64();
+    let (consume_only_secs, consume_only_cores) = (
+        consume_only.elapsed().as_secs_f64(),
+        cores_busy(consume_only_cpu),
+    );
     assert!(planned >= events as usize);
 
     let n = events as f64;
@@ -224,14 +260,14 @@ async fn main() {
         "# syncer_throughput: {events} counter events over {owners} users x 2 kinds, batch_max {}, broker {}, consumer {:?}",
         settings.batch_max, kafka.brokers, settings.consumer
     );
-    println!("| stage | seconds | events/s |");
-    println!("|---|---|---|");
+    println!("| stage | seconds | events/s | cores busy (machine) |");
+    println!("|---|---|---|---|");
     println!(
-        "| fill the topic (producer, acks=all) | {fill_secs:.2} | {:.0} |",
+        "| fill the topic (producer, acks=all) | {fill_secs:.2} | {:.0} | {fill_cores:.2} |",
         n / fill_secs
     );
     println!(
-        "| syncer, {members} member(s): consume + plan + apply + store offsets ({}) | {consume_secs:.2} | {:.0} |",
+        "| syncer, {members} member(s): consume + plan + apply + store offsets ({}) | {consume_secs:.2} | {:.0} | {consume_cores:.2} |",
         if members == 1 {
             "after the first batch"
         } else {
@@ -240,11 +276,11 @@ async fn main() {
         timed / consume_secs
     );
     println!(
-        "| apply path only (Redis pipeline + user UPDATEs) | {apply_secs:.2} | {:.0} |",
+        "| apply path only (Redis pipeline + user UPDATEs) | {apply_secs:.2} | {:.0} | {apply_cores:.2} |",
         n / apply_secs
     );
     println!(
-        "| consume + plan only (no apply, after the first message) | {consume_only_secs:.2} | {:.0} |",
+        "| consume + plan only (no apply, after the first message) | {consume_only_secs:.2} | {:.0} | {consume_only_cores:.2} |",
         (n - 1.0) / consume_only_secs
     );
     redis.cleanup().await;
@@ -258,12 +294,12 @@ const PARTITIONS: i32 = 6;
 /// One member's pipelined `run`, the loop the binary uses, until every
 /// event is applied. The first batch (joining the group takes seconds) is
 /// not timed: the clock starts once it is done. Returns (events timed,
-/// seconds).
+/// seconds, cores busy).
 async fn one_member(
     settings: &Settings,
     applier: &cache_syncer::apply::Applier,
     events: u64,
-) -> (f64, f64) {
+) -> (f64, f64, f64) {
     let status: StatusHandle = std::sync::Arc::new(std::sync::Mutex::new(SyncStatus::default()));
     let syncer = Syncer::new(settings.clone(), applier.clone(), status.clone())
         .await
@@ -287,22 +323,23 @@ async fn one_member(
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     };
-    let started = Instant::now();
+    let (started, cpu) = (Instant::now(), cpu_ticks());
     running.await.unwrap().unwrap();
-    ((events - first) as f64, started.elapsed().as_secs_f64())
+    let secs = started.elapsed().as_secs_f64();
+    ((events - first) as f64, secs, cores_busy(cpu))
 }
 
 /// `members` syncers in one group. The clock starts once every member holds
 /// partitions and together they hold all of them; it stops when the
 /// positions the members recorded (`<ns>:{<ns>:syncer}:offsets`) cover every
-/// event. Returns (events applied in between, seconds).
+/// event. Returns (events applied in between, seconds, cores busy).
 async fn group(
     settings: &Settings,
     applier: &cache_syncer::apply::Applier,
     topic: &str,
     events: u64,
     members: usize,
-) -> (f64, f64) {
+) -> (f64, f64, f64) {
     use redis::AsyncCommands;
     let mut stops = Vec::new();
     let mut statuses = Vec::new();
@@ -360,7 +397,7 @@ async fn group(
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let (from, started) = (recorded().await, Instant::now());
+    let (from, started, cpu) = (recorded().await, Instant::now(), cpu_ticks());
     while recorded().await < events {
         assert!(
             Instant::now() < deadline + Duration::from_secs(600),
@@ -368,12 +405,12 @@ async fn group(
         );
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    let secs = started.elapsed().as_secs_f64();
+    let (secs, cores) = (started.elapsed().as_secs_f64(), cores_busy(cpu));
     for s in stops {
         let _ = s.send(());
     }
     for t in tasks {
         t.await.unwrap().unwrap();
     }
-    ((events - from) as f64, secs)
+    ((events - from) as f64, secs, cores)
 }

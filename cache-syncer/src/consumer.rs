@@ -313,6 +313,12 @@ impl Syncer {
                 let res = job.run(applier, status).await;
                 (job, res)
             });
+            // Let the apply start now. Tokio runs a task spawned here next
+            // on this same worker (its LIFO slot, which no other worker
+            // takes), and a consumer with messages queued never yields on
+            // its own: the apply would wait until the next batch had been
+            // consumed, and the two stages would take turns.
+            tokio::task::yield_now().await;
             let (job, applied) = loop {
                 tokio::select! {
                     biased;
@@ -333,6 +339,10 @@ impl Syncer {
                             Ok(m) => {
                                 let inc = self.take(m.detach()).await?;
                                 ready.push(inc);
+                                // Give the worker up now and then (tokio's
+                                // task budget), so the apply's wake-ups are
+                                // not held behind a long run of messages.
+                                tokio::task::consume_budget().await;
                             }
                             Err(e) => tracing::warn!(error = %e, "kafka consumer error"),
                         }
