@@ -104,7 +104,7 @@ enum GrpcClient {
     Tonic,
 }
 
-/// Where `chaos` writes.
+/// Where the follow scenarios write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum WritesTo {
     Rest,
@@ -148,10 +148,11 @@ struct Args {
     /// How long `chaos` waits for the pipeline to catch up afterwards (s).
     #[arg(long, default_value_t = 300)]
     settle: u64,
-    /// Where `chaos` sends its follows: through the REST gateway, or
-    /// straight into MySQL with relation-service's own follow transaction
-    /// (for rates the gateway and service hops cannot reach on a small
-    /// machine; the CDC pipeline behind it is the same).
+    /// Where `rest-follow`, `rest-ryw` and `chaos` send their follows:
+    /// through the REST gateway, or straight into MySQL with
+    /// relation-service's own follow transaction (for rates the gateway and
+    /// service hops cannot reach on a small machine; the CDC pipeline
+    /// behind it is the same, and reads still go through REST).
     #[arg(long, value_enum, default_value = "rest")]
     writes_to: WritesTo,
     /// MySQL of `--writes-to mysql` [default: DATABASE_URL, else the local stack's].

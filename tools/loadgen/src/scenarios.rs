@@ -75,8 +75,12 @@ pub(crate) async fn scenario(a: Arc<Args>) -> anyhow::Result<(Vec<Stats>, Durati
             if !a.quiet {
                 eprintln!("registered {} users", users.len());
             }
+            let pool = match a.writes_to {
+                WritesTo::Mysql => Some(mysql_pool(&a).await?),
+                WritesTo::Rest => None,
+            };
             run_workers(n, a.duration, !a.quiet, |w, deadline| {
-                let (a, users) = (a.clone(), users.clone());
+                let (a, users, pool) = (a.clone(), users.clone(), pool.clone());
                 async move {
                     let mut s = Stats::default();
                     let mut http = Http::new(&a.rest);
@@ -90,7 +94,11 @@ pub(crate) async fn scenario(a: Arc<Args>) -> anyhow::Result<(Vec<Stats>, Durati
                             (i, j)
                         };
                         let t = pace.tick().await;
-                        match write(&mut http, &users[from].1, users[to].0, true).await {
+                        let written = match &pool {
+                            Some(pool) => write_mysql(pool, users[from].0, users[to].0, true).await,
+                            None => write(&mut http, &users[from].1, users[to].0, true).await,
+                        };
+                        match written {
                             Ok((changed, _)) => {
                                 s.lat_us.push(t.elapsed().as_micros() as u64);
                                 s.writes += u64::from(changed);
@@ -111,9 +119,9 @@ pub(crate) async fn scenario(a: Arc<Args>) -> anyhow::Result<(Vec<Stats>, Durati
                 eprintln!("registered {} users ({} pairs)", users.len(), n);
             }
             let chaos = a.scenario == Scenario::Chaos;
-            let pool = match (chaos, a.writes_to) {
-                (true, WritesTo::Mysql) => Some(mysql_pool(&a).await?),
-                _ => None,
+            let pool = match a.writes_to {
+                WritesTo::Mysql => Some(mysql_pool(&a).await?),
+                WritesTo::Rest => None,
             };
             run_workers(n, a.duration, !a.quiet, |w, deadline| {
                 let (a, users, pool) = (a.clone(), users.clone(), pool.clone());
@@ -179,8 +187,13 @@ pub(crate) async fn scenario(a: Arc<Args>) -> anyhow::Result<(Vec<Stats>, Durati
                                     Some("synced-cache") => s.synced += 1,
                                     _ => s.primary += 1,
                                 }
-                                if r.json()["follower_count"].as_u64() != Some(expected) {
+                                let got = r.json()["follower_count"].as_u64();
+                                if got != Some(expected) {
                                     s.stale_with_token += 1;
+                                    eprintln!(
+                                        "stale read with a token: user {to}, token {}, expected follower_count {expected}, got {got:?}, read from {:?}",
+                                        state.token, r.read_source
+                                    );
                                 }
                             }
                             Ok(r) => s.record(Status::Http(r.status), true),
