@@ -506,19 +506,10 @@ async fn the_user_columns_wait_for_a_writer_still_holding_the_counter_row() {
         let applier = applier.clone();
         async move { applier.apply(&effects, &Record::default()).await }
     });
-    testkit::eventually(
-        std::time::Duration::from_secs(30),
+    running_in(
+        &h.db,
+        "UPDATE user SET%",
         "the user-column UPDATE waiting on the held counter row",
-        || async {
-            let waiting: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM information_schema.INNODB_TRX \
-                 WHERE trx_state = 'LOCK WAIT' AND trx_query LIKE 'UPDATE user SET%'",
-            )
-            .fetch_one(&h.db.pool)
-            .await
-            .unwrap();
-            (waiting > 0).then_some(())
-        },
     )
     .await;
     holder.commit().await.unwrap();
@@ -529,6 +520,26 @@ async fn the_user_columns_wait_for_a_writer_still_holding_the_counter_row() {
             .await
             .unwrap();
     assert_eq!(column, 6, "the value the holder committed");
+}
+
+/// Waits (deadline: 30 s) until a statement of `db` whose text is LIKE
+/// `pattern` is running: the held-row tests commit their holder only once
+/// the syncer's read is there to wait on it. (A read that does not wait
+/// finishes at once, the test then sees its old value and fails.)
+async fn running_in(db: &testkit::TestDb, pattern: &str, what: &str) {
+    testkit::eventually(std::time::Duration::from_secs(30), what, || async {
+        let running: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
+             WHERE DB = ? AND COMMAND IN ('Query', 'Execute') AND INFO LIKE ?",
+        )
+        .bind(&db.name)
+        .bind(pattern)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+        (running > 0).then_some(())
+    })
+    .await;
 }
 
 /// Polls the syncer's status until `done` holds (deadline: 60 s); returns it.
@@ -873,6 +884,67 @@ async fn a_full_list_gets_its_next_older_entry_back_when_a_newer_one_is_unfollow
         "its score is its follow time"
     );
     syncer.stop().await;
+}
+
+#[tokio::test]
+async fn a_list_refill_waits_for_an_unfollow_still_holding_its_row() {
+    // The binlog can carry an unfollow before other sessions see it (see
+    // the user-column test above). Its ZREM shortens a full list, and the
+    // refill must not read the member back as still followed: its reads
+    // of `follow` wait for the transaction holding the row.
+    use cache_syncer::apply::Record;
+    use cache_syncer::plan::Effect;
+    let h = Harness::new().await;
+    let applier = h.applier().await;
+    let at = |s: u64| format!("2026-11-26T10:00:0{s}.000000");
+    let mut adds = Vec::new();
+    for (i, to) in [60u64, 61, 62, 63].into_iter().enumerate() {
+        sqlx::query("INSERT INTO follow (id, from_id, to_id, created_at) VALUES (?, 50, ?, ?)")
+            .bind(100 + i as u64)
+            .bind(to)
+            .bind(at(i as u64))
+            .execute(&h.db.pool)
+            .await
+            .unwrap();
+        adds.push(Effect::AddEdge {
+            from: 50,
+            to,
+            at_us: 1_795_687_200_000_000 + i as i64 * 1_000_000,
+        });
+    }
+    applier.apply(&adds, &Record::default()).await.unwrap();
+    let key = h.settings.redis.keys().following(50);
+    let mut r = h.redis.conn.clone();
+    let newest: Vec<u64> = r.zrevrange(&key, 0, -1).await.unwrap();
+    assert_eq!(newest, [63, 62, 61], "capped at 3");
+
+    // The unfollow of 63, not yet committed; its change is being applied.
+    let mut holder = h.db.pool.begin().await.unwrap();
+    sqlx::query("UPDATE follow SET deleted_at = NOW(6) WHERE id = 103")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let apply = tokio::spawn({
+        let applier = applier.clone();
+        async move {
+            let remove = [Effect::RemoveEdge { from: 50, to: 63 }];
+            applier.apply(&remove, &Record::default()).await
+        }
+    });
+    running_in(
+        &h.db,
+        "SELECT % FROM follow %",
+        "the refill waiting on the held follow row",
+    )
+    .await;
+    holder.commit().await.unwrap();
+    apply.await.unwrap().unwrap();
+    let newest: Vec<u64> = r.zrevrange(&key, 0, -1).await.unwrap();
+    assert_eq!(
+        newest,
+        [62, 61, 60],
+        "the unfollowed member is not written back"
+    );
 }
 
 #[tokio::test]
