@@ -320,18 +320,20 @@ impl Applier {
                 // applied (its ZREM) after the write, so it removes its member.
                 let written: Vec<u64> = newest.iter().map(|(m, _)| *m).collect();
                 let active = self.active_in_mysql(list, &written).await?;
-                let gone: Vec<u64> = written
-                    .into_iter()
-                    .filter(|m| !active.contains(m))
-                    .collect();
+                let gone: Vec<&(u64, i64)> =
+                    newest.iter().filter(|(m, _)| !active.contains(m)).collect();
                 if gone.is_empty() {
                     break;
                 }
-                let _: () = redis::cmd("ZREM")
-                    .arg(&key)
-                    .arg(&gone)
-                    .query_async(&mut conn)
-                    .await?;
+                // Only while each still has the score written here: a member
+                // followed again since (a new created_at, applied by any
+                // member of the group meanwhile) stays.
+                let mut cmd = redis::cmd("EVAL");
+                cmd.arg(UNWRITE).arg(1).arg(&key);
+                for (member, score) in gone {
+                    cmd.arg(member).arg(score);
+                }
+                let _: i64 = cmd.query_async(&mut conn).await?;
                 // The list is short again: refill it from the top.
             }
         }
@@ -491,6 +493,21 @@ for i = 3 + 2 * n, #ARGV, 2 do
 end
 redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(cap + 1))
 return 1
+";
+
+/// Removes members a refill wrote, each only while its score is still the
+/// one written. KEYS: the list. ARGV: (member, score) pairs. Returns how
+/// many were removed.
+const UNWRITE: &str = r"
+local removed = 0
+for i = 1, #ARGV, 2 do
+  local now = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if now and tonumber(now) == tonumber(ARGV[i + 1]) then
+    redis.call('ZREM', KEYS[1], ARGV[i])
+    removed = removed + 1
+  end
+end
+return removed
 ";
 
 /// A capped follow list.
