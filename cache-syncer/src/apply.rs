@@ -144,6 +144,11 @@ impl Applier {
         for (list, _) in &shortened {
             pipe.zcard(self.list_key(list));
         }
+        // Their refills are owed with the batch (see `refill_lists`).
+        for (list, _) in &shortened {
+            pipe.hincr(self.keys.syncer_refills(), list.field(), 1)
+                .ignore();
+        }
         if !record.seqs.is_empty() {
             pipe.hset_multiple(self.keys.syncer_applied(), &fields(&record.seqs))
                 .ignore();
@@ -206,8 +211,15 @@ impl Applier {
         for (list, _) in &shortened {
             cmds.push(redis::cmd("ZCARD").arg(self.list_key(list)).clone());
         }
+        for (list, _) in &shortened {
+            cmds.push(redis::Cmd::hincr(
+                self.keys.syncer_refills(),
+                list.field(),
+                1,
+            ));
+        }
         let replies = self.redis.run(cmds, true).await?;
-        let lengths = replies[first_len..]
+        let lengths = replies[first_len..first_len + shortened.len()]
             .iter()
             .map(redis::from_redis_value_ref::<usize>)
             .collect::<std::result::Result<Vec<_>, _>>()
@@ -271,73 +283,129 @@ impl Applier {
     /// refills the list itself. An unfollow whose removal changed nothing
     /// (its member was no longer in the capped list) is caught by reading
     /// MySQL again after the write.
+    ///
+    /// The batch that shortened a list also counted its refill as owed
+    /// ([`Keys::syncer_refills`], in the same MULTI/EXEC); the count is
+    /// taken off once the refill is done. A member killed in between (the
+    /// batch recorded, so never applied again) leaves it owed, and the next
+    /// idle member runs it ([`recover_refills`](Self::recover_refills)):
+    /// otherwise the list would stay one short, and a late ZADD of an older
+    /// follow would later fill the gap in place of the newer one.
     async fn refill_lists(&self, shortened: &[(List, usize)], lengths: &[usize]) -> Result<()> {
+        let cap = self.list_cap;
+        let mut settled = Vec::with_capacity(shortened.len());
+        for ((list, removed), &len) in shortened.iter().zip(lengths) {
+            if len >= cap || len + removed < cap || self.refill(list).await? {
+                settled.push((list.field(), 1));
+            }
+        }
+        self.settle_refills(&settled).await
+    }
+
+    /// Runs the refills other members left owed (killed between a batch and
+    /// its refill; see [`Keys::syncer_refills`]), and those that gave up
+    /// on a list that kept changing. Called when the member is idle.
+    /// Returns how many lists were settled.
+    pub async fn recover_refills(&self) -> Result<usize> {
+        let owed: Vec<(String, i64)> = redis::cmd("HGETALL")
+            .arg(self.keys.syncer_refills())
+            .query_async(&mut self.redis.clone())
+            .await?;
+        let mut settled = Vec::with_capacity(owed.len());
+        for (field, n) in owed {
+            match List::parse(&field) {
+                Some(list) if n > 0 => {
+                    if self.refill(&list).await? {
+                        settled.push((field, n));
+                    }
+                }
+                // Nothing owed, or not a list field: dropped.
+                _ => settled.push((field, 0)),
+            }
+        }
+        self.settle_refills(&settled).await?;
+        Ok(settled.len())
+    }
+
+    /// Takes `n` owed refills off each list's count (deleted at 0).
+    async fn settle_refills(&self, settled: &[(String, i64)]) -> Result<()> {
+        if settled.is_empty() {
+            return Ok(());
+        }
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(SETTLE).arg(1).arg(self.keys.syncer_refills());
+        for (field, n) in settled {
+            cmd.arg(field).arg(n);
+        }
+        let _: i64 = cmd.query_async(&mut self.redis.clone()).await?;
+        Ok(())
+    }
+
+    /// Refills one list from MySQL's newest rows (see `refill_lists`).
+    /// Returns false when the list kept changing under it for every
+    /// attempt: the refill stays owed.
+    async fn refill(&self, list: &List) -> Result<bool> {
         const ATTEMPTS: usize = 5;
         let cap = self.list_cap;
         let mut conn = self.redis.clone();
-        for ((list, removed), &len) in shortened.iter().zip(lengths) {
-            if len >= cap || len + removed < cap {
+        let key = self.list_key(list);
+        for _ in 0..ATTEMPTS {
+            let before: Vec<Vec<u8>> = redis::cmd("ZRANGE")
+                .arg(&key)
+                .arg(0)
+                .arg(-1)
+                .arg("WITHSCORES")
+                .query_async(&mut conn)
+                .await?;
+            if before.len() / 2 >= cap {
+                return Ok(true);
+            }
+            let newest = self.newest_in_mysql(list).await?;
+            if newest.is_empty() {
+                return Ok(true);
+            }
+            let mut cmd = redis::cmd("EVAL");
+            cmd.arg(REFILL)
+                .arg(1)
+                .arg(&key)
+                .arg(cap)
+                .arg(before.len() / 2);
+            for b in &before {
+                cmd.arg(b.as_slice());
+            }
+            for (member, score) in &newest {
+                cmd.arg(member).arg(score);
+            }
+            // 0: the list changed since it was read; read again.
+            let done: i64 = cmd.query_async(&mut conn).await?;
+            if done == 0 {
                 continue;
             }
-            let key = self.list_key(list);
-            for _ in 0..ATTEMPTS {
-                let before: Vec<Vec<u8>> = redis::cmd("ZRANGE")
-                    .arg(&key)
-                    .arg(0)
-                    .arg(-1)
-                    .arg("WITHSCORES")
-                    .query_async(&mut conn)
-                    .await?;
-                if before.len() / 2 >= cap {
-                    break;
-                }
-                let newest = self.newest_in_mysql(list).await?;
-                if newest.is_empty() {
-                    break;
-                }
-                let mut cmd = redis::cmd("EVAL");
-                cmd.arg(REFILL)
-                    .arg(1)
-                    .arg(&key)
-                    .arg(cap)
-                    .arg(before.len() / 2);
-                for b in &before {
-                    cmd.arg(b.as_slice());
-                }
-                for (member, score) in &newest {
-                    cmd.arg(member).arg(score);
-                }
-                // 0: the list changed since it was read; read again.
-                let done: i64 = cmd.query_async(&mut conn).await?;
-                if done == 0 {
-                    continue;
-                }
-                // An unfollow committed after MySQL's read whose ZREM found
-                // nothing (the member had been trimmed out of the full list)
-                // changed neither the list nor the script's check: its member
-                // was just written back. MySQL again, after the write, for
-                // what was written; an unfollow committed after this read is
-                // applied (its ZREM) after the write, so it removes its member.
-                let written: Vec<u64> = newest.iter().map(|(m, _)| *m).collect();
-                let active = self.active_in_mysql(list, &written).await?;
-                let gone: Vec<&(u64, i64)> =
-                    newest.iter().filter(|(m, _)| !active.contains(m)).collect();
-                if gone.is_empty() {
-                    break;
-                }
-                // Only while each still has the score written here: a member
-                // followed again since (a new created_at, applied by any
-                // member of the group meanwhile) stays.
-                let mut cmd = redis::cmd("EVAL");
-                cmd.arg(UNWRITE).arg(1).arg(&key);
-                for (member, score) in gone {
-                    cmd.arg(member).arg(score);
-                }
-                let _: i64 = cmd.query_async(&mut conn).await?;
-                // The list is short again: refill it from the top.
+            // An unfollow committed after MySQL's read whose ZREM found
+            // nothing (the member had been trimmed out of the full list)
+            // changed neither the list nor the script's check: its member
+            // was just written back. MySQL again, after the write, for
+            // what was written; an unfollow committed after this read is
+            // applied (its ZREM) after the write, so it removes its member.
+            let written: Vec<u64> = newest.iter().map(|(m, _)| *m).collect();
+            let active = self.active_in_mysql(list, &written).await?;
+            let gone: Vec<&(u64, i64)> =
+                newest.iter().filter(|(m, _)| !active.contains(m)).collect();
+            if gone.is_empty() {
+                return Ok(true);
             }
+            // Only while each still has the score written here: a member
+            // followed again since (a new created_at, applied by any
+            // member of the group meanwhile) stays.
+            let mut cmd = redis::cmd("EVAL");
+            cmd.arg(UNWRITE).arg(1).arg(&key);
+            for (member, score) in gone {
+                cmd.arg(member).arg(score);
+            }
+            let _: i64 = cmd.query_async(&mut conn).await?;
+            // The list is short again: refill it from the top.
         }
-        Ok(())
+        Ok(false)
     }
 
     /// Which of `members` are in `list` in MySQL now (active follows).
@@ -510,6 +578,18 @@ end
 return removed
 ";
 
+/// Takes owed refills off lists' counts. KEYS: the refills hash. ARGV:
+/// (field, n) pairs. A count at or below 0 is deleted (a recovering member
+/// may settle a refill before the member that owed it does).
+const SETTLE: &str = r"
+for i = 1, #ARGV, 2 do
+  if redis.call('HINCRBY', KEYS[1], ARGV[i], -tonumber(ARGV[i + 1])) <= 0 then
+    redis.call('HDEL', KEYS[1], ARGV[i])
+  end
+end
+return 0
+";
+
 /// A capped follow list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum List {
@@ -518,6 +598,25 @@ enum List {
 }
 
 impl List {
+    /// Its field in the owed-refills hash: `following:<uid>` or
+    /// `followers:<uid>`.
+    fn field(self) -> String {
+        match self {
+            List::Following(uid) => format!("following:{uid}"),
+            List::Followers(uid) => format!("followers:{uid}"),
+        }
+    }
+
+    fn parse(field: &str) -> Option<List> {
+        let (kind, uid) = field.split_once(':')?;
+        let uid = uid.parse().ok()?;
+        match kind {
+            "following" => Some(List::Following(uid)),
+            "followers" => Some(List::Followers(uid)),
+            _ => None,
+        }
+    }
+
     /// The `follow` column holding the list's members, and the column and
     /// user id that select its rows.
     fn columns(self) -> (&'static str, (&'static str, u64)) {

@@ -390,6 +390,13 @@ impl Syncer {
             Err(_) => {
                 self.lag.maybe_start(&self.consumer, &self.status);
                 self.sync_ownership().await?;
+                // List refills a killed member left owed (retried at the
+                // next idle moment when Redis or MySQL is away).
+                match self.applier.recover_refills().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(lists = n, "ran list refills left owed"),
+                    Err(e) => tracing::warn!(error = %e, "cannot run owed list refills yet"),
+                }
                 return Ok(Vec::new());
             }
             Ok(Err(e)) => {

@@ -883,6 +883,65 @@ async fn a_full_list_gets_its_next_older_entry_back_when_a_newer_one_is_unfollow
         newest[2].1, 1_795_687_200_000_000,
         "its score is its follow time"
     );
+    let owed: usize = r
+        .hlen(h.settings.redis.keys().syncer_refills())
+        .await
+        .unwrap();
+    assert_eq!(owed, 0, "the refill the batch owed is settled");
+    syncer.stop().await;
+}
+
+#[tokio::test]
+async fn a_refill_left_owed_by_a_killed_member_is_run_by_the_next_idle_one() {
+    // A member killed between a batch (recorded with its writes) and that
+    // batch's refill leaves the list one short; the batch is never applied
+    // again. It left the refill owed, and an idle member runs it.
+    use cache_syncer::apply::Record;
+    use cache_syncer::plan::Effect;
+    let h = Harness::new().await;
+    let applier = h.applier().await;
+    let at = |s: u64| format!("2026-11-26T10:00:0{s}.000000");
+    let mut adds = Vec::new();
+    for (i, to) in [60u64, 61, 62, 63].into_iter().enumerate() {
+        sqlx::query("INSERT INTO follow (id, from_id, to_id, created_at) VALUES (?, 50, ?, ?)")
+            .bind(100 + i as u64)
+            .bind(to)
+            .bind(at(i as u64))
+            .execute(&h.db.pool)
+            .await
+            .unwrap();
+        adds.push(Effect::AddEdge {
+            from: 50,
+            to,
+            at_us: 1_795_687_200_000_000 + i as i64 * 1_000_000,
+        });
+    }
+    applier.apply(&adds, &Record::default()).await.unwrap();
+    sqlx::query("UPDATE follow SET deleted_at = NOW(6) WHERE id = 103")
+        .execute(&h.db.pool)
+        .await
+        .unwrap();
+    // What the unfollow's batch wrote before its member died: the ZREM and
+    // the owed refill (one MULTI/EXEC, per slot on a cluster).
+    let keys = h.settings.redis.keys();
+    let (list, owed) = (keys.following(50), keys.syncer_refills());
+    let batch = vec![
+        redis::Cmd::zrem(&list, 63),
+        redis::Cmd::hincr(&owed, "following:50", 1),
+    ];
+    h.redis.conn.run(batch, true).await.unwrap();
+    let (syncer, _) = h.syncer().await;
+    testkit::eventually(
+        std::time::Duration::from_secs(60),
+        "an idle syncer running the owed refill",
+        || async {
+            let mut r = h.redis.conn.clone();
+            let members: Vec<u64> = r.zrevrange(&list, 0, -1).await.unwrap();
+            let left: usize = r.hlen(&owed).await.unwrap();
+            (members == [62, 61, 60] && left == 0).then_some(())
+        },
+    )
+    .await;
     syncer.stop().await;
 }
 

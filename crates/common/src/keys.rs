@@ -166,6 +166,15 @@ impl Keys {
         self.syncer_key("offsets")
     }
 
+    /// Hash of the capped follow lists a batch may have left short, field
+    /// `following:<uid>` or `followers:<uid>`, value the number of batches
+    /// whose refill is still to run. Written with the batch, settled after
+    /// the refill: a member killed in between leaves it for the next idle
+    /// member.
+    pub fn syncer_refills(&self) -> String {
+        self.syncer_key("refills")
+    }
+
     /// `<ns>:{<ns>:syncer}:<what>`: the syncer's state keys share one hash tag.
     fn syncer_key(&self, what: &str) -> String {
         format!("{ns}:{{{ns}:syncer}}:{what}", ns = self.ns)
