@@ -522,6 +522,29 @@ async fn the_user_columns_wait_for_a_writer_still_holding_the_counter_row() {
     assert_eq!(column, 6, "the value the holder committed");
 }
 
+/// User 50 follows 60, 61, 62 and 63, a second apart, in MySQL, and their
+/// follows are applied: `following:50` holds the newest 3 (list_cap).
+async fn following_60_to_63(h: &Harness, applier: &cache_syncer::apply::Applier) {
+    use cache_syncer::apply::Record;
+    use cache_syncer::plan::Effect;
+    let mut adds = Vec::new();
+    for (i, to) in [60u64, 61, 62, 63].into_iter().enumerate() {
+        sqlx::query("INSERT INTO follow (id, from_id, to_id, created_at) VALUES (?, 50, ?, ?)")
+            .bind(100 + i as u64)
+            .bind(to)
+            .bind(format!("2026-11-26T10:00:0{i}.000000"))
+            .execute(&h.db.pool)
+            .await
+            .unwrap();
+        adds.push(Effect::AddEdge {
+            from: 50,
+            to,
+            at_us: 1_795_687_200_000_000 + i as i64 * 1_000_000,
+        });
+    }
+    applier.apply(&adds, &Record::default()).await.unwrap();
+}
+
 /// Waits (deadline: 30 s) until a statement of `db` whose text is LIKE
 /// `pattern` is running: the held-row tests commit their holder only once
 /// the syncer's read is there to wait on it. (A read that does not wait
@@ -896,27 +919,9 @@ async fn a_refill_left_owed_by_a_killed_member_is_run_by_the_next_idle_one() {
     // A member killed between a batch (recorded with its writes) and that
     // batch's refill leaves the list one short; the batch is never applied
     // again. It left the refill owed, and an idle member runs it.
-    use cache_syncer::apply::Record;
-    use cache_syncer::plan::Effect;
     let h = Harness::new().await;
     let applier = h.applier().await;
-    let at = |s: u64| format!("2026-11-26T10:00:0{s}.000000");
-    let mut adds = Vec::new();
-    for (i, to) in [60u64, 61, 62, 63].into_iter().enumerate() {
-        sqlx::query("INSERT INTO follow (id, from_id, to_id, created_at) VALUES (?, 50, ?, ?)")
-            .bind(100 + i as u64)
-            .bind(to)
-            .bind(at(i as u64))
-            .execute(&h.db.pool)
-            .await
-            .unwrap();
-        adds.push(Effect::AddEdge {
-            from: 50,
-            to,
-            at_us: 1_795_687_200_000_000 + i as i64 * 1_000_000,
-        });
-    }
-    applier.apply(&adds, &Record::default()).await.unwrap();
+    following_60_to_63(&h, &applier).await;
     sqlx::query("UPDATE follow SET deleted_at = NOW(6) WHERE id = 103")
         .execute(&h.db.pool)
         .await
@@ -955,23 +960,7 @@ async fn a_list_refill_waits_for_an_unfollow_still_holding_its_row() {
     use cache_syncer::plan::Effect;
     let h = Harness::new().await;
     let applier = h.applier().await;
-    let at = |s: u64| format!("2026-11-26T10:00:0{s}.000000");
-    let mut adds = Vec::new();
-    for (i, to) in [60u64, 61, 62, 63].into_iter().enumerate() {
-        sqlx::query("INSERT INTO follow (id, from_id, to_id, created_at) VALUES (?, 50, ?, ?)")
-            .bind(100 + i as u64)
-            .bind(to)
-            .bind(at(i as u64))
-            .execute(&h.db.pool)
-            .await
-            .unwrap();
-        adds.push(Effect::AddEdge {
-            from: 50,
-            to,
-            at_us: 1_795_687_200_000_000 + i as i64 * 1_000_000,
-        });
-    }
-    applier.apply(&adds, &Record::default()).await.unwrap();
+    following_60_to_63(&h, &applier).await;
     let key = h.settings.redis.keys().following(50);
     let mut r = h.redis.conn.clone();
     let newest: Vec<u64> = r.zrevrange(&key, 0, -1).await.unwrap();
