@@ -145,9 +145,9 @@ impl Applier {
             pipe.zcard(self.list_key(list));
         }
         // Their refills are owed with the batch (see `refill_lists`).
+        let refills = self.keys.syncer_refills();
         for (list, _) in &shortened {
-            pipe.hincr(self.keys.syncer_refills(), list.field(), 1)
-                .ignore();
+            pipe.hincr(&refills, list.field(), 1).ignore();
         }
         if !record.seqs.is_empty() {
             pipe.hset_multiple(self.keys.syncer_applied(), &fields(&record.seqs))
@@ -211,12 +211,9 @@ impl Applier {
         for (list, _) in &shortened {
             cmds.push(redis::cmd("ZCARD").arg(self.list_key(list)).clone());
         }
+        let refills = self.keys.syncer_refills();
         for (list, _) in &shortened {
-            cmds.push(redis::Cmd::hincr(
-                self.keys.syncer_refills(),
-                list.field(),
-                1,
-            ));
+            cmds.push(redis::Cmd::hincr(&refills, list.field(), 1));
         }
         let replies = self.redis.run(cmds, true).await?;
         let lengths = replies[first_len..first_len + shortened.len()]

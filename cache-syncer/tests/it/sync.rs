@@ -486,34 +486,24 @@ async fn the_user_columns_wait_for_a_writer_still_holding_the_counter_row() {
     // plain read of `counter` misses. The UPDATE's reads are locking reads:
     // they wait for the transaction holding the row and take what it
     // committed (a plain read would write 5 here at once).
-    use cache_syncer::apply::Record;
     use cache_syncer::plan::Effect;
     let h = Harness::new().await;
     h.add_users(1).await;
     h.set_counter(1, 1, 5).await;
     let applier = h.applier().await;
-    let mut holder = h.db.pool.begin().await.unwrap();
-    sqlx::query("UPDATE counter SET value = 6 WHERE owner_id = 1 AND kind = 1")
-        .execute(&mut *holder)
-        .await
-        .unwrap();
     let effects = [Effect::SetCounter {
         owner: 1,
         kind: 1,
         value: 6,
     }];
-    let apply = tokio::spawn({
-        let applier = applier.clone();
-        async move { applier.apply(&effects, &Record::default()).await }
-    });
-    running_in(
-        &h.db,
+    apply_while_held(
+        &h,
+        &applier,
+        "UPDATE counter SET value = 6 WHERE owner_id = 1 AND kind = 1",
+        &effects,
         "UPDATE user SET%",
-        "the user-column UPDATE waiting on the held counter row",
     )
     .await;
-    holder.commit().await.unwrap();
-    apply.await.unwrap().unwrap();
     let column: i64 =
         sqlx::query_scalar("SELECT CAST(follow_count AS SIGNED) FROM user WHERE id = 1")
             .fetch_one(&h.db.pool)
@@ -545,24 +535,48 @@ async fn following_60_to_63(h: &Harness, applier: &cache_syncer::apply::Applier)
     applier.apply(&adds, &Record::default()).await.unwrap();
 }
 
-/// Waits (deadline: 30 s) until a statement of `db` whose text is LIKE
-/// `pattern` is running: the held-row tests commit their holder only once
-/// the syncer's read is there to wait on it. (A read that does not wait
-/// finishes at once, the test then sees its old value and fails.)
-async fn running_in(db: &testkit::TestDb, pattern: &str, what: &str) {
-    testkit::eventually(std::time::Duration::from_secs(30), what, || async {
-        let running: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
-             WHERE DB = ? AND COMMAND IN ('Query', 'Execute') AND INFO LIKE ?",
-        )
-        .bind(&db.name)
-        .bind(pattern)
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
-        (running > 0).then_some(())
-    })
+/// Applies `effects` while another transaction holds the rows `held`
+/// (an UPDATE) wrote, as when the binlog carries a change MySQL does not
+/// show yet. The holder commits only once a statement LIKE `waiting` runs
+/// in the test's database (deadline 30 s): the syncer's read is there to
+/// wait on it. A read that does not wait finishes at once with the old
+/// value, which the caller's assertion then catches.
+async fn apply_while_held(
+    h: &Harness,
+    applier: &cache_syncer::apply::Applier,
+    held: &'static str,
+    effects: &[cache_syncer::plan::Effect],
+    waiting: &str,
+) {
+    let mut holder = h.db.pool.begin().await.unwrap();
+    sqlx::query(held).execute(&mut *holder).await.unwrap();
+    let apply = tokio::spawn({
+        let (applier, effects) = (applier.clone(), effects.to_vec());
+        async move {
+            let record = cache_syncer::apply::Record::default();
+            applier.apply(&effects, &record).await
+        }
+    });
+    let db = &h.db;
+    testkit::eventually(
+        std::time::Duration::from_secs(30),
+        &format!("a statement LIKE {waiting:?} waiting on the held rows"),
+        || async {
+            let running: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
+                 WHERE DB = ? AND COMMAND IN ('Query', 'Execute') AND INFO LIKE ?",
+            )
+            .bind(&db.name)
+            .bind(waiting)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+            (running > 0).then_some(())
+        },
+    )
     .await;
+    holder.commit().await.unwrap();
+    apply.await.unwrap().unwrap();
 }
 
 /// Polls the syncer's status until `done` holds (deadline: 60 s); returns it.
@@ -956,7 +970,6 @@ async fn a_list_refill_waits_for_an_unfollow_still_holding_its_row() {
     // the user-column test above). Its ZREM shortens a full list, and the
     // refill must not read the member back as still followed: its reads
     // of `follow` wait for the transaction holding the row.
-    use cache_syncer::apply::Record;
     use cache_syncer::plan::Effect;
     let h = Harness::new().await;
     let applier = h.applier().await;
@@ -967,26 +980,14 @@ async fn a_list_refill_waits_for_an_unfollow_still_holding_its_row() {
     assert_eq!(newest, [63, 62, 61], "capped at 3");
 
     // The unfollow of 63, not yet committed; its change is being applied.
-    let mut holder = h.db.pool.begin().await.unwrap();
-    sqlx::query("UPDATE follow SET deleted_at = NOW(6) WHERE id = 103")
-        .execute(&mut *holder)
-        .await
-        .unwrap();
-    let apply = tokio::spawn({
-        let applier = applier.clone();
-        async move {
-            let remove = [Effect::RemoveEdge { from: 50, to: 63 }];
-            applier.apply(&remove, &Record::default()).await
-        }
-    });
-    running_in(
-        &h.db,
+    apply_while_held(
+        &h,
+        &applier,
+        "UPDATE follow SET deleted_at = NOW(6) WHERE id = 103",
+        &[Effect::RemoveEdge { from: 50, to: 63 }],
         "SELECT % FROM follow %",
-        "the refill waiting on the held follow row",
     )
     .await;
-    holder.commit().await.unwrap();
-    apply.await.unwrap().unwrap();
     let newest: Vec<u64> = r.zrevrange(&key, 0, -1).await.unwrap();
     assert_eq!(
         newest,

@@ -75,10 +75,7 @@ pub(crate) async fn scenario(a: Arc<Args>) -> anyhow::Result<(Vec<Stats>, Durati
             if !a.quiet {
                 eprintln!("registered {} users", users.len());
             }
-            let pool = match a.writes_to {
-                WritesTo::Mysql => Some(mysql_pool(&a).await?),
-                WritesTo::Rest => None,
-            };
+            let pool = mysql_pool(&a).await?;
             run_workers(n, a.duration, !a.quiet, |w, deadline| {
                 let (a, users, pool) = (a.clone(), users.clone(), pool.clone());
                 async move {
@@ -94,11 +91,8 @@ pub(crate) async fn scenario(a: Arc<Args>) -> anyhow::Result<(Vec<Stats>, Durati
                             (i, j)
                         };
                         let t = pace.tick().await;
-                        let written = match &pool {
-                            Some(pool) => write_mysql(pool, users[from].0, users[to].0, true).await,
-                            None => write(&mut http, &users[from].1, users[to].0, true).await,
-                        };
-                        match written {
+                        match write_follow(&pool, &mut http, &users[from], users[to].0, true).await
+                        {
                             Ok((changed, _)) => {
                                 s.lat_us.push(t.elapsed().as_micros() as u64);
                                 s.writes += u64::from(changed);
@@ -119,10 +113,7 @@ pub(crate) async fn scenario(a: Arc<Args>) -> anyhow::Result<(Vec<Stats>, Durati
                 eprintln!("registered {} users ({} pairs)", users.len(), n);
             }
             let chaos = a.scenario == Scenario::Chaos;
-            let pool = match a.writes_to {
-                WritesTo::Mysql => Some(mysql_pool(&a).await?),
-                WritesTo::Rest => None,
-            };
+            let pool = mysql_pool(&a).await?;
             run_workers(n, a.duration, !a.quiet, |w, deadline| {
                 let (a, users, pool) = (a.clone(), users.clone(), pool.clone());
                 async move {
@@ -139,11 +130,7 @@ pub(crate) async fn scenario(a: Arc<Args>) -> anyhow::Result<(Vec<Stats>, Durati
                     let mut follow = true;
                     while Instant::now() < deadline {
                         let t = pace.tick().await;
-                        let written = match &pool {
-                            Some(pool) => write_mysql(pool, from.0, to, follow).await,
-                            None => write(&mut http, &from.1, to, follow).await,
-                        };
-                        match written {
+                        match write_follow(&pool, &mut http, &from, to, follow).await {
                             Ok((_, token)) => {
                                 s.lat_us.push(t.elapsed().as_micros() as u64);
                                 s.record(Status::HTTP_OK, false);
@@ -209,8 +196,12 @@ pub(crate) async fn scenario(a: Arc<Args>) -> anyhow::Result<(Vec<Stats>, Durati
     })
 }
 
-/// The pool of `--writes-to mysql` (READ COMMITTED, as relation-service's).
-async fn mysql_pool(a: &Args) -> anyhow::Result<sqlx::MySqlPool> {
+/// The pool of `--writes-to mysql` (READ COMMITTED, as relation-service's);
+/// none with `--writes-to rest`.
+async fn mysql_pool(a: &Args) -> anyhow::Result<Option<sqlx::MySqlPool>> {
+    if a.writes_to == WritesTo::Rest {
+        return Ok(None);
+    }
     let url = a
         .mysql_url
         .clone()
@@ -219,20 +210,28 @@ async fn mysql_pool(a: &Args) -> anyhow::Result<sqlx::MySqlPool> {
     let max = u32::try_from(a.connections)
         .unwrap_or(u32::MAX)
         .clamp(1, 200);
-    Ok(common::db::connect_read_committed(&secrecy::SecretString::from(url), max).await?)
+    Ok(Some(
+        common::db::connect_read_committed(&secrecy::SecretString::from(url), max).await?,
+    ))
 }
 
-/// One follow or unfollow through relation-service's transaction: whether
-/// it changed anything, and its consistency token.
-async fn write_mysql(
-    pool: &sqlx::MySqlPool,
-    from: u64,
+/// One follow or unfollow by `from` (id, session token): through
+/// relation-service's transaction straight into MySQL when there is a
+/// `pool` (`--writes-to mysql`), else through REST. Whether it changed
+/// anything, and its consistency token.
+async fn write_follow(
+    pool: &Option<sqlx::MySqlPool>,
+    http: &mut Http,
+    from: &(u64, String),
     to: u64,
     follow: bool,
 ) -> Result<(bool, String), Status> {
-    use relation_service::follow::{Op, write};
+    use relation_service::follow::{Op, write as write_mysql};
+    let Some(pool) = pool else {
+        return write(http, &from.1, to, follow).await;
+    };
     let op = if follow { Op::Follow } else { Op::Unfollow };
-    match write(pool, op, from, to, 5).await {
+    match write_mysql(pool, op, from.0, to, 5).await {
         Ok(o) => Ok((o.changed, o.consistency_token)),
         Err(_) => Err(Status::Transport("mysql")),
     }
