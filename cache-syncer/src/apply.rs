@@ -281,6 +281,13 @@ impl Applier {
     /// (its member was no longer in the capped list) is caught by reading
     /// MySQL again after the write.
     ///
+    /// A list found full again by then is refilled all the same: the gap
+    /// may have been filled by a late ZADD of an older follow (from a
+    /// partition that waited out a rebalance, in this batch or another
+    /// member's), standing in for the newer entry the full list had
+    /// dropped. The refill adds MySQL's newest and trims to the cap, so the
+    /// older one goes again.
+    ///
     /// The batch that shortened a list also counted its refill as owed
     /// ([`Keys::syncer_refills`], in the same MULTI/EXEC); the count is
     /// taken off once the refill is done. A member killed in between (the
@@ -292,7 +299,7 @@ impl Applier {
         let cap = self.list_cap;
         let mut settled = Vec::with_capacity(shortened.len());
         for ((list, removed), &len) in shortened.iter().zip(lengths) {
-            if len >= cap || len + removed < cap || self.refill(list).await? {
+            if len + removed < cap || self.refill(list).await? {
                 settled.push((list.field(), 1));
             }
         }
@@ -354,9 +361,6 @@ impl Applier {
                 .arg("WITHSCORES")
                 .query_async(&mut conn)
                 .await?;
-            if before.len() / 2 >= cap {
-                return Ok(true);
-            }
             let newest = self.newest_in_mysql(list).await?;
             if newest.is_empty() {
                 return Ok(true);

@@ -949,6 +949,10 @@ async fn a_refill_left_owed_by_a_killed_member_is_run_by_the_next_idle_one() {
         redis::Cmd::hincr(&owed, "following:50", 1),
     ];
     h.redis.conn.run(batch, true).await.unwrap();
+    // Then a late ZADD of an older follow (its partition waited out a
+    // rebalance) filled the gap: the list is full again, and wrong.
+    let late = follow_of_59_older(&h).await;
+    h.redis.conn.run(late, true).await.unwrap();
     let (syncer, _) = h.syncer().await;
     testkit::eventually(
         std::time::Duration::from_secs(60),
@@ -962,6 +966,57 @@ async fn a_refill_left_owed_by_a_killed_member_is_run_by_the_next_idle_one() {
     )
     .await;
     syncer.stop().await;
+}
+
+#[tokio::test]
+async fn a_late_older_follow_filling_an_unfollows_gap_does_not_stand_in_for_the_dropped_entry() {
+    // One batch: the unfollow of 63 shortens the full list, and a late
+    // follow of 59 (older than every entry, from a partition that waited
+    // out a rebalance) fills it again. The list is full, but 60, which the
+    // full list had dropped, is what must come back.
+    use cache_syncer::apply::Record;
+    use cache_syncer::plan::Effect;
+    let h = Harness::new().await;
+    let applier = h.applier().await;
+    following_60_to_63(&h, &applier).await;
+    follow_of_59_older(&h).await;
+    sqlx::query("UPDATE follow SET deleted_at = NOW(6) WHERE id = 103")
+        .execute(&h.db.pool)
+        .await
+        .unwrap();
+    let batch = [
+        Effect::RemoveEdge { from: 50, to: 63 },
+        Effect::AddEdge {
+            from: 50,
+            to: 59,
+            at_us: 1_795_687_200_000_000 - 1_000_000,
+        },
+    ];
+    applier.apply(&batch, &Record::default()).await.unwrap();
+    let mut r = h.redis.conn.clone();
+    let keys = h.settings.redis.keys();
+    let newest: Vec<u64> = r.zrevrange(keys.following(50), 0, -1).await.unwrap();
+    assert_eq!(newest, [62, 61, 60], "MySQL's newest 3, not the late 59");
+    let owed: usize = r.hlen(keys.syncer_refills()).await.unwrap();
+    assert_eq!(owed, 0, "the refill the batch owed is settled");
+}
+
+/// User 50 also follows 59, a second before 60 (so never among the newest 3
+/// of [`following_60_to_63`]), in MySQL; returns its late follow's Redis
+/// write (ZADD, then the trim), for a test to apply where it wants.
+async fn follow_of_59_older(h: &Harness) -> Vec<redis::Cmd> {
+    sqlx::query(
+        "INSERT INTO follow (id, from_id, to_id, created_at) \
+         VALUES (99, 50, 59, '2026-11-26T09:59:59.000000')",
+    )
+    .execute(&h.db.pool)
+    .await
+    .unwrap();
+    let list = h.settings.redis.keys().following(50);
+    vec![
+        redis::Cmd::zadd(&list, 59, 1_795_687_200_000_000i64 - 1_000_000),
+        redis::Cmd::zremrangebyrank(&list, 0, -4),
+    ]
 }
 
 #[tokio::test]
