@@ -12,6 +12,15 @@
 //! (a restarted one comes back without waiting for the registry); one that
 //! the registry withdraws ([`Pool::remove`]) is dropped at once.
 //!
+//! A dead instance's address can be taken by another server before the
+//! registry drops it (its port reused by another process). An answer that
+//! says the server there does not serve the call (`UNIMPLEMENTED`, or not
+//! gRPC at all and not found) never ran it either: the instance is marked
+//! down and the call goes to another one. Only when every instance answers
+//! so does the caller get that answer. (No sluice service answers
+//! `UNIMPLEMENTED` of its own accord; one that did would have each call of
+//! that method tried on every instance.)
+//!
 //! Requests are unary gRPC calls, small: each is buffered so that it can be
 //! sent again.
 
@@ -148,6 +157,30 @@ fn never_sent(error: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+/// Why `resp` cannot be the answer of the service the call was for, if it
+/// cannot: the server at the instance's address does not serve the call,
+/// so it never ran it.
+fn not_served<B>(resp: &http::Response<B>) -> Option<&'static str> {
+    let grpc = resp
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/grpc"));
+    if !grpc {
+        // What gRPC reads as UNIMPLEMENTED: no such path there. Any other
+        // non-gRPC answer (a proxy's 502, say) may have followed a call that
+        // ran, and is left to the caller.
+        return matches!(
+            resp.status(),
+            http::StatusCode::NOT_FOUND | http::StatusCode::METHOD_NOT_ALLOWED
+        )
+        .then_some("not a gRPC server for this call");
+    }
+    // A trailers-only answer carries its status in the headers.
+    let code = resp.headers().get("grpc-status").map(|v| v.as_bytes());
+    (code == Some(b"12")).then_some("the method is not implemented there")
+}
+
 impl tower::Service<http::Request<tonic::body::Body>> for Pool {
     type Response = http::Response<tonic::body::Body>;
     type Error = BoxError;
@@ -163,8 +196,13 @@ impl tower::Service<http::Request<tonic::body::Body>> for Pool {
             let (parts, body) = req.into_parts();
             let bytes = body.collect().await?.to_bytes();
             let mut tried: Vec<String> = Vec::new();
+            // The last answer of a server that does not serve the call.
+            let mut unserved = None;
             loop {
                 let Some(instance) = pool.pick(&tried) else {
+                    if let Some(resp) = unserved {
+                        return Ok(resp);
+                    }
                     let none = NoInstance(pool.0.service.clone());
                     return Err(Box::new(tonic::Status::unavailable(none.to_string())) as BoxError);
                 };
@@ -176,7 +214,15 @@ impl tower::Service<http::Request<tonic::body::Body>> for Pool {
                 *req.version_mut() = parts.version;
                 *req.headers_mut() = parts.headers.clone();
                 match instance.channel.clone().oneshot(req).await {
-                    Ok(resp) => return Ok(resp),
+                    Ok(resp) => {
+                        let Some(why) = not_served(&resp) else {
+                            return Ok(resp);
+                        };
+                        instance.mark_down();
+                        tracing::warn!(service = %pool.0.service, instance = %instance.key, why, "the instance's address answers for another server; the call goes to another instance");
+                        tried.push(instance.key.clone());
+                        unserved = Some(resp);
+                    }
                     Err(e) => {
                         instance.mark_down();
                         if never_sent(&e) {
@@ -232,6 +278,71 @@ mod tests {
         pool.remove("a");
         pool.remove("b");
         assert!(pool.pick(&[]).is_none());
+    }
+
+    /// Serves `routes` on a loopback port; returns the port.
+    async fn serve(routes: tonic::service::Routes) -> u16 {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let incoming = tonic::transport::server::TcpIncoming::from(listener);
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_routes(routes)
+                .serve_with_incoming(incoming),
+        );
+        port
+    }
+
+    #[tokio::test]
+    async fn a_server_that_does_not_serve_the_call_at_an_instances_address_is_skipped() {
+        use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+        // "a": the address of a dead instance, now another server's (no
+        // health service there); "b": the service.
+        let other = serve(tonic::service::Routes::default()).await;
+        let (_, health) = tonic_health::server::health_reporter();
+        let service = serve(tonic::service::Routes::new(health)).await;
+        let pool = Pool::new("health");
+        pool.insert("a", lazy(other));
+        pool.insert("b", lazy(service));
+        let mut client = HealthClient::new(pool.clone());
+        for _ in 0..4 {
+            let reply = client.check(HealthCheckRequest::default()).await;
+            assert!(reply.is_ok(), "{reply:?}");
+        }
+        let a = pool.pick(&["b".into()]).unwrap();
+        assert!(
+            !a.is_up(Instant::now()),
+            "the other server's instance is down"
+        );
+
+        // With only that server left, its answer is the caller's.
+        pool.remove("b");
+        let status = client
+            .check(HealthCheckRequest::default())
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Unimplemented, "{status:?}");
+    }
+
+    #[test]
+    fn answers_that_never_ran_the_call_are_told_from_those_that_may_have() {
+        let answer = |status: u16, content_type: Option<&str>, grpc_status: Option<&str>| {
+            let mut resp = http::Response::builder().status(status);
+            if let Some(ct) = content_type {
+                resp = resp.header(http::header::CONTENT_TYPE, ct);
+            }
+            if let Some(code) = grpc_status {
+                resp = resp.header("grpc-status", code);
+            }
+            not_served(&resp.body(()).unwrap())
+        };
+        assert!(answer(200, Some("application/grpc"), Some("12")).is_some());
+        assert!(answer(404, Some("text/plain"), None).is_some());
+        assert!(answer(405, None, None).is_some());
+        // Served: a reply, an error the service returned, a proxy's 502.
+        assert!(answer(200, Some("application/grpc"), None).is_none());
+        assert!(answer(200, Some("application/grpc+proto"), Some("5")).is_none());
+        assert!(answer(502, Some("text/html"), None).is_none());
     }
 
     #[test]
