@@ -413,6 +413,22 @@ impl Relay {
                     {
                         self.resume = Resume::from_checkpoint(&cp);
                     }
+                    // A failed delivery gets a new producer. librdkafka
+                    // (2.12.1) can lose a partition's leader for good when
+                    // a broker answers "leader -1" while it shuts down: the
+                    // log says "new leader-1 not found in cache", and every
+                    // message for that partition times out until the client
+                    // is made anew (confluentinc/librdkafka#5430; a chaos
+                    // run's broker restart left the relay timing out for
+                    // minutes). A new one reads the metadata afresh; with
+                    // exactly-once it fences the old one and aborts what it
+                    // left open.
+                    if matches!(e, Error::Delivery(_) | Error::Kafka(_))
+                        && matches!(output, Output::Kafka(_))
+                    {
+                        tracing::info!("a new Kafka producer after the failed delivery");
+                        output = Output::Kafka(Box::new(Sink::new(&self.settings)?));
+                    }
                     tokio::select! {
                         _ = tokio::time::sleep(self.settings.retry_backoff) => {}
                         _ = stop.changed() => {}
