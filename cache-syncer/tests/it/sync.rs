@@ -512,6 +512,20 @@ async fn the_user_columns_wait_for_a_writer_still_holding_the_counter_row() {
     assert_eq!(column, 6, "the value the holder committed");
 }
 
+/// 2026-11-26T10:00:00 UTC in µs, as the relay renders DATETIME(6): when
+/// user 50 follows 60 in the capped-list tests (61, 62 and 63 a second
+/// apart after it, 59 a second before).
+const AT_60_US: i64 = 1_795_687_200_000_000;
+
+/// The unfollow of 63 (follow row 103, soft deleted) committed in MySQL, as
+/// relation-service commits it.
+async fn unfollow_63(h: &Harness) {
+    sqlx::query("UPDATE follow SET deleted_at = NOW(6) WHERE id = 103")
+        .execute(&h.db.pool)
+        .await
+        .unwrap();
+}
+
 /// User 50 follows 60, 61, 62 and 63, a second apart, in MySQL, and their
 /// follows are applied: `following:50` holds the newest 3 (list_cap).
 async fn following_60_to_63(h: &Harness, applier: &cache_syncer::apply::Applier) {
@@ -529,7 +543,7 @@ async fn following_60_to_63(h: &Harness, applier: &cache_syncer::apply::Applier)
         adds.push(Effect::AddEdge {
             from: 50,
             to,
-            at_us: 1_795_687_200_000_000 + i as i64 * 1_000_000,
+            at_us: AT_60_US + i as i64 * 1_000_000,
         });
     }
     applier.apply(&adds, &Record::default()).await.unwrap();
@@ -896,11 +910,7 @@ async fn a_full_list_gets_its_next_older_entry_back_when_a_newer_one_is_unfollow
     let newest: Vec<u64> = r.zrevrange(&key, 0, -1).await.unwrap();
     assert_eq!(newest, [63, 62, 61], "capped at 3");
 
-    // Unfollow 63 (soft delete), as relation-service commits it.
-    sqlx::query("UPDATE follow SET deleted_at = NOW(6) WHERE id = 103")
-        .execute(&h.db.pool)
-        .await
-        .unwrap();
+    unfollow_63(&h).await;
     let e = h.event(
         "follow",
         Op::Update,
@@ -915,11 +925,7 @@ async fn a_full_list_gets_its_next_older_entry_back_when_a_newer_one_is_unfollow
         [62, 61, 60],
         "the oldest entry came back"
     );
-    // 2026-11-26T10:00:00 UTC in µs, as the relay renders DATETIME(6).
-    assert_eq!(
-        newest[2].1, 1_795_687_200_000_000,
-        "its score is its follow time"
-    );
+    assert_eq!(newest[2].1, AT_60_US, "its score is its follow time");
     let owed: usize = r
         .hlen(h.settings.redis.keys().syncer_refills())
         .await
@@ -936,10 +942,7 @@ async fn a_refill_left_owed_by_a_killed_member_is_run_by_the_next_idle_one() {
     let h = Harness::new().await;
     let applier = h.applier().await;
     following_60_to_63(&h, &applier).await;
-    sqlx::query("UPDATE follow SET deleted_at = NOW(6) WHERE id = 103")
-        .execute(&h.db.pool)
-        .await
-        .unwrap();
+    unfollow_63(&h).await;
     // What the unfollow's batch wrote before its member died: the ZREM and
     // the owed refill (one MULTI/EXEC, per slot on a cluster).
     let keys = h.settings.redis.keys();
@@ -980,16 +983,13 @@ async fn a_late_older_follow_filling_an_unfollows_gap_does_not_stand_in_for_the_
     let applier = h.applier().await;
     following_60_to_63(&h, &applier).await;
     follow_of_59_older(&h).await;
-    sqlx::query("UPDATE follow SET deleted_at = NOW(6) WHERE id = 103")
-        .execute(&h.db.pool)
-        .await
-        .unwrap();
+    unfollow_63(&h).await;
     let batch = [
         Effect::RemoveEdge { from: 50, to: 63 },
         Effect::AddEdge {
             from: 50,
             to: 59,
-            at_us: 1_795_687_200_000_000 - 1_000_000,
+            at_us: AT_60_US - 1_000_000,
         },
     ];
     applier.apply(&batch, &Record::default()).await.unwrap();
@@ -1014,7 +1014,7 @@ async fn follow_of_59_older(h: &Harness) -> Vec<redis::Cmd> {
     .unwrap();
     let list = h.settings.redis.keys().following(50);
     vec![
-        redis::Cmd::zadd(&list, 59, 1_795_687_200_000_000i64 - 1_000_000),
+        redis::Cmd::zadd(&list, 59, AT_60_US - 1_000_000),
         redis::Cmd::zremrangebyrank(&list, 0, -4),
     ]
 }
